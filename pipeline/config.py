@@ -1,0 +1,197 @@
+"""Configuration: one dataclass per stage, loaded from ``webtext.toml``.
+
+Precedence: dataclass defaults < ``webtext.toml`` section < CLI flags. Unknown keys and
+wrong types are rejected with a message naming the section and key. The effective
+config of a stage is saved as ``<stage folder>/_config.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ConfigError
+
+
+@dataclass
+class ExecutorConfig:
+    executor: str = "local"        # only "local" (a process pool) for now
+    workers: int = 0               # 0 = one per CPU core
+
+    def __post_init__(self):
+        if self.executor != "local":
+            raise ConfigError(f"unknown executor '{self.executor}'", "Use executor = \"local\"")
+        if self.workers < 0:
+            raise ConfigError("workers must be >= 0", "Use 0 for one worker per core")
+
+
+@dataclass
+class HarvestConfig:
+    dumps: list[str] = field(default_factory=list)   # dump files or folders of RS_* files
+    min_score: int = 3             # keep URLs whose aggregated score is >= this
+    score_agg: str = "sum"         # "sum" (OpenWebText2) or "max" (WebText: any one submission)
+    allow_nsfw: bool = False
+    num_shards: int = 4            # urls/ output shards (partitioned by url hash)
+    blocklist: str = ""            # domain blocklist file; "" = data/blocklist_domains.txt
+
+    def __post_init__(self):
+        if self.score_agg not in ("sum", "max"):
+            raise ConfigError(f"score_agg must be 'sum' or 'max', not '{self.score_agg}'")
+        if self.num_shards < 1:
+            raise ConfigError("harvest.num_shards must be >= 1")
+
+
+@dataclass
+class FetchConfig:
+    concurrency: int = 64          # requests in flight, all hosts together
+    per_host: int = 2              # connections per host
+    timeout_s: float = 30.0        # total time for one request
+    connect_timeout_s: float = 10.0
+    max_bytes: int = 5 * 1024 * 1024
+    max_redirects: int = 5
+    retries: int = 2               # extra tries after 429/5xx/connection errors
+    backoff_s: float = 1.0         # first retry delay; doubles each try
+    user_agent: str = "webtext/0.1 (+https://github.com/webtext-project/webtext)"
+    proxy: str = ""                # forward proxy URL; "" = HTTP_PROXY from the environment, if any
+    allow_private: bool = False    # allow loopback/private targets (tests and demo only)
+
+
+@dataclass
+class ExtractConfig:
+    min_words: int = 100           # about 128 GPT-2 tokens, OpenWebText's cut
+    langs: list[str] = field(default_factory=lambda: ["en"])   # [] = keep every language
+    min_lang_score: float = 0.5
+    max_html_bytes: int = 5 * 1024 * 1024
+
+
+@dataclass
+class DedupConfig:
+    num_perm: int = 128
+    threshold: float = 0.8         # target Jaccard similarity
+    shingle_words: int = 5
+    seed: int = 1
+
+    def __post_init__(self):
+        if not 0 < self.threshold <= 1:
+            raise ConfigError("dedup.threshold must be in (0, 1]")
+
+
+@dataclass
+class DecontaminateConfig:
+    benchmarks: list[str] = field(default_factory=list)  # plain text, or .jsonl with a "text" field
+    ngram: int = 13
+    fp_rate: float = 1e-6
+    drop_wikipedia: bool = True
+
+    def __post_init__(self):
+        if self.ngram < 1:
+            raise ConfigError("decontaminate.ngram must be >= 1")
+
+
+@dataclass
+class ShardConfig:
+    val_fraction: float = 0.05     # the paper held out 5% of WebText
+    num_shards: int = 0            # 0 = one token shard pair per input shard
+
+    def __post_init__(self):
+        if not 0 <= self.val_fraction < 1:
+            raise ConfigError("shard.val_fraction must be in [0, 1)")
+
+
+@dataclass
+class TrainConfig:
+    model: str = "tiny"            # tiny | gpt2 | gpt2-medium | gpt2-large | gpt2-xl
+    steps: int = 200
+    batch_size: int = 8
+    block_size: int = 128          # context length used in training (<= model max)
+    lr: float = 1e-3
+    min_lr: float = 1e-4
+    warmup_steps: int = 20
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    eval_every: int = 50
+    eval_batches: int = 8
+    seed: int = 1337
+    device: str = "auto"           # auto | cpu | cuda
+    run_name: str = "default"
+
+    def __post_init__(self):
+        if self.steps < 1:
+            raise ConfigError("train.steps must be >= 1")
+
+
+@dataclass
+class Config:
+    run: ExecutorConfig = field(default_factory=ExecutorConfig)
+    harvest: HarvestConfig = field(default_factory=HarvestConfig)
+    fetch: FetchConfig = field(default_factory=FetchConfig)
+    extract: ExtractConfig = field(default_factory=ExtractConfig)
+    dedup: DedupConfig = field(default_factory=DedupConfig)
+    decontaminate: DecontaminateConfig = field(default_factory=DecontaminateConfig)
+    shard: ShardConfig = field(default_factory=ShardConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def _check_type(section: str, key: str, value, annotation):
+    """Return ``value`` converted to ``annotation`` or raise ConfigError."""
+    origin = typing.get_origin(annotation)
+    where = f"[{section}] {key}"
+    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if origin is list:
+        (item,) = typing.get_args(annotation)
+        if not isinstance(value, list) or not all(isinstance(v, item) for v in value):
+            raise ConfigError(f"{where} must be a list of {item.__name__}, got {value!r}")
+        return list(value)
+    if isinstance(annotation, type) and not isinstance(value, annotation) or (
+        annotation is int and isinstance(value, bool)
+    ):
+        raise ConfigError(f"{where} must be {annotation.__name__}, got {value!r}")
+    return value
+
+
+def _build(cls, section: str, values: dict):
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in values:
+        if key not in names:
+            raise ConfigError(
+                f"unknown key '{key}' in [{section}]", f"Valid keys: {', '.join(sorted(names))}"
+            )
+    kwargs = {k: _check_type(section, k, v, hints[k]) for k, v in values.items()}
+    return cls(**kwargs)
+
+
+def load_config(path: Path | None = None, overrides: dict[str, dict] | None = None) -> Config:
+    """Load ``path`` (if given) and apply ``overrides`` ({section: {key: value}}, None values skipped)."""
+    data: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.exists():
+            raise ConfigError(f"config file {path} not found", "Pass an existing --config file or omit it")
+        try:
+            data = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{path} is not valid TOML: {e}") from None
+    sections = {f.name: f.type for f in dataclasses.fields(Config)}
+    hints = typing.get_type_hints(Config)
+    for name in data:
+        if name not in sections:
+            raise ConfigError(f"unknown section [{name}] in {path}", f"Valid sections: {', '.join(sections)}")
+    for section, values in (overrides or {}).items():
+        data.setdefault(section, {})
+        data[section] = {**data[section], **{k: v for k, v in values.items() if v is not None}}
+    built = {}
+    for name in sections:
+        values = data.get(name, {})
+        if not isinstance(values, dict):
+            raise ConfigError(f"[{name}] must be a table")
+        built[name] = _build(hints[name], name, values)
+    return Config(**built)
+
+
+def to_dict(obj) -> dict:
+    return dataclasses.asdict(obj)

@@ -1,0 +1,232 @@
+"""Shard-at-a-time execution with completion records.
+
+A stage is a list of phases; a phase is a list of ``Task``s, each mapping input files to
+output files through a module-level function ``fn(task) -> Stats``. The function writes
+its outputs atomically (``pipeline.io.atomic_path``). When it returns, the executor
+records completion in ``<folder>/_done/<phase>-<task>.json``: the task's fingerprint
+(its parameters and the sha256 of its inputs), its stats and its outputs' sizes and
+digests. A rerun skips every task whose record matches, so after a crash only the
+unfinished shards run again, and they produce the same bytes.
+
+Executors: ``local`` runs tasks in a process pool (spawned workers), or inline when
+there is one worker or one task. A stage never knows which one runs it.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import hashlib
+import json
+import multiprocessing
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from .config import Config
+from .errors import WebtextError
+from .io import read_json, sha256_file, write_json
+from .state import State
+from .stats import Stats
+
+
+@dataclass
+class Task:
+    phase: str
+    name: str                              # unique within the phase, e.g. "00003"
+    fn: Callable[["Task"], Stats]          # module-level, so it pickles
+    inputs: list[Path]
+    outputs: list[Path]
+    params: dict = field(default_factory=dict)   # JSON-able; part of the fingerprint
+
+
+@dataclass
+class PhaseResult:
+    stats: Stats
+    ran: int
+    skipped: int
+
+
+class Context:
+    """What a stage needs to run: work directory, config, state and an executor."""
+
+    def __init__(self, workdir: Path, cfg: Config, console: Console | None = None):
+        self.workdir = Path(workdir)
+        self.cfg = cfg
+        self.console = console or Console(stderr=True)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.state = State(self.workdir)
+        workers = cfg.run.workers or os.cpu_count() or 1
+        self.workers = max(1, workers)
+        self.run_id: int | None = None
+
+    def dir(self, name: str) -> Path:
+        return self.workdir / name
+
+    def log(self, msg: str) -> None:
+        self.console.print(msg, highlight=False)
+
+    def close(self) -> None:
+        self.state.close()
+
+
+def _fingerprint(ctx: Context, task: Task) -> str:
+    inputs = [(p.name, ctx.state.digest(p)) for p in task.inputs]
+    blob = json.dumps(
+        {"phase": task.phase, "name": task.name, "params": task.params, "inputs": inputs},
+        sort_keys=True, default=str,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _record_path(folder: Path, task: Task) -> Path:
+    return folder / "_done" / f"{task.phase}-{task.name}.json"
+
+
+def _is_done(path: Path, fingerprint: str, task: Task) -> dict | None:
+    if not path.exists():
+        return None
+    try:
+        rec = read_json(path)
+    except (OSError, ValueError):
+        return None
+    if rec.get("fingerprint") != fingerprint:
+        return None
+    for p in task.outputs:
+        info = rec.get("outputs", {}).get(p.name)
+        if info is None or not p.exists() or p.stat().st_size != info["size"]:
+            return None
+    return rec
+
+
+def _execute(task: Task) -> tuple[dict, dict]:
+    """Run one task (in a worker) and describe its outputs."""
+    stats = task.fn(task)
+    outputs = {}
+    for p in task.outputs:
+        if not p.exists():
+            raise RuntimeError(f"task {task.phase}/{task.name} did not write {p.name}")
+        outputs[p.name] = {"size": p.stat().st_size, "sha256": sha256_file(p)}
+    return stats.to_dict(), outputs
+
+
+def run_phase(ctx: Context, folder: Path, phase: str, tasks: list[Task]) -> PhaseResult:
+    """Run the tasks of one phase that are not done yet; return merged stats of all tasks."""
+    folder.mkdir(parents=True, exist_ok=True)
+    total = Stats()
+    todo: list[tuple[Task, Path, str]] = []
+    skipped = 0
+    for task in tasks:
+        rec_path = _record_path(folder, task)
+        fp = _fingerprint(ctx, task)
+        rec = _is_done(rec_path, fp, task)
+        if rec is not None:
+            total.merge(Stats.from_dict(rec["stats"]))
+            skipped += 1
+        else:
+            todo.append((task, rec_path, fp))
+    if not todo:
+        if tasks:
+            ctx.log(f"  {phase}: {len(tasks)} shard(s) already done, skipped")
+        return PhaseResult(total, 0, skipped)
+
+    def finished(task: Task, rec_path: Path, fp: str, result: tuple[dict, dict]) -> None:
+        stats, outputs = result
+        for p in task.outputs:
+            ctx.state.remember_digest(p, outputs[p.name]["sha256"])
+        write_json(rec_path, {"fingerprint": fp, "stats": stats, "outputs": outputs, "finished": time.time()})
+        total.merge(Stats.from_dict(stats))
+
+    workers = min(ctx.workers, len(todo))
+    label = f"  {phase}" + (f" ({skipped} already done)" if skipped else "")
+    with _progress(ctx, label, len(todo)) as advance:
+        if workers <= 1:
+            for task, rec_path, fp in todo:
+                finished(task, rec_path, fp, _run_guarded(task))
+                advance()
+        else:
+            mp = multiprocessing.get_context("spawn")
+            with cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp) as pool:
+                futures = {pool.submit(_execute, t): (t, r, f) for t, r, f in todo}
+                try:
+                    for fut in cf.as_completed(futures):
+                        task, rec_path, fp = futures[fut]
+                        finished(task, rec_path, fp, _result_guarded(fut, task))
+                        advance()
+                except BaseException:
+                    for f in futures:
+                        f.cancel()
+                    raise
+    return PhaseResult(total, len(todo), skipped)
+
+
+def _run_guarded(task: Task) -> tuple[dict, dict]:
+    try:
+        return _execute(task)
+    except WebtextError:
+        raise
+    except Exception as e:  # a crash of one shard becomes a clear, resumable error
+        raise WebtextError(
+            f"{task.phase} failed on shard {task.name}: {type(e).__name__}: {e}",
+            "Finished shards are kept; fix the cause and rerun to resume",
+        ) from e
+
+
+def _result_guarded(fut: cf.Future, task: Task) -> tuple[dict, dict]:
+    try:
+        return fut.result()
+    except WebtextError:
+        raise
+    except Exception as e:
+        raise WebtextError(
+            f"{task.phase} failed on shard {task.name}: {type(e).__name__}: {e}",
+            "Finished shards are kept; fix the cause and rerun to resume",
+        ) from e
+
+
+class _progress:
+    """A rich progress bar on a terminal; periodic plain lines otherwise (cron, CI)."""
+
+    def __init__(self, ctx: Context, label: str, total: int):
+        self.ctx, self.label, self.total, self.done = ctx, label, total, 0
+        self.bar = None
+        self.last = 0.0
+
+    def __enter__(self):
+        if self.ctx.console.is_terminal:
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                TimeElapsedColumn(), console=self.ctx.console, transient=True)
+            self.bar.start()
+            self.bar_task = self.bar.add_task(self.label, total=self.total)
+        return self.advance
+
+    def advance(self) -> None:
+        self.done += 1
+        if self.bar is not None:
+            self.bar.advance(self.bar_task)
+        elif time.monotonic() - self.last > 10 or self.done == self.total:
+            self.last = time.monotonic()
+            print(f"{self.label.strip()}: {self.done}/{self.total} shards", file=sys.stderr, flush=True)
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.stop()
+        if exc[0] is None:
+            self.ctx.log(f"{self.label}: {self.done} shard(s) done")
+        return False
+
+
+def finish_stage(ctx: Context, stage: str, folder: Path, stats: Stats, config: dict,
+                 ran: int, skipped: int, started: float) -> dict:
+    """Write ``_stats.json`` and ``_config.json`` beside a stage's output and log it in state."""
+    out = {"stage": stage, **stats.to_dict(), "tasks_run": ran, "tasks_skipped": skipped}
+    write_json(folder / "_stats.json", out)
+    write_json(folder / "_config.json", {stage: config, "run": {"executor": ctx.cfg.run.executor}})
+    if ctx.run_id is not None:
+        ctx.state.record_stage(ctx.run_id, stage, started, ran, skipped, out)
+    return out

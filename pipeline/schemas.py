@@ -1,0 +1,109 @@
+"""One pyarrow schema per work-directory folder: the contracts between stages.
+
+Every file carries ``webtext.schema`` (the folder's name) and ``webtext.schema_version``
+in its Arrow metadata, so a reader can tell what it holds. Change a schema only with a
+version bump. The README's "Folders and schemas" section documents these fields.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+SCHEMA_VERSION = "1"
+
+
+def _schema(name: str, fields: list[pa.Field]) -> pa.Schema:
+    meta = {"webtext.schema": name, "webtext.schema_version": SCHEMA_VERSION}
+    return pa.schema(fields, metadata=meta)
+
+
+# urls/: one row per normalized URL, aggregated over every submission that linked it.
+URLS = _schema("urls", [
+    pa.field("url_id", pa.string(), nullable=False),        # xxh3_64 hex of the normalized url
+    pa.field("url", pa.string(), nullable=False),           # normalized url
+    pa.field("domain", pa.string(), nullable=False),        # host, lowercase, no port
+    pa.field("score", pa.int64(), nullable=False),          # aggregated karma (sum or max)
+    pa.field("num_submissions", pa.int32(), nullable=False),
+    pa.field("first_seen", pa.int64(), nullable=False),     # earliest created_utc, unix s
+    pa.field("last_seen", pa.int64(), nullable=False),      # latest created_utc, unix s
+    pa.field("subreddits", pa.list_(pa.string()), nullable=False),
+    pa.field("submission_ids", pa.list_(pa.string()), nullable=False),
+    pa.field("title", pa.string()),                         # title of the earliest submission
+])
+
+# urls/_parts/: one row per kept submission (harvest's map output, before aggregation).
+SUBMISSIONS = _schema("submissions", [
+    pa.field("url", pa.string(), nullable=False),
+    pa.field("domain", pa.string(), nullable=False),
+    pa.field("score", pa.int64(), nullable=False),
+    pa.field("created_utc", pa.int64(), nullable=False),
+    pa.field("subreddit", pa.string(), nullable=False),
+    pa.field("id", pa.string(), nullable=False),
+    pa.field("title", pa.string()),
+])
+
+# warc/fetchlog-*.parquet: one row per URL the crawler tried.
+FETCHLOG = _schema("fetchlog", [
+    pa.field("url_id", pa.string(), nullable=False),
+    pa.field("url", pa.string(), nullable=False),
+    pa.field("final_url", pa.string()),                     # after redirects
+    pa.field("status", pa.int32()),                         # last HTTP status, null if none
+    pa.field("error", pa.string()),                         # drop reason, null when archived
+    pa.field("bytes", pa.int64(), nullable=False),          # decoded body bytes
+    pa.field("content_type", pa.string()),
+    pa.field("elapsed_ms", pa.int32(), nullable=False),
+    pa.field("tries", pa.int32(), nullable=False),
+    pa.field("warc_file", pa.string()),                     # file name inside warc/
+    pa.field("warc_offset", pa.int64()),                    # offset of the response record
+])
+
+# docs/, dedup/, clean/: Document rows. Later stages keep the schema and drop rows.
+_DOC_FIELDS = [
+    pa.field("doc_id", pa.string(), nullable=False),        # = url_id of the source URL
+    pa.field("url", pa.string(), nullable=False),
+    pa.field("final_url", pa.string(), nullable=False),
+    pa.field("domain", pa.string(), nullable=False),        # host of final_url
+    pa.field("title", pa.string()),
+    pa.field("text", pa.string(), nullable=False),          # main text, paragraphs split by \n
+    pa.field("lang", pa.string()),                          # ISO 639-1, null if unknown
+    pa.field("lang_score", pa.float32()),
+    pa.field("num_words", pa.int32(), nullable=False),
+    pa.field("extractor", pa.string(), nullable=False),     # e.g. "trafilatura"
+    pa.field("karma", pa.int64(), nullable=False),          # aggregated Reddit score
+    pa.field("num_submissions", pa.int32(), nullable=False),
+    pa.field("first_seen", pa.int64(), nullable=False),
+    pa.field("subreddits", pa.list_(pa.string()), nullable=False),
+]
+DOCS = _schema("docs", _DOC_FIELDS)
+DEDUP = _schema("dedup", _DOC_FIELDS)
+CLEAN = _schema("clean", _DOC_FIELDS)
+
+# dedup/_signatures/: MinHash signature and exact-text hash per document.
+SIGNATURES = _schema("signatures", [
+    pa.field("doc_id", pa.string(), nullable=False),
+    pa.field("karma", pa.int64(), nullable=False),
+    pa.field("first_seen", pa.int64(), nullable=False),
+    pa.field("text_hash", pa.string(), nullable=False),     # xxh128 hex of normalized text
+    pa.field("minhash", pa.list_(pa.uint32()), nullable=False),
+])
+
+# dedup/_clusters.parquet: every document that has a duplicate, with its cluster.
+CLUSTERS = _schema("clusters", [
+    pa.field("doc_id", pa.string(), nullable=False),
+    pa.field("cluster_id", pa.string(), nullable=False),    # doc_id of the kept document
+    pa.field("kept", pa.bool_(), nullable=False),
+    pa.field("reason", pa.string()),                        # exact_duplicate | near_duplicate | null if kept
+])
+
+# tokens/{train,val}-*.arrow: Arrow IPC, uncompressed, memory-mappable.
+# Each document's tokens end with one <|endoftext|> (50256): EOT *after* every document.
+TOKENS = _schema("tokens", [
+    pa.field("doc_id", pa.string(), nullable=False),
+    pa.field("tokens", pa.list_(pa.uint16()), nullable=False),
+])
+
+BY_FOLDER = {"urls": URLS, "docs": DOCS, "dedup": DEDUP, "clean": CLEAN, "tokens": TOKENS}
+
+
+def empty_table(schema: pa.Schema) -> pa.Table:
+    return schema.empty_table()

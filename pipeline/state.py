@@ -1,0 +1,107 @@
+"""The SQLite state database (``<workdir>/state.sqlite``).
+
+Holds run history, per-stage results, harvested dumps (the harvest watermark) and a
+cache of input-file digests used for completion fingerprints. Only the driver process
+touches it; workers never do.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+
+from .io import sha256_file
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    command TEXT NOT NULL,
+    started REAL NOT NULL,
+    finished REAL,
+    status TEXT NOT NULL DEFAULT 'running'
+);
+CREATE TABLE IF NOT EXISTS stage_runs (
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    stage TEXT NOT NULL,
+    started REAL NOT NULL,
+    finished REAL,
+    tasks_run INTEGER,
+    tasks_skipped INTEGER,
+    stats TEXT
+);
+CREATE TABLE IF NOT EXISTS dumps (
+    name TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    harvested REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS file_digests (
+    path TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    sha256 TEXT NOT NULL
+);
+"""
+
+
+class State:
+    def __init__(self, workdir: Path):
+        self.path = Path(workdir) / "state.sqlite"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- runs ---------------------------------------------------------------
+    def start_run(self, command: str) -> int:
+        cur = self.db.execute("INSERT INTO runs(command, started) VALUES (?, ?)", (command, time.time()))
+        return int(cur.lastrowid)
+
+    def finish_run(self, run_id: int, status: str) -> None:
+        self.db.execute("UPDATE runs SET finished=?, status=? WHERE id=?", (time.time(), status, run_id))
+
+    def record_stage(self, run_id: int, stage: str, started: float, ran: int, skipped: int, stats: dict) -> None:
+        self.db.execute(
+            "INSERT INTO stage_runs VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (run_id, stage, started, time.time(), ran, skipped, json.dumps(stats, sort_keys=True)),
+        )
+
+    def runs(self) -> list[tuple]:
+        return self.db.execute("SELECT id, command, started, finished, status FROM runs ORDER BY id").fetchall()
+
+    # -- harvest watermark --------------------------------------------------
+    def record_dump(self, name: str, size: int, sha256: str) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO dumps VALUES (?, ?, ?, ?)", (name, size, sha256, time.time())
+        )
+
+    def dumps(self) -> dict[str, str]:
+        return dict(self.db.execute("SELECT name, sha256 FROM dumps").fetchall())
+
+    # -- digests ------------------------------------------------------------
+    def digest(self, path: Path) -> str:
+        """sha256 of a file, cached by (path, size, mtime)."""
+        path = Path(path).resolve()
+        st = path.stat()
+        row = self.db.execute(
+            "SELECT sha256 FROM file_digests WHERE path=? AND size=? AND mtime_ns=?",
+            (str(path), st.st_size, st.st_mtime_ns),
+        ).fetchone()
+        if row:
+            return row[0]
+        digest = sha256_file(path)
+        self.remember_digest(path, digest)
+        return digest
+
+    def remember_digest(self, path: Path, sha256: str) -> None:
+        path = Path(path).resolve()
+        st = path.stat()
+        self.db.execute(
+            "INSERT OR REPLACE INTO file_digests VALUES (?, ?, ?, ?)",
+            (str(path), st.st_size, st.st_mtime_ns, sha256),
+        )
