@@ -165,7 +165,7 @@ def build_demo_web(out_dir: Path, n_articles: int = 200, seed: int = 0) -> DemoW
     for n, src in enumerate(articles[1:n_articles // 10:2]):
         republish("exact_dup", src, n, 0)
     for n, src in enumerate(articles[2:n_articles // 5:3]):
-        republish("near_dup", src, n, 4)     # ~160 words, 4 changed: Jaccard of 5-grams ~0.85
+        republish("near_dup", src, n, 2)     # ~160 words, 2 changed: Jaccard of word 5-grams ~0.88
     for n in range(6):
         ps = wiki_paras[n * 3:(n + 1) * 3]
         url = f"http://en.wikipedia.org/wiki/Demo_article_{n}"   # http: the demo proxy has no CONNECT

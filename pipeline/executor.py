@@ -42,7 +42,8 @@ class Task:
     fn: Callable[["Task"], Stats]          # module-level, so it pickles
     inputs: list[Path]
     outputs: list[Path]
-    params: dict = field(default_factory=dict)   # JSON-able; part of the fingerprint
+    params: dict = field(default_factory=dict)   # JSON-able; decides the output: part of the fingerprint
+    options: dict = field(default_factory=dict)  # how to run (proxy, timeouts): not fingerprinted
 
 
 @dataclass

@@ -281,7 +281,7 @@ async def _crawl(rows: list[dict], cfg: FetchConfig, sink: _WarcSink, warc_name:
 def fetch_shard(task: Task) -> Stats:
     (src,) = task.inputs
     warc_path, log_path = task.outputs
-    cfg = FetchConfig(**task.params["fetch"])
+    cfg = FetchConfig(**task.options["fetch"])
     rows = interleave_by_host(pq.read_table(src).to_pylist())
     stats = Stats(records_in=len(rows))
     with atomic_path(warc_path) as tmp:
@@ -307,6 +307,6 @@ def run(ctx: Context) -> dict:
         shard = src.stem.split("-")[-1]
         tasks.append(Task("fetch", shard, fetch_shard, [src],
                           [out / f"warc-{shard}.warc.gz", out / f"fetchlog-{shard}.parquet"],
-                          {"fetch": to_dict(cfg)}))
+                          options={"fetch": to_dict(cfg)}))
     res = run_phase(ctx, out, "fetch", tasks)
     return finish_stage(ctx, "fetch", out, res.stats, to_dict(cfg), res.ran, res.skipped, started)

