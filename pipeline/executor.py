@@ -196,7 +196,7 @@ class _progress:
     def __init__(self, ctx: Context, label: str, total: int):
         self.ctx, self.label, self.total, self.done = ctx, label, total, 0
         self.bar = None
-        self.last = 0.0
+        self.last = time.monotonic()
 
     def __enter__(self):
         if self.ctx.console.is_terminal:
@@ -210,7 +210,7 @@ class _progress:
         self.done += 1
         if self.bar is not None:
             self.bar.advance(self.bar_task)
-        elif time.monotonic() - self.last > 10 or self.done == self.total:
+        elif time.monotonic() - self.last > 10 and self.done < self.total:   # plain lines under cron/CI
             self.last = time.monotonic()
             print(f"{self.label.strip()}: {self.done}/{self.total} shards", file=sys.stderr, flush=True)
 

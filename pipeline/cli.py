@@ -1,0 +1,232 @@
+"""The ``webtext`` command line: thin Typer commands over the library.
+
+    webtext [--workdir DIR] [--config webtext.toml] [--workers N] COMMAND [OPTIONS]
+
+Each command gathers its flags into config overrides and calls the stage. Errors the
+user can fix print one line (``error: ...``) and exit 2; Ctrl-C exits 130; an
+unexpected failure prints one line (set WEBTEXT_DEBUG=1 for the traceback) and exits 1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from .config import load_config
+from .errors import WebtextError
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
+                  help="Build a WebText-style corpus from Reddit links and train GPT-2 on it.")
+console = Console(stderr=True)
+
+
+class _Global:
+    workdir: Path = Path("work")
+    config: Optional[Path] = None
+    workers: Optional[int] = None
+
+
+G = _Global()
+
+
+@app.callback()
+def main_options(
+    workdir: Annotated[Path, typer.Option(help="Work directory holding every stage's folder and state.sqlite.",
+                                          envvar="WEBTEXT_WORKDIR")] = Path("work"),
+    config: Annotated[Optional[Path], typer.Option(help="TOML config file (one [section] per stage).",
+                                                   envvar="WEBTEXT_CONFIG")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Worker processes; 0 = one per core.")] = None,
+):
+    G.workdir, G.config, G.workers = workdir, config, workers
+
+
+def _context(**sections):
+    from .executor import Context
+
+    cfg = load_config(G.config, {"run": {"workers": G.workers}, **sections})
+    return Context(G.workdir, cfg, console)
+
+
+def _one(stage: str, **sections) -> None:
+    from .run import run_stage
+
+    ctx = _context(**sections)
+    ctx.run_id = ctx.state.start_run(stage)
+    try:
+        result = run_stage(ctx, stage)
+        ctx.state.finish_run(ctx.run_id, "ok")
+    except BaseException:
+        ctx.state.finish_run(ctx.run_id, "failed")
+        raise
+    finally:
+        ctx.close()
+    shown = {k: v for k, v in result.items() if not k.startswith("_")}
+    console.print_json(json.dumps(shown))
+
+
+Dumps = Annotated[Optional[list[Path]], typer.Option("--dumps", help="Pushshift RS_* dump file or folder (repeatable).")]
+Proxy = Annotated[Optional[str], typer.Option(help="Forward proxy URL for fetching (default: HTTP_PROXY).")]
+Bench = Annotated[Optional[list[Path]], typer.Option("--benchmark", help="Benchmark file: .jsonl with a 'text' field, or plain text (repeatable).")]
+
+
+@app.command()
+def harvest(
+    dumps: Dumps = None,
+    min_score: Annotated[Optional[int], typer.Option(help="Keep URLs whose aggregated karma is at least this (default 3).")] = None,
+    score_agg: Annotated[Optional[str], typer.Option(help="Aggregate karma over a URL's submissions: sum or max.")] = None,
+    allow_nsfw: Annotated[Optional[bool], typer.Option("--allow-nsfw", help="Keep NSFW submissions.")] = None,
+    num_shards: Annotated[Optional[int], typer.Option(help="Number of urls/ output shards.")] = None,
+):
+    """Reddit submission dumps -> urls/ (normalized URLs with karma >= min-score)."""
+    _one("harvest", harvest={"dumps": [str(d) for d in dumps] if dumps else None, "min_score": min_score,
+                             "score_agg": score_agg, "allow_nsfw": allow_nsfw, "num_shards": num_shards})
+
+
+@app.command()
+def fetch(
+    proxy: Proxy = None,
+    concurrency: Annotated[Optional[int], typer.Option(help="Requests in flight across all hosts.")] = None,
+    per_host: Annotated[Optional[int], typer.Option(help="Connections per host.")] = None,
+    timeout: Annotated[Optional[float], typer.Option(help="Total seconds per request.")] = None,
+    retries: Annotated[Optional[int], typer.Option(help="Retries after 429, 5xx or connection errors.")] = None,
+    user_agent: Annotated[Optional[str], typer.Option(help="User-Agent header (include a contact URL).")] = None,
+    allow_private: Annotated[Optional[bool], typer.Option("--allow-private", help="Allow loopback/private targets (tests only).")] = None,
+):
+    """urls/ -> warc/ (WARC/1.1 archives and a fetch log)."""
+    _one("fetch", fetch={"proxy": proxy, "concurrency": concurrency, "per_host": per_host, "timeout_s": timeout,
+                         "retries": retries, "user_agent": user_agent, "allow_private": allow_private})
+
+
+@app.command()
+def extract(
+    min_words: Annotated[Optional[int], typer.Option(help="Drop documents shorter than this many words.")] = None,
+    lang: Annotated[Optional[list[str]], typer.Option(help="Language to keep, ISO 639-1 (repeatable; default en).")] = None,
+):
+    """warc/ -> docs/ (main text with trafilatura, language ID, length filter)."""
+    _one("extract", extract={"min_words": min_words, "langs": lang})
+
+
+@app.command()
+def dedup(
+    threshold: Annotated[Optional[float], typer.Option(help="Jaccard similarity at which documents are near-duplicates.")] = None,
+    num_perm: Annotated[Optional[int], typer.Option(help="MinHash permutations.")] = None,
+):
+    """docs/ -> dedup/ (exact and MinHash near-duplicates removed)."""
+    _one("dedup", dedup={"threshold": threshold, "num_perm": num_perm})
+
+
+@app.command()
+def decontaminate(
+    benchmark: Bench = None,
+    ngram: Annotated[Optional[int], typer.Option(help="Word n-gram size for overlap (default 13).")] = None,
+    keep_wikipedia: Annotated[Optional[bool], typer.Option("--keep-wikipedia", help="Do not drop wikipedia.org pages.")] = None,
+):
+    """dedup/ -> clean/ (Wikipedia pages and benchmark overlap removed)."""
+    _one("decontaminate", decontaminate={"benchmarks": [str(b) for b in benchmark] if benchmark else None,
+                                         "ngram": ngram, "drop_wikipedia": None if keep_wikipedia is None else not keep_wikipedia})
+
+
+@app.command()
+def shard(
+    val_fraction: Annotated[Optional[float], typer.Option(help="Share of documents held out for validation.")] = None,
+):
+    """clean/ -> tokens/ (GPT-2 BPE Arrow shards, train/val, manifest.json)."""
+    _one("shard", shard={"val_fraction": val_fraction})
+
+
+def _train_opts(model, steps, batch_size, block_size, lr, device, run_name) -> dict:
+    return {"model": model, "steps": steps, "batch_size": batch_size, "block_size": block_size,
+            "lr": lr, "device": device, "run_name": run_name}
+
+
+@app.command()
+def train(
+    model: Annotated[Optional[str], typer.Option(help="tiny | gpt2 | gpt2-medium | gpt2-large | gpt2-xl.")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="Optimizer steps.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Sequences per step.")] = None,
+    block_size: Annotated[Optional[int], typer.Option(help="Tokens per sequence.")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Peak learning rate.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto | cpu | cuda.")] = None,
+    run_name: Annotated[Optional[str], typer.Option(help="Folder under runs/; rerunning resumes it.")] = None,
+):
+    """tokens/ -> runs/<run-name>/ (GPT-2 trained for N steps; checkpoint and metrics)."""
+    _one("train", train=_train_opts(model, steps, batch_size, block_size, lr, device, run_name))
+
+
+@app.command()
+def run(
+    dumps: Dumps = None,
+    proxy: Proxy = None,
+    benchmark: Bench = None,
+    steps: Annotated[Optional[int], typer.Option(help="Training steps.")] = None,
+    skip_train: Annotated[bool, typer.Option("--skip-train", help="Stop after shard.")] = False,
+):
+    """Every stage in order: harvest, fetch, extract, dedup, decontaminate, shard, train."""
+    from .funnel import collect, render
+    from .run import ORDER, run_all
+
+    ctx = _context(harvest={"dumps": [str(d) for d in dumps] if dumps else None}, fetch={"proxy": proxy},
+                   decontaminate={"benchmarks": [str(b) for b in benchmark] if benchmark else None},
+                   train={"steps": steps})
+    try:
+        run_all(ctx, [s for s in ORDER if not (skip_train and s == "train")])
+    finally:
+        ctx.close()
+    render(collect(G.workdir), Console())
+
+
+@app.command()
+def demo(
+    articles: Annotated[int, typer.Option(help="Articles in the generated demo web.")] = 200,
+    steps: Annotated[int, typer.Option(help="Training steps for the tiny model.")] = 150,
+):
+    """Generate an offline demo web, serve it on a loopback proxy, run every stage, print the funnel."""
+    from .demo import run_demo
+
+    run_demo(G.workdir, G.config, articles=articles, steps=steps, workers=G.workers, console=console)
+
+
+@app.command()
+def report(
+    as_json: Annotated[bool, typer.Option("--json", help="Write reports/funnel.json and print it as JSON.")] = False,
+):
+    """Print the funnel of the work directory: records in and out of each stage, by drop reason."""
+    from .errors import MissingInputError
+    from .funnel import collect, render
+    from .io import write_json
+
+    funnel = collect(G.workdir)
+    if not funnel["stages"]:
+        raise MissingInputError(f"no stage output in {G.workdir}", "Run `webtext run` or `webtext demo` first")
+    if as_json:
+        write_json(G.workdir / "reports" / "funnel.json", funnel)
+        print(json.dumps(funnel, indent=2))
+    else:
+        render(funnel, Console())
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=True)
+    except WebtextError as e:
+        console.print(f"[red]error:[/red] {e.message}", highlight=False)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        console.print("interrupted; finished shards are kept and a rerun resumes")
+        sys.exit(130)
+    except Exception as e:  # noqa: BLE001 -- one line, not a traceback, unless debugging
+        if os.environ.get("WEBTEXT_DEBUG"):
+            raise
+        console.print(f"[red]internal error:[/red] {type(e).__name__}: {e} (set WEBTEXT_DEBUG=1 for a traceback)",
+                      highlight=False)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

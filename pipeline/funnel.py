@@ -1,0 +1,58 @@
+"""The funnel: records into and out of every stage, with drop reasons.
+
+Reads each stage's ``_stats.json`` and the training runs' ``summary.json`` from a work
+directory. ``webtext report`` and ``webtext demo`` print it; ``report --json`` writes it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+# (stage, folder, unit of its records)
+STAGE_FOLDERS = [
+    ("harvest", "urls", "submissions -> urls"),
+    ("fetch", "warc", "urls -> pages"),
+    ("extract", "docs", "pages -> docs"),
+    ("dedup", "dedup", "docs"),
+    ("decontaminate", "clean", "docs"),
+    ("shard", "tokens", "docs"),
+]
+
+
+def collect(workdir: Path) -> dict:
+    workdir = Path(workdir)
+    stages = []
+    for stage, folder, unit in STAGE_FOLDERS:
+        p = workdir / folder / "_stats.json"
+        if p.exists():
+            stages.append({**json.loads(p.read_text()), "unit": unit})
+    runs = {}
+    for p in sorted((workdir / "runs").glob("*/summary.json")):
+        runs[p.parent.name] = json.loads(p.read_text())
+    tokens = {}
+    manifest = workdir / "tokens" / "manifest.json"
+    if manifest.exists():
+        tokens = json.loads(manifest.read_text()).get("totals", {})
+    return {"stages": stages, "tokens": tokens, "runs": runs}
+
+
+def render(funnel: dict, console: Console) -> None:
+    table = Table(title="webtext funnel", show_lines=False)
+    for col in ("stage", "unit", "in", "out", "dropped (reason: count)"):
+        table.add_column(col, justify="right" if col in ("in", "out") else "left")
+    for s in funnel["stages"]:
+        drops = ", ".join(f"{k}: {v}" for k, v in sorted(s["dropped"].items(), key=lambda kv: -kv[1]))
+        table.add_row(s["stage"], s["unit"], f"{s['in']:,}", f"{s['out']:,}", drops or "-")
+    console.print(table)
+    if funnel["tokens"]:
+        t = funnel["tokens"]
+        console.print(f"tokens written: train {t['train']['tokens']:,} ({t['train']['docs']} docs), "
+                      f"val {t['val']['tokens']:,} ({t['val']['docs']} docs)")
+    for name, r in funnel["runs"].items():
+        val = f"{r['final_val_loss']:.3f}" if r.get("final_val_loss") is not None else "n/a"
+        console.print(f"model '{name}' ({r['model']}, {r['steps']} steps on {r['device']}): "
+                      f"final train loss {r['final_train_loss']:.3f}, val loss {val}")

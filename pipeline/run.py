@@ -1,0 +1,50 @@
+"""Run stages in order (``webtext run``) and the train stage's adapter.
+
+``run_all`` runs harvest -> fetch -> extract -> dedup -> decontaminate -> shard -> train,
+each skipping its finished shards, and says so when nothing needed doing.
+"""
+
+from __future__ import annotations
+
+import time
+
+from .executor import Context
+
+ORDER = ["harvest", "fetch", "extract", "dedup", "decontaminate", "shard", "train"]
+
+
+def run_stage(ctx: Context, name: str) -> dict:
+    """Run one stage by name; returns its stats (for train: the run summary)."""
+    if name == "train":
+        from model.train import train
+
+        started = time.time()
+        ctx.log("[bold]train[/bold]")
+        summary = train(ctx.dir("tokens"), ctx.dir("runs"), ctx.cfg.train, log=ctx.log)
+        ran = summary["_trained"]
+        if ctx.run_id is not None:
+            ctx.state.record_stage(ctx.run_id, "train", started, int(ran), int(not ran), summary)
+        return summary
+    import importlib
+
+    module = importlib.import_module(f"stages.{name}")
+    ctx.log(f"[bold]{name}[/bold]")
+    return module.run(ctx)
+
+
+def run_all(ctx: Context, stages: list[str] | None = None) -> list[dict]:
+    stages = stages or ORDER
+    ctx.run_id = ctx.state.start_run("run " + " ".join(stages))
+    results = []
+    status = "failed"
+    try:
+        for name in stages:
+            results.append(run_stage(ctx, name))
+        status = "ok"
+    finally:
+        ctx.state.finish_run(ctx.run_id, status)
+    work = sum(r.get("tasks_run", 0) for r in results if "tasks_run" in r)
+    trained = any(r.get("_trained") for r in results)
+    if work == 0 and not trained:
+        ctx.log("Nothing to do: every stage is up to date (all shards already done).")
+    return results
