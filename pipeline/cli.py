@@ -17,6 +17,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from .config import load_config
 from .errors import WebtextError
@@ -165,17 +166,20 @@ def run(
     proxy: Proxy = None,
     benchmark: Bench = None,
     steps: Annotated[Optional[int], typer.Option(help="Training steps.")] = None,
+    stages: Annotated[Optional[str], typer.Option(help="Comma-separated subset of stages to run, in pipeline order.")] = None,
     skip_train: Annotated[bool, typer.Option("--skip-train", help="Stop after shard.")] = False,
 ):
     """Every stage in order: harvest, fetch, extract, dedup, decontaminate, shard, train."""
     from .funnel import collect, render
-    from .run import ORDER, run_all
+    from .run import ORDER, parse_stages, run_all
+
+    chosen = parse_stages(stages) if stages else ORDER
 
     ctx = _context(harvest={"dumps": [str(d) for d in dumps] if dumps else None}, fetch={"proxy": proxy},
                    decontaminate={"benchmarks": [str(b) for b in benchmark] if benchmark else None},
                    train={"steps": steps})
     try:
-        run_all(ctx, [s for s in ORDER if not (skip_train and s == "train")])
+        run_all(ctx, [s for s in chosen if not (skip_train and s == "train")])
     finally:
         ctx.close()
     render(collect(G.workdir), Console())
@@ -185,11 +189,14 @@ def run(
 def demo(
     articles: Annotated[int, typer.Option(help="Articles in the generated demo web.")] = 200,
     steps: Annotated[int, typer.Option(help="Training steps for the tiny model.")] = 150,
+    until: Annotated[str, typer.Option(help="Last stage to run (earlier finished stages are skipped).")] = "train",
 ):
     """Generate an offline demo web, serve it on a loopback proxy, run every stage, print the funnel."""
     from .demo import run_demo
+    from .run import parse_stages
 
-    run_demo(G.workdir, G.config, articles=articles, steps=steps, workers=G.workers, console=console)
+    (last,) = parse_stages(until)
+    run_demo(G.workdir, G.config, articles=articles, steps=steps, workers=G.workers, console=console, until=last)
 
 
 @app.command()
@@ -215,7 +222,7 @@ def main() -> None:
     try:
         app(standalone_mode=True)
     except WebtextError as e:
-        console.print(f"[red]error:[/red] {e.message}", highlight=False)
+        console.print(f"[red]error:[/red] {escape(e.message)}", highlight=False, soft_wrap=True)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         console.print("interrupted; finished shards are kept and a rerun resumes")
@@ -223,8 +230,8 @@ def main() -> None:
     except Exception as e:  # noqa: BLE001 -- one line, not a traceback, unless debugging
         if os.environ.get("WEBTEXT_DEBUG"):
             raise
-        console.print(f"[red]internal error:[/red] {type(e).__name__}: {e} (set WEBTEXT_DEBUG=1 for a traceback)",
-                      highlight=False)
+        console.print(f"[red]internal error:[/red] {escape(f'{type(e).__name__}: {e}')} "
+                      "(set WEBTEXT_DEBUG=1 for a traceback)", highlight=False, soft_wrap=True)
         sys.exit(1)
 
 

@@ -15,7 +15,7 @@ from .config import load_config
 from .demoweb import DemoProxy, build_demo_web
 from .executor import Context
 from .funnel import collect, render
-from .run import run_all
+from .run import ORDER, run_all
 
 
 def demo_overrides(web, proxy_url: str, steps: int, workers: int | None) -> dict:
@@ -31,7 +31,7 @@ def demo_overrides(web, proxy_url: str, steps: int, workers: int | None) -> dict
 
 
 def run_demo(workdir: Path, config: Path | None, articles: int = 200, steps: int = 150,
-             workers: int | None = None, console: Console | None = None) -> dict:
+             workers: int | None = None, console: Console | None = None, until: str = "train") -> dict:
     console = console or Console(stderr=True)
     workdir = Path(workdir)
     web = build_demo_web(workdir / "demo_input", n_articles=articles)
@@ -41,7 +41,7 @@ def run_demo(workdir: Path, config: Path | None, articles: int = 200, steps: int
         cfg = load_config(config, demo_overrides(web, proxy.url, steps, workers))
         ctx = Context(workdir, cfg, console)
         try:
-            run_all(ctx)
+            run_all(ctx, ORDER[: ORDER.index(until) + 1])
         finally:
             ctx.close()
     funnel = collect(workdir)

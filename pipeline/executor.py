@@ -70,7 +70,7 @@ class Context:
         return self.workdir / name
 
     def log(self, msg: str) -> None:
-        self.console.print(msg, highlight=False)
+        self.console.print(msg, highlight=False, soft_wrap=True)
 
     def close(self) -> None:
         self.state.close()
@@ -116,9 +116,27 @@ def _execute(task: Task) -> tuple[dict, dict]:
     return stats.to_dict(), outputs
 
 
+def remove_stale_temporaries(folder: Path) -> int:
+    """Delete ``*.tmp-<pid>`` files whose writer process is gone (e.g. after SIGKILL)."""
+    removed = 0
+    for p in folder.rglob("*.tmp-*"):
+        try:
+            pid = int(p.name.rsplit(".tmp-", 1)[1])
+            os.kill(pid, 0)
+            continue  # its writer is still alive
+        except ProcessLookupError:
+            pass
+        except (ValueError, PermissionError):
+            continue
+        p.unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
 def run_phase(ctx: Context, folder: Path, phase: str, tasks: list[Task]) -> PhaseResult:
     """Run the tasks of one phase that are not done yet; return merged stats of all tasks."""
     folder.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(folder)
     total = Stats()
     todo: list[tuple[Task, Path, str]] = []
     skipped = 0

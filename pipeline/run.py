@@ -8,9 +8,19 @@ from __future__ import annotations
 
 import time
 
+from .errors import ConfigError
 from .executor import Context
 
 ORDER = ["harvest", "fetch", "extract", "dedup", "decontaminate", "shard", "train"]
+
+
+def parse_stages(spec: str) -> list[str]:
+    """'harvest,fetch' -> ['harvest', 'fetch'] in pipeline order; unknown names are an error."""
+    names = [s.strip() for s in spec.split(",") if s.strip()]
+    unknown = [n for n in names if n not in ORDER]
+    if unknown or not names:
+        raise ConfigError(f"unknown stage(s) {', '.join(unknown) or spec!r}", f"Choose from {', '.join(ORDER)}")
+    return [s for s in ORDER if s in names]
 
 
 def run_stage(ctx: Context, name: str) -> dict:
