@@ -19,7 +19,8 @@ class Stats:
     info: dict = field(default_factory=dict)
 
     def drop(self, reason: str, n: int = 1) -> None:
-        self.dropped[reason] += n
+        if n:
+            self.dropped[reason] += n
 
     def add_info(self, key: str, value) -> None:
         """Sum numeric info values; keep the last value otherwise."""
@@ -32,7 +33,7 @@ class Stats:
         return {
             "in": self.records_in,
             "out": self.records_out,
-            "dropped": dict(sorted(self.dropped.items())),
+            "dropped": {k: v for k, v in sorted(self.dropped.items()) if v},
             "info": dict(sorted(self.info.items())),
         }
 

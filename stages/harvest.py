@@ -53,14 +53,59 @@ _DECODE_ERRORS = (zstandard.ZstdError, EOFError, lzma.LZMAError, OSError, gzip.B
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 
 
+class TruncatedDumpError(EOFError):
+    """A compressed dump ends inside a frame."""
+
+
+class _ZstdReader(io.RawIOBase):
+    """Streams every frame of a .zst file; raises TruncatedDumpError if the last frame is cut.
+
+    zstandard's ``stream_reader`` ends silently on a truncated file, which would lose the
+    damage without counting it. Pushshift dumps need a 2 GiB window (``window_log=31``).
+    """
+
+    def __init__(self, raw):
+        self.raw = raw
+        self.dctx = zstandard.ZstdDecompressor(max_window_size=2**31)
+        self.dobj = self.dctx.decompressobj()
+        self.in_frame = False
+        self.pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf) -> int:
+        while not self.pending:
+            chunk = self.raw.read(1 << 20)
+            if not chunk:
+                if self.in_frame:
+                    raise TruncatedDumpError("compressed stream ends inside a frame")
+                return 0
+            out = []
+            while chunk:
+                self.in_frame = True
+                out.append(self.dobj.decompress(chunk))
+                chunk = b""
+                if self.dobj.eof:   # frame complete; the rest of the chunk starts the next frame
+                    chunk, self.in_frame = self.dobj.unused_data, False
+                    self.dobj = self.dctx.decompressobj()
+            self.pending = b"".join(out)
+        n = min(len(buf), len(self.pending))
+        buf[:n] = self.pending[:n]
+        self.pending = self.pending[n:]
+        return n
+
+    def close(self) -> None:
+        self.raw.close()
+        super().close()
+
+
 def open_dump(path: Path) -> io.BufferedIOBase:
     """A binary stream of the dump's decompressed NDJSON, never fully in memory."""
     raw = open(path, "rb")
     name = path.name
     if name.endswith(".zst"):
-        # Pushshift .zst dumps are compressed with a 2 GiB window.
-        dctx = zstandard.ZstdDecompressor(max_window_size=2**31)
-        return io.BufferedReader(dctx.stream_reader(raw, read_across_frames=True, closefd=True), 1 << 20)
+        return io.BufferedReader(_ZstdReader(raw), 1 << 20)
     if name.endswith(".xz"):
         return lzma.open(raw)
     if name.endswith(".bz2"):

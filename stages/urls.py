@@ -1,13 +1,14 @@
 """URL normalization and identity.
 
 ``normalize`` lowercases scheme and host, removes the default port, the fragment and
-tracking parameters (utm_*, fbclid, gclid, ...) and sorts the query, through courlan.
+tracking parameters (utm_*, fbclid, gclid, mc_*, ref, ...), sorts the query and makes
+percent-encoding consistent, through courlan's ``normalize_url``.
 ``url_id`` is the xxh3_64 hex digest of the normalized URL: the document id everywhere.
 """
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import xxhash
 from courlan import normalize_url
@@ -22,10 +23,12 @@ def normalize(url: str) -> str | None:
         parts = urlsplit(url)
         if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
             return None
-        out = normalize_url(parts, strict=True)
+        # Non-strict mode removes tracking parameters but keeps real ones (?id=, ?page=);
+        # strict mode would drop every parameter outside a small allowlist.
+        out = urlsplit(normalize_url(parts, strict=False))
     except (ValueError, UnicodeError):
         return None
-    return out
+    return urlunsplit(out._replace(fragment=""))
 
 
 def url_id(url: str) -> str:

@@ -1,0 +1,122 @@
+"""Shared fixtures: a loopback HTTP server with a request log, small shard builders,
+and one small demo pipeline run reused by the contract tests."""
+
+from __future__ import annotations
+
+import gzip
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from pipeline.config import load_config
+from pipeline.executor import Context
+from pipeline.schemas import DOCS, URLS
+from stages import urls as U
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared" / "data"
+
+
+def shared_path(*parts: str) -> Path:
+    p = SHARED.joinpath(*parts)
+    if not p.exists():
+        pytest.skip(f"../shared/data/{'/'.join(parts)} is not present")
+    return p
+
+
+def make_context(workdir: Path, workers: int = 1, **sections) -> Context:
+    return Context(workdir, load_config(None, {"run": {"workers": workers}, **sections}))
+
+
+def url_table(urls: list[str], score: int = 10) -> pa.Table:
+    rows = [{"url_id": U.url_id(u), "url": u, "domain": U.host(u), "score": score, "num_submissions": 1,
+             "first_seen": 1_700_000_000 + i, "last_seen": 1_700_000_000 + i, "subreddits": ["test"],
+             "submission_ids": [f"s{i}"], "title": f"t{i}"} for i, u in enumerate(urls)]
+    return pa.Table.from_pylist(rows, schema=URLS)
+
+
+def doc_row(doc_id: str, text: str, karma: int = 10, url: str | None = None, first_seen: int = 1_700_000_000) -> dict:
+    url = url or f"http://site.example/{doc_id}"
+    return {"doc_id": doc_id, "url": url, "final_url": url, "domain": U.host(url), "title": doc_id,
+            "text": text, "lang": "en", "lang_score": 0.9, "num_words": len(text.split()),
+            "extractor": "trafilatura", "karma": karma, "num_submissions": 1, "first_seen": first_seen,
+            "subreddits": ["test"]}
+
+
+def doc_table(rows: list[dict]) -> pa.Table:
+    return pa.Table.from_pylist(rows, schema=DOCS)
+
+
+@dataclass
+class Route:
+    status: int = 200
+    body: bytes = b"<html><body><p>ok</p></body></html>"
+    headers: dict = field(default_factory=lambda: {"Content-Type": "text/html; charset=utf-8"})
+    gzip: bool = False
+    fail_times: int = 0            # answer 503 this many times first
+
+
+class LoopbackWeb:
+    """A real HTTP server on 127.0.0.1 that logs every request it receives (path, host)."""
+
+    def __init__(self):
+        self.routes: dict[str, Route] = {}
+        self.log: list[tuple[str, str]] = []
+        web = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):  # noqa: N802
+                path = self.path
+                if path.startswith("http"):   # absolute-form: we are being used as a proxy
+                    path = "/" + path.split("/", 3)[3] if path.count("/") >= 3 else "/"
+                web.log.append((path, self.headers.get("Host", "")))
+                route = web.routes.get(path, Route(404, b"not found"))
+                if route.fail_times > 0:
+                    route.fail_times -= 1
+                    status, body, headers = 503, b"busy", {"Retry-After": "0"}
+                else:
+                    status, body, headers = route.status, route.body, dict(route.headers)
+                    if route.gzip:
+                        body = gzip.compress(body)
+                        headers["Content-Encoding"] = "gzip"
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def loopback_web():
+    web = LoopbackWeb()
+    yield web
+    web.close()
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory) -> Path:
+    """A small demo pipeline (60 articles) run through shard with two workers."""
+    from pipeline.demo import run_demo
+
+    workdir = tmp_path_factory.mktemp("demo")
+    run_demo(workdir, None, articles=60, steps=10, workers=2, until="shard")
+    return workdir
