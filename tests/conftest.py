@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -58,6 +59,7 @@ class Route:
     headers: dict = field(default_factory=lambda: {"Content-Type": "text/html; charset=utf-8"})
     gzip: bool = False
     fail_times: int = 0            # answer 503 this many times first
+    delay: float = 0.0             # seconds to wait before answering
 
 
 class LoopbackWeb:
@@ -77,6 +79,8 @@ class LoopbackWeb:
                     path = "/" + path.split("/", 3)[3] if path.count("/") >= 3 else "/"
                 web.log.append((path, self.headers.get("Host", "")))
                 route = web.routes.get(path, Route(404, b"not found"))
+                if route.delay:
+                    time.sleep(route.delay)
                 if route.fail_times > 0:
                     route.fail_times -= 1
                     status, body, headers = 503, b"busy", {"Retry-After": "0"}

@@ -1,0 +1,74 @@
+"""extract: WARC in, Document rows out; boilerplate removed, filters counted, charsets honoured."""
+
+import io
+
+import pyarrow.parquet as pq
+from warcio.warcwriter import WARCWriter
+
+from pipeline.config import ExtractConfig, to_dict
+from pipeline.demoweb import _html, docstring_paragraphs
+from pipeline.executor import Task
+from pipeline.schemas import DOCS
+from stages import extract
+from stages import urls as U
+from stages.fetch import Outcome, _WarcSink
+
+GERMAN = ("Die Stadtverwaltung hat am Montag neue Pläne für den Ausbau der Radwege vorgestellt. "
+          "Nach Angaben des Bürgermeisters sollen bis zum Ende des kommenden Jahres mehr als zwanzig "
+          "Kilometer neue Wege entstehen, die vor allem Schulkinder und Pendler schützen sollen. ") * 4
+
+
+def _meta(url, score=12):
+    return {"url_id": U.url_id(url), "url": url, "score": score, "num_submissions": 1,
+            "first_seen": 1_700_000_000, "subreddits": ["test"], "title": "x"}
+
+
+def _warc(path, pages, orphan=None):
+    with open(path, "wb") as f:
+        sink = _WarcSink(f, "test-agent")
+        for url, body, ctype in pages:
+            o = Outcome(final_url=url, status=200, body=body, headers=[("Content-Type", ctype)], reason="OK")
+            sink.write(_meta(url), o)
+        if orphan:   # a response with no metadata record beside it
+            WARCWriter(f, gzip=True).write_record(sink.writer.create_warc_record(
+                orphan, "response", payload=io.BytesIO(b"HTTP/1.1 200 OK\r\n\r\n<html></html>")))
+
+
+def _run(tmp_path, pages, orphan=None, **cfg):
+    warc, out = tmp_path / "warc-00000.warc.gz", tmp_path / "docs-00000.parquet"
+    _warc(warc, pages, orphan)
+    stats = extract.extract_shard(Task("extract", "00000", extract.extract_shard, [warc], [out],
+                                       {"extract": to_dict(ExtractConfig(**cfg))}))
+    t = pq.read_table(out)
+    assert t.schema.equals(DOCS)
+    return stats, {r["url"]: r for r in t.to_pylist()}
+
+
+def test_extract_filters_and_boilerplate(tmp_path):
+    paras = docstring_paragraphs()[:5]
+    html = "text/html; charset=utf-8"
+    cafe = ("<html><body><article><p>" + "The café served a naïve crème brûlée – every day. " * 30
+            + "</p></article></body></html>").encode("cp1252")
+    pages = [
+        ("http://a.example/article", _html("a.example", "Title", paras), html),
+        ("http://a.example/short", _html("a.example", "Brief", ["Just a few words here."]), html),
+        ("http://b.example/de", f"<html><body><article><p>{GERMAN}</p></article></body></html>".encode(), html),
+        ("http://c.example/cp1252", cafe, "text/html; charset=windows-1252"),
+        ("http://d.example/garbage", b"\xff\xfe\x00<<<>>>\x00" * 50, html),
+    ]
+    stats, docs = _run(tmp_path, pages, orphan="http://e.example/orphan")
+    assert stats.records_in == 6
+    assert dict(stats.dropped) == {"too_short": 1, "wrong_lang": 1, "extract_empty": 1, "no_metadata": 1}
+    assert stats.records_out == 2 == len(docs)
+    art = docs["http://a.example/article"]
+    assert paras[0] in art["text"].replace("\n", " ")
+    assert "All rights reserved" not in art["text"] and "Privacy policy" not in art["text"]
+    assert art["lang"] == "en" and art["karma"] == 12 and art["doc_id"] == U.url_id("http://a.example/article")
+    assert "café served a naïve crème brûlée – every day" in docs["http://c.example/cp1252"]["text"]
+    # The German page is kept when German is allowed.
+    stats_de, docs_de = _run(tmp_path, pages[2:3], langs=["de"])
+    assert docs_de["http://b.example/de"]["lang"] == "de"
+
+
+def test_normalize_text_keeps_paragraphs():
+    assert extract.normalize_text("  a   b \n\n\n c\u0301  d \n") == "a b\n\u0107 d"
