@@ -94,7 +94,6 @@ class DecontaminateConfig:
 @dataclass
 class ShardConfig:
     val_fraction: float = 0.05     # the paper held out 5% of WebText
-    num_shards: int = 0            # 0 = one token shard pair per input shard
 
     def __post_init__(self):
         if not 0 <= self.val_fraction < 1:

@@ -12,6 +12,11 @@ import pyarrow as pa
 SCHEMA_VERSION = "1"
 
 
+def _list(t: pa.DataType) -> pa.ListType:
+    """A list type as Parquet round-trips it (child field named "element")."""
+    return pa.list_(pa.field("element", t))
+
+
 def _schema(name: str, fields: list[pa.Field]) -> pa.Schema:
     meta = {"webtext.schema": name, "webtext.schema_version": SCHEMA_VERSION}
     return pa.schema(fields, metadata=meta)
@@ -26,8 +31,8 @@ URLS = _schema("urls", [
     pa.field("num_submissions", pa.int32(), nullable=False),
     pa.field("first_seen", pa.int64(), nullable=False),     # earliest created_utc, unix s
     pa.field("last_seen", pa.int64(), nullable=False),      # latest created_utc, unix s
-    pa.field("subreddits", pa.list_(pa.string()), nullable=False),
-    pa.field("submission_ids", pa.list_(pa.string()), nullable=False),
+    pa.field("subreddits", _list(pa.string()), nullable=False),
+    pa.field("submission_ids", _list(pa.string()), nullable=False),
     pa.field("title", pa.string()),                         # title of the earliest submission
 ])
 
@@ -72,7 +77,7 @@ _DOC_FIELDS = [
     pa.field("karma", pa.int64(), nullable=False),          # aggregated Reddit score
     pa.field("num_submissions", pa.int32(), nullable=False),
     pa.field("first_seen", pa.int64(), nullable=False),
-    pa.field("subreddits", pa.list_(pa.string()), nullable=False),
+    pa.field("subreddits", _list(pa.string()), nullable=False),
 ]
 DOCS = _schema("docs", _DOC_FIELDS)
 DEDUP = _schema("dedup", _DOC_FIELDS)
@@ -84,7 +89,7 @@ SIGNATURES = _schema("signatures", [
     pa.field("karma", pa.int64(), nullable=False),
     pa.field("first_seen", pa.int64(), nullable=False),
     pa.field("text_hash", pa.string(), nullable=False),     # xxh128 hex of normalized text
-    pa.field("minhash", pa.list_(pa.uint32()), nullable=False),
+    pa.field("minhash", _list(pa.uint32()), nullable=False),
 ])
 
 # dedup/_clusters.parquet: every document that has a duplicate, with its cluster.
@@ -107,3 +112,30 @@ BY_FOLDER = {"urls": URLS, "docs": DOCS, "dedup": DEDUP, "clean": CLEAN, "tokens
 
 def empty_table(schema: pa.Schema) -> pa.Table:
     return schema.empty_table()
+
+
+FOLDER_FILES = {
+    "urls": "urls/urls-NNNNN.parquet",
+    "docs": "docs/docs-NNNNN.parquet",
+    "dedup": "dedup/dedup-NNNNN.parquet",
+    "clean": "clean/clean-NNNNN.parquet",
+    "tokens": "tokens/{train,val}-NNNNN.arrow",
+}
+
+
+def markdown() -> str:
+    """The README's schema tables, generated from the schemas (a test keeps them in sync)."""
+    out = []
+    for folder, schema in BY_FOLDER.items():
+        if folder in ("dedup", "clean"):
+            continue
+        title = "docs/, dedup/, clean/ (Document rows)" if folder == "docs" else f"{folder}/"
+        files = ", ".join(f"`{FOLDER_FILES[f]}`" for f in (("docs", "dedup", "clean") if folder == "docs" else (folder,)))
+        out.append(f"**{title}**: {files}\n\n| field | type | nullable |\n|---|---|---|")
+        out += [f"| `{f.name}` | `{f.type}` | {'yes' if f.nullable else 'no'} |" for f in schema]
+        out.append("")
+    return "\n".join(out).rstrip() + "\n"
+
+
+if __name__ == "__main__":
+    print(markdown(), end="")

@@ -1,0 +1,116 @@
+"""The demo pipeline end to end: funnel, schemas, reruns that do nothing, and SIGKILL recovery."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline import schemas
+from pipeline.config import load_config
+from pipeline.demo import demo_overrides
+from pipeline.demoweb import DemoProxy, build_demo_web
+from pipeline.executor import Context
+from pipeline.funnel import collect
+from pipeline.run import run_all
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _cli(workdir, *args, **kw):
+    return [sys.executable, "-m", "pipeline.cli", "--workdir", str(workdir), *args]
+
+
+def test_demo_funnel_and_schemas(demo_run):
+    f = collect(demo_run)
+    stages = {s["stage"]: s for s in f["stages"]}
+    assert list(stages) == ["harvest", "fetch", "extract", "dedup", "decontaminate", "shard"]
+    for s in stages.values():
+        assert s["in"] == s["out"] + sum(s["dropped"].values()), s["stage"]
+    chain = ["harvest", "fetch", "extract", "dedup", "decontaminate", "shard"]
+    for a, b in zip(chain, chain[1:]):
+        assert stages[a]["out"] == stages[b]["in"]
+    # The planted problems are found.
+    assert stages["fetch"]["dropped"]["http_4xx"] >= 3 and stages["fetch"]["dropped"]["not_html"] == 2
+    assert stages["extract"]["dropped"]["too_short"] >= 3
+    assert stages["dedup"]["dropped"]["exact_duplicate"] >= 3 and stages["dedup"]["dropped"]["near_duplicate"] >= 2
+    assert stages["decontaminate"]["dropped"]["benchmark_overlap"] == 1
+    assert stages["decontaminate"]["dropped"]["wikipedia_url"] >= 3
+    assert f["tokens"]["train"]["tokens"] > 10_000 and f["tokens"]["val"]["docs"] >= 1
+    # Every folder opens with plain pyarrow and has its schema.
+    for folder, pattern in [("urls", "urls-*.parquet"), ("docs", "docs-*.parquet"),
+                            ("dedup", "dedup-*.parquet"), ("clean", "clean-*.parquet")]:
+        for p in sorted((demo_run / folder).glob(pattern)):
+            assert pq.read_table(p).schema.equals(schemas.BY_FOLDER[folder], check_metadata=True)
+    for p in sorted((demo_run / "tokens").glob("*.arrow")):
+        assert pa.ipc.open_file(pa.memory_map(str(p))).schema.equals(schemas.TOKENS, check_metadata=True)
+    for folder in ("urls", "warc", "docs", "dedup", "clean", "tokens"):
+        assert (demo_run / folder / "_config.json").exists()
+    assert (demo_run / "state.sqlite").exists()
+
+
+def test_readme_schemas_match_code():
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("<!-- schemas:begin -->\n", 1)[1].split("<!-- schemas:end -->", 1)[0]
+    assert block == schemas.markdown()
+
+
+def test_second_run_does_no_work(demo_run):
+    inp = demo_run / "demo_input"
+    r = subprocess.run(_cli(demo_run, "run", "--skip-train", "--dumps", str(inp / "RS_2026-01.zst"),
+                            "--benchmark", str(inp / "demo_benchmark.jsonl")),
+                       capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    assert "Nothing to do: every stage is up to date" in r.stderr
+    assert "shard(s) done" not in r.stderr.replace("already done", "")
+
+
+def _table(folder: Path, pattern: str) -> pa.Table:
+    return pa.concat_tables([pq.read_table(p) for p in sorted(folder.glob(pattern))])
+
+
+def test_sigkill_during_extract_then_rerun_gives_identical_corpus(tmp_path):
+    web = build_demo_web(tmp_path / "input", n_articles=60)
+    ref = tmp_path / "ref"
+    with DemoProxy(web.pages) as proxy:
+        overrides = demo_overrides(web, proxy.url, steps=1, workers=1)
+        overrides["harvest"]["num_shards"] = 8
+        ctx = Context(ref, load_config(None, overrides))
+        run_all(ctx, ["harvest", "fetch"])
+        ctx.close()
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    for folder in ("urls", "warc"):        # the same fetched bytes for both runs
+        shutil.copytree(ref / folder, killed / folder)
+    ctx = Context(ref, load_config(None, overrides))
+    run_all(ctx, ["extract", "dedup", "decontaminate", "shard"])
+    ctx.close()
+
+    config = tmp_path / "webtext.toml"
+    config.write_text("[harvest]\nnum_shards = 8\n")
+    args = _cli(killed, "--workers", "1", "--config", str(config), "run", "--skip-train",
+                "--dumps", str(web.dump), "--benchmark", str(web.benchmark))
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    done_dir = killed / "docs" / "_done"
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(done_dir.glob("extract-*.json")):
+        time.sleep(0.005)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    finished = len(list(done_dir.glob("extract-*.json")))
+    assert 1 <= finished < 8, f"{finished} extract shards done at kill time"
+
+    r = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert f"{finished} already done" in r.stderr          # only unfinished shards reran
+    for folder, pattern in [("docs", "docs-*.parquet"), ("clean", "clean-*.parquet")]:
+        assert _table(killed / folder, pattern).equals(_table(ref / folder, pattern)), folder
+    for name in ("train-00000.arrow", "val-00003.arrow", "manifest.json"):
+        assert (killed / "tokens" / name).read_bytes() == (ref / "tokens" / name).read_bytes()
+    assert not list(killed.rglob("*.tmp-*"))
