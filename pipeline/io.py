@@ -60,3 +60,28 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 def sorted_files(folder: Path, pattern: str) -> list[Path]:
     """Files matching ``pattern`` in ``folder``, sorted by name, ignoring temporaries."""
     return sorted(p for p in Path(folder).glob(pattern) if ".tmp-" not in p.name)
+
+
+def require_shards(folder: Path, pattern: str, what: str, previous: str) -> list[Path]:
+    """The sorted input shards of a stage, or a clear error naming the stage to run first."""
+    from .errors import MissingInputError
+
+    found = sorted_files(folder, pattern)
+    if not found:
+        raise MissingInputError(f"no {what} in {folder}", f"Run `webtext {previous}` first")
+    return found
+
+
+def shard_id(path: Path) -> str:
+    """'docs-00003.parquet' -> '00003' (the part after the last '-' of the first dotted name)."""
+    return Path(path).name.split(".")[0].rsplit("-", 1)[-1]
+
+
+def safe_name(path: Path) -> str:
+    """A file-name-safe version of ``path``'s name plus 8 hex of its resolved path (unique per source)."""
+    import re
+
+    import xxhash
+
+    stem = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(path).name)
+    return f"{stem}-{xxhash.xxh3_64_hexdigest(str(Path(path).resolve()).encode())[:8]}"

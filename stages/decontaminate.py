@@ -19,19 +19,17 @@ benchmark_overlap. ``info`` counts overlapping documents per benchmark
 from __future__ import annotations
 
 import json
-import re
 import time
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import xxhash
 from rbloom import Bloom
 
 from pipeline.config import DecontaminateConfig, to_dict
 from pipeline.errors import MissingInputError
 from pipeline.executor import Context, Task, finish_stage, run_phase
-from pipeline.io import atomic_path, sorted_files, write_parquet
+from pipeline.io import atomic_path, require_shards, safe_name, shard_id, write_parquet
 from pipeline.schemas import CLEAN
 from pipeline.stats import Stats
 
@@ -97,31 +95,23 @@ def check_shard(task: Task) -> Stats:
     return stats
 
 
-def _filter_name(path: Path) -> str:
-    stem = re.sub(r"[^A-Za-z0-9_.-]", "_", path.stem)
-    return f"{stem}-{xxhash.xxh3_64_hexdigest(str(path.resolve()).encode())[:8]}"
-
-
 def run(ctx: Context) -> dict:
     cfg: DecontaminateConfig = ctx.cfg.decontaminate
     started = time.time()
-    inputs = sorted_files(ctx.dir("dedup"), "dedup-*.parquet")
-    if not inputs:
-        raise MissingInputError(f"no deduplicated shards in {ctx.dir('dedup')}", "Run `webtext dedup` first")
+    inputs = require_shards(ctx.dir("dedup"), "dedup-*.parquet", "deduplicated shards", "dedup")
     benches = [Path(b) for b in cfg.benchmarks]
     for b in benches:
         if not b.is_file():
             raise MissingInputError(f"benchmark file {b} not found", "Check --benchmark / [decontaminate] benchmarks")
     out = ctx.dir("clean")
     fparams = {"ngram": cfg.ngram, "fp_rate": cfg.fp_rate}
-    filters = [out / "_filters" / f"{_filter_name(b)}.bloom" for b in benches]
+    filters = [out / "_filters" / f"{safe_name(b)}.bloom" for b in benches]
     built = run_phase(ctx, out, "filters", [
         Task("filters", f.stem, build_filter, [b], [f], fparams) for b, f in zip(benches, filters)
     ])
     cparams = {"ngram": cfg.ngram, "drop_wikipedia": cfg.drop_wikipedia, "names": [b.stem for b in benches]}
     checked = run_phase(ctx, out, "check", [
-        Task("check", s.stem.split("-")[-1], check_shard, [s, *filters],
-             [out / f"clean-{s.stem.split('-')[-1]}.parquet"], cparams)
+        Task("check", shard_id(s), check_shard, [s, *filters], [out / f"clean-{shard_id(s)}.parquet"], cparams)
         for s in inputs
     ])
     stats = checked.stats

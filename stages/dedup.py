@@ -30,9 +30,8 @@ import xxhash
 from datasketch import MinHash, MinHashLSH
 
 from pipeline.config import DedupConfig, to_dict
-from pipeline.errors import MissingInputError
 from pipeline.executor import Context, Task, finish_stage, run_phase
-from pipeline.io import sorted_files, write_parquet
+from pipeline.io import require_shards, shard_id, write_parquet
 from pipeline.schemas import CLUSTERS, DEDUP, SIGNATURES
 from pipeline.stats import Stats
 
@@ -151,12 +150,10 @@ def filter_shard(task: Task) -> Stats:
 def run(ctx: Context) -> dict:
     cfg: DedupConfig = ctx.cfg.dedup
     started = time.time()
-    inputs = sorted_files(ctx.dir("docs"), "docs-*.parquet")
-    if not inputs:
-        raise MissingInputError(f"no document shards in {ctx.dir('docs')}", "Run `webtext extract` first")
+    inputs = require_shards(ctx.dir("docs"), "docs-*.parquet", "document shards", "extract")
     out = ctx.dir("dedup")
     params = {"num_perm": cfg.num_perm, "shingle_words": cfg.shingle_words, "seed": cfg.seed}
-    shard_of = {src: src.stem.split("-")[-1] for src in inputs}
+    shard_of = {src: shard_id(src) for src in inputs}
     sig_files = [out / "_signatures" / f"sig-{shard_of[s]}.parquet" for s in inputs]
     signed = run_phase(ctx, out, "signatures", [
         Task("signatures", shard_of[s], sign_shard, [s], [f], params) for s, f in zip(inputs, sig_files)

@@ -24,9 +24,8 @@ import trafilatura
 from warcio.archiveiterator import ArchiveIterator
 
 from pipeline.config import ExtractConfig, to_dict
-from pipeline.errors import MissingInputError
 from pipeline.executor import Context, Task, finish_stage, run_phase
-from pipeline.io import sorted_files, write_parquet
+from pipeline.io import require_shards, shard_id, write_parquet
 from pipeline.schemas import DOCS
 from pipeline.stats import Stats
 
@@ -143,12 +142,9 @@ def extract_shard(task: Task) -> Stats:
 def run(ctx: Context) -> dict:
     cfg: ExtractConfig = ctx.cfg.extract
     started = time.time()
-    inputs = sorted_files(ctx.dir("warc"), "warc-*.warc.gz")
-    if not inputs:
-        raise MissingInputError(f"no WARC files in {ctx.dir('warc')}", "Run `webtext fetch` first")
+    inputs = require_shards(ctx.dir("warc"), "warc-*.warc.gz", "WARC files", "fetch")
     out = ctx.dir("docs")
-    tasks = [Task("extract", src.name.split(".")[0].split("-")[-1], extract_shard, [src],
-                  [out / f"docs-{src.name.split('.')[0].split('-')[-1]}.parquet"], {"extract": to_dict(cfg)})
-             for src in inputs]
+    tasks = [Task("extract", shard_id(src), extract_shard, [src], [out / f"docs-{shard_id(src)}.parquet"],
+                  {"extract": to_dict(cfg)}) for src in inputs]
     res = run_phase(ctx, out, "extract", tasks)
     return finish_stage(ctx, "extract", out, res.stats, to_dict(cfg), res.ran, res.skipped, started)

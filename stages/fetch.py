@@ -34,7 +34,6 @@ import socket
 import time
 from collections import defaultdict
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
@@ -44,9 +43,8 @@ from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
 from pipeline.config import FetchConfig, to_dict
-from pipeline.errors import MissingInputError
 from pipeline.executor import Context, Task, finish_stage, run_phase
-from pipeline.io import atomic_path, sorted_files, write_parquet
+from pipeline.io import atomic_path, require_shards, shard_id, write_parquet
 from pipeline.schemas import FETCHLOG
 from pipeline.stats import Stats
 
@@ -296,15 +294,13 @@ def fetch_shard(task: Task) -> Stats:
 def run(ctx: Context) -> dict:
     cfg: FetchConfig = ctx.cfg.fetch
     started = time.time()
-    inputs = sorted_files(ctx.dir("urls"), "urls-*.parquet")
-    if not inputs:
-        raise MissingInputError(f"no URL shards in {ctx.dir('urls')}", "Run `webtext harvest` first")
+    inputs = require_shards(ctx.dir("urls"), "urls-*.parquet", "URL shards", "harvest")
     if not cfg.proxy and (env := os.environ.get("HTTP_PROXY") or os.environ.get("http_proxy")):
         cfg.proxy = env
     out = ctx.dir("warc")
     tasks = []
     for src in inputs:
-        shard = src.stem.split("-")[-1]
+        shard = shard_id(src)
         tasks.append(Task("fetch", shard, fetch_shard, [src],
                           [out / f"warc-{shard}.warc.gz", out / f"fetchlog-{shard}.parquet"],
                           options={"fetch": to_dict(cfg)}))

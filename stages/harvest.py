@@ -24,7 +24,6 @@ import gzip
 import io
 import json
 import lzma
-import re
 import time
 from pathlib import Path
 
@@ -38,7 +37,7 @@ import zstandard
 from pipeline.config import HarvestConfig, to_dict
 from pipeline.errors import MissingInputError
 from pipeline.executor import Context, Task, finish_stage, run_phase
-from pipeline.io import sorted_files, write_parquet
+from pipeline.io import safe_name, sorted_files, write_parquet
 from pipeline.schemas import SUBMISSIONS, URLS
 from pipeline.stats import Stats
 
@@ -261,11 +260,6 @@ def find_dumps(specs: list[str]) -> list[Path]:
     return found
 
 
-def _part_name(path: Path) -> str:
-    stem = re.sub(r"[^A-Za-z0-9_.-]", "_", path.name)
-    return f"{stem}-{xxhash.xxh3_64_hexdigest(str(path.resolve()).encode())[:8]}.parquet"
-
-
 def run(ctx: Context) -> dict:
     cfg: HarvestConfig = ctx.cfg.harvest
     started = time.time()
@@ -273,7 +267,7 @@ def run(ctx: Context) -> dict:
     dumps = find_dumps(cfg.dumps)
     blocklist = sorted(load_blocklist(cfg.blocklist))
     map_params = {"allow_nsfw": cfg.allow_nsfw, "blocklist": blocklist}
-    parts = [out_dir / "_parts" / _part_name(d) for d in dumps]
+    parts = [out_dir / "_parts" / f"{safe_name(d)}.parquet" for d in dumps]
     mapped = run_phase(ctx, out_dir, "map", [
         Task("map", part.stem, harvest_dump, [d], [part], map_params) for d, part in zip(dumps, parts)
     ])

@@ -26,9 +26,8 @@ import pyarrow.parquet as pq
 import xxhash
 
 from pipeline.config import ShardConfig, to_dict
-from pipeline.errors import MissingInputError
 from pipeline.executor import Context, Task, finish_stage, run_phase
-from pipeline.io import atomic_path, read_json, sorted_files, write_json
+from pipeline.io import atomic_path, read_json, require_shards, shard_id, write_json
 from pipeline.schemas import SCHEMA_VERSION, TOKENS
 from pipeline.stats import Stats
 
@@ -113,13 +112,11 @@ def write_manifest(ctx: Context, out: Path, shard_files: list[tuple[str, Path]],
 def run(ctx: Context) -> dict:
     cfg: ShardConfig = ctx.cfg.shard
     started = time.time()
-    inputs = sorted_files(ctx.dir("clean"), "clean-*.parquet")
-    if not inputs:
-        raise MissingInputError(f"no clean shards in {ctx.dir('clean')}", "Run `webtext decontaminate` first")
+    inputs = require_shards(ctx.dir("clean"), "clean-*.parquet", "clean shards", "decontaminate")
     out = ctx.dir("tokens")
     tasks = []
     for src in inputs:
-        n = src.stem.split("-")[-1]
+        n = shard_id(src)
         tasks.append(Task("shard", n, shard_docs, [src], [out / f"train-{n}.arrow", out / f"val-{n}.arrow"],
                           {"val_fraction": cfg.val_fraction, "tokenizer": "gpt2", "eot": "after-each-doc"}))
     res = run_phase(ctx, out, "shard", tasks)

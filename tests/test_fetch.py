@@ -1,6 +1,5 @@
 """fetch against a real loopback HTTP server: what the crawler asked for, and what it archived."""
 
-import gzip
 
 import pyarrow.parquet as pq
 from warcio.archiveiterator import ArchiveIterator
