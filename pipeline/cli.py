@@ -78,15 +78,29 @@ Bench = Annotated[Optional[list[Path]], typer.Option("--benchmark", help="Benchm
 
 @app.command()
 def harvest(
+    source: Annotated[Optional[str], typer.Option(help="dumps (Pushshift/Arctic-Shift files) or api (live, through praw).")] = None,
     dumps: Dumps = None,
     min_score: Annotated[Optional[int], typer.Option(help="Keep URLs whose aggregated karma is at least this (default 3).")] = None,
     score_agg: Annotated[Optional[str], typer.Option(help="Aggregate karma over a URL's submissions: sum or max.")] = None,
     allow_nsfw: Annotated[Optional[bool], typer.Option("--allow-nsfw", help="Keep NSFW submissions.")] = None,
     num_shards: Annotated[Optional[int], typer.Option(help="Number of urls/ output shards.")] = None,
+    subreddit: Annotated[Optional[list[str]], typer.Option(help="Subreddit to read with --source api (repeatable).")] = None,
+    listing: Annotated[Optional[str], typer.Option(help="API listing: new, top or hot.")] = None,
+    time_filter: Annotated[Optional[str], typer.Option(help="For --listing top: hour, day, week, month, year or all.")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="API submissions per subreddit and pull.")] = None,
+    praw_site: Annotated[Optional[str], typer.Option(help="praw.ini site holding the API credentials.")] = None,
+    reddit_url: Annotated[Optional[str], typer.Option(help="Reddit base URL (token endpoint).")] = None,
+    oauth_url: Annotated[Optional[str], typer.Option(help="Reddit OAuth API base URL.")] = None,
 ):
-    """Reddit submission dumps -> urls/ (normalized URLs with karma >= min-score)."""
-    _one("harvest", harvest={"dumps": [str(d) for d in dumps] if dumps else None, "min_score": min_score,
-                             "score_agg": score_agg, "allow_nsfw": allow_nsfw, "num_shards": num_shards})
+    """Reddit submissions (dumps or the live API) -> urls/ (normalized URLs with karma >= min-score).
+
+    API credentials come from praw.ini (--praw-site) or the environment variables
+    praw_client_id and praw_client_secret; they are never logged."""
+    _one("harvest", harvest={"source": source, "dumps": [str(d) for d in dumps] if dumps else None,
+                             "min_score": min_score, "score_agg": score_agg, "allow_nsfw": allow_nsfw,
+                             "num_shards": num_shards, "subreddits": subreddit, "listing": listing,
+                             "time_filter": time_filter, "api_limit": limit, "praw_site": praw_site,
+                             "reddit_url": reddit_url, "oauth_url": oauth_url})
 
 
 @app.command()

@@ -15,6 +15,11 @@ from pathlib import Path
 
 from .errors import ConfigError
 
+_MEDIA = (
+    "jpg jpeg png gif gifv webp bmp svg tif tiff ico heic mp4 webm mkv avi mov wmv flv m4v mpg mpeg "
+    "mp3 wav ogg flac m4a aac opus zip rar 7z tar gz tgz bz2 xz exe msi dmg apk deb rpm iso bin pdf"
+).split()
+
 
 @dataclass
 class ExecutorConfig:
@@ -30,18 +35,36 @@ class ExecutorConfig:
 
 @dataclass
 class HarvestConfig:
+    source: str = "dumps"          # "dumps" (Pushshift/Arctic-Shift files) or "api" (praw)
     dumps: list[str] = field(default_factory=list)   # dump files or folders of RS_* files
     min_score: int = 3             # keep URLs whose aggregated score is >= this
     score_agg: str = "sum"         # "sum" (OpenWebText2) or "max" (WebText: any one submission)
     allow_nsfw: bool = False
     num_shards: int = 4            # urls/ output shards (partitioned by url hash)
     blocklist: str = ""            # domain blocklist file; "" = data/blocklist_domains.txt
+    media_extensions: list[str] = field(default_factory=lambda: list(_MEDIA))  # dropped by URL extension
+    # Live API (source = "api"). Credentials come from praw.ini (praw_site) or the
+    # environment (praw_client_id, praw_client_secret), never from this file.
+    subreddits: list[str] = field(default_factory=list)
+    listing: str = "new"           # new | top | hot
+    time_filter: str = "all"       # for top: hour | day | week | month | year | all
+    api_limit: int = 1000          # submissions per subreddit and pull (Reddit serves at most ~1000)
+    praw_site: str = ""            # praw.ini section; "" = DEFAULT plus environment variables
+    reddit_url: str = "https://www.reddit.com"
+    oauth_url: str = "https://oauth.reddit.com"
+    api_user_agent: str = "webtext/0.1 harvest (+https://github.com/webtext-project/webtext)"
 
     def __post_init__(self):
+        if self.source not in ("dumps", "api"):
+            raise ConfigError(f"harvest.source must be 'dumps' or 'api', not '{self.source}'")
         if self.score_agg not in ("sum", "max"):
             raise ConfigError(f"score_agg must be 'sum' or 'max', not '{self.score_agg}'")
         if self.num_shards < 1:
             raise ConfigError("harvest.num_shards must be >= 1")
+        if self.listing not in ("new", "top", "hot"):
+            raise ConfigError(f"harvest.listing must be new, top or hot, not '{self.listing}'")
+        if self.time_filter not in ("hour", "day", "week", "month", "year", "all"):
+            raise ConfigError(f"harvest.time_filter must be hour/day/week/month/year/all, not '{self.time_filter}'")
 
 
 @dataclass

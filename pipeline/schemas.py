@@ -27,6 +27,7 @@ URLS = _schema("urls", [
     pa.field("url_id", pa.string(), nullable=False),        # xxh3_64 hex of the normalized url
     pa.field("url", pa.string(), nullable=False),           # normalized url
     pa.field("domain", pa.string(), nullable=False),        # host, lowercase, no port
+    pa.field("registered_domain", pa.string(), nullable=False),  # e.g. bbc.co.uk (public suffix list)
     pa.field("score", pa.int64(), nullable=False),          # aggregated karma (sum or max)
     pa.field("num_submissions", pa.int32(), nullable=False),
     pa.field("first_seen", pa.int64(), nullable=False),     # earliest created_utc, unix s
@@ -34,6 +35,7 @@ URLS = _schema("urls", [
     pa.field("subreddits", _list(pa.string()), nullable=False),
     pa.field("submission_ids", _list(pa.string()), nullable=False),
     pa.field("title", pa.string()),                         # title of the earliest submission
+    pa.field("harvest_version", pa.int32(), nullable=False),  # harvest that first saw the URL
 ])
 
 # urls/_parts/: one row per kept submission (harvest's map output, before aggregation).

@@ -31,11 +31,15 @@ CREATE TABLE IF NOT EXISTS stage_runs (
     tasks_skipped INTEGER,
     stats TEXT
 );
-CREATE TABLE IF NOT EXISTS dumps (
-    name TEXT PRIMARY KEY,
-    size INTEGER NOT NULL,
-    sha256 TEXT NOT NULL,
+CREATE TABLE IF NOT EXISTS harvest_sources (
+    name TEXT PRIMARY KEY,          -- the part file in urls/_parts/
+    digest TEXT NOT NULL,           -- sha256 of the dump, or "api:<pull>"
+    version INTEGER NOT NULL,       -- harvest version that first brought it in
     harvested REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS api_watermarks (
+    key TEXT PRIMARY KEY,           -- "<subreddit>/<listing>"
+    newest_utc REAL NOT NULL        -- newest created_utc seen
 );
 CREATE TABLE IF NOT EXISTS file_digests (
     path TEXT PRIMARY KEY,
@@ -74,14 +78,30 @@ class State:
     def runs(self) -> list[tuple]:
         return self.db.execute("SELECT id, command, started, finished, status FROM runs ORDER BY id").fetchall()
 
-    # -- harvest watermark --------------------------------------------------
-    def record_dump(self, name: str, size: int, sha256: str) -> None:
+    # -- harvest sources and watermarks -------------------------------------
+    def next_harvest_version(self) -> int:
+        (v,) = self.db.execute("SELECT COALESCE(MAX(version), 0) FROM harvest_sources").fetchone()
+        return int(v) + 1
+
+    def record_source(self, name: str, digest: str, version: int) -> None:
+        """Remember a harvested source; a known name keeps its first version."""
         self.db.execute(
-            "INSERT OR REPLACE INTO dumps VALUES (?, ?, ?, ?)", (name, size, sha256, time.time())
+            "INSERT INTO harvest_sources VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET digest=excluded.digest, harvested=excluded.harvested",
+            (name, digest, version, time.time()),
         )
 
-    def dumps(self) -> dict[str, str]:
-        return dict(self.db.execute("SELECT name, sha256 FROM dumps").fetchall())
+    def source_versions(self) -> dict[str, int]:
+        return dict(self.db.execute("SELECT name, version FROM harvest_sources").fetchall())
+
+    def api_watermarks(self) -> dict[str, float]:
+        return dict(self.db.execute("SELECT key, newest_utc FROM api_watermarks").fetchall())
+
+    def set_api_watermarks(self, newest: dict[str, float]) -> None:
+        for key, utc in newest.items():
+            self.db.execute(
+                "INSERT INTO api_watermarks VALUES (?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET newest_utc=MAX(newest_utc, excluded.newest_utc)", (key, utc))
 
     # -- digests ------------------------------------------------------------
     def digest(self, path: Path) -> str:

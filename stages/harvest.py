@@ -1,29 +1,33 @@
-"""harvest: Reddit submission dumps -> ``urls/`` (one row per normalized URL).
+"""harvest: Reddit submissions -> ``urls/`` (one row per normalized URL, karma aggregated).
 
-Input: Pushshift-format NDJSON dumps (``RS_*`` files, .zst/.xz/.bz2/.gz/plain), given as
-files or folders in ``[harvest] dumps``. Output: ``urls/urls-NNNNN.parquet`` (schema
-``pipeline.schemas.URLS``), partitioned by url hash.
+Sources (``[harvest] source``):
+- ``dumps``: Pushshift/Arctic-Shift NDJSON files (``stages.reddit``), given as files or
+  folders in ``[harvest] dumps``; one map task per file, in parallel.
+- ``api``: the live Reddit API through praw (``stages.reddit_api``).
 
-Two phases:
-1. *map*, one task per dump: stream lines, keep link submissions, normalize URLs, write
-   ``urls/_parts/<dump>.parquet`` (schema SUBMISSIONS). Bad lines are counted, not fatal;
-   a truncated compressed file keeps everything before the damage.
-2. *reduce*, one task per output shard: aggregate submissions per URL (score sum or max),
-   keep URLs with aggregated score >= ``min_score``.
+Phases:
+1. *map*: each source -> ``urls/_parts/<source>.parquet`` (schema SUBMISSIONS), the
+   submissions that pass the filters. Bad lines are counted; a truncated compressed file
+   keeps everything before the damage (``truncated_file`` counts the unreadable rest as 1).
+2. *reduce*, one task per output shard: group the parts' submissions by URL, aggregate
+   karma (``sum`` over submissions as OpenWebText2, or ``max`` as WebText), keep URLs
+   with aggregated karma >= ``min_score`` -> ``urls/urls-NNNNN.parquet`` (schema URLS).
+
+Incremental: the state database records every source (dump name and sha256, or API
+pull) with the *harvest version* that first brought it in. A rerun maps only new
+sources; reduce re-aggregates, so a known URL's karma is updated, never duplicated.
+Each URL's ``harvest_version`` is the earliest version of any of its submissions, so
+``harvest_version == latest`` marks the URLs that are new in the latest harvest.
+Harvesting dumps A and B in two runs gives the same URLs and karma as one run over both.
 
 Drop reasons (in submissions): malformed_json, no_url, self_post, nsfw, removed,
 bad_scheme, reddit_link, media_url, blocklisted_domain, low_score (the URL's aggregate
-is below the threshold), truncated_file (the unreadable rest of a file counts as 1).
-Submissions merged into a URL already kept are counted as ``merged_duplicate_url``.
+is below the threshold), truncated_file, and merged_duplicate_url (a submission merged
+into a URL that is kept through another submission).
 """
 
 from __future__ import annotations
 
-import bz2
-import gzip
-import io
-import json
-import lzma
 import time
 from pathlib import Path
 
@@ -32,86 +36,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import xxhash
-import zstandard
 
 from pipeline.config import HarvestConfig, to_dict
 from pipeline.errors import MissingInputError
 from pipeline.executor import Context, Task, finish_stage, run_phase
-from pipeline.io import safe_name, sorted_files, write_parquet
+from pipeline.io import read_json, safe_name, sorted_files, write_parquet
 from pipeline.schemas import SUBMISSIONS, URLS
 from pipeline.stats import Stats
 
 from . import urls as U
+from .reddit import CORRUPT_ERRORS, Filter, TruncatedDumpError, as_int, decode_batch, iter_batches
 
-MEDIA_EXTENSIONS = frozenset(
-    "jpg jpeg png gif gifv webp bmp svg tif tiff ico mp4 webm mkv avi mov wmv flv m4v mp3 wav ogg "
-    "flac m4a aac zip rar 7z tar gz tgz bz2 xz exe msi dmg apk deb rpm iso bin pdf".split()
-)
-DUMP_SUFFIXES = (".zst", ".xz", ".bz2", ".gz", ".json", ".ndjson", ".jsonl", "")
-_DECODE_ERRORS = (zstandard.ZstdError, EOFError, lzma.LZMAError, OSError, gzip.BadGzipFile)
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
-
-
-class TruncatedDumpError(EOFError):
-    """A compressed dump ends inside a frame."""
-
-
-class _ZstdReader(io.RawIOBase):
-    """Streams every frame of a .zst file; raises TruncatedDumpError if the last frame is cut.
-
-    zstandard's ``stream_reader`` ends silently on a truncated file, which would lose the
-    damage without counting it. Pushshift dumps need a 2 GiB window (``window_log=31``).
-    """
-
-    def __init__(self, raw):
-        self.raw = raw
-        self.dctx = zstandard.ZstdDecompressor(max_window_size=2**31)
-        self.dobj = self.dctx.decompressobj()
-        self.in_frame = False
-        self.pending = b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buf) -> int:
-        while not self.pending:
-            chunk = self.raw.read(1 << 20)
-            if not chunk:
-                if self.in_frame:
-                    raise TruncatedDumpError("compressed stream ends inside a frame")
-                return 0
-            out = []
-            while chunk:
-                self.in_frame = True
-                out.append(self.dobj.decompress(chunk))
-                chunk = b""
-                if self.dobj.eof:   # frame complete; the rest of the chunk starts the next frame
-                    chunk, self.in_frame = self.dobj.unused_data, False
-                    self.dobj = self.dctx.decompressobj()
-            self.pending = b"".join(out)
-        n = min(len(buf), len(self.pending))
-        buf[:n] = self.pending[:n]
-        self.pending = self.pending[n:]
-        return n
-
-    def close(self) -> None:
-        self.raw.close()
-        super().close()
-
-
-def open_dump(path: Path) -> io.BufferedIOBase:
-    """A binary stream of the dump's decompressed NDJSON, never fully in memory."""
-    raw = open(path, "rb")
-    name = path.name
-    if name.endswith(".zst"):
-        return io.BufferedReader(_ZstdReader(raw), 1 << 20)
-    if name.endswith(".xz"):
-        return lzma.open(raw)
-    if name.endswith(".bz2"):
-        return bz2.open(raw)
-    if name.endswith(".gz"):
-        return gzip.open(raw)
-    return raw
 
 
 def load_blocklist(path: str) -> frozenset[str]:
@@ -122,82 +58,74 @@ def load_blocklist(path: str) -> frozenset[str]:
     return frozenset(ln for ln in lines if ln and not ln.startswith("#"))
 
 
-def _classify(sub: dict, allow_nsfw: bool, blocklist: frozenset[str]) -> tuple[str | None, str | None]:
-    """(reason, None) to drop a submission, or (None, normalized_url) to keep it."""
-    raw = sub.get("url")
-    if not isinstance(raw, str) or not raw.strip():
-        return "no_url", None
-    if sub.get("is_self") or (sub.get("domain") or "").startswith("self."):
-        return "self_post", None
-    if sub.get("over_18") and not allow_nsfw:
-        return "nsfw", None
-    if sub.get("removed_by_category") or sub.get("removed_by") or sub.get("banned_by"):
-        return "removed", None
-    url = U.normalize(raw)
-    if url is None:
-        return "bad_scheme", None
-    hostname = U.host(url)
-    if U.domain_matches(hostname, U.REDDIT_DOMAINS):
-        return "reddit_link", None
-    path = url.split("?", 1)[0].rsplit("/", 1)[-1]
-    if "." in path and path.rsplit(".", 1)[-1].lower() in MEDIA_EXTENSIONS:
-        return "media_url", None
-    if U.domain_matches(hostname, blocklist):
-        return "blocklisted_domain", None
-    return None, url
+class SubmissionWriter:
+    """Collects kept submissions column-wise; ``table()`` gives the SUBMISSIONS table."""
+
+    def __init__(self):
+        self.cols: dict[str, list] = {f.name: [] for f in SUBMISSIONS}
+
+    def add(self, url: str, score, created, subreddit, sid, title) -> None:
+        c = self.cols
+        c["url"].append(url)
+        c["domain"].append(U.host(url))
+        c["score"].append(as_int(score))
+        c["created_utc"].append(as_int(created))
+        c["subreddit"].append(subreddit if isinstance(subreddit, str) else str(subreddit or ""))
+        c["id"].append(sid if isinstance(sid, str) else str(sid or ""))
+        c["title"].append(title if isinstance(title, str) else None)
+
+    def table(self) -> pa.Table:
+        return pa.table(self.cols, schema=SUBMISSIONS)
 
 
-def _int(v, default: int = 0) -> int:
-    try:
-        return int(v)
-    except (TypeError, ValueError):
-        return default
+def make_filter(p: dict) -> Filter:
+    return Filter(p["allow_nsfw"], frozenset(p["blocklist"]), p["media_extensions"])
 
 
 def harvest_dump(task: Task) -> Stats:
     """Map task: one dump file -> one Parquet file of kept submissions."""
-    (path,) = task.inputs
-    (out,) = task.outputs
-    p = task.params
-    blocklist = frozenset(p["blocklist"])
-    stats = Stats()
-    cols: dict[str, list] = {f.name: [] for f in SUBMISSIONS}
-    with open_dump(path) as f:
-        try:
-            for line in f:
-                if not line.strip():
-                    continue
-                stats.records_in += 1
-                try:
-                    sub = json.loads(line)
-                    if not isinstance(sub, dict):
-                        raise ValueError("not an object")
-                except ValueError:
-                    stats.drop("malformed_json")
-                    continue
-                reason, url = _classify(sub, p["allow_nsfw"], blocklist)
+    (path,), (out,) = task.inputs, task.outputs
+    keep = make_filter(task.params)
+    stats, w = Stats(), SubmissionWriter()
+    try:
+        for buf in iter_batches(path):
+            stats.add_info("decompressed_bytes", len(buf))
+            subs, bad = decode_batch(buf)
+            stats.records_in += len(subs) + bad
+            stats.drop("malformed_json", bad)
+            for s in subs:
+                reason, url = keep(s)
                 if reason:
                     stats.drop(reason)
-                    continue
-                stats.records_out += 1
-                cols["url"].append(url)
-                cols["domain"].append(U.host(url))
-                cols["score"].append(_int(sub.get("score")))
-                cols["created_utc"].append(_int(sub.get("created_utc")))
-                cols["subreddit"].append(str(sub.get("subreddit") or ""))
-                cols["id"].append(str(sub.get("id") or ""))
-                cols["title"].append(sub.get("title") if isinstance(sub.get("title"), str) else None)
-        except _DECODE_ERRORS as e:
-            stats.drop("truncated_file")
-            stats.records_in += 1
-            stats.add_info("truncated_files", 1)
-            stats.add_info("truncated_error", f"{path.name}: {type(e).__name__}: {e}")
-    write_parquet(pa.table(cols, schema=SUBMISSIONS), out, SUBMISSIONS)
+                else:
+                    w.add(url, s.score, s.created_utc, s.subreddit, s.id, s.title)
+    except (TruncatedDumpError, *CORRUPT_ERRORS) as e:   # keep what came before; count the rest as 1
+        stats.records_in += 1
+        stats.drop("truncated_file" if isinstance(e, TruncatedDumpError) else "corrupt_file")
+        stats.add_info("damaged_file", f"{path.name}: {type(e).__name__}: {e}")
+    table = w.table()
+    stats.records_out = table.num_rows
+    write_parquet(table, out, SUBMISSIONS)
     return stats
 
 
+def latest_observations(subs: pa.Table) -> tuple[pa.Table, int]:
+    """One row per submission id: the one from the newest source (then the highest score).
+
+    A submission seen in two sources (a dump and the API, or overlapping dumps) must not
+    have its karma counted twice. Rows without an id are all kept.
+    """
+    subs = subs.sort_by([("id", "ascending"), ("version", "descending"), ("score", "descending"),
+                         ("url", "ascending")])
+    ids = subs["id"].to_numpy(zero_copy_only=False)
+    first = np.ones(len(ids), dtype=bool)
+    if len(ids) > 1:
+        first[1:] = (ids[1:] != ids[:-1]) | (ids[1:] == "")
+    return subs.filter(pa.array(first)), int((~first).sum())
+
+
 def aggregate_urls(task: Task) -> Stats:
-    """Reduce task: every part's submissions whose url hashes to this shard -> URL rows."""
+    """Reduce task: every part's submissions whose URL hashes to this shard -> URL rows."""
     p = task.params
     shard, nshards = p["shard"], p["num_shards"]
     tables = []
@@ -206,27 +134,33 @@ def aggregate_urls(task: Task) -> Stats:
         if t.num_rows:
             buckets = np.fromiter((xxhash.xxh3_64_intdigest(u.encode()) % nshards for u in t["url"].to_pylist()),
                                   dtype=np.int64, count=t.num_rows)
-            tables.append(t.filter(pa.array(buckets == shard)))
-    subs = pa.concat_tables(tables) if tables else SUBMISSIONS.empty_table()
-    # Sort so the aggregation (and the lists it builds) are deterministic.
+            t = t.filter(pa.array(buckets == shard))
+            version = pa.array(np.full(t.num_rows, p["versions"][part.name], dtype=np.int32))
+            tables.append(t.append_column("version", version))
+    schema = SUBMISSIONS.append(pa.field("version", pa.int32(), nullable=False))
+    subs = pa.concat_tables(tables) if tables else schema.empty_table()
+    stats = Stats(records_in=subs.num_rows)
+    subs, repeated = latest_observations(subs)
+    stats.drop("duplicate_submission", repeated)
+    # Sorted so that the aggregation, and the lists it builds, are deterministic.
     subs = subs.sort_by([("url", "ascending"), ("created_utc", "ascending"), ("id", "ascending")])
     agg = "sum" if p["score_agg"] == "sum" else "max"
     g = subs.group_by("url", use_threads=False).aggregate([
         ("score", agg), ("url", "count"), ("created_utc", "min"), ("created_utc", "max"),
         ("subreddit", "distinct"), ("id", "list"), ("title", "first"), ("domain", "first"),
+        ("version", "min"),
     ])
     keep = pc.greater_equal(g[f"score_{agg}"], p["min_score"])
-    stats = Stats(records_in=subs.num_rows)
-    low = g.filter(pc.invert(keep))
     kept = g.filter(keep)
-    stats.drop("low_score", int(pc.sum(low["url_count"]).as_py() or 0))
-    stats.records_out = kept.num_rows
+    stats.drop("low_score", int(pc.sum(g.filter(pc.invert(keep))["url_count"]).as_py() or 0))
     stats.drop("merged_duplicate_url", int(pc.sum(kept["url_count"]).as_py() or 0) - kept.num_rows)
-    urls = kept["url"].to_pylist()
+    stats.records_out = kept.num_rows
+    urls, domains = kept["url"].to_pylist(), kept["domain_first"].to_pylist()
     table = pa.table({
         "url_id": [U.url_id(u) for u in urls],
         "url": urls,
-        "domain": kept["domain_first"],
+        "domain": domains,
+        "registered_domain": [U.registered_domain(d) for d in domains],
         "score": kept[f"score_{agg}"],
         "num_submissions": pc.cast(kept["url_count"], pa.int32()),
         "first_seen": kept["created_utc_min"],
@@ -234,10 +168,11 @@ def aggregate_urls(task: Task) -> Stats:
         "subreddits": [sorted(s) for s in kept["subreddit_distinct"].to_pylist()],
         "submission_ids": kept["id_list"],
         "title": kept["title_first"],
-    })
-    table = table.sort_by("url_id")
+        "harvest_version": kept["version_min"],
+    }).sort_by("url_id")
     write_parquet(table, task.outputs[0], URLS)
     stats.add_info("unique_urls", g.num_rows)
+    stats.add_info("new_urls", int(pc.sum(pc.equal(table["harvest_version"], p["latest"])).as_py() or 0))
     return stats
 
 
@@ -260,36 +195,58 @@ def find_dumps(specs: list[str]) -> list[Path]:
     return found
 
 
+def filter_params(cfg: HarvestConfig) -> dict:
+    return {"allow_nsfw": cfg.allow_nsfw, "blocklist": sorted(load_blocklist(cfg.blocklist)),
+            "media_extensions": sorted(cfg.media_extensions)}
+
+
 def run(ctx: Context) -> dict:
     cfg: HarvestConfig = ctx.cfg.harvest
     started = time.time()
     out_dir = ctx.dir("urls")
-    dumps = find_dumps(cfg.dumps)
-    blocklist = sorted(load_blocklist(cfg.blocklist))
-    map_params = {"allow_nsfw": cfg.allow_nsfw, "blocklist": blocklist}
-    parts = [out_dir / "_parts" / f"{safe_name(d)}.parquet" for d in dumps]
-    mapped = run_phase(ctx, out_dir, "map", [
-        Task("map", part.stem, harvest_dump, [d], [part], map_params) for d, part in zip(dumps, parts)
-    ])
-    for d in dumps:
-        ctx.state.record_dump(d.name, d.stat().st_size, ctx.state.digest(d))
-    reduce_params = {"min_score": cfg.min_score, "score_agg": cfg.score_agg, "num_shards": cfg.num_shards}
-    tasks = [
-        Task("reduce", f"{i:05d}", aggregate_urls, parts, [out_dir / f"urls-{i:05d}.parquet"],
-             {**reduce_params, "shard": i})
-        for i in range(cfg.num_shards)
-    ]
-    # Remove shards from an earlier run with more shards, so readers see one consistent set.
-    for stale in sorted_files(out_dir, "urls-*.parquet"):
+    parts_dir = out_dir / "_parts"
+    fparams = filter_params(cfg)
+    version = ctx.state.next_harvest_version()
+    if cfg.source == "api":
+        from .reddit_api import pull_task
+
+        api_part = parts_dir / f"api-v{version:05d}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}.parquet"
+        tasks = [pull_task(cfg, api_part, fparams, ctx.state.api_watermarks())]
+        sources = {api_part.name: f"api:{api_part.stem}"}
+    else:
+        dumps = find_dumps(cfg.dumps)
+        parts = [parts_dir / f"{safe_name(d)}.parquet" for d in dumps]
+        tasks = [Task("map", part.stem, harvest_dump, [d], [part], fparams) for d, part in zip(dumps, parts)]
+        sources = {part.name: ctx.state.digest(d) for d, part in zip(dumps, parts)}
+    mapped = run_phase(ctx, out_dir, "map", tasks)
+    for name, digest in sources.items():
+        ctx.state.record_source(name, digest, version)
+    if cfg.source == "api":
+        ctx.state.set_api_watermarks(mapped.stats.info.get("api_newest", {}))
+    # Reduce over every part ever harvested, each tagged with the version that brought it in.
+    versions = ctx.state.source_versions()
+    all_parts = [p for p in sorted_files(parts_dir, "*.parquet") if p.name in versions]
+    latest = max(versions.values(), default=version)
+    rparams = {"min_score": cfg.min_score, "score_agg": cfg.score_agg, "num_shards": cfg.num_shards,
+               "versions": {p.name: versions[p.name] for p in all_parts}, "latest": latest}
+    tasks = [Task("reduce", f"{i:05d}", aggregate_urls, all_parts, [out_dir / f"urls-{i:05d}.parquet"],
+                  {**rparams, "shard": i}) for i in range(cfg.num_shards)]
+    for stale in sorted_files(out_dir, "urls-*.parquet"):   # from an earlier run with more shards
         if stale not in {t.outputs[0] for t in tasks}:
             stale.unlink()
     reduced = run_phase(ctx, out_dir, "reduce", tasks)
-    # Funnel in submissions: filters from map, then low_score/merged from reduce.
-    stats = Stats(records_in=mapped.stats.records_in, records_out=reduced.stats.records_out)
-    stats.dropped.update(mapped.stats.dropped)
+    # The funnel covers every source harvested so far, in submissions: the map stats of all
+    # parts (from their completion records), then duplicate/low_score/merged from reduce.
+    sourced = Stats()
+    for part in all_parts:
+        sourced.merge(Stats.from_dict(read_json(out_dir / "_done" / f"map-{part.stem}.json")["stats"]))
+    stats = Stats(records_in=sourced.records_in, records_out=reduced.stats.records_out)
+    stats.dropped.update(sourced.dropped)
     stats.dropped.update(reduced.stats.dropped)
-    stats.info.update(mapped.stats.info)
-    stats.add_info("dumps", len(dumps))
-    stats.add_info("unique_urls", reduced.stats.info.get("unique_urls", 0))
+    stats.info.update({k: v for k, v in sourced.info.items() if k != "api_newest"})
+    stats.add_info("sources", len(all_parts))
+    stats.add_info("harvest_version", latest)
+    for key in ("unique_urls", "new_urls"):
+        stats.add_info(key, reduced.stats.info.get(key, 0))
     return finish_stage(ctx, "harvest", out_dir, stats, to_dict(cfg),
                         mapped.ran + reduced.ran, mapped.skipped + reduced.skipped, started)

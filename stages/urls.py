@@ -8,17 +8,33 @@ percent-encoding consistent, through courlan's ``normalize_url``.
 
 from __future__ import annotations
 
+import functools
+import re
 from urllib.parse import urlsplit, urlunsplit
 
+import tld
 import xxhash
 from courlan import normalize_url
 
 REDDIT_DOMAINS = ("reddit.com", "redd.it", "redditmedia.com", "redditstatic.com")
 
 
+# URLs that courlan would only lowercase: ASCII host, plain path, no port, query,
+# fragment, escapes, "//" or dot segments. A test checks this fast path against courlan.
+_SEG = r"[A-Za-z0-9_~-]+(?:\.[A-Za-z0-9_~-]+)*"    # unambiguous: no nested optional parts (no ReDoS)
+_SIMPLE = re.compile(rf"(?i)(https?)://([a-z0-9-]+(?:\.[a-z0-9-]+)+)((?:/{_SEG})*/?)")
+
+
 def normalize(url: str) -> str | None:
     """Normalized http(s) URL, or None when it has no usable scheme and host."""
     url = url.strip()
+    m = _SIMPLE.fullmatch(url)
+    if m:   # segments never start with "." here, so there are no dot segments to resolve
+        return f"{m.group(1).lower()}://{m.group(2).lower()}{m.group(3)}"
+    return _normalize_slow(url)
+
+
+def _normalize_slow(url: str) -> str | None:
     try:
         parts = urlsplit(url)
         if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
@@ -33,6 +49,13 @@ def normalize(url: str) -> str | None:
 
 def url_id(url: str) -> str:
     return xxhash.xxh3_64_hexdigest(url.encode("utf-8", "surrogatepass"))
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def registered_domain(hostname: str) -> str:
+    """The registrable domain ("bbc.co.uk" for "news.bbc.co.uk") from the public suffix
+    list bundled with ``tld`` (offline); the host itself when it has no known suffix."""
+    return tld.get_fld(hostname, fix_protocol=True, fail_silently=True) or hostname
 
 
 def host(url: str) -> str:
