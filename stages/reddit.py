@@ -3,9 +3,11 @@
 Dumps are NDJSON, one submission object per line: Pushshift ``RS_YYYY-MM`` files and
 the Arctic-Shift files that replaced them share the format. They come as .zst (2 GiB
 window), .xz, .bz2, .gz or plain. Every compressed format is read through its
-decompressor object in 256 KiB input steps, concatenated streams and frames included,
-so memory stays bounded and a truncated file yields everything before the damage and
-then raises ``TruncatedDumpError``.
+decompressor object in 32 KiB input steps, concatenated streams and frames included,
+so memory stays bounded. A truncated file yields everything before the damage and then
+raises ``TruncatedDumpError``. Corrupt data raises the decompressor's error; what was
+decoded before it is kept, except the output of the one 32 KiB step that hit it (a
+decompressor returns nothing from a call that fails).
 
 Lines are decoded in batches with msgspec into ``Submission``: only the fields harvest
 reads, and the rest of each ~2 KB record is skipped without building Python objects.
@@ -26,7 +28,7 @@ import zstandard
 
 from . import urls as U
 
-READ_BYTES = 256 * 1024        # compressed input per step
+READ_BYTES = 32 * 1024         # compressed input per step (bounds what corruption can cost)
 BATCH_BYTES = 4 * 1024 * 1024  # decompressed NDJSON per msgspec batch
 
 class TruncatedDumpError(EOFError):

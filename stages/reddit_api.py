@@ -62,13 +62,17 @@ def _listing(reddit, api: dict, name: str):
 
 
 def _as_submission(s) -> Submission:
-    """praw Submission -> the same record a dump line decodes to."""
-    return Submission(url=getattr(s, "url", None), score=getattr(s, "score", None), is_self=getattr(s, "is_self", None),
-                      over_18=getattr(s, "over_18", None), created_utc=getattr(s, "created_utc", None),
-                      subreddit=str(getattr(s, "subreddit", "") or ""), id=getattr(s, "id", None),
-                      title=getattr(s, "title", None), domain=getattr(s, "domain", None),
-                      removed_by_category=getattr(s, "removed_by_category", None),
-                      banned_by=getattr(s, "banned_by", None))
+    """praw Submission -> the same record a dump line decodes to.
+
+    Fields are read from the listing data praw already holds (``vars(s)``): ``getattr``
+    on a field the listing lacks would make praw fetch the whole submission, one extra
+    API request per submission.
+    """
+    d = vars(s)
+    return Submission(url=d.get("url"), score=d.get("score"), is_self=d.get("is_self"), over_18=d.get("over_18"),
+                      created_utc=d.get("created_utc"), subreddit=str(d.get("subreddit") or ""), id=d.get("id"),
+                      title=d.get("title"), domain=d.get("domain"),
+                      removed_by_category=d.get("removed_by_category"), banned_by=d.get("banned_by"))
 
 
 def pull_api(task: Task) -> Stats:

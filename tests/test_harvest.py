@@ -113,3 +113,148 @@ def test_missing_dumps_is_a_clear_error(tmp_path):
 ])
 def test_normalize(raw, want):
     assert U.normalize(raw) == want
+
+
+def _compress(path, raw: bytes):
+    import bz2
+    import gzip
+
+    name = path.name
+    if name.endswith(".zst"):
+        params = zstandard.ZstdCompressionParameters.from_level(3, window_log=31)
+        data = zstandard.ZstdCompressor(compression_params=params).compress(raw)
+    elif name.endswith(".xz"):
+        data = lzma.compress(raw)
+    elif name.endswith(".bz2"):
+        data = bz2.compress(raw)
+    elif name.endswith(".gz"):
+        data = gzip.compress(raw)
+    else:
+        data = raw
+    path.write_bytes(data)
+
+
+@pytest.mark.parametrize("suffix", [".zst", ".xz", ".bz2", ".gz", ""])
+def test_every_format_gives_the_same_urls(tmp_path, suffix):
+    subs = [_sub(i, f"https://s{i % 70}.example.org/p", 2) for i in range(400)]   # 70 URLs, 5-6 each
+    raw = "".join(json.dumps(s) + "\n" for s in subs).encode()
+    dump = tmp_path / f"RS_2021-03{suffix}"
+    half = len(raw) // 2
+    # Two concatenated streams/frames, as produced by parallel compressors.
+    if suffix:
+        first, second = tmp_path / f"a{suffix}", tmp_path / f"b{suffix}"
+        _compress(first, raw[:raw.rfind(b"\n", 0, half) + 1])
+        _compress(second, raw[raw.rfind(b"\n", 0, half) + 1:])
+        dump.write_bytes(first.read_bytes() + second.read_bytes())
+    else:
+        dump.write_bytes(raw)
+    stats = harvest.run(make_context(tmp_path / "w", harvest={"dumps": [str(dump)]}))
+    assert stats["in"] == 400 and stats["out"] == 70
+    assert {r["score"] for r in _urls(tmp_path / "w")} <= {10, 12}
+
+
+@pytest.mark.parametrize("suffix", [".xz", ".gz", ".bz2"])
+def test_truncated_and_corrupt_files_keep_the_prefix(tmp_path, suffix):
+    n = 40000
+    subs = [_sub(i, f"https://site{i}.example.org/p", 10) for i in range(n)]
+    full = tmp_path / f"full{suffix}"
+    _compress(full, "".join(json.dumps(s) + "\n" for s in subs).encode())
+    data = full.read_bytes()
+    cut = tmp_path / "cut" / f"RS_2020-04{suffix}"
+    cut.parent.mkdir()
+    cut.write_bytes(data[: len(data) * 2 // 3])
+    stats = harvest.run(make_context(tmp_path / "w", harvest={"dumps": [str(cut)]}))
+    assert stats["dropped"]["truncated_file"] == 1
+    got = {r["url"] for r in _urls(tmp_path / "w")}
+    assert 0 < len(got) < n and got == {f"https://site{i}.example.org/p" for i in range(len(got))}
+    bad = tmp_path / "bad" / f"RS_2020-05{suffix}"
+    bad.parent.mkdir()
+    bad.write_bytes(data[: len(data) // 2] + b"\x00garbage" * 50 + data[len(data) // 2:])
+    stats = harvest.run(make_context(tmp_path / "w2", harvest={"dumps": [str(bad)]}))
+    assert sum(stats["dropped"].get(k, 0) for k in ("corrupt_file", "truncated_file")) == 1
+    assert n // 4 < stats["out"] < n
+
+
+def test_arctic_shift_style_values(tmp_path):
+    """Newer dumps: numbers as strings or floats, extra and missing fields, crossposts."""
+    subs = [
+        {"id": "a1", "url": "https://one.example/x", "score": "15", "created_utc": "1700000000",
+         "subreddit": "sci", "is_self": False, "over_18": False, "title": "t", "crosspost_parent_list": []},
+        {"id": "a2", "url": "https://two.example/y", "score": 4.0, "created_utc": 1700000001.5, "subreddit": "sci"},
+        {"id": "a3", "url": "https://three.example/z", "score": None, "created_utc": None},
+        {"id": "a4", "url": 42, "score": 10},
+    ]
+    dump = tmp_path / "RS_2023-11.zst"
+    _write_zst(dump, subs)
+    stats = harvest.run(make_context(tmp_path / "w", harvest={"dumps": [str(dump)]}))
+    rows = {r["url"]: r for r in _urls(tmp_path / "w")}
+    assert rows["https://one.example/x"]["score"] == 15 and rows["https://one.example/x"]["first_seen"] == 1700000000
+    assert rows["https://two.example/y"]["score"] == 4
+    assert stats["dropped"] == {"low_score": 1, "no_url": 1}
+
+
+def test_incremental_two_runs_equal_one_run_and_report_new_urls(tmp_path):
+    a = [_sub(i, f"https://a{i % 40}.example.org/p", 2) for i in range(100)]
+    b = [_sub(1000 + i, f"https://a{i % 20}.example.org/p", 5) for i in range(30)] + \
+        [_sub(2000 + i, f"https://b{i}.example.org/p", 3) for i in range(25)]
+    da, db = tmp_path / "RS_2021-01.zst", tmp_path / "RS_2021-02.zst"
+    _write_zst(da, a)
+    _write_zst(db, b)
+    both = harvest.run(make_context(tmp_path / "both", harvest={"dumps": [str(da), str(db)]}))
+    ctx = make_context(tmp_path / "inc", harvest={"dumps": [str(da)]})
+    first = harvest.run(ctx)
+    assert first["info"]["new_urls"] == first["out"] == 40
+    ctx.cfg.harvest.dumps = [str(da), str(db)]
+    second = harvest.run(ctx)
+    assert second["tasks_run"] == 1 + 4                 # only the new dump is mapped
+    assert second["info"]["new_urls"] == 25             # b0..b24; a0..a19 were known
+    assert (second["in"], second["out"], second["dropped"]) == (both["in"], both["out"], both["dropped"])
+    drop = lambda rows: [{k: v for k, v in r.items() if k != "harvest_version"} for r in rows]  # noqa: E731
+    inc, full = _urls(tmp_path / "inc"), _urls(tmp_path / "both")
+    assert drop(inc) == drop(full)
+    assert {r["url"] for r in inc if r["harvest_version"] == 2} == {f"https://b{i}.example.org/p" for i in range(25)}
+    assert {r["harvest_version"] for r in full} == {1}
+    known = {r["url"]: r["score"] for r in inc}
+    assert known["https://a0.example.org/p"] == 3 * 2 + 2 * 5     # aggregate updated, not duplicated
+    ctx.cfg.harvest.dumps = [str(db)]                   # listing only the new dump keeps the old ones
+    assert drop(_urls(tmp_path / "inc")) == drop(full) and harvest.run(ctx)["tasks_run"] == 0
+
+
+def test_repeated_submission_counted_once(tmp_path):
+    s = _sub(7, "https://dup.example.org/a", 2)
+    later = {**s, "score": 40}                          # the same submission, observed later
+    d1, d2 = tmp_path / "RS_2022-01.zst", tmp_path / "RS_2022-02.zst"
+    _write_zst(d1, [s, s])
+    _write_zst(d2, [later])
+    ctx = make_context(tmp_path / "w", harvest={"dumps": [str(d1)]})
+    harvest.run(ctx)
+    ctx.cfg.harvest.dumps = [str(d1), str(d2)]
+    stats = harvest.run(ctx)
+    (row,) = _urls(tmp_path / "w")
+    assert row["score"] == 40 and row["submission_ids"] == ["x7"]
+    assert stats["dropped"]["duplicate_submission"] == 2
+
+
+def test_registered_domain():
+    assert U.registered_domain("news.bbc.co.uk") == "bbc.co.uk"
+    assert U.registered_domain("www.example.com") == "example.com"
+    assert U.registered_domain("localhost") == "localhost"
+
+
+def test_fast_normalize_matches_courlan_on_real_urls():
+    d = shared_path("reddit", "pushshift")
+    raw = [json.loads(ln).get("url") or "" for p in sorted(d.glob("RS_*.xz")) for ln in lzma.open(p)]
+    raw += [u.upper() for u in raw] + ["http://Example.com/a/./b", "http://x.example//a", "http://x.example/a%7e"]
+    fast = [u for u in raw if U._SIMPLE.fullmatch(u.strip())]
+    assert len(fast) > len(raw) // 3
+    assert [U.normalize(u) for u in raw] == [U._normalize_slow(u.strip()) for u in raw]
+
+
+def test_pathological_url_is_linear():
+    """A regex with nested quantifiers would hang here (ReDoS); URLs come from strangers."""
+    import subprocess
+    import sys
+
+    code = "from stages.urls import normalize; normalize('http://example.com/' + 'a' * 200000 + '?'); print('ok')"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.stdout.strip() == "ok"
