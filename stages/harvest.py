@@ -20,10 +20,12 @@ Each URL's ``harvest_version`` is the earliest version of any of its submissions
 ``harvest_version == latest`` marks the URLs that are new in the latest harvest.
 Harvesting dumps A and B in two runs gives the same URLs and karma as one run over both.
 
-Drop reasons (in submissions): malformed_json, no_url, self_post, nsfw, removed,
-bad_scheme, reddit_link, media_url, blocklisted_domain, low_score (the URL's aggregate
-is below the threshold), truncated_file, and merged_duplicate_url (a submission merged
-into a URL that is kept through another submission).
+Drop reasons (in submissions): malformed_json, no_url, self_post, nsfw, deleted (by
+its author), removed (by moderators or Reddit), bad_scheme, reddit_link, media_url,
+blocklisted_domain, truncated_file / corrupt_file (the unreadable rest of a damaged
+file, counted as 1), duplicate_submission (the same submission id seen again; the
+newest observation is kept), low_score (the URL's aggregate is below the threshold),
+and merged_duplicate_url (a submission merged into a URL kept through another one).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ import xxhash
 from pipeline.config import HarvestConfig, to_dict
 from pipeline.errors import MissingInputError
 from pipeline.executor import Context, Task, finish_stage, run_phase
-from pipeline.io import read_json, safe_name, sorted_files, write_parquet
+from pipeline.io import atomic_path, read_json, safe_name, sorted_files, write_parquet
 from pipeline.schemas import SUBMISSIONS, URLS
 from pipeline.stats import Stats
 
@@ -59,23 +61,48 @@ def load_blocklist(path: str) -> frozenset[str]:
 
 
 class SubmissionWriter:
-    """Collects kept submissions column-wise; ``table()`` gives the SUBMISSIONS table."""
+    """Streams kept submissions to a SUBMISSIONS Parquet file in row groups (bounded memory).
 
-    def __init__(self):
+    Use as a context manager around ``atomic_path``'s temporary file; ``rows`` counts
+    what was written.
+    """
+
+    ROW_GROUP = 65536
+
+    def __init__(self, path: Path):
+        self.path, self.rows, self.writer = path, 0, None
+        self._reset()
+
+    def _reset(self) -> None:
         self.cols: dict[str, list] = {f.name: [] for f in SUBMISSIONS}
 
-    def add(self, url: str, score, created, subreddit, sid, title) -> None:
+    def __enter__(self) -> "SubmissionWriter":
+        self.writer = pq.ParquetWriter(self.path, SUBMISSIONS, compression="zstd")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if exc[0] is None:
+            self.flush()
+        self.writer.close()
+
+    def flush(self) -> None:
+        if self.cols["url"]:
+            table = pa.table(self.cols, schema=SUBMISSIONS)
+            self.writer.write_table(table)
+            self.rows += table.num_rows
+            self._reset()
+
+    def add(self, url: str, host: str, score, created, subreddit, sid, title) -> None:
         c = self.cols
         c["url"].append(url)
-        c["domain"].append(U.host(url))
+        c["domain"].append(host)
         c["score"].append(as_int(score))
         c["created_utc"].append(as_int(created))
         c["subreddit"].append(subreddit if isinstance(subreddit, str) else str(subreddit or ""))
         c["id"].append(sid if isinstance(sid, str) else str(sid or ""))
         c["title"].append(title if isinstance(title, str) else None)
-
-    def table(self) -> pa.Table:
-        return pa.table(self.cols, schema=SUBMISSIONS)
+        if len(c["url"]) >= self.ROW_GROUP:
+            self.flush()
 
 
 def make_filter(p: dict) -> Filter:
@@ -86,26 +113,26 @@ def harvest_dump(task: Task) -> Stats:
     """Map task: one dump file -> one Parquet file of kept submissions."""
     (path,), (out,) = task.inputs, task.outputs
     keep = make_filter(task.params)
-    stats, w = Stats(), SubmissionWriter()
-    try:
-        for buf in iter_batches(path):
-            stats.add_info("decompressed_bytes", len(buf))
-            subs, bad = decode_batch(buf)
-            stats.records_in += len(subs) + bad
-            stats.drop("malformed_json", bad)
-            for s in subs:
-                reason, url = keep(s)
-                if reason:
-                    stats.drop(reason)
-                else:
-                    w.add(url, s.score, s.created_utc, s.subreddit, s.id, s.title)
-    except (TruncatedDumpError, *CORRUPT_ERRORS) as e:   # keep what came before; count the rest as 1
-        stats.records_in += 1
-        stats.drop("truncated_file" if isinstance(e, TruncatedDumpError) else "corrupt_file")
-        stats.add_info("damaged_file", f"{path.name}: {type(e).__name__}: {e}")
-    table = w.table()
-    stats.records_out = table.num_rows
-    write_parquet(table, out, SUBMISSIONS)
+    stats = Stats()
+    drops = stats.dropped
+    with atomic_path(out) as tmp, SubmissionWriter(tmp) as w:
+        try:
+            for buf in iter_batches(path):
+                stats.add_info("decompressed_bytes", len(buf))
+                subs, bad = decode_batch(buf)
+                stats.records_in += len(subs) + bad
+                stats.drop("malformed_json", bad)
+                for s in subs:
+                    reason, url, host = keep(s)
+                    if reason:
+                        drops[reason] += 1
+                    else:
+                        w.add(url, host, s.score, s.created_utc, s.subreddit, s.id, s.title)
+        except (TruncatedDumpError, *CORRUPT_ERRORS) as e:   # keep what came before; count the rest as 1
+            stats.records_in += 1
+            stats.drop("truncated_file" if isinstance(e, TruncatedDumpError) else "corrupt_file")
+            stats.add_info("damaged_file", f"{path.name}: {type(e).__name__}: {e}")
+    stats.records_out = w.rows
     return stats
 
 

@@ -31,6 +31,10 @@ from . import urls as U
 READ_BYTES = 32 * 1024         # compressed input per step (bounds what corruption can cost)
 BATCH_BYTES = 4 * 1024 * 1024  # decompressed NDJSON per msgspec batch
 
+# removed_by_category values Reddit uses when the author deleted the post.
+DELETED_CATEGORIES = frozenset({"deleted", "author"})
+
+
 class TruncatedDumpError(EOFError):
     """A compressed dump ends inside a stream or frame."""
 
@@ -144,19 +148,32 @@ def as_int(v, default: int = 0) -> int:
 
 
 class Filter:
-    """Decides, per submission, a drop reason or the normalized URL to keep.
+    """Decides, per submission, a drop reason or the (normalized URL, host) to keep.
 
-    Cheap checks on raw fields run first; URL normalization (the costly step) runs only
-    for submissions that survive them, through a bounded cache.
+    Everything that can be decided from raw fields is: self/NSFW/removed flags, the
+    scheme, the raw host (Reddit, blocklist; verdicts cached per host) and the raw path's
+    extension. URL normalization, the costly step, runs only for what survives, through a
+    bounded cache.
     """
 
-    CACHE_LIMIT = 1 << 20
+    CACHE_LIMIT = 1 << 16
 
     def __init__(self, allow_nsfw: bool, blocklist: frozenset[str], media_extensions):
         self.allow_nsfw = allow_nsfw
         self.blocklist = blocklist
         self.media = frozenset(e.lower().lstrip(".") for e in media_extensions)
         self.cache: dict[str, str | None] = {}
+        self.host_verdicts: dict[str, tuple[bool, bool]] = {}
+
+    def _host_verdict(self, hostname: str) -> tuple[bool, bool]:
+        """(is a Reddit host, is blocklisted), cached."""
+        v = self.host_verdicts.get(hostname)
+        if v is None:
+            if len(self.host_verdicts) >= self.CACHE_LIMIT:
+                self.host_verdicts.clear()
+            v = self.host_verdicts[hostname] = (U.domain_matches(hostname, U.REDDIT_DOMAINS),
+                                                U.domain_matches(hostname, self.blocklist))
+        return v
 
     def normalize(self, raw: str) -> str | None:
         url = self.cache.get(raw, "")
@@ -166,25 +183,33 @@ class Filter:
             url = self.cache[raw] = U.normalize(raw)
         return url
 
-    def __call__(self, s: Submission) -> tuple[str | None, str | None]:
+    def __call__(self, s: Submission) -> tuple[str | None, str | None, str | None]:
+        """(reason, None, None) to drop, or (None, normalized url, host) to keep."""
         raw = s.url
         if not isinstance(raw, str) or not raw.strip():
-            return "no_url", None
+            return "no_url", None, None
         if s.is_self is True or (isinstance(s.domain, str) and s.domain.startswith("self.")):
-            return "self_post", None
+            return "self_post", None, None
         if s.over_18 is True and not self.allow_nsfw:
-            return "nsfw", None
+            return "nsfw", None, None
+        if s.removed_by_category in DELETED_CATEGORIES or s.title == "[deleted by user]":
+            return "deleted", None, None
         if s.removed_by_category or s.banned_by:
-            return "removed", None
+            return "removed", None, None
+        raw = raw.strip()
+        if raw[:8].lower().partition("://")[0] not in ("http", "https"):
+            return "bad_scheme", None, None
+        hostname = U.raw_host(raw)
+        is_reddit, is_blocked = self._host_verdict(hostname)
+        if is_reddit:
+            return "reddit_link", None, None
+        path = raw.partition("://")[2].split("?", 1)[0].split("#", 1)[0]
+        last = path.rsplit("/", 1)[-1] if "/" in path else ""
+        if "." in last and last.rsplit(".", 1)[-1].lower() in self.media:
+            return "media_url", None, None
+        if is_blocked:
+            return "blocklisted_domain", None, None
         url = self.normalize(raw)
         if url is None:
-            return "bad_scheme", None
-        hostname = U.host(url)
-        if U.domain_matches(hostname, U.REDDIT_DOMAINS):
-            return "reddit_link", None
-        last = url.split("?", 1)[0].rsplit("/", 1)[-1]
-        if "." in last and last.rsplit(".", 1)[-1].lower() in self.media:
-            return "media_url", None
-        if U.domain_matches(hostname, self.blocklist):
-            return "blocklisted_domain", None
-        return None, url
+            return "bad_scheme", None, None
+        return None, url, U.raw_host(url)

@@ -76,16 +76,24 @@ def _as_submission(s) -> Submission:
 
 
 def pull_api(task: Task) -> Stats:
-    from prawcore.exceptions import PrawcoreException
+    from pipeline.io import atomic_path
 
     from .harvest import SubmissionWriter, make_filter
-    from pipeline.io import write_parquet
-    from pipeline.schemas import SUBMISSIONS
 
     api, marks = task.options["api"], task.options["watermarks"]
     keep = make_filter(task.params)
     reddit = _reddit(api)
-    stats, w, newest = Stats(), SubmissionWriter(), {}
+    stats, newest = Stats(), {}
+    with atomic_path(task.outputs[0]) as tmp, SubmissionWriter(tmp) as w:
+        _pull_all(reddit, api, marks, keep, stats, w, newest)
+    stats.records_out = w.rows
+    stats.add_info("api_newest", newest)
+    return stats
+
+
+def _pull_all(reddit, api: dict, marks: dict, keep, stats: Stats, w, newest: dict) -> None:
+    from prawcore.exceptions import PrawcoreException
+
     for name in api["subreddits"]:
         key = f"{name.lower()}/{api['listing']}"
         since = float(marks.get(key, 0.0))
@@ -97,17 +105,12 @@ def pull_api(task: Task) -> Stats:
                     break                       # newest first: everything below is already harvested
                 newest[key] = max(newest.get(key, since), created)
                 stats.records_in += 1
-                reason, url = keep(sub)
+                reason, url, host = keep(sub)
                 if reason:
                     stats.drop(reason)
                 else:
-                    w.add(url, sub.score, sub.created_utc, sub.subreddit, sub.id, sub.title)
+                    w.add(url, host, sub.score, sub.created_utc, sub.subreddit, sub.id, sub.title)
         except PrawcoreException as e:
             # The message names the HTTP status or connection problem, never a credential.
             raise WebtextError(f"Reddit API error for r/{name}: {type(e).__name__}: {e}",
                                "Check credentials, the subreddit name and the API endpoints") from None
-    table = w.table()
-    stats.records_out = table.num_rows
-    write_parquet(table, task.outputs[0], SUBMISSIONS)
-    stats.add_info("api_newest", newest)
-    return stats

@@ -58,6 +58,24 @@ def registered_domain(hostname: str) -> str:
     return tld.get_fld(hostname, fix_protocol=True, fail_silently=True) or hostname
 
 
+def raw_host(url: str) -> str:
+    """The lowercase host of an http(s) URL by plain string splitting, without parsing.
+
+    For filtering decisions on raw URLs; it agrees with ``urlsplit(url).hostname`` on
+    well-formed URLs and never raises.
+    """
+    rest = url.partition("://")[2]
+    end = len(rest)
+    for sep in "/?#\\":
+        i = rest.find(sep)
+        if 0 <= i < end:
+            end = i
+    netloc = rest[:end].rpartition("@")[2]
+    if netloc.startswith("["):
+        return netloc[1:netloc.find("]")].lower()
+    return netloc.partition(":")[0].lower().rstrip(".")
+
+
 def host(url: str) -> str:
     h = urlsplit(url).hostname or ""
     return h.lower().rstrip(".")

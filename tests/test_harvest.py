@@ -62,6 +62,8 @@ def test_zst_window_filters_and_sum_vs_max(tmp_path):
         _sub(7, "https://i.imgur.com/abc", 50),
         _sub(8, "ftp://files.example.org/x", 50),
         _sub(9, "https://gone.example.org/y", 50, removed_by_category="moderator"),
+        _sub(10, "https://gone.example.org/z", 50, removed_by_category="deleted"),
+        _sub(11, "https://gone.example.org/w", 50, title="[deleted by user]"),
         {"id": "nourl", "score": 5},
     ]
     dump = tmp_path / "RS_2020-01.zst"
@@ -69,7 +71,7 @@ def test_zst_window_filters_and_sum_vs_max(tmp_path):
     ctx = make_context(tmp_path / "w", harvest={"dumps": [str(dump)], "num_shards": 2})
     stats = harvest.run(ctx)
     assert stats["dropped"] == {"self_post": 1, "nsfw": 1, "reddit_link": 1, "media_url": 1,
-                                "blocklisted_domain": 1, "bad_scheme": 1, "removed": 1, "no_url": 1,
+                                "blocklisted_domain": 1, "bad_scheme": 1, "removed": 1, "deleted": 2, "no_url": 1,
                                 "malformed_json": 2, "merged_duplicate_url": 1}
     rows = _urls(tmp_path / "w")
     assert [r["url"] for r in rows] == ["http://news.example.com/a?b=2", "https://blog.example.org/post"]

@@ -1,0 +1,200 @@
+"""Harvest throughput: decompressed MB/s per core against `zstd -d` on the same dump.
+
+    python benchmarks/harvest_bench.py [--lines 2000000] [--dir /tmp/webtext-bench]
+
+Generates a realistic Pushshift-style .zst dump (2 GiB window, ~2 KB records with the
+usual modern fields; a mix of self posts, image/video links, NSFW, Reddit links and
+article links with a heavy-tailed score), then measures, each in its own process:
+  1. `zstd -d --long=31 -c dump > /dev/null` (the raw decompression ceiling);
+  2. webtext's reader alone (decompression + line batching, no parsing);
+  3. the harvest map task (decompress, decode, filter, normalize, write Parquet);
+  4. a json.loads-per-line baseline on the first 200k lines;
+and peak RSS of the map at two dump sizes (memory must not grow with the dump).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import zstandard
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+WORDS = ("the of and to in is for that on with as it by this be are from at or an was have not but "
+         "what all were when we there can your which their said if will each about how up out them then "
+         "she many some so these would other into has more her two like him see time could no make than "
+         "first been its who now people my made over did down only way find use may water long little very "
+         "after words called just where most know get through back much before go good new write our used me "
+         "man too any day same right look think also around another came come work three word must because "
+         "does part even place well such here take why things help put years different away again off went "
+         "old number great tell men say small every found still between name should home big give air line "
+         "set own under read last never us left end along while might next sound below saw something thought "
+         "both few those always looked show large often together asked house world going want school important "
+         "until form food keep children feet land side without boy once animals life enough took sometimes").split()
+
+
+def _text(rng: random.Random, n: int) -> str:
+    return " ".join(rng.choice(WORDS) for _ in range(n))
+
+
+def make_record(i: int, rng: random.Random, domains: list[str]) -> dict:
+    kind = rng.random()
+    created = 1_546_300_800 + i * 2
+    sub = f"sub{int(rng.paretovariate(1.2)) % 20000}"
+    score = int(rng.paretovariate(0.9)) - 1
+    rid = f"{i:07x}"
+    is_self, over_18, url, domain, selftext = False, rng.random() < 0.08, "", "", ""
+    if kind < 0.45:
+        is_self, domain = True, f"self.{sub}"
+        url = f"https://www.reddit.com/r/{sub}/comments/{rid}/{_text(rng, 4).replace(' ', '_')}/"
+        selftext = _text(rng, rng.randint(40, 220))
+    elif kind < 0.70:
+        host = rng.choice(["i.redd.it", "i.imgur.com", "v.redd.it", "gfycat.com", "youtube.com"])
+        url, domain = f"https://{host}/{rid}{rng.choice(['.jpg', '.png', '', '.gifv'])}", host
+    elif kind < 0.75:
+        url, domain = f"https://www.reddit.com/r/{sub}/comments/{rid}/x/", "reddit.com"
+    else:
+        domain = rng.choice(domains)
+        path = "/".join(rng.choice(WORDS) for _ in range(rng.randint(1, 4)))
+        url = f"https://{domain}/{path}/{rid}" + (f"?id={i}&utm_source=reddit" if rng.random() < 0.3 else "")
+    return {
+        "all_awardings": [], "allow_live_comments": False, "archived": False, "author": f"user{rng.randint(0, 10**6)}",
+        "author_flair_background_color": None, "author_flair_css_class": None, "author_flair_richtext": [],
+        "author_flair_text": None, "author_flair_type": "text", "author_fullname": f"t2_{rng.randint(0, 10**8):x}",
+        "author_patreon_flair": False, "can_gild": True, "can_mod_post": False, "contest_mode": False,
+        "created_utc": created, "domain": domain, "edited": False, "full_link": f"https://www.reddit.com/r/{sub}/comments/{rid}/",
+        "gildings": {}, "id": rid, "is_crosspostable": True, "is_meta": False, "is_original_content": False,
+        "is_reddit_media_domain": domain in ("i.redd.it", "v.redd.it"), "is_robot_indexable": True,
+        "is_self": is_self, "is_video": domain == "v.redd.it", "link_flair_background_color": "",
+        "link_flair_css_class": None, "link_flair_richtext": [], "link_flair_text": None, "link_flair_text_color": "dark",
+        "link_flair_type": "text", "locked": False, "media": None, "media_embed": {}, "media_only": False,
+        "no_follow": score < 2, "num_comments": int(rng.paretovariate(1.0)) - 1, "num_crossposts": 0,
+        "over_18": over_18, "parent_whitelist_status": "all_ads", "permalink": f"/r/{sub}/comments/{rid}/",
+        "pinned": False, "pwls": 6, "retrieved_on": created + 86400 * 30, "score": score, "secure_media": None,
+        "secure_media_embed": {}, "selftext": selftext, "send_replies": True, "spoiler": False, "stickied": False,
+        "subreddit": sub, "subreddit_id": f"t5_{rng.randint(0, 10**7):x}", "subreddit_subscribers": rng.randint(0, 10**7),
+        "subreddit_type": "public", "thumbnail": "default", "thumbnail_height": 140, "thumbnail_width": 140,
+        "title": _text(rng, rng.randint(5, 20)), "total_awards_received": 0, "treatment_tags": [], "url": url,
+        "whitelist_status": "all_ads", "wls": 6,
+        "preview": {"enabled": False, "images": [{"id": f"{rng.getrandbits(64):x}", "resolutions": [
+            {"height": 108 * k, "url": f"https://preview.redd.it/{rid}{k}.jpg?width={108 * k}&amp;s={rng.getrandbits(64):x}",
+             "width": 108 * k} for k in range(1, 5)], "source": {"height": 1080, "url": f"https://preview.redd.it/{rid}.jpg", "width": 1920},
+            "variants": {}}]},
+    }
+
+
+def generate(path: Path, lines: int, seed: int = 0) -> int:
+    rng = random.Random(seed)
+    domains = [f"{rng.choice(WORDS)}{rng.choice(WORDS)}{k}.{rng.choice(['com', 'org', 'net', 'co.uk', 'de'])}"
+               for k in range(5000)]
+    params = zstandard.ZstdCompressionParameters.from_level(3, window_log=31)
+    raw = 0
+    with open(path, "wb") as f, zstandard.ZstdCompressor(compression_params=params).stream_writer(f) as w:
+        batch = []
+        for i in range(lines):
+            batch.append(json.dumps(make_record(i, rng, domains)))
+            if len(batch) == 10000:
+                data = ("\n".join(batch) + "\n").encode()
+                raw += len(data)
+                w.write(data)
+                batch = []
+        if batch:
+            data = ("\n".join(batch) + "\n").encode()
+            raw += len(data)
+            w.write(data)
+    return raw
+
+
+def _child(code: str) -> tuple[float, float, str]:
+    """Run ``code`` in a fresh interpreter; (seconds, peak RSS MiB, its stdout)."""
+    t = time.perf_counter()
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    dt = time.perf_counter() - t
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return dt, usage, r.stdout.strip()
+
+
+READER = """
+import sys, time; from pathlib import Path; from stages.reddit import iter_batches
+t = time.perf_counter(); n = sum(len(b) for b in iter_batches(Path(sys.argv[1] if len(sys.argv) > 1 else {p!r})))
+print(n, time.perf_counter() - t)
+"""
+HARVEST = """
+import time, resource; from pathlib import Path
+from pipeline.executor import Task; from pipeline.config import HarvestConfig
+from stages.harvest import harvest_dump, filter_params
+p = filter_params(HarvestConfig())
+t = time.perf_counter()
+s = harvest_dump(Task("map", "x", harvest_dump, [Path({p!r})], [Path({o!r})], p))
+print(s.records_in, s.records_out, s.info.get("decompressed_bytes"), time.perf_counter() - t,
+      resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+JSONLOADS = """
+import json, time, itertools; from pathlib import Path; from stages.reddit import iter_batches
+t = time.perf_counter(); n = b = 0
+for buf in iter_batches(Path({p!r})):
+    for line in buf.splitlines():
+        d = json.loads(line); n += 1; b += len(line) + 1
+    if n >= 200000: break
+print(b, time.perf_counter() - t)
+"""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--lines", type=int, default=2_000_000)
+    ap.add_argument("--dir", type=Path, default=Path("/tmp/webtext-bench"))
+    args = ap.parse_args()
+    args.dir.mkdir(parents=True, exist_ok=True)
+    results = {}
+    for lines in (args.lines // 2, args.lines):
+        dump = args.dir / f"RS_bench-{lines}.zst"
+        if not dump.exists():
+            t = time.perf_counter()
+            raw = generate(dump, lines)
+            print(f"generated {lines:,} lines, {raw / 1e6:,.0f} MB raw, {dump.stat().st_size / 1e6:,.0f} MB .zst "
+                  f"in {time.perf_counter() - t:.0f}s", flush=True)
+        out = args.dir / f"part-{lines}.parquet"
+        _, _, res = _child(HARVEST.format(p=str(dump), o=str(out)))
+        n_in, n_out, nbytes, secs, rss = res.split()
+        results[lines] = (int(n_in), int(n_out), int(nbytes), float(secs), float(rss))
+    lines = args.lines
+    dump = args.dir / f"RS_bench-{lines}.zst"
+    n_in, n_out, nbytes, h_secs, rss = results[lines]
+    zstd = shutil.which("zstd")
+    if zstd:
+        t = time.perf_counter()
+        subprocess.run([zstd, "-q", "-d", "-c", "--long=31", str(dump)], stdout=subprocess.DEVNULL, check=True)
+        z_secs = time.perf_counter() - t
+    _, _, res = _child(READER.format(p=str(dump)))
+    r_bytes, r_secs = (float(x) for x in res.split())
+    _, _, res = _child(JSONLOADS.format(p=str(dump)))
+    j_bytes, j_secs = (float(x) for x in res.split())
+    mb = nbytes / 1e6
+    print(f"\nharvest benchmark: {lines:,} lines, {mb:,.0f} MB decompressed ({nbytes / n_in:,.0f} B/line), "
+          f"{dump.stat().st_size / 1e6:,.0f} MB .zst; one core (`nproc`={os.cpu_count()})")
+    print(f"{'what':44} {'MB/s':>8} {'lines/s':>10}")
+    if zstd:
+        print(f"{'zstd -d (CLI, decompression only)':44} {mb / z_secs:8,.0f} {n_in / z_secs:10,.0f}")
+    print(f"{'webtext reader (decompress + line batches)':44} {r_bytes / 1e6 / r_secs:8,.0f} {n_in / r_secs:10,.0f}")
+    print(f"{'webtext harvest map (end to end, Parquet out)':44} {mb / h_secs:8,.0f} {n_in / h_secs:10,.0f}")
+    print(f"{'json.loads per line (first 200k lines)':44} {j_bytes / 1e6 / j_secs:8,.0f}")
+    if zstd:
+        print(f"ratio harvest / zstd -d: {(mb / h_secs) / (mb / z_secs):.2f}x  (target >= 0.5x)")
+    print(f"kept {n_out:,} of {n_in:,} submissions")
+    half = args.lines // 2
+    print(f"peak RSS of the map: {results[half][4]:,.0f} MiB at {half:,} lines, {rss:,.0f} MiB at {lines:,} lines")
+
+
+if __name__ == "__main__":
+    main()
