@@ -71,8 +71,13 @@ class HarvestConfig:
 class FetchConfig:
     concurrency: int = 64          # requests in flight, all hosts together
     per_host: int = 2              # connections per host
-    timeout_s: float = 30.0        # total time for one request
+    timeout_s: float = 30.0        # total time for one request (cuts off trickling servers)
     connect_timeout_s: float = 10.0
+    read_timeout_s: float = 15.0   # time to first byte, and between reads
+    host_delay_s: float = 1.0      # minimum spacing of requests to one host
+    obey_robots: bool = True       # fetch and obey robots.txt (RFC 9309)
+    max_crawl_delay_s: float = 30.0  # a robots.txt Crawl-delay above this skips the host
+    max_retry_after_s: float = 120.0  # cap on a server's Retry-After
     max_bytes: int = 5 * 1024 * 1024
     max_redirects: int = 5
     retries: int = 2               # extra tries after 429/5xx/connection errors

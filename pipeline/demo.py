@@ -22,7 +22,7 @@ def demo_overrides(web, proxy_url: str, steps: int, workers: int | None) -> dict
     return {
         "run": {"workers": workers},
         "harvest": {"dumps": [str(web.dump)], "num_shards": 4},
-        "fetch": {"proxy": proxy_url, "backoff_s": 0.1, "retries": 1},
+        "fetch": {"proxy": proxy_url, "backoff_s": 0.1, "retries": 1, "host_delay_s": 0.02},
         "decontaminate": {"benchmarks": [str(web.benchmark)]},
         "shard": {"val_fraction": 0.05},
         "train": {"model": "tiny", "steps": steps, "batch_size": 8, "block_size": 64, "eval_every": 50,

@@ -6,8 +6,8 @@ The web is deterministic for a given Python version and seed. It plants what eac
 must handle: nav/footer boilerplate (extract), pages that are too short (extract), exact
 and near-duplicate republications (dedup), Wikipedia pages (decontaminate, by URL), one
 page quoting a benchmark passage (decontaminate, by content), dead links, server errors,
-redirects and non-HTML responses (fetch), and self/NSFW/low-score/malformed submissions
-(harvest).
+redirects, non-HTML responses and a robots.txt disallow (fetch), and
+self/NSFW/low-score/malformed submissions (harvest).
 
 Usage::
 
@@ -136,7 +136,7 @@ def build_demo_web(out_dir: Path, n_articles: int = 200, seed: int = 0) -> DemoW
     links: list[tuple[str, int]] = []    # (url as submitted, score)
     planted: dict[str, list[str]] = {k: [] for k in (
         "articles", "short", "exact_dup", "near_dup", "wikipedia", "contaminated", "dead", "error",
-        "not_html", "redirect")}
+        "not_html", "redirect", "robots")}
 
     articles = []
     for i in range(n_articles):
@@ -195,6 +195,15 @@ def build_demo_web(out_dir: Path, n_articles: int = 200, seed: int = 0) -> DemoW
         pages[moved] = Page(301, b"", headers={"Location": articles[n + 3][0]})
         links.append((moved, 10))
         planted["redirect"].append(moved)
+
+    # One host keeps its members' area out of crawlers' reach.
+    pages[f"http://{_HOSTS[0]}/robots.txt"] = Page(200, b"User-agent: *\nDisallow: /members/\n",
+                                                   content_type="text/plain")
+    for n in range(2):
+        url = f"http://{_HOSTS[0]}/members/{n}"
+        pages[url] = Page(200, _html(_HOSTS[0], "Members only", paras[n * 2:n * 2 + 4]))
+        links.append((url, 25))
+        planted["robots"].append(url)
 
     dump = out_dir / "RS_2026-01.zst"
     _write_dump(dump, links, rng)

@@ -58,6 +58,7 @@ FETCHLOG = _schema("fetchlog", [
     pa.field("error", pa.string()),                         # drop reason, null when archived
     pa.field("bytes", pa.int64(), nullable=False),          # decoded body bytes
     pa.field("content_type", pa.string()),
+    pa.field("charset", pa.string()),                       # detected: header, meta tag or sniffed
     pa.field("elapsed_ms", pa.int32(), nullable=False),
     pa.field("tries", pa.int32(), nullable=False),
     pa.field("warc_file", pa.string()),                     # file name inside warc/

@@ -34,14 +34,15 @@ from . import urls as U
 _CHARSET = re.compile(r"charset=[\"']?([A-Za-z0-9_.:-]+)", re.I)
 
 
-def decode_html(body: bytes, content_type: str | None) -> str | bytes:
-    """Decode with the header's charset; return bytes for trafilatura to sniff otherwise."""
+def decode_html(body: bytes, content_type: str | None, charset: str | None = None) -> str | bytes:
+    """Decode with the charset fetch recorded, else the header's; bytes for trafilatura to sniff otherwise."""
     m = _CHARSET.search(content_type or "")
-    if m:
-        try:
-            return body.decode(m.group(1), errors="replace")
-        except LookupError:  # an unknown charset name: let trafilatura detect
-            pass
+    for name in (charset, m.group(1) if m else None):
+        if name:
+            try:
+                return body.decode(name, errors="replace")
+            except LookupError:  # an unknown charset name
+                continue
     return body
 
 
@@ -111,7 +112,8 @@ def extract_shard(task: Task) -> Stats:
             stats.drop("html_too_large")
             continue
         try:
-            text, title = extract_page(decode_html(body, headers.get_header("Content-Type")), final_url)
+            html = decode_html(body, headers.get_header("Content-Type"), meta.get("charset"))
+            text, title = extract_page(html, final_url)
         except Exception:  # noqa: BLE001 -- broken HTML must not kill the shard
             stats.drop("extract_error")
             continue

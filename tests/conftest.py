@@ -4,6 +4,8 @@ and one small demo pipeline run reused by the contract tests."""
 from __future__ import annotations
 
 import gzip
+import socket
+import struct
 import threading
 import time
 from dataclasses import dataclass, field
@@ -61,6 +63,8 @@ class Route:
     gzip: bool = False
     fail_times: int = 0            # answer 503 this many times first
     delay: float = 0.0             # seconds to wait before answering
+    reset: bool = False            # close the connection with a TCP reset instead of answering
+    trickle: float = 0.0           # send the body one byte every this many seconds
 
 
 class LoopbackWeb:
@@ -82,6 +86,11 @@ class LoopbackWeb:
                 route = web.routes.get(path, Route(404, b"not found"))
                 if route.delay:
                     time.sleep(route.delay)
+                if route.reset:
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    self.connection.close()
+                    self.close_connection = True
+                    return
                 if route.fail_times > 0:
                     route.fail_times -= 1
                     status, body, headers = 503, b"busy", {"Retry-After": "0"}
@@ -95,12 +104,24 @@ class LoopbackWeb:
                     self.send_header(k, v)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
+                if route.trickle:
+                    for byte in body:
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                        time.sleep(route.trickle)
+                    return
                 self.wfile.write(body)
 
             def log_message(self, *a):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+
+            def handle_error(self, request, client_address):   # clients hanging up are expected
+                pass
+
+        self.server = Server(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()

@@ -37,6 +37,7 @@ def test_demo_funnel_and_schemas(demo_run):
         assert stages[a]["out"] == stages[b]["in"]
     # The planted problems are found.
     assert stages["fetch"]["dropped"]["http_4xx"] >= 3 and stages["fetch"]["dropped"]["not_html"] == 2
+    assert stages["fetch"]["dropped"]["robots_disallowed"] == 2
     assert stages["extract"]["dropped"]["too_short"] >= 3
     assert stages["dedup"]["dropped"]["exact_duplicate"] >= 3 and stages["dedup"]["dropped"]["near_duplicate"] >= 2
     assert stages["decontaminate"]["dropped"]["benchmark_overlap"] == 1

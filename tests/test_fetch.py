@@ -2,6 +2,7 @@
 
 
 import pyarrow.parquet as pq
+import pytest
 from warcio.archiveiterator import ArchiveIterator
 
 from pipeline.config import FetchConfig, to_dict
@@ -18,7 +19,8 @@ def _fetch(tmp_path, urls, **cfg):
     src = tmp_path / "urls-00000.parquet"
     pq.write_table(url_table(urls), src)
     warc, log = tmp_path / "warc-00000.warc.gz", tmp_path / "fetchlog-00000.parquet"
-    options = {"fetch": to_dict(FetchConfig(**{"allow_private": True, "backoff_s": 0.01, **cfg}))}
+    base = {"allow_private": True, "backoff_s": 0.01, "host_delay_s": 0.0}
+    options = {"fetch": to_dict(FetchConfig(**{**base, **cfg}))}
     stats = fetch.fetch_shard(Task("fetch", "00000", fetch.fetch_shard, [src], [warc, log], options=options))
     table = pq.read_table(log)
     assert table.schema.equals(FETCHLOG)
@@ -78,7 +80,8 @@ def test_redirects_loops_and_limits(tmp_path, loopback_web):
     assert log[f"{w.base}/big"]["error"] == "too_large"
     assert log[f"{w.base}/bomb"]["error"] == "too_large"
     assert log[f"{w.base}/slow"]["error"] == "timeout"
-    assert [p for p, _ in w.log if p.startswith("/r") or p == "/final"] == ["/r1", "/r2", "/r3", "/final"]
+    assert [p for p, _ in w.log if p.startswith("/r") and p != "/robots.txt" or p == "/final"] == \
+        ["/r1", "/r2", "/r3", "/final"]
 
 
 def test_private_addresses_refused_also_after_redirect(tmp_path, loopback_web):
@@ -93,7 +96,7 @@ def test_private_addresses_refused_also_after_redirect(tmp_path, loopback_web):
     # Through a proxy, a public-looking name that redirects to a private address is refused at the hop.
     stats, log, _ = _fetch(tmp_path, ["http://news.example/to-private"], allow_private=False, proxy=w.base)
     assert log["http://news.example/to-private"]["error"] == "private_address"
-    assert w.log == [("/to-private", "news.example")]
+    assert w.log == [("/robots.txt", "news.example"), ("/to-private", "news.example")]
 
 
 def test_proxy_serves_many_hosts(tmp_path, loopback_web):
@@ -102,10 +105,102 @@ def test_proxy_serves_many_hosts(tmp_path, loopback_web):
     urls = [f"http://host{i}.example/a" for i in range(5)]
     stats, log, warc = _fetch(tmp_path, urls, allow_private=False, proxy=w.base)
     assert stats.records_out == 5
-    assert sorted(h for _, h in w.log) == [f"host{i}.example" for i in range(5)]
+    assert sorted(h for p, h in w.log if p == "/a") == [f"host{i}.example" for i in range(5)]
+    assert sorted(h for p, h in w.log if p == "/robots.txt") == [f"host{i}.example" for i in range(5)]
     assert {u for t, u, _ in _records(warc) if t == "response"} == set(urls)
 
 
 def test_interleave_by_host():
     rows = [{"domain": d, "i": i} for i, d in enumerate("aaaabbc")]
     assert [r["domain"] for r in fetch.interleave_by_host(rows)] == list("abcabaa")
+
+
+def test_robots_txt(tmp_path, loopback_web):
+    w = loopback_web
+    w.routes.update({
+        "/robots.txt": Route(body=b"User-agent: *\nDisallow: /private/\nCrawl-delay: 0.3\n",
+                             headers={"Content-Type": "text/plain"}),
+        "/public/1": Route(body=PAGE), "/public/2": Route(body=PAGE), "/public/3": Route(body=PAGE),
+        "/private/secret": Route(body=PAGE),
+    })
+    urls = [f"{w.base}{p}" for p in ("/public/1", "/private/secret", "/public/2", "/public/3")]
+    stats, log, _ = _fetch(tmp_path, urls)
+    assert dict(stats.dropped) == {"robots_disallowed": 1}
+    paths = [p for p, _ in w.log]
+    assert paths.count("/robots.txt") == 1 and "/private/secret" not in paths   # fetched once, obeyed
+    assert paths[0] == "/robots.txt"
+    stats2, _, _ = _fetch(tmp_path, urls, obey_robots=False)
+    assert stats2.records_out == 4
+
+
+def test_crawl_delay_spaces_requests(tmp_path, loopback_web):
+    import time as _time
+
+    w = loopback_web
+    w.routes["/robots.txt"] = Route(body=b"User-agent: *\nCrawl-delay: 0.4\n", headers={"Content-Type": "text/plain"})
+    for i in range(4):
+        w.routes[f"/p{i}"] = Route(body=PAGE)
+    t0 = _time.monotonic()
+    stats, _, _ = _fetch(tmp_path, [f"{w.base}/p{i}" for i in range(4)], concurrency=8, per_host=4)
+    assert stats.records_out == 4
+    assert _time.monotonic() - t0 >= 4 * 0.4 - 0.05     # robots.txt + 4 pages, 0.4 s apart
+    w.routes["/robots.txt"] = Route(body=b"User-agent: *\nCrawl-delay: 600\n", headers={"Content-Type": "text/plain"})
+    (tmp_path / "b").mkdir()
+    stats, _, _ = _fetch(tmp_path / "b", [f"{w.base}/p0"])
+    assert dict(stats.dropped) == {"crawl_delay_too_long": 1}
+
+
+@pytest.mark.parametrize("robots, reason", [(Route(503, b"down"), "robots_unavailable"),
+                                            (Route(404, b"none"), None),
+                                            (Route(body=b"x", delay=2.0), "robots_unavailable")])
+def test_robots_errors(tmp_path, loopback_web, robots, reason):
+    w = loopback_web
+    w.routes.update({"/robots.txt": robots, "/page": Route(body=PAGE)})
+    stats, log, _ = _fetch(tmp_path, [f"{w.base}/page"], retries=0, timeout_s=0.5)
+    assert log[f"{w.base}/page"]["error"] == reason
+    assert ("/page" in [p for p, _ in w.log]) == (reason is None)   # a deferred host is not crawled
+
+
+def test_hostile_servers(tmp_path, loopback_web):
+    w = loopback_web
+    w.routes.update({
+        "/trickle": Route(body=PAGE, trickle=0.05),          # ~1,000 bytes at 20 B/s: never finishes
+        "/reset": Route(reset=True),
+        "/busy": Route(body=PAGE, fail_times=1, headers={"Content-Type": "text/html"}),
+    })
+    w.routes["/busy"].fail_times = 1
+    stats, log, _ = _fetch(tmp_path, [f"{w.base}/trickle", f"{w.base}/reset", f"{w.base}/busy"],
+                           timeout_s=1.0, retries=1)
+    assert log[f"{w.base}/trickle"]["error"] == "timeout"
+    assert log[f"{w.base}/reset"]["error"] == "connection_error" and log[f"{w.base}/reset"]["tries"] == 2
+    assert log[f"{w.base}/busy"]["error"] is None and log[f"{w.base}/busy"]["tries"] == 2
+
+
+def test_429_with_retry_after_then_success(tmp_path, loopback_web):
+    w = loopback_web
+    w.routes["/limited"] = Route(body=PAGE, fail_times=2)   # 503 + Retry-After: 0, twice
+    stats, log, _ = _fetch(tmp_path, [f"{w.base}/limited"], retries=3)
+    assert log[f"{w.base}/limited"]["tries"] == 3 and stats.records_out == 1
+
+
+def test_charsets_detected_and_recorded(tmp_path, loopback_web):
+    w = loopback_web
+    text = "Café crème – naïve résumé. " * 20
+    jp = "日本語のテキストです。これは文字コードのテストです。" * 10
+    w.routes.update({
+        "/cp1252-meta": Route(body=f'<html><head><meta charset="windows-1252"></head><body><p>{text}</p></body></html>'
+                              .encode("cp1252"), headers={"Content-Type": "text/html"}),
+        "/sjis-header": Route(body=f"<html><body><p>{jp}</p></body></html>".encode("shift_jis"),
+                              headers={"Content-Type": "text/html; charset=Shift_JIS"}),
+        "/sjis-sniffed": Route(body=f"<html><body><p>{jp}</p></body></html>".encode("shift_jis"),
+                               headers={"Content-Type": "text/html"}),
+        "/utf8": Route(body=f"<html><body><p>{text}</p></body></html>".encode(), headers={"Content-Type": "text/html"}),
+    })
+    stats, log, warc = _fetch(tmp_path, [f"{w.base}{p}" for p in ("/cp1252-meta", "/sjis-header", "/sjis-sniffed", "/utf8")])
+    got = {u.rsplit("/", 1)[1]: r["charset"] for u, r in log.items()}
+    sniffed = got.pop("sjis-sniffed")
+    assert sniffed in ("shift_jis", "cp932")                        # cp932: the Windows superset
+    assert got == {"cp1252-meta": "cp1252", "sjis-header": "shift_jis", "utf8": "utf-8"}
+    bodies = {u.rsplit("/", 1)[1]: b for t, u, b in _records(warc) if t == "response"}
+    assert text in bodies["cp1252-meta"].decode(got["cp1252-meta"])
+    assert jp in bodies["sjis-sniffed"].decode(sniffed)

@@ -1,0 +1,287 @@
+"""The crawler's HTTP client: safety checks, politeness, robots.txt, redirects, retries,
+body limits and charset detection. ``stages.fetch`` drives it and writes WARC.
+
+- **Safety.** Only http(s). Hosts resolving to private, loopback, link-local, multicast
+  or reserved addresses are refused by ``SafeResolver`` (so after every redirect hop
+  too); IP-literal targets are checked before connecting. Behind a forward proxy the
+  proxy resolves names, and IP literals are still refused.
+- **Politeness.** ``HostGate`` spaces requests to one host by ``host_delay_s``, or by
+  the host's robots.txt Crawl-delay when larger (up to ``max_crawl_delay_s``; beyond
+  that the host is skipped as ``crawl_delay_too_long``). The connector limits
+  connections per host.
+- **robots.txt** (RFC 9309) is fetched once per host and parsed with protego. A 4xx
+  answer allows everything; 5xx, a timeout or a connection error defers the host's
+  URLs (``robots_unavailable``); disallowed URLs are never requested
+  (``robots_disallowed``).
+- **Charset**: the Content-Type header, else a ``<meta>`` declaration in the first
+  4 KiB, else UTF-8 if the body decodes as UTF-8, else charset_normalizer's guess.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import random
+import re
+import socket
+import time
+from dataclasses import dataclass
+from urllib.parse import urljoin, urlsplit
+
+import aiohttp
+from protego import Protego
+
+from pipeline.config import FetchConfig
+
+HTML_TYPES = ("text/html", "application/xhtml+xml")
+RETRY_STATUS = {429, 500, 502, 503, 504}
+REDIRECT_STATUS = {301, 302, 303, 307, 308}
+DROP_HEADERS = {"content-encoding", "transfer-encoding", "content-length"}
+_META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.I)
+_HEADER_CHARSET = re.compile(r"""charset\s*=\s*["']?([A-Za-z0-9_.:-]+)""", re.I)
+
+
+class PrivateAddressError(OSError):
+    """The target resolves to an address we must not fetch."""
+
+
+def is_public_ip(ip: str) -> bool:
+    addr = ipaddress.ip_address(ip.split("%", 1)[0])
+    return addr.is_global and not (addr.is_multicast or addr.is_reserved)
+
+
+class SafeResolver(aiohttp.ThreadedResolver):
+    """Resolves like aiohttp, but refuses hosts with any non-public address."""
+
+    async def resolve(self, host: str, port: int = 0, family: int = socket.AF_INET):
+        infos = await super().resolve(host, port, family)
+        bad = [i["host"] for i in infos if not is_public_ip(i["host"])]
+        if bad:
+            raise PrivateAddressError(f"{host} resolves to non-public address {bad[0]}")
+        return infos
+
+
+def check_target(url: str, allow_private: bool) -> str | None:
+    """A drop reason for a URL we must not request, or None."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "bad_scheme"
+    if allow_private:
+        return None
+    host = parts.hostname
+    if host == "localhost" or host.endswith(".localhost"):
+        return "private_address"
+    try:
+        if not is_public_ip(host):
+            return "private_address"
+    except ValueError:
+        pass  # a name: SafeResolver checks it when it is resolved
+    return None
+
+
+def detect_charset(body: bytes, content_type: str | None) -> str:
+    """The page's character set, lowercased: header, then meta tag, then sniffing."""
+    import codecs
+
+    for m in (_HEADER_CHARSET.search(content_type or ""), _META_CHARSET.search(body[:4096])):
+        if m:
+            name = m.group(1).decode() if isinstance(m.group(1), bytes) else m.group(1)
+            try:
+                return codecs.lookup(name).name
+            except LookupError:
+                pass
+    try:
+        body.decode("utf-8")
+        return "utf-8"
+    except UnicodeDecodeError:
+        from charset_normalizer import from_bytes
+
+        best = from_bytes(body[:65536]).best()
+        return best.encoding if best else "utf-8"
+
+
+def looks_binary(body: bytes) -> bool:
+    head = body[:1024]
+    return b"\x00" in head or head.startswith((b"%PDF", b"\x89PNG", b"GIF8", b"\xff\xd8\xff", b"PK\x03\x04"))
+
+
+@dataclass(slots=True)
+class Outcome:
+    final_url: str | None = None
+    status: int | None = None
+    error: str | None = None       # drop reason; None means archived
+    body: bytes = b""
+    headers: list[tuple[str, str]] | None = None
+    reason: str = ""
+    content_type: str | None = None
+    charset: str | None = None
+    tries: int = 0
+
+
+class HostGate:
+    """Per-host spacing of requests: each request waits until ``delay`` after the previous."""
+
+    def __init__(self):
+        self.next_at: dict[str, float] = {}
+        self.last_at: dict[str, float] = {}
+        self.delay: dict[str, float] = {}
+        self.locks: dict[str, asyncio.Lock] = {}
+
+    def set_delay(self, host: str, delay: float) -> None:
+        """A host's own delay (robots.txt Crawl-delay); it also spaces the request just made."""
+        if self.delay.get(host) != delay:
+            self.delay[host] = delay
+            if host in self.last_at:
+                self.next_at[host] = max(self.next_at.get(host, 0.0), self.last_at[host] + delay)
+
+    async def wait(self, host: str, default_delay: float) -> None:
+        lock = self.locks.setdefault(host, asyncio.Lock())
+        async with lock:
+            now = time.monotonic()
+            at = self.next_at.get(host, now)
+            if at > now:
+                await asyncio.sleep(at - now)
+            self.last_at[host] = start = max(at, now)
+            self.next_at[host] = start + self.delay.get(host, default_delay)
+
+
+class Client:
+    """One crawl's HTTP client: session, politeness gate and robots cache."""
+
+    def __init__(self, session: aiohttp.ClientSession, cfg: FetchConfig):
+        self.session, self.cfg = session, cfg
+        self.proxy = cfg.proxy or None
+        self.gate = HostGate()
+        self.robots: dict[str, asyncio.Task] = {}
+        self.robots_log: list[tuple[str, int | None, str | None]] = []   # (host, status, error)
+
+    async def _robots_for(self, origin: str):
+        """Protego rules for an origin, or a drop reason string when unavailable."""
+        o = await self._request_following(f"{origin}/robots.txt", read_any_type=True)
+        self.robots_log.append((origin, o.status, o.error))
+        if o.error is None:
+            return Protego.parse(o.body.decode(o.charset or "utf-8", errors="replace"))
+        if o.status is not None and 400 <= o.status < 500:
+            return None                        # no robots.txt: everything is allowed
+        if o.error in ("private_address", "bad_scheme"):
+            return o.error
+        return "robots_unavailable"            # 5xx, timeout, connection error: defer the host
+
+    async def allowed(self, url: str) -> str | None:
+        """None if robots.txt lets us fetch ``url``, else a drop reason."""
+        if not self.cfg.obey_robots:
+            return None
+        p = urlsplit(url)
+        origin = f"{p.scheme}://{p.netloc}"
+        if origin not in self.robots:
+            self.robots[origin] = asyncio.ensure_future(self._robots_for(origin))
+        rules = await self.robots[origin]
+        if isinstance(rules, str):
+            return rules
+        if rules is None:
+            return None
+        if not rules.can_fetch(url, self.cfg.user_agent):
+            return "robots_disallowed"
+        delay = rules.crawl_delay(self.cfg.user_agent)
+        if delay:
+            if delay > self.cfg.max_crawl_delay_s:
+                return "crawl_delay_too_long"
+            self.gate.set_delay(p.netloc, max(float(delay), self.cfg.host_delay_s))
+        return None
+
+    async def get(self, url: str) -> Outcome:
+        """Fetch a page: robots.txt first, then the URL with redirects (each hop re-checked)."""
+        if reason := check_target(url, self.cfg.allow_private):
+            return Outcome(error=reason)
+        if reason := await self.allowed(url):
+            return Outcome(error=reason)
+        return await self._request_following(url)
+
+    async def _request_following(self, url: str, read_any_type: bool = False) -> Outcome:
+        seen, out = {url}, Outcome()
+        for _hop in range(self.cfg.max_redirects + 1):
+            if reason := check_target(url, self.cfg.allow_private):
+                out.error = reason
+                return out
+            if not read_any_type and out.tries and (reason := await self.allowed(url)):
+                out.error = reason             # a redirect into a disallowed path
+                return out
+            location = await self._request(url, out, read_any_type)
+            if location is None:
+                return out
+            if location in seen:
+                out.error = "redirect_loop"
+                return out
+            seen.add(location)
+            url = location
+        out.error = "too_many_redirects"
+        return out
+
+    async def _request(self, url: str, out: Outcome, read_any_type: bool) -> str | None:
+        """One URL with retries; returns a redirect target, or None when ``out`` is final."""
+        cfg = self.cfg
+        for attempt in range(cfg.retries + 1):
+            out.tries += 1
+            out.error, delay = None, None
+            await self.gate.wait(urlsplit(url).netloc, cfg.host_delay_s)
+            try:
+                async with self.session.get(url, allow_redirects=False, proxy=self.proxy) as resp:
+                    out.final_url, out.status, out.reason = url, resp.status, resp.reason or ""
+                    if resp.status in REDIRECT_STATUS and "Location" in resp.headers:
+                        return urljoin(url, resp.headers["Location"])
+                    if resp.status in RETRY_STATUS and attempt < cfg.retries:
+                        delay = _retry_after(resp.headers.get("Retry-After"), cfg.backoff_s * 2**attempt,
+                                             cfg.max_retry_after_s)
+                    elif not 200 <= resp.status < 300:
+                        out.error = f"http_{resp.status // 100}xx"
+                        return None
+                    else:
+                        out.error = await _read_body(resp, cfg, out, read_any_type)
+                        return None
+            except PrivateAddressError:
+                out.error = "private_address"
+                return None
+            except aiohttp.ClientConnectorError as e:
+                out.error = "private_address" if isinstance(e.os_error, PrivateAddressError) else "connection_error"
+                if out.error == "private_address":
+                    return None
+            except asyncio.TimeoutError:       # before ClientError: ServerTimeoutError is both
+                out.error = "timeout"
+            except (aiohttp.ClientError, ConnectionError) as e:
+                out.error = "connection_error"
+                out.reason = f"{type(e).__name__}: {e}"[:200]
+            if out.error in ("timeout", "connection_error") and attempt < cfg.retries:
+                delay = cfg.backoff_s * 2**attempt
+            if delay is None:
+                return None
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+        return None
+
+
+def _retry_after(value: str | None, default: float, cap: float) -> float:
+    try:
+        return min(float(value), cap) if value else default
+    except ValueError:
+        return default
+
+
+async def _read_body(resp: aiohttp.ClientResponse, cfg: FetchConfig, out: Outcome, any_type: bool) -> str | None:
+    ctype = resp.headers.get("Content-Type", "")
+    out.content_type = ctype or None
+    mime = ctype.split(";", 1)[0].strip().lower()
+    if not any_type and mime and mime not in HTML_TYPES:
+        return "not_html"
+    buf = bytearray()
+    async for chunk in resp.content.iter_chunked(1 << 16):   # decoded bytes: bombs are capped too
+        buf += chunk
+        if len(buf) > cfg.max_bytes:
+            resp.close()
+            return "too_large"
+    body = bytes(buf)
+    if not any_type and looks_binary(body):
+        return "not_html"
+    out.body = body
+    out.charset = detect_charset(body, ctype)
+    out.headers = [(k, v) for k, v in resp.headers.items() if k.lower() not in DROP_HEADERS]
+    out.headers.append(("Content-Length", str(len(body))))
+    return None
