@@ -110,12 +110,15 @@ def fetch(
     per_host: Annotated[Optional[int], typer.Option(help="Connections per host.")] = None,
     timeout: Annotated[Optional[float], typer.Option(help="Total seconds per request.")] = None,
     retries: Annotated[Optional[int], typer.Option(help="Retries after 429, 5xx or connection errors.")] = None,
+    host_delay: Annotated[Optional[float], typer.Option(help="Minimum seconds between requests to one host.")] = None,
+    ignore_robots: Annotated[Optional[bool], typer.Option("--ignore-robots", help="Do not fetch or obey robots.txt (only for sites you run).")] = None,
     user_agent: Annotated[Optional[str], typer.Option(help="User-Agent header (include a contact URL).")] = None,
     allow_private: Annotated[Optional[bool], typer.Option("--allow-private", help="Allow loopback/private targets (tests only).")] = None,
 ):
     """urls/ -> warc/ (WARC/1.1 archives and a fetch log)."""
     _one("fetch", fetch={"proxy": proxy, "concurrency": concurrency, "per_host": per_host, "timeout_s": timeout,
-                         "retries": retries, "user_agent": user_agent, "allow_private": allow_private})
+                         "retries": retries, "user_agent": user_agent, "allow_private": allow_private,
+                         "host_delay_s": host_delay, "obey_robots": None if ignore_robots is None else not ignore_robots})
 
 
 @app.command()

@@ -98,9 +98,13 @@ def _is_done(path: Path, fingerprint: str, task: Task) -> dict | None:
         return None
     if rec.get("fingerprint") != fingerprint:
         return None
-    for p in task.outputs:
-        info = rec.get("outputs", {}).get(p.name)
-        if info is None or not p.exists() or p.stat().st_size != info["size"]:
+    folder = task.outputs[0].parent if task.outputs else None
+    recorded = rec.get("outputs", {})
+    if any(p.name not in recorded for p in task.outputs):
+        return None
+    for name, info in recorded.items():
+        p = folder / name
+        if not p.exists() or p.stat().st_size != info["size"]:
             return None
     return rec
 
@@ -108,8 +112,10 @@ def _is_done(path: Path, fingerprint: str, task: Task) -> dict | None:
 def _execute(task: Task) -> tuple[dict, dict]:
     """Run one task (in a worker) and describe its outputs."""
     stats = task.fn(task)
+    # A task may add outputs it decided on while running (e.g. rotated WARC segments).
+    extra = [Path(p) for p in stats.info.pop("_outputs", [])]
     outputs = {}
-    for p in task.outputs:
+    for p in [*task.outputs, *extra]:
         if not p.exists():
             raise RuntimeError(f"task {task.phase}/{task.name} did not write {p.name}")
         outputs[p.name] = {"size": p.stat().st_size, "sha256": sha256_file(p)}
@@ -156,8 +162,9 @@ def run_phase(ctx: Context, folder: Path, phase: str, tasks: list[Task]) -> Phas
 
     def finished(task: Task, rec_path: Path, fp: str, result: tuple[dict, dict]) -> None:
         stats, outputs = result
-        for p in task.outputs:
-            ctx.state.remember_digest(p, outputs[p.name]["sha256"])
+        folder = task.outputs[0].parent if task.outputs else None
+        for name, info in outputs.items():
+            ctx.state.remember_digest(folder / name, info["sha256"])
         write_json(rec_path, {"fingerprint": fp, "stats": stats, "outputs": outputs, "finished": time.time()})
         total.merge(Stats.from_dict(stats))
 

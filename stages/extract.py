@@ -25,7 +25,7 @@ from warcio.archiveiterator import ArchiveIterator
 
 from pipeline.config import ExtractConfig, to_dict
 from pipeline.executor import Context, Task, finish_stage, run_phase
-from pipeline.io import require_shards, shard_id, write_parquet
+from pipeline.io import require_shards, shard_id, sorted_files, write_parquet
 from pipeline.schemas import DOCS
 from pipeline.stats import Stats
 
@@ -97,13 +97,17 @@ def _records(path: Path):
         yield headers, body, uri, None
 
 
+def _all_records(paths: list[Path]):
+    for p in paths:
+        yield from _records(p)
+
+
 def extract_shard(task: Task) -> Stats:
-    (src,) = task.inputs
     (out,) = task.outputs
     cfg = ExtractConfig(**task.params["extract"])
     stats = Stats()
     rows = []
-    for headers, body, final_url, meta in _records(src):
+    for headers, body, final_url, meta in _all_records(task.inputs):
         stats.records_in += 1
         if meta is None:
             stats.drop("no_metadata")
@@ -144,9 +148,13 @@ def extract_shard(task: Task) -> Stats:
 def run(ctx: Context) -> dict:
     cfg: ExtractConfig = ctx.cfg.extract
     started = time.time()
-    inputs = require_shards(ctx.dir("warc"), "warc-*.warc.gz", "WARC files", "fetch")
+    logs = require_shards(ctx.dir("warc"), "fetchlog-*.parquet", "fetch logs", "fetch")
     out = ctx.dir("docs")
-    tasks = [Task("extract", shard_id(src), extract_shard, [src], [out / f"docs-{shard_id(src)}.parquet"],
-                  {"extract": to_dict(cfg)}) for src in inputs]
+    tasks = []
+    for log in logs:       # one task per fetch shard, over all of its WARC segments
+        shard = shard_id(log)
+        segments = sorted_files(ctx.dir("warc"), f"warc-{shard}-*.warc.gz")
+        tasks.append(Task("extract", shard, extract_shard, segments, [out / f"docs-{shard}.parquet"],
+                          {"extract": to_dict(cfg)}))
     res = run_phase(ctx, out, "extract", tasks)
     return finish_stage(ctx, "extract", out, res.stats, to_dict(cfg), res.ran, res.skipped, started)

@@ -24,6 +24,7 @@ def test_help_documents_every_option(command):
     out = re.sub(r"\s+", " ", re.sub(r"[│╭╮╰╯─]", " ", r.stdout))
     for name in inspect.signature(getattr(cli, command)).parameters:
         flag = {"as_json": "--json", "lang": "--lang"}.get(name, "--" + name.replace("_", "-"))
+        flag = {"ignore_robots": "--ignore-robots"}.get(name, flag)
         assert flag in out, f"{flag} missing from `webtext {command} --help`"
 
 

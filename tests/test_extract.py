@@ -3,7 +3,6 @@
 import io
 
 import pyarrow.parquet as pq
-from warcio.warcwriter import WARCWriter
 
 from pipeline.config import ExtractConfig, to_dict
 from pipeline.demoweb import _html, docstring_paragraphs
@@ -11,7 +10,8 @@ from pipeline.executor import Task
 from pipeline.schemas import DOCS
 from stages import extract
 from stages import urls as U
-from stages.fetch import Outcome, _WarcSink
+from stages.http import Outcome
+from stages.warcstore import WarcSegments
 
 GERMAN = ("Die Stadtverwaltung hat am Montag neue Pläne für den Ausbau der Radwege vorgestellt. "
           "Nach Angaben des Bürgermeisters sollen bis zum Ende des kommenden Jahres mehr als zwanzig "
@@ -24,18 +24,20 @@ def _meta(url, score=12):
 
 
 def _warc(path, pages, orphan=None):
-    with open(path, "wb") as f:
-        sink = _WarcSink(f, "test-agent")
-        for url, body, ctype in pages:
-            o = Outcome(final_url=url, status=200, body=body, headers=[("Content-Type", ctype)], reason="OK")
-            sink.write(_meta(url), o)
-        if orphan:   # a response with no metadata record beside it
-            WARCWriter(f, gzip=True).write_record(sink.writer.create_warc_record(
-                orphan, "response", payload=io.BytesIO(b"HTTP/1.1 200 OK\r\n\r\n<html></html>")))
+    segs = WarcSegments(path.parent, "00000", "test-agent", 1 << 30, {})
+    for url, body, ctype in pages:
+        o = Outcome(final_url=url, status=200, body=body, headers=[("Content-Type", ctype)], reason="OK")
+        segs.write(_meta(url), o)
+    if orphan:   # a response with no metadata record beside it
+        segs.writer.write_record(segs.writer.create_warc_record(
+            orphan, "response", payload=io.BytesIO(b"HTTP/1.1 200 OK\r\n\r\n<html></html>")))
+    segs.close()
+    assert path.exists()
 
 
 def _run(tmp_path, pages, orphan=None, **cfg):
-    warc, out = tmp_path / "warc-00000.warc.gz", tmp_path / "docs-00000.parquet"
+    warc, out = tmp_path / "warc-00000-000.warc.gz", tmp_path / "docs-00000.parquet"
+    warc.unlink(missing_ok=True)
     _warc(warc, pages, orphan)
     stats = extract.extract_shard(Task("extract", "00000", extract.extract_shard, [warc], [out],
                                        {"extract": to_dict(ExtractConfig(**cfg))}))
