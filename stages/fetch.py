@@ -100,7 +100,7 @@ def fetch_shard(task: Task) -> Stats:
     if not journal.complete:
         rows = [r for r in interleave_by_host(pq.read_table(src).to_pylist()) if r["url_id"] not in journal.rows]
         stats.add_info("resumed_outcomes", len(journal.rows))
-        segs = WarcSegments(partial, task.name, cfg.user_agent, cfg.warc_max_bytes, journal.ends)
+        segs = WarcSegments(partial, task.name, cfg.user_agent, cfg.warc_max_bytes, journal.ends, cfg.warc_gzip_level)
         try:
             stats.add_info("robots_fetched", asyncio.run(_crawl(rows, cfg, segs, journal)))
         finally:

@@ -21,6 +21,7 @@ import io
 import json
 import os
 import time
+import zlib
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -81,8 +82,12 @@ class Journal:
 class WarcSegments:
     """Appends request/response/metadata records to rotating segments."""
 
-    def __init__(self, folder: Path, shard: str, user_agent: str, max_bytes: int, ends: dict[str, int]):
+    def __init__(self, folder: Path, shard: str, user_agent: str, max_bytes: int, ends: dict[str, int],
+                 gzip_level: int = 6):
         self.folder, self.shard, self.user_agent, self.max_bytes = folder, shard, user_agent, max_bytes
+        self.gzip_level = gzip_level
+        self.buf = io.BytesIO()
+        self.writer = WARCWriter(self.buf, gzip=False, warc_version="WARC/1.1")
         self.names = sorted(p.name for p in folder.glob(f"warc-{shard}-*.warc.gz"))
         for name in self.names:                 # cut back to the last journaled record
             with open(folder / name, "r+b") as f:
@@ -100,7 +105,18 @@ class WarcSegments:
             self.names.append(name)
         self.name = name
         self.f = open(self.folder / name, "ab")
-        self.writer = WARCWriter(self.f, gzip=True, warc_version="WARC/1.1")
+
+    def write_record(self, record) -> None:
+        """Serialize ``record`` and append it as its own gzip member.
+
+        warcio's own gzip writer always uses level 9, which costs several ms per page on
+        repetitive HTML; level 6 (gzip's default) is several times faster for ~2% more bytes.
+        """
+        self.buf.seek(0)
+        self.buf.truncate()
+        self.writer.write_record(record)
+        z = zlib.compressobj(self.gzip_level, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+        self.f.write(z.compress(self.buf.getvalue()) + z.flush())
 
     def write(self, row: dict, o: Outcome) -> tuple[str, int, int]:
         """Write a page's three records; (segment, response offset, end offset)."""
@@ -124,10 +140,10 @@ class WarcSegments:
         meta_rec = w.create_warc_record(o.final_url, "metadata", payload=io.BytesIO(json.dumps(meta).encode()),
                                         warc_content_type="application/json",
                                         warc_headers_dict={"WARC-Concurrent-To": rid})
-        w.write_record(req)
+        self.write_record(req)
         offset = self.f.tell()
-        w.write_record(resp)
-        w.write_record(meta_rec)
+        self.write_record(resp)
+        self.write_record(meta_rec)
         self.f.flush()
         return self.name, offset, self.f.tell()
 

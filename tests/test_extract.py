@@ -29,7 +29,7 @@ def _warc(path, pages, orphan=None):
         o = Outcome(final_url=url, status=200, body=body, headers=[("Content-Type", ctype)], reason="OK")
         segs.write(_meta(url), o)
     if orphan:   # a response with no metadata record beside it
-        segs.writer.write_record(segs.writer.create_warc_record(
+        segs.write_record(segs.writer.create_warc_record(
             orphan, "response", payload=io.BytesIO(b"HTTP/1.1 200 OK\r\n\r\n<html></html>")))
     segs.close()
     assert path.exists()
