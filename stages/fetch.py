@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 
 from pipeline.config import FetchConfig, to_dict
 from pipeline.executor import Context, Task, finish_stage, run_phase
-from pipeline.io import require_shards, shard_id, write_parquet
+from pipeline.io import atomic_path, require_shards, shard_id
 from pipeline.schemas import FETCHLOG
 from pipeline.stats import Stats
 
@@ -52,7 +52,8 @@ def interleave_by_host(rows: list[dict]) -> list[dict]:
     return out
 
 
-async def _crawl(rows: list[dict], cfg: FetchConfig, segs: WarcSegments, journal: Journal) -> int:
+async def _crawl(batches, cfg: FetchConfig, segs: WarcSegments, journal: Journal) -> int:
+    """Fetch every row of every batch; one session (robots.txt and DNS caches) for all batches."""
     timeout = aiohttp.ClientTimeout(total=cfg.timeout_s, sock_connect=cfg.connect_timeout_s,
                                     sock_read=cfg.read_timeout_s)
     connector = aiohttp.TCPConnector(
@@ -61,8 +62,6 @@ async def _crawl(rows: list[dict], cfg: FetchConfig, segs: WarcSegments, journal
     )
     headers = {"User-Agent": cfg.user_agent, "Accept": "text/html,application/xhtml+xml;q=0.9,*/*;q=0.1"}
     queue: asyncio.Queue = asyncio.Queue()
-    for r in rows:
-        queue.put_nowait(r)
 
     def record(row: dict, o: Outcome, ms: int) -> None:
         name = offset = end = None
@@ -84,7 +83,10 @@ async def _crawl(rows: list[dict], cfg: FetchConfig, segs: WarcSegments, journal
                 o = await client.get(row["url"])
                 record(row, o, int((time.monotonic() - t0) * 1000))
 
-        await asyncio.gather(*(worker() for _ in range(max(1, min(cfg.concurrency, len(rows))))))
+        for rows in batches:
+            for r in rows:
+                queue.put_nowait(r)
+            await asyncio.gather(*(worker() for _ in range(max(1, min(cfg.concurrency, len(rows))))))
     return len(client.robots_log)
 
 
@@ -98,29 +100,35 @@ def fetch_shard(task: Task) -> Stats:
     journal = Journal(partial / "journal.jsonl")
     stats = Stats()
     if not journal.complete:
-        rows = [r for r in interleave_by_host(pq.read_table(src).to_pylist()) if r["url_id"] not in journal.rows]
-        stats.add_info("resumed_outcomes", len(journal.rows))
+        stats.add_info("resumed_outcomes", len(journal.done))
+
+        def batches():   # the shard in bounded batches, hosts interleaved within each
+            for batch in pq.ParquetFile(src).iter_batches(batch_size=cfg.batch_urls):
+                yield [r for r in interleave_by_host(batch.to_pylist()) if r["url_id"] not in journal.done]
+
         segs = WarcSegments(partial, task.name, cfg.user_agent, cfg.warc_max_bytes, journal.ends, cfg.warc_gzip_level)
         try:
-            stats.add_info("robots_fetched", asyncio.run(_crawl(rows, cfg, segs, journal)))
+            stats.add_info("robots_fetched", asyncio.run(_crawl(batches(), cfg, segs, journal)))
         finally:
             segs.close()
         journal.mark_complete()
     journal.close()
-    log_rows = sorted(journal.rows.values(), key=lambda r: r["url_id"])
-    names = sorted({r["warc_file"] for r in log_rows if r["warc_file"]})
+    names: set[str] = set()
+    with atomic_path(log_path) as tmp, pq.ParquetWriter(tmp, FETCHLOG, compression="zstd") as w:
+        for rows in journal.iter_rows():
+            w.write_table(pa.Table.from_pylist(rows, schema=FETCHLOG))
+            for r in rows:
+                stats.records_in += 1
+                if r["error"]:
+                    stats.drop(r["error"])
+                else:
+                    stats.records_out += 1
+                    stats.add_info("bytes", r["bytes"])
+                    names.add(r["warc_file"])
     for stale in partial.glob("warc-*.warc.gz"):       # segments with no journaled record
         if stale.name not in names:
             stale.unlink()
-    write_parquet(pa.Table.from_pylist(log_rows, schema=FETCHLOG), log_path, FETCHLOG)
-    segments = finalize(partial, out_dir, names)
-    for r in log_rows:
-        stats.records_in += 1
-        if r["error"]:
-            stats.drop(r["error"])
-        else:
-            stats.records_out += 1
-            stats.add_info("bytes", r["bytes"])
+    segments = finalize(partial, out_dir, sorted(names))
     stats.info["_outputs"] = [str(p) for p in segments]
     (partial / "journal.jsonl").unlink()
     partial.rmdir()

@@ -38,7 +38,7 @@ class Journal:
 
     def __init__(self, path: Path):
         self.path = path
-        self.rows: dict[str, dict] = {}
+        self.done: set[str] = set()             # url_ids with an outcome (not the rows: memory)
         self.complete = False
         self.ends: dict[str, int] = {}          # segment -> end of its last journaled record
         if path.exists():
@@ -54,7 +54,7 @@ class Journal:
             if rec.get("complete"):
                 self.complete = True
                 continue
-            self.rows[rec["url_id"]] = rec
+            self.done.add(rec["url_id"])
             if rec.get("warc_file"):
                 self.ends[rec["warc_file"]] = max(self.ends.get(rec["warc_file"], 0), rec["_end"])
         if len(good) != len(data):
@@ -62,7 +62,7 @@ class Journal:
                 f.truncate(len(good))
 
     def add(self, row: dict) -> None:
-        self.rows[row["url_id"]] = row
+        self.done.add(row["url_id"])
         self.f.write(json.dumps(row) + "\n")
         self.f.flush()
         if time.monotonic() - self.synced > self.FSYNC_EVERY_S:
@@ -77,6 +77,26 @@ class Journal:
 
     def close(self) -> None:
         self.f.close()
+
+    def iter_rows(self, batch: int = 10000):
+        """The journaled outcomes, streamed from disk in batches of dicts.
+
+        Each URL appears once: a rerun skips URLs with an outcome, and a URL cut off by a
+        crash before its line was written has no line at all.
+        """
+        out = []
+        with open(self.path, encoding="utf-8") as f:
+            for line in f:
+                rec = json.loads(line)
+                if rec.get("complete"):
+                    continue
+                rec.pop("_end", None)
+                out.append(rec)
+                if len(out) >= batch:
+                    yield out
+                    out = []
+        if out:
+            yield out
 
 
 class WarcSegments:
