@@ -67,7 +67,27 @@ class Route:
     trickle: float = 0.0           # send the body one byte every this many seconds
 
 
-class LoopbackWeb:
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):   # clients hanging up are expected
+        pass
+
+
+class LoopbackServer:
+    """A real threaded HTTP server on 127.0.0.1 (a random port) running ``handler``."""
+
+    def start(self, handler) -> None:
+        self.server = _QuietServer(("127.0.0.1", 0), handler)
+        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class LoopbackWeb(LoopbackServer):
     """A real HTTP server on 127.0.0.1 that logs every request it receives (path, host)."""
 
     def __init__(self):
@@ -115,20 +135,7 @@ class LoopbackWeb:
             def log_message(self, *a):
                 pass
 
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-
-            def handle_error(self, request, client_address):   # clients hanging up are expected
-                pass
-
-        self.server = Server(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        self.start(Handler)
 
 
 @pytest.fixture

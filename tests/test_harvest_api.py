@@ -2,9 +2,8 @@
 
 import base64
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
 
 import pyarrow.parquet as pq
@@ -13,7 +12,7 @@ import pytest
 from pipeline.errors import WebtextError
 from stages import harvest
 
-from conftest import make_context, shared_path
+from conftest import LoopbackServer, make_context, shared_path
 
 SECRET = "s3cr3t-value-never-logged"
 
@@ -27,7 +26,7 @@ def cassette_items(name="TestSubredditListings.test_new.json"):
     raise AssertionError("no listing in cassette")
 
 
-class LoopbackReddit:
+class LoopbackReddit(LoopbackServer):
     """Answers praw's OAuth token POST and listing GETs like reddit.com (shapes from the cassettes)."""
 
     def __init__(self, items, page_size=100, ratelimit_reset=None):
@@ -81,14 +80,7 @@ class LoopbackReddit:
             def log_message(self, *a):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        self.start(Handler)
 
 
 @pytest.fixture
