@@ -3,8 +3,9 @@
     python benchmarks/fetch_bench.py [--urls 20000] [--hosts 1000] [--concurrency 256]
 
 A loopback server process (aiohttp) acts as a forward proxy for ``--hosts`` host names.
-It answers every page after 20-100 ms with HTML of realistic size (log-normal, median
-about 30 KB), and answers robots.txt with 404. Each measurement runs in its own process:
+It answers every page after 20-100 ms with real web pages from ../shared/data (the
+trafilatura evaluation set) when present, else synthetic HTML of realistic size, and
+answers robots.txt with 404. Each measurement runs in its own process:
   1. bare: an aiohttp loop at the same concurrency that GETs every URL and discards the
      body (no politeness, no robots.txt, no WARC);
   2. webtext: one fetch task (``stages.fetch.fetch_shard``) with robots.txt, redirect
@@ -29,9 +30,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 SERVER = r"""
-import asyncio, random, sys
+import asyncio, gzip, random, sys
+from pathlib import Path
 from aiohttp import web
 rng = random.Random(0)
+real = sorted(Path(sys.argv[2]).glob("*/*.html.gz")) if len(sys.argv) > 2 else []
 # Real HTML compresses about 4-6x; text drawn from a 20,000-word vocabulary with Zipf-like
 # frequencies and varied markup behaves alike (a tiny vocabulary would be pathological).
 vocab = ["".join(rng.choice("etaoinshrdlucmfwypvbgkjqxz") for _ in range(rng.randint(2, 10))) for _ in range(20000)]
@@ -49,11 +52,13 @@ for i in range(64):
         n += len(piece)
     bodies.append(("<html><head><title>p%d</title></head><body><nav>menu</nav><article>%s</article></body></html>"
                    % (i, "".join(parts))).encode())
+if real:   # real pages from ../shared/data (trafilatura's evaluation set) when present
+    bodies = [gzip.decompress(p.read_bytes()) for p in real[:256]]
 async def handle(request):
     if request.path == "/robots.txt":
         return web.Response(status=404, text="none")
     await asyncio.sleep(rng.uniform(0.02, 0.1))
-    return web.Response(body=bodies[hash(request.path) % 64], content_type="text/html")
+    return web.Response(body=bodies[hash(request.path) % len(bodies)], content_type="text/html")
 app = web.Application()
 app.router.add_get("/{tail:.*}", handle)
 web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
@@ -112,9 +117,11 @@ def main() -> None:
     ap.add_argument("--hosts", type=int, default=1000)
     ap.add_argument("--concurrency", type=int, default=256)
     ap.add_argument("--port", type=int, default=18731)
-    ap.add_argument("--gzip-level", type=int, default=6, help="WARC record gzip level (fetch.warc_gzip_level)")
+    ap.add_argument("--gzip-level", type=int, default=1, help="WARC record gzip level (fetch.warc_gzip_level)")
     args = ap.parse_args()
-    server = subprocess.Popen([sys.executable, "-c", SERVER, str(args.port)])
+    pages = ROOT.parent / "shared" / "data" / "extraction" / "trafilatura-eval" / "tests"
+    server = subprocess.Popen([sys.executable, "-c", SERVER, str(args.port), *([str(pages)] if pages.exists() else [])])
+    page_kind = "real pages from ../shared (trafilatura eval set)" if pages.exists() else "synthetic pages"
     proxy = f"http://127.0.0.1:{args.port}"
     try:
         import socket
@@ -147,7 +154,7 @@ def main() -> None:
     n = args.urls
     bare, ours = results[n]
     print(f"fetch benchmark: {n:,} URLs on {args.hosts:,} hosts via one loopback proxy, 20-100 ms latency, "
-          f"concurrency {args.concurrency}; {ours['bytes'] / max(ours['pages'], 1) / 1e3:,.0f} KB/page; "
+          f"concurrency {args.concurrency}; {page_kind}, {ours['bytes'] / max(ours['pages'], 1) / 1e3:,.0f} KB/page; "
           f"WARC gzip level {args.gzip_level}: {sizes / 1e6:,.1f} MB for {ours['bytes'] / 1e6:,.1f} MB of pages")
     print(f"{'what':40} {'pages/s':>9} {'pages/CPU-s':>12} {'peak RSS MiB':>13}")
     print(f"{'bare aiohttp loop (no politeness/WARC)':40} {n / bare['secs']:9,.0f} {n / bare['cpu']:12,.0f} {bare['rss']:13,.0f}")

@@ -81,7 +81,7 @@ class FetchConfig:
     max_bytes: int = 5 * 1024 * 1024
     warc_max_bytes: int = 1024**3  # rotate WARC segments at this size
     batch_urls: int = 10000        # URLs read from the shard at a time (bounds memory)
-    warc_gzip_level: int = 6       # gzip level of each WARC record (1 fastest, 9 smallest)
+    warc_gzip_level: int = 1       # gzip level of each WARC record (1 fastest, 9 smallest; see README)
     max_redirects: int = 5
     retries: int = 2               # extra tries after 429/5xx/connection errors
     backoff_s: float = 1.0         # first retry delay; doubles each try

@@ -103,7 +103,7 @@ class WarcSegments:
     """Appends request/response/metadata records to rotating segments."""
 
     def __init__(self, folder: Path, shard: str, user_agent: str, max_bytes: int, ends: dict[str, int],
-                 gzip_level: int = 6):
+                 gzip_level: int = 1):
         self.folder, self.shard, self.user_agent, self.max_bytes = folder, shard, user_agent, max_bytes
         self.gzip_level = gzip_level
         self.buf = io.BytesIO()
