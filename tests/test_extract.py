@@ -74,3 +74,20 @@ def test_extract_filters_and_boilerplate(tmp_path):
 
 def test_normalize_text_keeps_paragraphs():
     assert extract.normalize_text("  a   b \n\n\n c\u0301  d \n") == "a b\n\u0107 d"
+
+
+def test_hanging_page_is_cut_off_and_the_shard_survives(tmp_path):
+    """A 45 MB page keeps trafilatura busy for minutes; it costs one timeout, not the shard."""
+    import time
+
+    paras = docstring_paragraphs()[5:10]
+    huge = ("<html><body>" + "".join(f"<div><p>paragraph {i} with some words in it</p><table><tr><td>c{i}</td>"
+                                     "</tr></table></div>" for i in range(400000)) + "</body></html>").encode()
+    html = "text/html; charset=utf-8"
+    pages = [("http://slow.example/huge", huge, html),
+             ("http://a.example/fine", _html("a.example", "Fine", paras), html)]
+    t0 = time.monotonic()
+    stats, docs = _run(tmp_path, pages, page_timeout_s=2.0, max_html_bytes=100 * 1024 * 1024)
+    assert dict(stats.dropped) == {"extract_timeout": 1}
+    assert list(docs) == ["http://a.example/fine"]          # the next page, in a fresh process
+    assert time.monotonic() - t0 < 60
