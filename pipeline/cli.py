@@ -123,11 +123,12 @@ def fetch(
 
 @app.command()
 def extract(
+    extractor: Annotated[Optional[str], typer.Option(help="auto (trafilatura, newspaper3k fallback), trafilatura or newspaper3k.")] = None,
     min_words: Annotated[Optional[int], typer.Option(help="Drop documents shorter than this many words.")] = None,
     lang: Annotated[Optional[list[str]], typer.Option(help="Language to keep, ISO 639-1 (repeatable; default en).")] = None,
 ):
     """warc/ -> docs/ (main text with trafilatura, language ID, length filter)."""
-    _one("extract", extract={"min_words": min_words, "langs": lang})
+    _one("extract", extract={"extractor": extractor, "min_words": min_words, "langs": lang})
 
 
 @app.command()

@@ -92,12 +92,17 @@ class FetchConfig:
 
 @dataclass
 class ExtractConfig:
+    extractor: str = "auto"        # auto (trafilatura, newspaper3k fallback) | trafilatura | newspaper3k
     min_words: int = 100           # about 128 GPT-2 tokens, OpenWebText's cut
     langs: list[str] = field(default_factory=lambda: ["en"])   # [] = keep every language
     min_lang_score: float = 0.5
     max_html_bytes: int = 5 * 1024 * 1024
     page_timeout_s: float = 5.0    # per-page extraction limit (the page's process is killed)
     recycle_after: int = 1000      # replace the extraction process after this many pages
+
+    def __post_init__(self):
+        if self.extractor not in ("auto", "trafilatura", "newspaper3k"):
+            raise ConfigError(f"extract.extractor must be auto, trafilatura or newspaper3k, not '{self.extractor}'")
 
 
 @dataclass

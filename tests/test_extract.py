@@ -91,3 +91,19 @@ def test_hanging_page_is_cut_off_and_the_shard_survives(tmp_path):
     assert dict(stats.dropped) == {"extract_timeout": 1}
     assert list(docs) == ["http://a.example/fine"]          # the next page, in a fresh process
     assert time.monotonic() - t0 < 60
+
+
+def test_newspaper_fallback_and_switch(tmp_path):
+    """trafilatura treats <aside> as boilerplate and finds nothing; newspaper3k takes over."""
+    body = "".join(f"<p>{p}</p>" for p in docstring_paragraphs()[12:18])
+    pages = [("http://blog.example/aside", f"<html><body><aside>{body}</aside></body></html>".encode(),
+              "text/html; charset=utf-8")]
+    stats, docs = _run(tmp_path, pages)
+    assert docs["http://blog.example/aside"]["extractor"] == "newspaper3k"
+    assert docstring_paragraphs()[12] in docs["http://blog.example/aside"]["text"].replace("\n", " ")
+    stats, docs = _run(tmp_path, pages, extractor="trafilatura")
+    assert dict(stats.dropped) == {"extract_empty": 1}
+
+
+def test_mojibake_repaired():
+    assert extract.normalize_text("The cafÃ© served crÃ¨me brÃ»lÃ©e") == "The café served crème brûlée"
