@@ -96,6 +96,10 @@ class ExtractConfig:
     min_words: int = 100           # about 128 GPT-2 tokens, OpenWebText's cut
     langs: list[str] = field(default_factory=lambda: ["en"])   # [] = keep every language
     min_lang_score: float = 0.5
+    short_line_words: int = 4      # a line with fewer words is "short"
+    max_short_line_share: float = 0.5
+    max_boilerplate_line_share: float = 0.3
+    gopher: bool = False           # also apply the Gopher quality rules
     max_html_bytes: int = 5 * 1024 * 1024
     page_timeout_s: float = 5.0    # per-page extraction limit (the page's process is killed)
     recycle_after: int = 1000      # replace the extraction process after this many pages

@@ -14,7 +14,8 @@ Each page is extracted in a child process (``stages.isolate``) with a per-page t
 pathological page costs at most the timeout and never hangs or kills its shard.
 
 Drop reasons: html_too_large, extract_timeout, extract_error, extract_empty, too_short,
-wrong_lang, no_metadata (a response without its metadata record).
+short_lines, boilerplate_lines, gopher_* (``stages.quality``), wrong_lang, no_metadata
+(a response without its metadata record).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from pipeline.schemas import DOCS
 from pipeline.stats import Stats
 
 from . import urls as U
+from . import quality
 from .isolate import Isolated
 
 _CHARSET = re.compile(r"charset=[\"']?([A-Za-z0-9_.:-]+)", re.I)
@@ -179,6 +181,9 @@ def _extract_one(headers, body, final_url, meta, cfg: ExtractConfig, stats: Stat
     n_words = len(text.split())
     if n_words < cfg.min_words:
         stats.drop("too_short")
+        return None
+    if reason := quality.check(text, cfg):
+        stats.drop(reason)
         return None
     lang, score = detect_language(text)
     if cfg.langs and (lang not in cfg.langs or score < cfg.min_lang_score):

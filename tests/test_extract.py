@@ -107,3 +107,23 @@ def test_newspaper_fallback_and_switch(tmp_path):
 
 def test_mojibake_repaired():
     assert extract.normalize_text("The cafÃ© served crÃ¨me brÃ»lÃ©e") == "The café served crème brûlée"
+
+
+def test_quality_filters():
+    from pipeline.config import ExtractConfig
+    from stages import quality
+
+    cfg = ExtractConfig()
+    prose = "\n".join(docstring_paragraphs()[20:24])
+    assert quality.check(prose, cfg) is None
+    menu = "\n".join(["Home", "About us", "Contact", "Blog", prose.split("\n")[0]])
+    assert quality.check(menu, cfg) == "short_lines"
+    boiler = "\n".join(["We use cookies to improve your experience on this site.",
+                        "Subscribe to our newsletter for weekly updates and offers.",
+                        "All rights reserved by the publisher of this fine website.", prose.split("\n")[0]])
+    assert quality.check(boiler, cfg) == "boilerplate_lines"
+    gcfg = ExtractConfig(gopher=True)
+    assert quality.check(prose, gcfg) is None
+    assert quality.check("# # # tag #tag #more #hash words here now", gcfg) == "gopher_symbols"
+    assert quality.check("Lorem ipsum dolor sit amet consectetur adipiscing elit sed do", gcfg) == "gopher_stopwords"
+    assert quality.check("a b c d e f g h i j k", gcfg) == "gopher_word_length"
