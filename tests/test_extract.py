@@ -10,7 +10,7 @@ from pipeline.executor import Task
 from pipeline.schemas import DOCS
 from stages import extract
 from stages import urls as U
-from stages.http import Outcome
+from stages.http import Outcome, detect_charset
 from stages.warcstore import WarcSegments
 
 GERMAN = ("Die Stadtverwaltung hat am Montag neue Pläne für den Ausbau der Radwege vorgestellt. "
@@ -26,7 +26,8 @@ def _meta(url, score=12):
 def _warc(path, pages, orphan=None):
     segs = WarcSegments(path.parent, "00000", "test-agent", 1 << 30, {})
     for url, body, ctype in pages:
-        o = Outcome(final_url=url, status=200, body=body, headers=[("Content-Type", ctype)], reason="OK")
+        o = Outcome(final_url=url, status=200, body=body, headers=[("Content-Type", ctype)], reason="OK",
+                    charset=detect_charset(body, ctype))      # as fetch records it
         segs.write(_meta(url), o)
     if orphan:   # a response with no metadata record beside it
         segs.write_record(segs.writer.create_warc_record(
@@ -127,3 +128,28 @@ def test_quality_filters():
     assert quality.check("# # # tag #tag #more #hash words here now", gcfg) == "gopher_symbols"
     assert quality.check("Lorem ipsum dolor sit amet consectetur adipiscing elit sed do", gcfg) == "gopher_stopwords"
     assert quality.check("a b c d e f g h i j k", gcfg) == "gopher_word_length"
+
+
+def test_real_pages_language_and_latin1(tmp_path):
+    """Real pages from ../shared: a German article (dropped by default, kept with langs=["de"])
+    and an ISO-8859-1 page, checked against their annotated snippets."""
+    import gzip
+
+    from conftest import shared_path
+
+    cache = shared_path("extraction", "trafilatura-eval", "tests", "cache")
+    heise = gzip.decompress((cache / "heise.de.lithium.html.gz").read_bytes())
+    latin1 = gzip.decompress((cache / "landwirt.com.sensortechnik.html.gz").read_bytes())
+    pages = [("https://www.heise.de/newsticker/meldung/Lithium-aus-dem-Schredder-4451133.html", heise, "text/html"),
+             ("https://www.landwirt.com/Precision-Farming-Moderne-Sensortechnik-im-Kuhstall,,4229,,Bericht.html",
+              latin1, "text/html")]
+    stats, docs = _run(tmp_path, pages)
+    assert dict(stats.dropped) == {"wrong_lang": 2} and not docs
+    stats, docs = _run(tmp_path, pages, langs=["de"])
+    assert stats.records_out == 2
+    heise_doc, farm_doc = docs[pages[0][0]], docs[pages[1][0]]
+    assert heise_doc["lang"] == "de" and "Nur die Folie bleibt zurück" in heise_doc["text"]
+    assert "Forum zum Thema:" not in heise_doc["text"]
+    for snippet in ("b) Überwachung der somatischen Zellen", "Köllitsch (D)"):   # decoded from ISO-8859-1
+        assert snippet in farm_doc["text"]
+    assert "Anzeigentarife" not in farm_doc["text"]
