@@ -173,7 +173,7 @@ def run_phase(ctx: Context, folder: Path, phase: str, tasks: list[Task]) -> Phas
     with _progress(ctx, label, len(todo)) as advance:
         if workers <= 1:
             for task, rec_path, fp in todo:
-                finished(task, rec_path, fp, _run_guarded(task))
+                finished(task, rec_path, fp, _guarded(task, lambda: _execute(task)))
                 advance()
         else:
             mp = multiprocessing.get_context("spawn")
@@ -182,7 +182,7 @@ def run_phase(ctx: Context, folder: Path, phase: str, tasks: list[Task]) -> Phas
                 try:
                     for fut in cf.as_completed(futures):
                         task, rec_path, fp = futures[fut]
-                        finished(task, rec_path, fp, _result_guarded(fut, task))
+                        finished(task, rec_path, fp, _guarded(task, fut.result))
                         advance()
                 except BaseException:
                     for f in futures:
@@ -191,21 +191,11 @@ def run_phase(ctx: Context, folder: Path, phase: str, tasks: list[Task]) -> Phas
     return PhaseResult(total, len(todo), skipped)
 
 
-def _run_guarded(task: Task) -> tuple[dict, dict]:
+def _guarded(task: Task, result: Callable[[], tuple[dict, dict]]) -> tuple[dict, dict]:
+    """``result()`` (the task run inline, or a worker's future), with a crash of one shard
+    turned into a clear, resumable error."""
     try:
-        return _execute(task)
-    except WebtextError:
-        raise
-    except Exception as e:  # a crash of one shard becomes a clear, resumable error
-        raise WebtextError(
-            f"{task.phase} failed on shard {task.name}: {type(e).__name__}: {e}",
-            "Finished shards are kept; fix the cause and rerun to resume",
-        ) from e
-
-
-def _result_guarded(fut: cf.Future, task: Task) -> tuple[dict, dict]:
-    try:
-        return fut.result()
+        return result()
     except WebtextError:
         raise
     except Exception as e:

@@ -79,6 +79,12 @@ def check_target(url: str, allow_private: bool) -> str | None:
     return None
 
 
+def header_charset(content_type: str | None) -> str | None:
+    """The charset parameter of a Content-Type header, as written."""
+    m = _HEADER_CHARSET.search(content_type or "")
+    return m.group(1) if m else None
+
+
 def detect_charset(body: bytes, content_type: str | None) -> str:
     """The page's character set, lowercased: header, then meta tag, then sniffing."""
     import codecs
