@@ -40,7 +40,7 @@ G = _Global()
 def main_options(
     workdir: Annotated[Path, typer.Option(help="Work directory holding every stage's folder and state.sqlite.",
                                           envvar="WEBTEXT_WORKDIR")] = Path("work"),
-    config: Annotated[Optional[Path], typer.Option(help="TOML config file (one [section] per stage).",
+    config: Annotated[Optional[Path], typer.Option(help="TOML config file (one table per stage, e.g. fetch).",
                                                    envvar="WEBTEXT_CONFIG")] = None,
     workers: Annotated[Optional[int], typer.Option(help="Worker processes; 0 = one per core.")] = None,
 ):
@@ -127,7 +127,7 @@ def extract(
     min_words: Annotated[Optional[int], typer.Option(help="Drop documents shorter than this many words.")] = None,
     lang: Annotated[Optional[list[str]], typer.Option(help="Language to keep, ISO 639-1 (repeatable; default en).")] = None,
 ):
-    """warc/ -> docs/ (main text with trafilatura, language ID, length filter)."""
+    """warc/ -> docs/ (main text: trafilatura, newspaper3k fallback; quality, length and language filters)."""
     _one("extract", extract={"extractor": extractor, "min_words": min_words, "langs": lang})
 
 
