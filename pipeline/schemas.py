@@ -47,6 +47,7 @@ SUBMISSIONS = _schema("submissions", [
     pa.field("subreddit", pa.string(), nullable=False),
     pa.field("id", pa.string(), nullable=False),
     pa.field("title", pa.string()),
+    pa.field("url_hash", pa.uint64(), nullable=False),      # xxh3_64 of url: url_id as an integer
 ])
 
 # warc/fetchlog-*.parquet: one row per URL the crawler tried.

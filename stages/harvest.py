@@ -37,7 +37,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-import xxhash
 
 from pipeline.config import HarvestConfig, to_dict
 from pipeline.errors import MissingInputError
@@ -47,7 +46,7 @@ from pipeline.schemas import SUBMISSIONS, URLS
 from pipeline.stats import Stats
 
 from . import urls as U
-from .reddit import CORRUPT_ERRORS, Filter, TruncatedDumpError, as_int, decode_batch, iter_batches
+from .reddit import CORRUPT_ERRORS, Filter, TruncatedDumpError, decode_batch, iter_batches
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 
@@ -71,10 +70,8 @@ class SubmissionWriter:
 
     def __init__(self, path: Path):
         self.path, self.rows, self.writer = path, 0, None
-        self._reset()
-
-    def _reset(self) -> None:
-        self.cols: dict[str, list] = {f.name: [] for f in SUBMISSIONS}
+        self.pending: list[pa.Table] = []
+        self.pending_rows = 0
 
     def __enter__(self) -> "SubmissionWriter":
         self.writer = pq.ParquetWriter(self.path, SUBMISSIONS, compression="zstd")
@@ -86,23 +83,25 @@ class SubmissionWriter:
         self.writer.close()
 
     def flush(self) -> None:
-        if self.cols["url"]:
-            table = pa.table(self.cols, schema=SUBMISSIONS)
-            self.writer.write_table(table)
-            self.rows += table.num_rows
-            self._reset()
+        if self.pending_rows:
+            self.writer.write_table(pa.concat_tables(self.pending), row_group_size=self.ROW_GROUP)
+            self.rows += self.pending_rows
+            self.pending, self.pending_rows = [], 0
 
-    def add(self, url: str, host: str, score, created, subreddit, sid, title) -> None:
-        c = self.cols
-        c["url"].append(url)
-        c["domain"].append(host)
-        c["score"].append(as_int(score))
-        c["created_utc"].append(as_int(created))
-        c["subreddit"].append(subreddit if isinstance(subreddit, str) else str(subreddit or ""))
-        c["id"].append(sid if isinstance(sid, str) else str(sid or ""))
-        c["title"].append(title if isinstance(title, str) else None)
-        if len(c["url"]) >= self.ROW_GROUP:
-            self.flush()
+    def write(self, table: pa.Table) -> None:
+        """Append kept rows (a SUBMISSIONS table, as ``Filter.batch`` returns)."""
+        if table.num_rows:
+            self.pending.append(table)
+            self.pending_rows += table.num_rows
+            if self.pending_rows >= self.ROW_GROUP:
+                self.flush()
+
+
+def filter_into(keep: Filter, subs: list, stats: Stats, writer: SubmissionWriter) -> None:
+    """Filter a batch of submissions: count the drops, write the rest."""
+    drops, kept = keep.batch(subs)
+    stats.dropped.update(drops)
+    writer.write(kept)
 
 
 def make_filter(p: dict) -> Filter:
@@ -114,7 +113,6 @@ def harvest_dump(task: Task) -> Stats:
     (path,), (out,) = task.inputs, task.outputs
     keep = make_filter(task.params)
     stats = Stats()
-    drops = stats.dropped
     with atomic_path(out) as tmp, SubmissionWriter(tmp) as w:
         try:
             for buf in iter_batches(path):
@@ -122,18 +120,21 @@ def harvest_dump(task: Task) -> Stats:
                 subs, bad = decode_batch(buf)
                 stats.records_in += len(subs) + bad
                 stats.drop("malformed_json", bad)
-                for s in subs:
-                    reason, url, host = keep(s)
-                    if reason:
-                        drops[reason] += 1
-                    else:
-                        w.add(url, host, s.score, s.created_utc, s.subreddit, s.id, s.title)
+                filter_into(keep, subs, stats, w)
         except (TruncatedDumpError, *CORRUPT_ERRORS) as e:   # keep what came before; count the rest as 1
             stats.records_in += 1
             stats.drop("truncated_file" if isinstance(e, TruncatedDumpError) else "corrupt_file")
             stats.add_info("damaged_file", f"{path.name}: {type(e).__name__}: {e}")
     stats.records_out = w.rows
     return stats
+
+
+def read_part(path: Path) -> pa.Table:
+    """A map part as SUBMISSIONS; parts written before ``url_hash`` existed get it computed."""
+    t = pq.read_table(path)
+    if "url_hash" not in t.column_names:
+        t = t.append_column("url_hash", pa.array([U.url_hash(u) for u in t["url"].to_pylist()], pa.uint64()))
+    return t.select(SUBMISSIONS.names).cast(SUBMISSIONS)
 
 
 def latest_observations(subs: pa.Table) -> tuple[pa.Table, int]:
@@ -157,11 +158,9 @@ def aggregate_urls(task: Task) -> Stats:
     shard, nshards = p["shard"], p["num_shards"]
     tables = []
     for part in task.inputs:
-        t = pq.read_table(part)
+        t = read_part(part)
         if t.num_rows:
-            buckets = np.fromiter((xxhash.xxh3_64_intdigest(u.encode()) % nshards for u in t["url"].to_pylist()),
-                                  dtype=np.int64, count=t.num_rows)
-            t = t.filter(pa.array(buckets == shard))
+            t = t.filter(pa.array(t["url_hash"].to_numpy() % np.uint64(nshards) == shard))
             version = pa.array(np.full(t.num_rows, p["versions"][part.name], dtype=np.int32))
             tables.append(t.append_column("version", version))
     schema = SUBMISSIONS.append(pa.field("version", pa.int32(), nullable=False))
@@ -175,17 +174,17 @@ def aggregate_urls(task: Task) -> Stats:
     g = subs.group_by("url", use_threads=False).aggregate([
         ("score", agg), ("url", "count"), ("created_utc", "min"), ("created_utc", "max"),
         ("subreddit", "distinct"), ("id", "list"), ("title", "first"), ("domain", "first"),
-        ("version", "min"),
+        ("version", "min"), ("url_hash", "first"),
     ])
     keep = pc.greater_equal(g[f"score_{agg}"], p["min_score"])
     kept = g.filter(keep)
     stats.drop("low_score", int(pc.sum(g.filter(pc.invert(keep))["url_count"]).as_py() or 0))
     stats.drop("merged_duplicate_url", int(pc.sum(kept["url_count"]).as_py() or 0) - kept.num_rows)
     stats.records_out = kept.num_rows
-    urls, domains = kept["url"].to_pylist(), kept["domain_first"].to_pylist()
+    domains = kept["domain_first"].to_pylist()
     table = pa.table({
-        "url_id": [U.url_id(u) for u in urls],
-        "url": urls,
+        "url_id": [f"{h:016x}" for h in kept["url_hash_first"].to_pylist()],
+        "url": kept["url"],
         "domain": domains,
         "registered_domain": [U.registered_domain(d) for d in domains],
         "score": kept[f"score_{agg}"],

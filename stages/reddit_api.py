@@ -26,6 +26,8 @@ from pipeline.stats import Stats
 
 from .reddit import Submission
 
+PAGE = 100   # submissions filtered and written together (one listing page)
+
 API_KEYS = ("subreddits", "listing", "time_filter", "api_limit", "praw_site", "reddit_url", "oauth_url",
             "api_user_agent")
 
@@ -78,25 +80,27 @@ def _as_submission(s) -> Submission:
 def pull_api(task: Task) -> Stats:
     from pipeline.io import atomic_path
 
-    from .harvest import SubmissionWriter, make_filter
+    from .harvest import SubmissionWriter, filter_into, make_filter
 
     api, marks = task.options["api"], task.options["watermarks"]
     keep = make_filter(task.params)
     reddit = _reddit(api)
     stats, newest = Stats(), {}
     with atomic_path(task.outputs[0]) as tmp, SubmissionWriter(tmp) as w:
-        _pull_all(reddit, api, marks, keep, stats, w, newest)
+        _pull_all(reddit, api, marks, lambda subs: filter_into(keep, subs, stats, w), stats, newest)
     stats.records_out = w.rows
     stats.add_info("api_newest", newest)
     return stats
 
 
-def _pull_all(reddit, api: dict, marks: dict, keep, stats: Stats, w, newest: dict) -> None:
+def _pull_all(reddit, api: dict, marks: dict, flush, stats: Stats, newest: dict) -> None:
+    """Pull every listing; ``flush(submissions)`` filters and writes them, a page at a time."""
     from prawcore.exceptions import PrawcoreException
 
     for name in api["subreddits"]:
         key = f"{name.lower()}/{api['listing']}"
         since = float(marks.get(key, 0.0))
+        pending: list[Submission] = []
         try:
             for s in _listing(reddit, api, name):
                 sub = _as_submission(s)
@@ -105,12 +109,12 @@ def _pull_all(reddit, api: dict, marks: dict, keep, stats: Stats, w, newest: dic
                     break                       # newest first: everything below is already harvested
                 newest[key] = max(newest.get(key, since), created)
                 stats.records_in += 1
-                reason, url, host = keep(sub)
-                if reason:
-                    stats.drop(reason)
-                else:
-                    w.add(url, host, sub.score, sub.created_utc, sub.subreddit, sub.id, sub.title)
+                pending.append(sub)
+                if len(pending) >= PAGE:
+                    flush(pending)
+                    pending = []
         except PrawcoreException as e:
             # The message names the HTTP status or connection problem, never a credential.
             raise WebtextError(f"Reddit API error for r/{name}: {type(e).__name__}: {e}",
                                "Check credentials, the subreddit name and the API endpoints") from None
+        flush(pending)

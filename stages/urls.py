@@ -15,6 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 import tld
 import xxhash
 from courlan import normalize_url
+from courlan.clean import TRACKERS_RE
 
 REDDIT_DOMAINS = ("reddit.com", "redd.it", "redditmedia.com", "redditstatic.com")
 
@@ -23,6 +24,10 @@ REDDIT_DOMAINS = ("reddit.com", "redd.it", "redditmedia.com", "redditstatic.com"
 # fragment, escapes, "//" or dot segments. A test checks this fast path against courlan.
 _SEG = r"[A-Za-z0-9_~-]+(?:\.[A-Za-z0-9_~-]+)*"    # unambiguous: no nested optional parts (no ReDoS)
 _SIMPLE = re.compile(rf"(?i)(https?)://([a-z0-9-]+(?:\.[a-z0-9-]+)+)((?:/{_SEG})*/?)")
+# A plain query: key=value pairs of unreserved characters, which courlan's parse_qs and
+# urlencode leave as they are; it only drops trackers and sorts by key.
+_PAIR = r"[A-Za-z0-9_.~-]+=[A-Za-z0-9_.~-]+"
+_SIMPLE_QUERY = re.compile(rf"{_SIMPLE.pattern}\?({_PAIR}(?:&{_PAIR})*)")
 
 
 def normalize(url: str) -> str | None:
@@ -31,7 +36,21 @@ def normalize(url: str) -> str | None:
     m = _SIMPLE.fullmatch(url)
     if m:   # segments never start with "." here, so there are no dot segments to resolve
         return f"{m.group(1).lower()}://{m.group(2).lower()}{m.group(3)}"
+    m = _SIMPLE_QUERY.fullmatch(url)
+    if m:
+        return _with_query(m.group(1).lower(), m.group(2).lower(), m.group(3), m.group(4))
     return _normalize_slow(url)
+
+
+def _with_query(scheme: str, host: str, path: str, query: str) -> str:
+    """courlan's non-strict result for a plain query: trackers dropped, keys sorted (a
+    repeated key keeps its values in order), "/" for an empty path when a query remains."""
+    pairs = [kv.split("=", 1) for kv in query.split("&")]
+    keep = [(k, v) for k, v in pairs if not TRACKERS_RE.search(k.lower())]
+    if not keep:
+        return f"{scheme}://{host}{path}"
+    keep.sort(key=lambda kv: kv[0])        # stable: a repeated key keeps its order, as parse_qs does
+    return f"{scheme}://{host}{path or '/'}?" + "&".join(f"{k}={v}" for k, v in keep)
 
 
 def _normalize_slow(url: str) -> str | None:
@@ -49,6 +68,11 @@ def _normalize_slow(url: str) -> str | None:
 
 def url_id(url: str) -> str:
     return xxhash.xxh3_64_hexdigest(url.encode("utf-8", "surrogatepass"))
+
+
+def url_hash(url: str) -> int:
+    """``url_id`` as an integer (``f"{url_hash(u):016x}" == url_id(u)``)."""
+    return xxhash.xxh3_64_intdigest(url.encode("utf-8", "surrogatepass"))
 
 
 @functools.lru_cache(maxsize=1 << 16)

@@ -2,6 +2,7 @@
 
 import json
 import lzma
+import random
 
 import pyarrow.parquet as pq
 import pytest
@@ -247,8 +248,17 @@ def test_fast_normalize_matches_courlan_on_real_urls():
     d = shared_path("reddit", "pushshift")
     raw = [json.loads(ln).get("url") or "" for p in sorted(d.glob("RS_*.xz")) for ln in lzma.open(p)]
     raw += [u.upper() for u in raw] + ["http://Example.com/a/./b", "http://x.example//a", "http://x.example/a%7e"]
+    # Plain queries (the second fast path): trackers, case, repeated keys, an empty path.
+    rng = random.Random(0)
+    keys = ["id", "ID", "page", "utm_source", "fbclid", "ref", "aff_id", "x", "gclid", "p", "s", "v", "campaign"]
+    for i in range(3000):
+        pairs = "&".join(f"{rng.choice(keys)}={rng.choice(['1', 'abc', 'A-b_c.d~', '2'])}"
+                         for _ in range(rng.randint(1, 5)))
+        raw.append(f"{rng.choice(['http', 'HTTPS'])}://Site{i % 7}.example.com{rng.choice(['', '/', '/a/B.html'])}?{pairs}")
+    raw += ["https://a.example/p?a=1&&b=2", "https://a.example/p?a=&b=2", "https://a.example/p?a", "https://a.example/?q=a+b"]
     fast = [u for u in raw if U._SIMPLE.fullmatch(u.strip())]
-    assert len(fast) > len(raw) // 3
+    assert len(fast) > len(raw) // 4
+    assert sum(1 for u in raw if U._SIMPLE_QUERY.fullmatch(u.strip())) >= 3000
     assert [U.normalize(u) for u in raw] == [U._normalize_slow(u.strip()) for u in raw]
 
 
@@ -260,3 +270,39 @@ def test_pathological_url_is_linear():
     code = "from stages.urls import normalize; normalize('http://example.com/' + 'a' * 200000 + '?'); print('ok')"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.stdout.strip() == "ok"
+
+
+def test_batch_filter_reasons_on_awkward_urls():
+    """The column-wise filter: the first matching reason wins, and odd URLs reach the exact host splitter."""
+    from stages.reddit import Submission
+
+    keep = harvest.make_filter(harvest.filter_params(harvest.HarvestConfig()))
+    cases = [
+        ("HTTPS://Example.COM/Story.html", None),
+        ("https://user:pw@www.Reddit.com:443/r/x", "reddit_link"),
+        ("https://example.com/report.PDF?dl=1", "media_url"),
+        ("https://example.com/a.pdf/page", None),
+        ("https://example.com/x#frag.jpg", None),
+        ("https://foo.jpg", None),
+        ("HTTPS://I.IMGUR.COM/abc.JPG", "media_url"),            # media is checked before the blocklist
+        ("https://i.imgur.com/gallery/abc", "blocklisted_domain"),
+        ("https://news.example.com.:8080/x", None),
+        ("https://[2001:db8::1]/x", None),
+        ("ftp://example.com/x", "bad_scheme"),
+        ("   ", "no_url"),
+        (12345, "no_url"),
+    ]
+    subs = [Submission(url=u, is_self=False, id=str(i), score=5) for i, (u, _) in enumerate(cases)]
+    subs += [Submission(url="https://example.com/x", removed_by_category={"odd": 1}),
+             Submission(url="https://example.com/y", title="[deleted by user]"),
+             Submission(url="https://example.com/z", domain="self.AskReddit"),
+             Submission(url="https://example.com/w", over_18=True, score="7")]
+    want = [r for _, r in cases] + ["removed", "deleted", "self_post", "nsfw"]
+    assert [keep(s)[0] for s in subs] == want
+    drops, kept = keep.batch(subs)
+    assert drops == {r: want.count(r) for r in set(want) - {None}}
+    assert kept.num_rows == want.count(None)
+    rows = {r["url"]: r for r in kept.to_pylist()}
+    assert rows["https://example.com/Story.html"]["domain"] == "example.com"
+    assert rows["https://news.example.com.:8080/x"]["domain"] == "news.example.com"
+    assert all(r["url_hash"] == int(U.url_id(r["url"]), 16) for r in rows.values())
