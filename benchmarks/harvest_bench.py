@@ -7,8 +7,9 @@ usual modern fields; a mix of self posts, image/video links, NSFW, Reddit links 
 article links with a heavy-tailed score), then measures, each in its own process:
   1. `zstd -d --long=31 -c dump > /dev/null` (the raw decompression ceiling);
   2. webtext's reader alone (decompression + line batching, no parsing);
-  3. the harvest map task (decompress, decode, filter, normalize, write Parquet);
-  4. a json.loads-per-line baseline on the first 200k lines;
+  3. the reader plus msgspec decoding, with no filtering (the floor for this design);
+  4. the harvest map task (decompress, decode, filter, normalize, write Parquet);
+  5. a json.loads-per-line baseline on the first 200k lines;
 and peak RSS of the map at two dump sizes (memory must not grow with the dump).
 """
 
@@ -129,6 +130,13 @@ import sys, time; from pathlib import Path; from stages.reddit import iter_batch
 t = time.perf_counter(); n = sum(len(b) for b in iter_batches(Path(sys.argv[1] if len(sys.argv) > 1 else {p!r})))
 print(n, time.perf_counter() - t)
 """
+FLOOR = """
+import time; from pathlib import Path; from stages.reddit import iter_batches, decode_batch
+t = time.perf_counter(); n = 0
+for buf in iter_batches(Path({p!r})):
+    decode_batch(buf); n += len(buf)
+print(n, time.perf_counter() - t)
+"""
 HARVEST = """
 import time, resource; from pathlib import Path
 from pipeline.executor import Task; from pipeline.config import HarvestConfig
@@ -178,6 +186,8 @@ def main() -> None:
         z_secs = time.perf_counter() - t
     _, _, res = _child(READER.format(p=str(dump)))
     r_bytes, r_secs = (float(x) for x in res.split())
+    _, _, res = _child(FLOOR.format(p=str(dump)))
+    f_bytes, f_secs = (float(x) for x in res.split())
     _, _, res = _child(JSONLOADS.format(p=str(dump)))
     j_bytes, j_secs = (float(x) for x in res.split())
     mb = nbytes / 1e6
@@ -187,10 +197,13 @@ def main() -> None:
     if zstd:
         print(f"{'zstd -d (CLI, decompression only)':44} {mb / z_secs:8,.0f} {n_in / z_secs:10,.0f}")
     print(f"{'webtext reader (decompress + line batches)':44} {r_bytes / 1e6 / r_secs:8,.0f} {n_in / r_secs:10,.0f}")
+    print(f"{'+ msgspec decode, no filtering (the floor)':44} {f_bytes / 1e6 / f_secs:8,.0f} {n_in / f_secs:10,.0f}")
     print(f"{'webtext harvest map (end to end, Parquet out)':44} {mb / h_secs:8,.0f} {n_in / h_secs:10,.0f}")
     print(f"{'json.loads per line (first 200k lines)':44} {j_bytes / 1e6 / j_secs:8,.0f}")
     if zstd:
-        print(f"ratio harvest / zstd -d: {(mb / h_secs) / (mb / z_secs):.2f}x  (target >= 0.5x)")
+        print(f"ratio harvest / zstd -d: {(mb / h_secs) / (mb / z_secs):.2f}x  (target >= 0.5x); "
+              f"decompress + decode alone: {(f_bytes / f_secs) / (mb / z_secs * 1e6):.2f}x; "
+              f"harvest / that floor: {(mb / h_secs) / (f_bytes / 1e6 / f_secs):.2f}x")
     print(f"kept {n_out:,} of {n_in:,} submissions")
     half = args.lines // 2
     print(f"peak RSS of the map: {results[half][4]:,.0f} MiB at {half:,} lines, {rss:,.0f} MiB at {lines:,} lines")
