@@ -91,10 +91,10 @@ from pipeline.config import FetchConfig, to_dict
 from pipeline.executor import Task
 from stages import fetch
 proxy, conc, _, out = sys.argv[2], int(sys.argv[3]), sys.argv[4], Path(sys.argv[5])
-level = int(sys.argv[6])
+level, engine = int(sys.argv[6]), sys.argv[7]
 src = out / "urls-00000.parquet"        # written by the parent, so it is not in this process's RSS
 cfg = FetchConfig(proxy=proxy, concurrency=conc, per_host=2, host_delay_s=0.0, retries=0, warc_gzip_level=level,
-                  batch_urls=2000)
+                  warc_gzip=engine, batch_urls=2000)
 t, c = time.perf_counter(), time.process_time()
 s = fetch.fetch_shard(Task("fetch", "00000", fetch.fetch_shard, [src], [out / "fetchlog-00000.parquet"],
                            options={"fetch": to_dict(cfg)}))
@@ -118,6 +118,7 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=256)
     ap.add_argument("--port", type=int, default=18731)
     ap.add_argument("--gzip-level", type=int, default=1, help="WARC record gzip level (fetch.warc_gzip_level)")
+    ap.add_argument("--gzip-engine", default="isal", choices=["isal", "zlib"], help="fetch.warc_gzip")
     args = ap.parse_args()
     pages = ROOT.parent / "shared" / "data" / "extraction" / "trafilatura-eval" / "tests"
     server = subprocess.Popen([sys.executable, "-c", SERVER, str(args.port), *([str(pages)] if pages.exists() else [])])
@@ -147,7 +148,8 @@ def main() -> None:
 
                 pq.write_table(url_table(urls), out / "urls-00000.parquet")
                 results[n] = (_run(BARE, tmp / "urls.json", proxy, args.concurrency),
-                              _run(WEBTEXT, tmp / "urls.json", proxy, args.concurrency, ROOT, out, args.gzip_level))
+                              _run(WEBTEXT, tmp / "urls.json", proxy, args.concurrency, ROOT, out, args.gzip_level,
+                                   args.gzip_engine))
                 sizes = sum(p.stat().st_size for p in out.glob("warc-*.warc.gz"))
     finally:
         server.terminate()
@@ -155,7 +157,7 @@ def main() -> None:
     bare, ours = results[n]
     print(f"fetch benchmark: {n:,} URLs on {args.hosts:,} hosts via one loopback proxy, 20-100 ms latency, "
           f"concurrency {args.concurrency}; {page_kind}, {ours['bytes'] / max(ours['pages'], 1) / 1e3:,.0f} KB/page; "
-          f"WARC gzip level {args.gzip_level}: {sizes / 1e6:,.1f} MB for {ours['bytes'] / 1e6:,.1f} MB of pages")
+          f"WARC gzip {args.gzip_engine} level {args.gzip_level}: {sizes / 1e6:,.1f} MB for {ours['bytes'] / 1e6:,.1f} MB of pages")
     print(f"{'what':40} {'pages/s':>9} {'pages/CPU-s':>12} {'peak RSS MiB':>13}")
     print(f"{'bare aiohttp loop (no politeness/WARC)':40} {n / bare['secs']:9,.0f} {n / bare['cpu']:12,.0f} {bare['rss']:13,.0f}")
     print(f"{'webtext fetch (robots, WARC, journal)':40} {ours['pages'] / ours['secs']:9,.0f} "

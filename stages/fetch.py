@@ -106,7 +106,8 @@ def fetch_shard(task: Task) -> Stats:
             for batch in pq.ParquetFile(src).iter_batches(batch_size=cfg.batch_urls):
                 yield [r for r in interleave_by_host(batch.to_pylist()) if r["url_id"] not in journal.done]
 
-        segs = WarcSegments(partial, task.name, cfg.user_agent, cfg.warc_max_bytes, journal.ends, cfg.warc_gzip_level)
+        segs = WarcSegments(partial, task.name, cfg.user_agent, cfg.warc_max_bytes, journal.ends,
+                            cfg.warc_gzip_level, cfg.warc_gzip)
         try:
             stats.add_info("robots_fetched", asyncio.run(_crawl(batches(), cfg, segs, journal)))
         finally:

@@ -17,6 +17,8 @@ finalizing is also safe.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import io
 import json
 import os
@@ -25,6 +27,7 @@ import zlib
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from isal import isal_zlib
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
@@ -103,9 +106,10 @@ class WarcSegments:
     """Appends request/response/metadata records to rotating segments."""
 
     def __init__(self, folder: Path, shard: str, user_agent: str, max_bytes: int, ends: dict[str, int],
-                 gzip_level: int = 1):
+                 gzip_level: int = 1, gzip_engine: str = "isal"):
         self.folder, self.shard, self.user_agent, self.max_bytes = folder, shard, user_agent, max_bytes
         self.gzip_level = gzip_level
+        self.zlib = isal_zlib if gzip_engine == "isal" else zlib
         self.buf = io.BytesIO()
         self.writer = WARCWriter(self.buf, gzip=False, warc_version="WARC/1.1")
         self.names = sorted(p.name for p in folder.glob(f"warc-{shard}-*.warc.gz"))
@@ -129,14 +133,29 @@ class WarcSegments:
     def write_record(self, record) -> None:
         """Serialize ``record`` and append it as its own gzip member.
 
-        warcio's own gzip writer always uses level 9, which costs several ms per page on
-        repetitive HTML; level 6 (gzip's default) is several times faster for ~2% more bytes.
+        warcio's own gzip writer always uses zlib level 9, several ms per page on real
+        HTML. ISA-L (``isal``) level 1 writes smaller members than zlib level 1 at about a
+        quarter of its CPU (0.24 vs 0.95 ms for a 135 KB page); any gzip reader reads them.
         """
         self.buf.seek(0)
         self.buf.truncate()
         self.writer.write_record(record)
-        z = zlib.compressobj(self.gzip_level, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
-        self.f.write(z.compress(self.buf.getvalue()) + z.flush())
+        z = self.zlib.compressobj(self.gzip_level, self.zlib.DEFLATED, 16 + self.zlib.MAX_WBITS)
+        with self.buf.getbuffer() as view:
+            self.f.write(z.compress(view))
+        self.f.write(z.flush())
+
+    def _digests(self, http_headers: StatusAndHeaders, body: bytes) -> dict[str, str]:
+        """The response's block and payload digests, hashed in one call each.
+
+        warcio would compute the same values by reading the payload in 16 KiB chunks, and
+        base32-encode each running digest, which costs more than the hashing itself.
+        """
+        http_headers.compute_headers_buffer(self.writer.header_filter)     # what warcio will write
+        block = hashlib.sha1(http_headers.headers_buff)
+        block.update(body)
+        return {"WARC-Payload-Digest": "sha1:" + base64.b32encode(hashlib.sha1(body).digest()).decode(),
+                "WARC-Block-Digest": "sha1:" + base64.b32encode(block.digest()).decode()}
 
     def write(self, row: dict, o: Outcome) -> tuple[str, int, int]:
         """Write a page's three records; (segment, response offset, end offset)."""
@@ -152,7 +171,8 @@ class WarcSegments:
                                    http_headers=req_headers)
         resp_headers = StatusAndHeaders(f"{o.status} {o.reason}".strip(), o.headers, protocol="HTTP/1.1")
         resp = w.create_warc_record(o.final_url, "response", payload=io.BytesIO(o.body),
-                                    length=len(o.body), http_headers=resp_headers)
+                                    length=len(o.body), http_headers=resp_headers,
+                                    warc_headers_dict=self._digests(resp_headers, o.body))
         rid = resp.rec_headers.get_header("WARC-Record-ID")
         req.rec_headers.add_header("WARC-Concurrent-To", rid)
         meta = {k: row[k] for k in META_FIELDS}
