@@ -123,12 +123,13 @@ def fetch(
 
 @app.command()
 def extract(
-    extractor: Annotated[Optional[str], typer.Option(help="auto (trafilatura, newspaper3k fallback), trafilatura or newspaper3k.")] = None,
+    extractor: Annotated[Optional[str], typer.Option(help="auto (trafilatura, newspaper3k fallback), trafilatura, newspaper3k, or both (auto's text plus their agreement).")] = None,
     min_words: Annotated[Optional[int], typer.Option(help="Drop documents shorter than this many words.")] = None,
     lang: Annotated[Optional[list[str]], typer.Option(help="Language to keep, ISO 639-1 (repeatable; default en).")] = None,
+    dates: Annotated[Optional[bool], typer.Option("--dates/--no-dates", help="Find publication dates with htmldate.")] = None,
 ):
     """warc/ -> docs/ (main text: trafilatura, newspaper3k fallback; quality, length and language filters)."""
-    _one("extract", extract={"extractor": extractor, "min_words": min_words, "langs": lang})
+    _one("extract", extract={"extractor": extractor, "min_words": min_words, "langs": lang, "dates": dates})
 
 
 @app.command()

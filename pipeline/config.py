@@ -102,7 +102,8 @@ class FetchConfig:
 
 @dataclass
 class ExtractConfig:
-    extractor: str = "auto"        # auto (trafilatura, newspaper3k fallback) | trafilatura | newspaper3k
+    extractor: str = "auto"        # auto (trafilatura, newspaper3k fallback) | trafilatura | newspaper3k | both
+    dates: bool = True             # publication date with htmldate (fast mode)
     min_words: int = 100           # about 128 GPT-2 tokens, OpenWebText's cut
     langs: list[str] = field(default_factory=lambda: ["en"])   # [] = keep every language
     min_lang_score: float = 0.5
@@ -115,8 +116,8 @@ class ExtractConfig:
     recycle_after: int = 1000      # replace the extraction process after this many pages
 
     def __post_init__(self):
-        if self.extractor not in ("auto", "trafilatura", "newspaper3k"):
-            raise ConfigError(f"extract.extractor must be auto, trafilatura or newspaper3k, not '{self.extractor}'")
+        if self.extractor not in ("auto", "trafilatura", "newspaper3k", "both"):
+            raise ConfigError(f"extract.extractor must be auto, trafilatura, newspaper3k or both, not '{self.extractor}'")
 
 
 @dataclass

@@ -77,7 +77,9 @@ _DOC_FIELDS = [
     pa.field("lang", pa.string()),                          # ISO 639-1, null if unknown
     pa.field("lang_score", pa.float32()),
     pa.field("num_words", pa.int32(), nullable=False),
-    pa.field("extractor", pa.string(), nullable=False),     # e.g. "trafilatura"
+    pa.field("extractor", pa.string(), nullable=False),     # trafilatura | newspaper3k
+    pa.field("published", pa.string()),                     # publication date YYYY-MM-DD (htmldate), if found
+    pa.field("agreement", pa.float32()),                    # trafilatura vs newspaper3k token F1 (extractor "both")
     pa.field("karma", pa.int64(), nullable=False),          # aggregated Reddit score
     pa.field("num_submissions", pa.int32(), nullable=False),
     pa.field("first_seen", pa.int64(), nullable=False),

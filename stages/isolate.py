@@ -23,19 +23,19 @@ def _context():
     return _CTX
 
 
-def _safe_extract(html, url: str, extractor: str, min_words: int) -> tuple[str, str | None, str | None, str]:
+def _safe_extract(html, url: str, extractor: str, dates: bool):
     from .extract import extract_page
 
     try:
-        return "ok", *extract_page(html, url, extractor, min_words)
+        return "ok", extract_page(html, url, extractor, dates)
     except Exception as e:  # noqa: BLE001 -- broken HTML is counted, not fatal
-        return "error", None, f"{type(e).__name__}: {e}"[:200], extractor
+        return "error", f"{type(e).__name__}: {e}"[:200]
 
 
 class Isolated:
-    def __init__(self, timeout_s: float, recycle_after: int, extractor: str = "auto", min_words: int = 0):
+    def __init__(self, timeout_s: float, recycle_after: int, extractor: str = "auto", dates: bool = False):
         self.timeout_s, self.recycle_after = timeout_s, recycle_after
-        self.extractor, self.min_words = extractor, min_words
+        self.extractor, self.dates = extractor, dates
         self.pool = None
 
     def __enter__(self) -> "Isolated":
@@ -44,18 +44,18 @@ class Isolated:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def __call__(self, html, url: str) -> tuple[str, str | None, str | None, str]:
-        """("ok", text, title, extractor), ("error", None, message, _) or ("timeout", None, None, _)."""
+    def __call__(self, html, url: str) -> tuple:
+        """("ok", Extraction), ("error", message) or ("timeout", None)."""
         if self.pool is None:
             self.pool = _context().Pool(1, maxtasksperchild=self.recycle_after)
-        pending = self.pool.apply_async(_safe_extract, (html, url, self.extractor, self.min_words))
+        pending = self.pool.apply_async(_safe_extract, (html, url, self.extractor, self.dates))
         try:
             return pending.get(self.timeout_s)
         except multiprocessing.TimeoutError:
             self.pool.terminate()           # kills the stuck child; a new pool starts on demand
             self.pool.join()
             self.pool = None
-            return "timeout", None, None, self.extractor
+            return "timeout", None
 
     def close(self) -> None:
         if self.pool is not None:

@@ -153,3 +153,39 @@ def test_real_pages_language_and_latin1(tmp_path):
     for snippet in ("b) Überwachung der somatischen Zellen", "Köllitsch (D)"):   # decoded from ISO-8859-1
         assert snippet in farm_doc["text"]
     assert "Anzeigentarife" not in farm_doc["text"]
+
+
+def test_token_agreement():
+    assert extract.token_agreement("a b c d", "a b c d") == 1.0
+    assert extract.token_agreement("a b", "c d") == 0.0 == extract.token_agreement(None, "a")
+    assert abs(extract.token_agreement("a b c d", "a b") - 2 * (1.0 * 0.5) / 1.5) < 1e-9
+
+
+def test_both_extractors_record_agreement(tmp_path):
+    """``both`` keeps auto's text and records how far newspaper3k agrees, per document and in the stats."""
+    paras = docstring_paragraphs()[:5]
+    aside = "".join(f"<p>{p}</p>" for p in docstring_paragraphs()[12:18])
+    pages = [("http://a.example/article", _html("a.example", "Title", paras), "text/html; charset=utf-8"),
+             ("http://blog.example/aside", f"<html><body><aside>{aside}</aside></body></html>".encode(),
+              "text/html; charset=utf-8")]
+    stats, docs = _run(tmp_path, pages, extractor="both")
+    art, side = docs["http://a.example/article"], docs["http://blog.example/aside"]
+    assert art["extractor"] == "trafilatura" and art["agreement"] > 0.8     # the same article body
+    assert side["extractor"] == "newspaper3k" and side["agreement"] == 0.0   # trafilatura found nothing
+    assert stats.info["agreement_pages"] == 2 and stats.info["agreement_under_0.5"] == 1
+    _, auto = _run(tmp_path, pages)
+    assert auto["http://a.example/article"]["text"] == art["text"]
+    assert auto["http://a.example/article"]["agreement"] is None
+
+
+def test_publication_date(tmp_path):
+    paras = docstring_paragraphs()[:5]
+    html = _html("a.example", "Dated", paras).replace(
+        b"<title>", b'<meta property="article:published_time" content="2019-03-14T09:30:00+00:00"><title>')
+    pages = [("http://a.example/dated", html, "text/html; charset=utf-8"),
+             ("http://a.example/undated", _html("a.example", "Undated", paras), "text/html; charset=utf-8")]
+    _, docs = _run(tmp_path, pages)
+    assert docs["http://a.example/dated"]["published"] == "2019-03-14"
+    assert docs["http://a.example/undated"]["published"] is None
+    _, docs = _run(tmp_path, pages, dates=False)
+    assert docs["http://a.example/dated"]["published"] is None
