@@ -76,7 +76,7 @@ def main() -> None:
         ("trafilatura (default)", lambda h, u: trafilatura.extract(h, url=u)),
         ("trafilatura (fast, no comments)", lambda h, u: trafilatura.extract(h, url=u, fast=True, include_comments=False)),
         ("newspaper3k", lambda h, u: _newspaper(h, u)[0]),
-        ("webtext auto (shipped default)", lambda h, u: normalize_text(extract_page(h, u, "auto", dates=True).text or "")),
+        ("webtext auto (shipped default)", lambda h, u: normalize_text(extract_page(h, u, "auto", True).text or "")),
     ]
     rows = [run(name, fn, pages) for name, fn in configs]
     print(f"extraction on {len(pages)} pages of trafilatura's evaluation set, one core (CPU time)")

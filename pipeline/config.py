@@ -104,6 +104,8 @@ class FetchConfig:
 class ExtractConfig:
     extractor: str = "auto"        # auto (trafilatura, newspaper3k fallback) | trafilatura | newspaper3k | both
     dates: bool = True             # publication date with htmldate (fast mode)
+    fallback_share: float = 0.1    # auto: trafilatura's text under this share of the visible text is "short"...
+    fallback_gain: float = 4.0     # ...and newspaper3k replaces it when its text is this many times longer
     min_words: int = 100           # about 128 GPT-2 tokens, OpenWebText's cut
     langs: list[str] = field(default_factory=lambda: ["en"])   # [] = keep every language
     min_lang_score: float = 0.5
@@ -118,6 +120,8 @@ class ExtractConfig:
     def __post_init__(self):
         if self.extractor not in ("auto", "trafilatura", "newspaper3k", "both"):
             raise ConfigError(f"extract.extractor must be auto, trafilatura, newspaper3k or both, not '{self.extractor}'")
+        if not 0 <= self.fallback_share <= 1 or self.fallback_gain <= 0:
+            raise ConfigError("extract.fallback_share must be in [0, 1] and extract.fallback_gain > 0")
 
 
 @dataclass

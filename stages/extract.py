@@ -149,27 +149,57 @@ def publication_date(html: str | bytes) -> str | None:
         return None
 
 
-def extract_page(html: str | bytes, url: str, extractor: str = "auto", dates: bool = False) -> Extraction:
+_HIDDEN_START = re.compile(r"<(script|style|noscript|template)\b")
+_TAG = re.compile(r"<[^>]*>")
+
+
+def visible_chars(html: str | bytes) -> int:
+    """Non-space characters of the page's visible text: tags, scripts and styles removed.
+
+    Linear in the page size (no backtracking regex), so hostile markup cannot stall it.
+    """
+    if isinstance(html, bytes):
+        html = html.decode("utf-8", errors="replace")
+    low, parts, pos = html.lower(), [], 0
+    while m := _HIDDEN_START.search(low, pos):
+        parts.append(html[pos:m.start()])
+        end = low.find(f"</{m.group(1)}", m.end())
+        pos = len(low) if end < 0 else end
+    parts.append(html[pos:])
+    return sum(len(w) for w in _TAG.sub(" ", " ".join(parts)).split())
+
+
+def _chars(text: str | None) -> int:
+    return sum(len(w) for w in text.split()) if text else 0
+
+
+def extract_page(html: str | bytes, url: str, extractor: str = "auto", dates: bool = False,
+                 fallback_share: float = 0.1, fallback_gain: float = 4.0) -> Extraction:
     """Main text and metadata of one page.
 
-    ``auto``: trafilatura; newspaper3k takes over when trafilatura finds no text. (Falling
-    back also for short texts lowered F1 on trafilatura's evaluation set, 0.918 -> 0.903:
-    newspaper3k's recall there is 0.60.) ``trafilatura`` or ``newspaper3k``: that one alone.
-    ``both``: runs the two, keeps ``auto``'s choice, and records their ``agreement``.
+    ``auto``: trafilatura, with newspaper3k taking over when trafilatura finds nothing, or
+    when trafilatura's text is implausibly short (under ``fallback_share`` of the page's
+    visible text) and newspaper3k's is more than ``fallback_gain`` times longer. Both
+    conditions matter: newspaper3k's recall is only 0.60 on trafilatura's evaluation set,
+    and falling back on every short text lowered F1 there from 0.918 to 0.903
+    (``benchmarks/extract_quality.py``). ``trafilatura`` or ``newspaper3k``: that one
+    alone. ``both``: runs the two on every page, keeps ``auto``'s choice, and records
+    their ``agreement``.
     """
     published = publication_date(html) if dates else None
     if extractor == "newspaper3k":
         return Extraction(*_newspaper(html, url), "newspaper3k", published)
     text, title = _trafilatura(html, url)
-    if extractor == "trafilatura" or (text and extractor == "auto"):
+    if extractor == "trafilatura":
+        return Extraction(text, title, "trafilatura", published)
+    short = not text or _chars(text) < fallback_share * visible_chars(html)
+    if extractor == "auto" and not short:
         return Extraction(text, title, "trafilatura", published)
     np_text, np_title = _newspaper(html, url)
     agreement = token_agreement(text, np_text) if extractor == "both" and (text or np_text) else None
-    if text:
-        return Extraction(text, title, "trafilatura", published, agreement)
-    if np_text:
+    if np_text and (not text or (short and _chars(np_text) > fallback_gain * _chars(text))):
         return Extraction(np_text, np_title, "newspaper3k", published, agreement)
-    return Extraction(None, None, "trafilatura", published, agreement)
+    return Extraction(text, title if text else None, "trafilatura", published, agreement)
 
 
 def _records(path: Path):
@@ -200,7 +230,8 @@ def extract_shard(task: Task) -> Stats:
     cfg = ExtractConfig(**task.params["extract"])
     stats = Stats()
     rows = []
-    with Isolated(cfg.page_timeout_s, cfg.recycle_after, cfg.extractor, cfg.dates) as extract_isolated:
+    with Isolated(cfg.page_timeout_s, cfg.recycle_after, (cfg.extractor, cfg.dates, cfg.fallback_share,
+                                                             cfg.fallback_gain)) as extract_isolated:
         for headers, body, final_url, meta in _all_records(task.inputs):
             row = _extract_one(headers, body, final_url, meta, cfg, stats, extract_isolated)
             if row:

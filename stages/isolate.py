@@ -23,19 +23,19 @@ def _context():
     return _CTX
 
 
-def _safe_extract(html, url: str, extractor: str, dates: bool):
+def _safe_extract(html, url: str, settings: tuple):
     from .extract import extract_page
 
     try:
-        return "ok", extract_page(html, url, extractor, dates)
+        return "ok", extract_page(html, url, *settings)
     except Exception as e:  # noqa: BLE001 -- broken HTML is counted, not fatal
         return "error", f"{type(e).__name__}: {e}"[:200]
 
 
 class Isolated:
-    def __init__(self, timeout_s: float, recycle_after: int, extractor: str = "auto", dates: bool = False):
-        self.timeout_s, self.recycle_after = timeout_s, recycle_after
-        self.extractor, self.dates = extractor, dates
+    def __init__(self, timeout_s: float, recycle_after: int, settings: tuple = ()):
+        """``settings``: extract_page's arguments after the page and its URL."""
+        self.timeout_s, self.recycle_after, self.settings = timeout_s, recycle_after, settings
         self.pool = None
 
     def __enter__(self) -> "Isolated":
@@ -48,7 +48,7 @@ class Isolated:
         """("ok", Extraction), ("error", message) or ("timeout", None)."""
         if self.pool is None:
             self.pool = _context().Pool(1, maxtasksperchild=self.recycle_after)
-        pending = self.pool.apply_async(_safe_extract, (html, url, self.extractor, self.dates))
+        pending = self.pool.apply_async(_safe_extract, (html, url, self.settings))
         try:
             return pending.get(self.timeout_s)
         except multiprocessing.TimeoutError:

@@ -189,3 +189,28 @@ def test_publication_date(tmp_path):
     assert docs["http://a.example/undated"]["published"] is None
     _, docs = _run(tmp_path, pages, dates=False)
     assert docs["http://a.example/dated"]["published"] is None
+
+
+def test_short_trafilatura_text_falls_back_to_newspaper():
+    """trafilatura keeps a one-line teaser and drops the story in <aside>: implausibly short
+    against the visible text, so newspaper3k's much longer text is used; a real short page is not."""
+    aside = "".join(f"<p>{p}</p>" for p in docstring_paragraphs()[12:18])
+    teaser = "<p>Short teaser sentence that introduces the story below in a few words.</p>"
+    html = f"<html><body><article>{teaser}</article><aside>{aside}</aside></body></html>"
+    got = extract.extract_page(html, "http://x.example/a")
+    assert got.extractor == "newspaper3k" and docstring_paragraphs()[12] in got.text.replace("\n", " ")
+    assert extract.extract_page(html, "http://x.example/a", "trafilatura").extractor == "trafilatura"
+    assert extract.extract_page(html, "http://x.example/a", fallback_share=0.01).extractor == "trafilatura"
+    plain = f"<html><body><article>{teaser}</article></body></html>"
+    assert extract.extract_page(plain, "http://x.example/b").extractor == "trafilatura"
+
+
+def test_visible_chars_is_linear_and_skips_scripts():
+    import subprocess
+    import sys
+
+    assert extract.visible_chars("<p>ab <b>cd</b></p><script>var x = '<p>zz</p>';</script><STYLE>p{}</STYLE>ef") == 6
+    # Unterminated scripts: a backtracking regex (<script.*?</script>) would hang here.
+    code = "from stages.extract import visible_chars; print(visible_chars('<script' * 200000 + '<p>x</p>'))"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.stdout.strip() == "0"
