@@ -108,6 +108,11 @@ def test_newspaper_fallback_and_switch(tmp_path):
 
 def test_mojibake_repaired():
     assert extract.normalize_text("The cafÃ© served crÃ¨me brÃ»lÃ©e") == "The café served crème brûlée"
+    assert extract.normalize_text("It\u00e2\u20ac\u2122s") == "It\u2019s"
+    # Without the mojibake signature: ligatures and control characters fixed, NFC applied,
+    # and everything else (curly quotes, CJK punctuation, ß) left alone.
+    assert extract.normalize_text("\ufb02exible cafe\u0301\u0007 \u201cStra\u00dfe\u201d \u76ca\uff0c") == \
+        "flexible caf\u00e9 \u201cStra\u00dfe\u201d \u76ca\uff0c"
 
 
 def test_quality_filters():
