@@ -222,7 +222,7 @@ def extract_page(html: str | bytes, url: str, extractor: str = "auto", dates: bo
 def _records(path: Path):
     """Yield (content_type, body, target_uri, metadata_dict | None) for every archived response.
 
-    Read with FastWARC: 8x warcio's speed on our segments (7,800 vs 975 records/s,
+    Read with FastWARC: 2.8x warcio's speed on our segments (7,605 vs 2,670 records/s,
     ``benchmarks/extract_bench.py``); fetch's own tests read the same files back with warcio.
     """
     pending: dict[str, tuple] = {}
