@@ -130,10 +130,16 @@ class DedupConfig:
     threshold: float = 0.8         # target Jaccard similarity
     shingle_words: int = 5
     seed: int = 1
+    partitions: int = 16           # band-index partitions: each pairs task sorts 1/partitions of the index
+    verify: bool = True            # check LSH candidates against the estimated Jaccard
+    max_bucket_pairs: int = 32     # buckets up to this size give all pairs, larger ones a star
+    replace_existing: bool = False  # let a new document replace its duplicate already in the corpus
 
     def __post_init__(self):
         if not 0 < self.threshold <= 1:
             raise ConfigError("dedup.threshold must be in (0, 1]")
+        if self.partitions < 1 or self.max_bucket_pairs < 2:
+            raise ConfigError("dedup.partitions must be >= 1 and dedup.max_bucket_pairs >= 2")
 
 
 @dataclass

@@ -48,9 +48,10 @@ class Task:
 
 @dataclass
 class PhaseResult:
-    stats: Stats
+    stats: Stats                  # every task of the phase, finished now or earlier
     ran: int
     skipped: int
+    fresh: Stats = field(default_factory=Stats)   # only the tasks run by this call
 
 
 class Context:
@@ -100,13 +101,18 @@ def _is_done(path: Path, fingerprint: str, task: Task) -> dict | None:
         return None
     folder = task.outputs[0].parent if task.outputs else None
     recorded = rec.get("outputs", {})
-    if any(p.name not in recorded for p in task.outputs):
+    if any(_output_name(folder, p) not in recorded for p in task.outputs):
         return None
     for name, info in recorded.items():
         p = folder / name
         if not p.exists() or p.stat().st_size != info["size"]:
             return None
     return rec
+
+
+def _output_name(folder: Path, path: Path) -> str:
+    """How a completion record names an output: its path relative to the first output's folder."""
+    return path.relative_to(folder).as_posix()
 
 
 def _execute(task: Task) -> tuple[dict, dict]:
@@ -118,7 +124,7 @@ def _execute(task: Task) -> tuple[dict, dict]:
     for p in [*task.outputs, *extra]:
         if not p.exists():
             raise RuntimeError(f"task {task.phase}/{task.name} did not write {p.name}")
-        outputs[p.name] = {"size": p.stat().st_size, "sha256": sha256_file(p)}
+        outputs[_output_name(task.outputs[0].parent, p)] = {"size": p.stat().st_size, "sha256": sha256_file(p)}
     return stats.to_dict(), outputs
 
 
@@ -143,7 +149,7 @@ def run_phase(ctx: Context, folder: Path, phase: str, tasks: list[Task]) -> Phas
     """Run the tasks of one phase that are not done yet; return merged stats of all tasks."""
     folder.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(folder)
-    total = Stats()
+    total, fresh = Stats(), Stats()
     todo: list[tuple[Task, Path, str]] = []
     skipped = 0
     for task in tasks:
@@ -167,6 +173,7 @@ def run_phase(ctx: Context, folder: Path, phase: str, tasks: list[Task]) -> Phas
             ctx.state.remember_digest(folder / name, info["sha256"])
         write_json(rec_path, {"fingerprint": fp, "stats": stats, "outputs": outputs, "finished": time.time()})
         total.merge(Stats.from_dict(stats))
+        fresh.merge(Stats.from_dict(stats))
 
     workers = min(ctx.workers, len(todo))
     label = f"  {phase}" + (f" ({skipped} already done)" if skipped else "")
@@ -188,7 +195,7 @@ def run_phase(ctx: Context, folder: Path, phase: str, tasks: list[Task]) -> Phas
                     for f in futures:
                         f.cancel()
                     raise
-    return PhaseResult(total, len(todo), skipped)
+    return PhaseResult(total, len(todo), skipped, fresh)
 
 
 def _guarded(task: Task, result: Callable[[], tuple[dict, dict]]) -> tuple[dict, dict]:

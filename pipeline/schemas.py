@@ -98,6 +98,26 @@ SIGNATURES = _schema("signatures", [
     pa.field("minhash", _list(pa.uint32()), nullable=False),
 ])
 
+# dedup/_bands/NNNNN/part-PPP.parquet: the persistent LSH band index, partitioned by bucket.
+BANDS = _schema("bands", [
+    pa.field("band", pa.uint16(), nullable=False),          # LSH band; the last one is the exact-text hash
+    pa.field("bucket", pa.uint64(), nullable=False),        # 64-bit hash of the band's signature values
+    pa.field("key", pa.uint64(), nullable=False),           # document: shard number << 32 | row
+])
+
+# dedup/_pairs/pairs-PPP.parquet: candidate pairs from one partition of the band index.
+PAIRS = _schema("pairs", [
+    pa.field("a", pa.uint64(), nullable=False),
+    pa.field("b", pa.uint64(), nullable=False),
+    pa.field("exact", pa.bool_(), nullable=False),          # same exact-text hash: needs no verification
+])
+
+# dedup/_drops/drops-NNNNN.parquet: the rows of one docs shard that dedup removes.
+DROPS = _schema("drops", [
+    pa.field("row", pa.int64(), nullable=False),
+    pa.field("reason", pa.string(), nullable=False),
+])
+
 # dedup/_clusters.parquet: every document that has a duplicate, with its cluster.
 CLUSTERS = _schema("clusters", [
     pa.field("doc_id", pa.string(), nullable=False),

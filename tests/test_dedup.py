@@ -79,3 +79,88 @@ def test_near_duplicate_threshold_boundaries(tmp_path):
     assert {f"near{k}" for k in range(6)} | {f"o{k}" for k in range(6)} >= dropped
     assert not any(d.startswith("far") for d in dropped)
     assert len(dropped) == 6                                 # one of each original/near pair
+
+
+def _at_jaccard(text, target, seed):
+    """``text`` with words replaced, one more at a time, until the exact shingle Jaccard
+    falls to ``target`` or just below; (variant, its measured Jaccard)."""
+    rng = random.Random(seed)
+    ws = text.split()
+    order = rng.sample(range(len(ws)), len(ws))
+    lo, hi = 0, len(ws)
+    while lo < hi:                                  # fewest edits with J <= target
+        mid = (lo + hi) // 2
+        variant = list(ws)
+        for i in order[:mid]:
+            variant[i] = f"edit{i}"
+        if _jaccard(text, " ".join(variant)) <= target:
+            hi = mid
+        else:
+            lo = mid + 1
+    variant = list(ws)
+    for i in order[:lo]:
+        variant[i] = f"edit{i}"
+    out = " ".join(variant)
+    return out, _jaccard(text, out)
+
+
+def test_boundaries_at_075_and_085(tmp_path):
+    """With the 0.8 default: pairs at exact Jaccard ~0.85 are merged, pairs at ~0.75 are not."""
+    paras = docstring_paragraphs()
+    rows, high, low = [], [], []
+    for k in range(5):
+        text = " ".join(paras[6 * k: 6 * k + 12])
+        near, j_near = _at_jaccard(text, 0.86, k)
+        far, j_far = _at_jaccard(text, 0.75, k + 50)
+        assert 0.84 <= j_near <= 0.86 and 0.73 <= j_far <= 0.75      # the premise, measured
+        rows += [doc_row(f"o{k}", text), doc_row(f"hi{k}", near), doc_row(f"lo{k}", far, karma=1)]
+        high.append(f"hi{k}")
+        low.append(f"lo{k}")
+    (tmp_path / "docs").mkdir()
+    pq.write_table(doc_table(rows), tmp_path / "docs" / "docs-00000.parquet")
+    dedup.run(make_context(tmp_path))
+    c = {r["doc_id"]: r for r in pq.read_table(tmp_path / "dedup" / "_clusters.parquet").to_pylist()}
+    for k in range(5):
+        assert c[f"hi{k}"]["cluster_id"] == c[f"o{k}"]["cluster_id"]          # merged
+        assert f"lo{k}" not in c or c[f"lo{k}"]["cluster_id"] != c[f"o{k}"]["cluster_id"]
+
+
+def _corpus():
+    paras = docstring_paragraphs()
+    old = [doc_row(f"old{k}", " ".join(paras[5 * k: 5 * k + 8]), karma=10) for k in range(6)]
+    new = [doc_row("new0", old[0]["text"].upper(), karma=99),               # exact dup of old0, more karma
+           doc_row("new1", _edit(old[1]["text"], 2, 7), karma=1),             # near dup of old1
+           doc_row("new2", " ".join(paras[40:48]), karma=5),                 # new and unique
+           doc_row("new3", " ".join(paras[40:48]) + " ", karma=6)]           # exact dup among new docs
+    return old, new
+
+
+def _dedup(workdir, shards, **cfg):
+    (workdir / "docs").mkdir(parents=True, exist_ok=True)
+    for i, rows in enumerate(shards):
+        pq.write_table(doc_table(rows), workdir / "docs" / f"docs-{i:05d}.parquet")
+    stats = dedup.run(make_context(workdir, dedup=cfg))
+    kept = pq.read_table(sorted((workdir / "dedup").glob("dedup-*.parquet")))
+    return stats, sorted(kept["doc_id"].to_pylist())
+
+
+def test_incremental_equals_full_run_and_never_resigns(tmp_path):
+    old, new = _corpus()
+    full_stats, full = _dedup(tmp_path / "full", [old, new], replace_existing=True)
+    _dedup(tmp_path / "inc", [old], replace_existing=True)
+    inc_stats, inc = _dedup(tmp_path / "inc", [old, new], replace_existing=True)
+    assert inc == full == sorted(["old1", "old2", "old3", "old4", "old5", "new0", "new3"])
+    assert inc_stats["info"]["docs_signed"] == len(new)           # the old shard was not re-signed
+    assert full_stats["info"]["docs_signed"] == len(old) + len(new)
+    clusters = lambda d: pq.read_table(d / "dedup" / "_clusters.parquet").to_pylist()   # noqa: E731
+    assert clusters(tmp_path / "inc") == clusters(tmp_path / "full")
+
+
+def test_default_keeps_the_document_already_in_the_corpus(tmp_path):
+    old, new = _corpus()
+    _dedup(tmp_path, [old])
+    before = (tmp_path / "dedup" / "dedup-00000.parquet").read_bytes()
+    stats, kept = _dedup(tmp_path, [old, new])
+    assert kept == sorted([f"old{k}" for k in range(6)] + ["new3"])   # new0 loses to old0 despite its karma
+    assert stats["dropped"] == {"exact_duplicate": 2, "near_duplicate": 1}
+    assert (tmp_path / "dedup" / "dedup-00000.parquet").read_bytes() == before    # old output not rewritten
