@@ -136,9 +136,11 @@ def extract(
 def dedup(
     threshold: Annotated[Optional[float], typer.Option(help="Jaccard similarity at which documents are near-duplicates.")] = None,
     num_perm: Annotated[Optional[int], typer.Option(help="MinHash permutations.")] = None,
+    verify: Annotated[Optional[str], typer.Option(
+        help="Check LSH candidates: exact (Jaccard from the texts), estimate (MinHash) or off.")] = None,
 ):
     """docs/ -> dedup/ (exact and MinHash near-duplicates removed)."""
-    _one("dedup", dedup={"threshold": threshold, "num_perm": num_perm})
+    _one("dedup", dedup={"threshold": threshold, "num_perm": num_perm, "verify": verify})
 
 
 @app.command()

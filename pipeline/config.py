@@ -124,6 +124,9 @@ class ExtractConfig:
             raise ConfigError("extract.fallback_share must be in [0, 1] and extract.fallback_gain > 0")
 
 
+VERIFY_MODES = ("exact", "estimate", "off")
+
+
 @dataclass
 class DedupConfig:
     num_perm: int = 128
@@ -131,13 +134,18 @@ class DedupConfig:
     shingle_words: int = 5
     seed: int = 1
     partitions: int = 16           # band-index partitions: each pairs task sorts 1/partitions of the index
-    verify: bool = True            # check LSH candidates against the estimated Jaccard
+    lsh_threshold: float = 0.6     # bands x rows: datasketch's optimizer at this (lower) threshold
+    verify: str = "exact"          # exact | estimate | off: check LSH candidates against the threshold
     max_bucket_pairs: int = 32     # buckets up to this size give all pairs, larger ones a star
     replace_existing: bool = False  # let a new document replace its duplicate already in the corpus
 
     def __post_init__(self):
         if not 0 < self.threshold <= 1:
             raise ConfigError("dedup.threshold must be in (0, 1]")
+        if not 0 < self.lsh_threshold <= self.threshold:
+            raise ConfigError("dedup.lsh_threshold must be in (0, dedup.threshold]")
+        if self.verify not in VERIFY_MODES:
+            raise ConfigError(f"dedup.verify must be one of {', '.join(VERIFY_MODES)}, not {self.verify!r}")
         if self.partitions < 1 or self.max_bucket_pairs < 2:
             raise ConfigError("dedup.partitions must be >= 1 and dedup.max_bucket_pairs >= 2")
 

@@ -121,9 +121,11 @@ DROPS = _schema("drops", [
 # dedup/_clusters.parquet: every document that has a duplicate, with its cluster.
 CLUSTERS = _schema("clusters", [
     pa.field("doc_id", pa.string(), nullable=False),
-    pa.field("cluster_id", pa.string(), nullable=False),    # doc_id of the kept document
+    pa.field("cluster_id", pa.string(), nullable=False),    # doc_id of the cluster's best-ranked document
     pa.field("kept", pa.bool_(), nullable=False),
     pa.field("reason", pa.string()),                        # exact_duplicate | near_duplicate | null if kept
+    pa.field("duplicate_of", pa.string()),                  # the kept doc_id it duplicates; null if kept
+    pa.field("similarity", pa.float32()),                   # Jaccard with duplicate_of (exact or estimated)
 ])
 
 # tokens/{train,val}-*.arrow: Arrow IPC, uncompressed, memory-mappable.

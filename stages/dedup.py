@@ -3,23 +3,25 @@
 Phases, each resumable per task:
 1. *signatures*, one task per docs shard -> ``_signatures/sig-NNNNN.parquet``: xxh128 of
    the normalized text (lowercase, whitespace collapsed) and a MinHash of word 5-gram
-   shingles (lowercase, punctuation stripped), 128 permutations, with datasketch's
+   shingles (lowercase Unicode letters and digits), 128 permutations, with datasketch's
    ``MinHash.bulk`` and xxh32. A rerun never re-signs a finished shard.
 2. *bands*, one task per shard -> ``_bands/NNNNN/part-PPP.parquet``: the persistent LSH
-   band index. Bands x rows come from datasketch's optimizer for the threshold (0.8 and
-   128 permutations give 9 x 13); each band's values are hashed to 64 bits with numpy.
-   One extra band holds the exact-text hash. Rows are split by bucket into
-   ``partitions`` files.
+   band index. Bands x rows come from datasketch's optimizer at ``lsh_threshold`` (0.6
+   and 128 permutations give 18 x 7: a pair at J = 0.8 is a candidate with probability
+   0.986); each band's values are hashed to 64 bits with numpy. One extra band holds the
+   exact-text hash. Rows are split by bucket into ``partitions`` files.
 3. *pairs*, one task per partition -> ``_pairs/pairs-PPP.parquet``: an external group-by.
    Each task sorts only its partition of every shard's band index and emits the pairs
    of documents sharing a bucket (every pair up to ``max_bucket_pairs`` members, a star
    beyond).
-4. *cluster*, one task: candidate pairs verified against the estimated Jaccard
-   (``verify``, on by default), reading signatures two shards at a time; union-find
-   over the verified and exact pairs. In each cluster the kept document is the one
-   already in the corpus (a shard deduplicated by an earlier run, unless
-   ``replace_existing``), then the highest karma, the earliest submission, the smallest
-   doc_id. Writes ``_clusters.parquet`` (the audit table) and one drop list per shard.
+4. *cluster*, one task: candidate pairs verified (``verify``: ``exact`` Jaccard from
+   the texts by default, or the MinHash ``estimate``, or ``off``), two shards at a time.
+   Documents with a verified pair are then taken in keep-rule order: already in the
+   corpus (a shard deduplicated by an earlier run, unless ``replace_existing``), then the
+   highest karma, the earliest submission, the smallest doc_id. A document is removed
+   only if it has a verified pair with a document already kept (its ``duplicate_of``),
+   so removals never chain. Writes ``_clusters.parquet`` (the audit table; connected
+   components name the clusters) and one drop list per shard.
 5. *filter*, one task per shard -> ``dedup-NNNNN.parquet``. A shard whose drop list did
    not change is not rewritten.
 
@@ -28,8 +30,9 @@ recomputed from the persisted index (a sort, no re-signing).
 
 Memory per task, bounded by configuration (n_shard documents per docs shard, N in
 the corpus, P = ``partitions``, B bands): signatures and bands ~ n_shard x (4 x
-num_perm + 18 x (B + 1)) bytes; pairs ~ 18 x N x (B + 1) / P bytes; cluster ~ 24 bytes
-per candidate pair + two shards' signatures + ~100 bytes per document in a cluster.
+num_perm + 18 x (B + 1)) bytes; pairs ~ 18 x N x (B + 1) / P bytes; cluster ~ 40 bytes
+per candidate pair + two shards' signatures and texts + ~150 bytes per document that has
+a duplicate.
 
 Drop reasons: exact_duplicate, near_duplicate.
 """
@@ -52,7 +55,7 @@ from pipeline.io import require_shards, shard_id, write_parquet
 from pipeline.schemas import BANDS, CLUSTERS, DEDUP, DROPS, PAIRS, SIGNATURES
 from pipeline.stats import Stats
 
-from .ngrams import shingles, words
+from .ngrams import doc_shingles
 
 SCHEME = "affine32"   # datasketch 2's 32-bit scheme: values fit uint32 columns
 
@@ -67,7 +70,7 @@ def sign_shard(task: Task) -> Stats:
     p = task.params
     t = pq.read_table(src, columns=["doc_id", "karma", "first_seen", "text"])
     texts = t["text"].to_pylist()
-    sets = [shingles(words(x), p["shingle_words"]) or [b""] for x in texts]
+    sets = [doc_shingles(x, p["shingle_words"]) for x in texts]
     sigs = MinHash.bulk(sets, num_perm=p["num_perm"], seed=p["seed"], hashfunc=xxhash.xxh32_intdigest,
                         scheme=SCHEME)
     flat = np.concatenate([m.hashvalues.astype(np.uint32) for m in sigs]) if sigs else np.empty(0, np.uint32)
@@ -175,27 +178,6 @@ def pairs_partition(task: Task) -> Stats:
     return stats
 
 
-class UnionFind:
-    """Union-find over arbitrary uint64 keys (only those that appear in some pair)."""
-
-    def __init__(self):
-        self.parent: dict[int, int] = {}
-
-    def find(self, x: int) -> int:
-        parent = self.parent
-        root = x
-        while parent.get(root, root) != root:
-            root = parent[root]
-        while x != root:                        # path compression
-            parent[x], x = root, parent[x]
-        return root
-
-    def union(self, a: int, b: int) -> None:
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            self.parent[max(ra, rb)] = min(ra, rb)
-
-
 class _SignatureShards:
     """Signature rows by document key, reading at most two shards at a time."""
 
@@ -218,22 +200,65 @@ def _row_of(keys: np.ndarray) -> np.ndarray:
     return (keys & np.uint64(0xFFFFFFFF)).astype(np.int64)
 
 
-def verify_pairs(a: np.ndarray, b: np.ndarray, files: dict[int, Path], num_perm: int, threshold: float) -> np.ndarray:
-    """Which candidate pairs have an estimated Jaccard >= threshold; shard pair by shard pair,
-    so at most two shards' signatures are in memory."""
-    ok = np.zeros(len(a), dtype=bool)
-    sigs = _SignatureShards(files, ["minhash"])
+ESTIMATE_MARGIN = 0.15   # exact mode: pairs estimated this far below the threshold are not re-read
+
+
+class _ShingleSets:
+    """Exact shingle sets (xxh3_64 of each word n-gram) of documents by key, computed from
+    the docs shards' text on demand; at most two shards' texts and sets are held."""
+
+    def __init__(self, files: dict[int, Path], n: int):
+        self.files, self.n, self.cache = files, n, {}
+
+    def get(self, shard: int, rows: list[int]) -> list[set]:
+        if shard not in self.cache:
+            if len(self.cache) >= 2:
+                self.cache.pop(next(iter(self.cache)))
+            self.cache[shard] = (pq.read_table(self.files[shard], columns=["text"])["text"], {})
+        texts, sets = self.cache[shard]
+        h = xxhash.xxh3_64_intdigest
+        for r in rows:
+            if r not in sets:
+                sets[r] = {h(s) for s in doc_shingles(texts[r].as_py(), self.n)}
+        return [sets[r] for r in rows]
+
+
+def _exact_jaccard(x: set, y: set) -> float:
+    inter = len(x & y) if len(x) < len(y) else len(y & x)
+    return inter / (len(x) + len(y) - inter)
+
+
+def pair_jaccard(a: np.ndarray, b: np.ndarray, sig_files: dict[int, Path], doc_files: dict[int, Path],
+                 p: dict) -> np.ndarray:
+    """Jaccard similarity of each candidate pair, as ``p["verify"]`` says: ``estimate`` from
+    the MinHash signatures; ``exact`` from the documents' shingle sets, recomputed from the
+    text for pairs whose estimate is within ``ESTIMATE_MARGIN`` of the threshold (the
+    estimate's standard deviation at J = 0.8 is 0.035 with 128 permutations, so a margin of
+    0.15 loses a true pair with probability ~1e-5). Shard pair by shard pair, so at most two
+    shards' signatures and texts are in memory."""
+    j = np.zeros(len(a), dtype=np.float32)
+    sigs = _SignatureShards(sig_files, ["minhash"])
+    sets = _ShingleSets(doc_files, p["shingle_words"]) if p["verify"] == "exact" else None
+    num_perm = p["num_perm"]
     sa, sb = _shard_of(a), _shard_of(b)
     order = np.lexsort((sb, sa))
     blocks = np.flatnonzero(np.r_[True, (sa[order][1:] != sa[order][:-1]) | (sb[order][1:] != sb[order][:-1])])
     for lo, hi in zip(blocks, np.append(blocks[1:], len(order))):
         idx = order[lo:hi]
+        ra, rb = _row_of(a[idx]), _row_of(b[idx])
         ma = sigs.table(int(sa[idx[0]]))["minhash"]
-        rows_a = pc.take(ma, pa.array(_row_of(a[idx]))).combine_chunks().flatten().to_numpy().reshape(-1, num_perm)
+        rows_a = pc.take(ma, pa.array(ra)).combine_chunks().flatten().to_numpy().reshape(-1, num_perm)
         mb = sigs.table(int(sb[idx[0]]))["minhash"]
-        rows_b = pc.take(mb, pa.array(_row_of(b[idx]))).combine_chunks().flatten().to_numpy().reshape(-1, num_perm)
-        ok[idx] = (rows_a == rows_b).mean(axis=1) >= threshold
-    return ok
+        rows_b = pc.take(mb, pa.array(rb)).combine_chunks().flatten().to_numpy().reshape(-1, num_perm)
+        est = (rows_a == rows_b).mean(axis=1)
+        j[idx] = est
+        if p["verify"] == "exact":
+            near = np.flatnonzero(est >= p["threshold"] - ESTIMATE_MARGIN)
+            if len(near):
+                xs = sets.get(int(sa[idx[0]]), ra[near].tolist())
+                ys = sets.get(int(sb[idx[0]]), rb[near].tolist())
+                j[idx[near]] = [_exact_jaccard(x, y) for x, y in zip(xs, ys)]
+    return j
 
 
 def cluster(task: Task) -> Stats:
@@ -241,9 +266,10 @@ def cluster(task: Task) -> Stats:
     one drop list per shard. Memory: the candidate pairs, two shards' signatures, and the
     union-find over documents that have a duplicate."""
     p = task.params
-    n_pairs = len(p["pair_files"])
+    n_pairs, n_sigs = len(p["pair_files"]), len(p["drop_shards"])
     pairs = pa.concat_tables([pq.read_table(f) for f in task.inputs[:n_pairs]]) if n_pairs else PAIRS.empty_table()
-    files = {int(shard_id(f)): f for f in task.inputs[n_pairs:]}
+    files = {int(shard_id(f)): f for f in task.inputs[n_pairs:n_pairs + n_sigs]}
+    doc_files = {int(shard_id(f)): f for f in task.inputs[n_pairs + n_sigs:]}
     a, b, exact = pairs["a"].to_numpy(), pairs["b"].to_numpy(), pairs["exact"].to_numpy(zero_copy_only=False)
     if len(a):   # one row per pair; a pair found in several bands counts once (exact wins)
         u, inverse = np.unique(np.stack([a, b], axis=1), axis=0, return_inverse=True)
@@ -251,60 +277,88 @@ def cluster(task: Task) -> Stats:
         np.logical_or.at(any_exact, inverse.reshape(-1), exact)
         a, b, exact = u[:, 0], u[:, 1], any_exact
     near = ~exact
-    ok = exact.copy()
-    if p["verify"] and near.any():
-        ok[near] = verify_pairs(a[near], b[near], files, p["num_perm"], p["threshold"])
+    jac = exact.astype(np.float32)
+    if p["verify"] != "off" and near.any():
+        jac[near] = pair_jaccard(a[near], b[near], files, doc_files, p)
     elif near.any():
-        ok[near] = True
+        jac[near] = np.nan                      # not verified: LSH candidates are taken as they are
+    ok = exact | (near & ~(jac < p["threshold"]))
     stats = Stats()
     stats.add_info("lsh_bands", p["bands"])
     stats.add_info("lsh_rows", p["rows"])
     stats.add_info("lsh_candidate_pairs", int(near.sum()))
     stats.add_info("lsh_verified_pairs", int((ok & near).sum()))
     stats.add_info("exact_pairs", int(exact.sum()))
-    uf = UnionFind()
-    for x, y in zip(a[ok].tolist(), b[ok].tolist()):
-        uf.union(x, y)
-    members = np.array(sorted(uf.parent.keys() | {uf.find(k) for k in uf.parent}), dtype=np.uint64)
+    ea, eb, ej = a[ok], b[ok], jac[ok]
+    members = np.unique(np.concatenate([ea, eb]))               # documents with a duplicate
+    n = len(members)
+    ia, ib = np.searchsorted(members, ea), np.searchsorted(members, eb)
     # What the keep rule needs, for documents in clusters only, shard by shard.
-    meta = {c: [] for c in ("doc_id", "karma", "first_seen", "text_hash")}
+    meta = {c: [None] * n for c in ("doc_id", "karma", "first_seen", "text_hash")}
     shards, rows = _shard_of(members), _row_of(members)
     for s in np.unique(shards).tolist():
-        t = pq.read_table(files[s], columns=list(meta))
-        t = t.take(pa.array(rows[shards == s]))
+        at = np.flatnonzero(shards == s)
+        t = pq.read_table(files[s], columns=list(meta)).take(pa.array(rows[at]))
         for c in meta:
-            meta[c] += t[c].to_pylist()
-    info = {int(k): i for i, k in enumerate(members.tolist())}
-    groups: dict[int, list[int]] = {}
-    for k in members.tolist():
-        groups.setdefault(uf.find(k), []).append(k)
-    out = {"doc_id": [], "cluster_id": [], "kept": [], "reason": []}
-    drops: dict[int, list] = {s: [] for s in files}
+            for i, v in zip(at.tolist(), t[c].to_pylist()):
+                meta[c][i] = v
     existing = set(task.options.get("existing_shards", ())) if not p["replace_existing"] else set()
+    # Documents already in the corpus first (unless replace_existing), then karma, age, id.
+    order = sorted(range(n), key=lambda i: (int(shards[i]) not in existing, -meta["karma"][i],
+                                            meta["first_seen"][i], meta["doc_id"][i]))
+    pos = np.empty(n, dtype=np.int64)
+    pos[order] = np.arange(n)
+    # Adjacency (CSR) of the verified pairs, both directions.
+    src, dst, sim = np.r_[ia, ib], np.r_[ib, ia], np.r_[ej, ej]
+    by = np.argsort(src, kind="stable")
+    dst, sim = dst[by], sim[by]
+    ptr = np.searchsorted(src[by], np.arange(n + 1))
+    # Greedy, in rank order: a document is dropped only for a verified pair with a document
+    # already kept, so every removal has its own witness (no chains through union-find),
+    # and a kept document from an earlier run is never dropped for a newcomer.
+    kept = np.zeros(n, dtype=bool)
+    dup_of = np.full(n, -1, dtype=np.int64)
+    dup_sim = np.full(n, np.nan, dtype=np.float32)
+    for i in order:
+        nb = dst[ptr[i]:ptr[i + 1]]
+        k = kept[nb]
+        if not k.any():
+            kept[i] = True
+            continue
+        cand, cs = nb[k], sim[ptr[i]:ptr[i + 1]][k]
+        best = np.lexsort((pos[cand], -np.nan_to_num(cs, nan=1.0)))[0]   # most similar, then best ranked
+        dup_of[i], dup_sim[i] = cand[best], cs[best]
+    # Connected components name the clusters for the audit table: the best-ranked member.
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
 
-    def rank(k: int) -> tuple:
-        """Documents already in the corpus first (unless replace_existing), then karma, age, id."""
-        i = info[k]
-        return (k >> 32) not in existing, -meta["karma"][i], meta["first_seen"][i], meta["doc_id"][i]
-
-    for ks in groups.values():
-        keep = min(ks, key=rank)
-        stats.add_info("clusters", 1)
-        for k in ks:
-            i = info[k]
-            reason = None if k == keep else \
-                ("exact_duplicate" if meta["text_hash"][i] == meta["text_hash"][info[keep]] else "near_duplicate")
-            out["doc_id"].append(meta["doc_id"][i]); out["cluster_id"].append(meta["doc_id"][info[keep]])
-            out["kept"].append(k == keep); out["reason"].append(reason)
-            if reason:
-                drops[k >> 32].append((k & 0xFFFFFFFF, reason))
-    table = pa.table(out, schema=CLUSTERS).sort_by([("cluster_id", "ascending"), ("doc_id", "ascending")])
+    n_comp, comp = connected_components(coo_matrix((np.ones(len(ia)), (ia, ib)), shape=(n, n)), directed=False) \
+        if n else (0, np.empty(0, np.int64))
+    head = np.full(n_comp, -1, dtype=np.int64)
+    for i in order:
+        if head[comp[i]] < 0:
+            head[comp[i]] = i
+    stats.add_info("clusters", int(len(head)))
+    ids, hashes = meta["doc_id"], meta["text_hash"]
+    reasons = [None if kept[i] else
+               ("exact_duplicate" if hashes[i] == hashes[dup_of[i]] else "near_duplicate") for i in range(n)]
+    table = pa.table({
+        "doc_id": ids,
+        "cluster_id": [ids[h] for h in head[comp].tolist()],
+        "kept": kept,
+        "reason": reasons,
+        "duplicate_of": [None if d < 0 else ids[d] for d in dup_of.tolist()],
+        "similarity": pa.array(dup_sim, pa.float32(), mask=kept | np.isnan(dup_sim)),
+    }, schema=CLUSTERS).sort_by([("cluster_id", "ascending"), ("doc_id", "ascending")])
     write_parquet(table, task.outputs[0], CLUSTERS)
+    drops: dict[int, list] = {}
+    for i in np.flatnonzero(~kept).tolist():
+        drops.setdefault(int(shards[i]), []).append((int(rows[i]), reasons[i]))
     for s, path in zip(p["drop_shards"], task.outputs[1:]):
-        rows_, reasons = zip(*sorted(drops.get(s, []))) if drops.get(s) else ((), ())
-        write_parquet(pa.table({"row": pa.array(rows_, pa.int64()), "reason": pa.array(reasons, pa.string())},
+        rows_, reasons_ = zip(*sorted(drops[s])) if s in drops else ((), ())
+        write_parquet(pa.table({"row": pa.array(rows_, pa.int64()), "reason": pa.array(reasons_, pa.string())},
                                schema=DROPS), path, DROPS)
-    stats.records_in = stats.records_out = len(members)
+    stats.records_in = stats.records_out = n
     return stats
 
 
@@ -336,8 +390,9 @@ def run(ctx: Context) -> dict:
     signed = run_phase(ctx, out, "signatures", [
         Task("signatures", shard_of[s], sign_shard, [s], [f], params) for s, f in zip(inputs, sig_files)
     ])
-    # datasketch's optimizer: bands x rows minimizing false positives + negatives at the threshold.
-    bands, rows = _optimal_param(cfg.threshold, cfg.num_perm, 0.5, 0.5)
+    # datasketch's optimizer: bands x rows minimizing false positives + negatives at
+    # lsh_threshold, below the verification threshold so that pairs at it are candidates.
+    bands, rows = _optimal_param(cfg.lsh_threshold, cfg.num_perm, 0.5, 0.5)
     bparams = {**params, "bands": bands, "rows": rows, "partitions": cfg.partitions}
     band_dir = out / "_bands"
     band_files = {s: [band_dir / shard_of[s] / f"part-{i:03d}.parquet" for i in range(cfg.partitions)]
@@ -356,7 +411,7 @@ def run(ctx: Context) -> dict:
     # win against new ones (replace_existing = false), so earlier output is not rewritten.
     existing = [int(shard_of[s]) for s in inputs if (out / "_done" / f"filter-{shard_of[s]}.json").exists()]
     clustered = run_phase(ctx, out, "cluster", [
-        Task("cluster", "all", cluster, pair_files + sig_files, [clusters] + drop_files,
+        Task("cluster", "all", cluster, pair_files + sig_files + inputs, [clusters] + drop_files,
              {**bparams, "threshold": cfg.threshold, "verify": cfg.verify, "pair_files": [f.name for f in pair_files],
               "drop_shards": [int(shard_of[s]) for s in inputs], "replace_existing": cfg.replace_existing},
              options={"existing_shards": existing})

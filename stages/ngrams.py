@@ -6,12 +6,22 @@ import re
 
 import xxhash
 
-_WORD = re.compile(r"[a-z0-9]+")
+_ASCII_WORD = re.compile(r"[a-z0-9]+")
+_WORD = re.compile(r"[^\W_]+")     # Unicode letters and digits
 
 
 def words(text: str) -> list[str]:
-    """Lowercase alphanumeric words: punctuation stripped, whitespace collapsed."""
-    return _WORD.findall(text.lower())
+    """Lowercase alphanumeric words (Unicode letters and digits): punctuation stripped,
+    whitespace collapsed. ASCII text takes a faster pattern with the same result."""
+    text = text.lower()
+    return (_ASCII_WORD if text.isascii() else _WORD).findall(text)
+
+
+def doc_shingles(text: str, n: int) -> list[bytes]:
+    """A document's word n-gram shingles for MinHash. A text with no words at all (only
+    symbols or emoji) is one shingle of its whitespace-collapsed self, so that such texts
+    are near duplicates only of each other's exact copies, never of every other such text."""
+    return shingles(words(text), n) or [" ".join(text.split()).encode()]
 
 
 def shingles(ws: list[str], n: int) -> list[bytes]:

@@ -51,6 +51,12 @@ def test_bad_config_file(tmp_path):
     assert r.returncode == 2 and "unknown key 'threshhold' in [dedup]" in r.stderr
 
 
+def test_bad_option_value_is_one_line(tmp_path):
+    r = webtext("--workdir", str(tmp_path), "dedup", "--verify", "maybe")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "dedup.verify must be one of exact, estimate, off, not 'maybe'" in r.stderr
+
+
 def test_example_config_is_complete_and_valid():
     """webtext.example.toml loads, and lists every key of every section."""
     import dataclasses

@@ -3,7 +3,9 @@
 import random
 
 import pyarrow.parquet as pq
+import pytest
 
+from pipeline.config import ConfigError
 from pipeline.demoweb import docstring_paragraphs
 from pipeline.schemas import CLUSTERS, DEDUP
 from stages import dedup
@@ -44,15 +46,18 @@ def test_exact_and_near_duplicates(tmp_path):
     stats = dedup.run(ctx)
     assert stats["in"] == 6 and stats["out"] == 4
     assert stats["dropped"] == {"exact_duplicate": 1, "near_duplicate": 1}
-    assert (stats["info"]["lsh_bands"], stats["info"]["lsh_rows"]) == (9, 13)
+    assert (stats["info"]["lsh_bands"], stats["info"]["lsh_rows"]) == (18, 7)   # optimizer at lsh_threshold 0.6
     kept = pq.read_table(sorted((tmp_path / "dedup").glob("dedup-*.parquet")))
     assert kept.schema.equals(DEDUP)
     assert sorted(kept["doc_id"].to_pylist()) == ["a2", "b1", "b3", "b4"]    # b1 beats a1 on karma
     clusters = pq.read_table(tmp_path / "dedup" / "_clusters.parquet")
     assert clusters.schema.equals(CLUSTERS)
-    got = {(r["doc_id"], r["cluster_id"], r["kept"], r["reason"]) for r in clusters.to_pylist()}
-    assert got == {("a1", "b1", False, "exact_duplicate"), ("b1", "b1", True, None),
-                   ("a2", "a2", True, None), ("b2", "a2", False, "near_duplicate")}
+    got = {(r["doc_id"], r["cluster_id"], r["kept"], r["reason"], r["duplicate_of"]) for r in clusters.to_pylist()}
+    assert got == {("a1", "b1", False, "exact_duplicate", "b1"), ("b1", "b1", True, None, None),
+                   ("a2", "a2", True, None, None), ("b2", "a2", False, "near_duplicate", "a2")}
+    sim = {r["doc_id"]: r["similarity"] for r in clusters.to_pylist()}
+    assert sim["a1"] == 1.0 and sim["b1"] is None
+    assert abs(sim["b2"] - _jaccard(rows_a[1]["text"], rows_b[1]["text"])) < 1e-6     # exact verification
     again = dedup.run(ctx)                                  # nothing recomputed
     assert again["tasks_run"] == 0 and again["out"] == 4
 
@@ -122,7 +127,69 @@ def test_boundaries_at_075_and_085(tmp_path):
     c = {r["doc_id"]: r for r in pq.read_table(tmp_path / "dedup" / "_clusters.parquet").to_pylist()}
     for k in range(5):
         assert c[f"hi{k}"]["cluster_id"] == c[f"o{k}"]["cluster_id"]          # merged
-        assert f"lo{k}" not in c or c[f"lo{k}"]["cluster_id"] != c[f"o{k}"]["cluster_id"]
+        assert f"lo{k}" not in c                     # exact verification: deterministic at 0.75
+
+
+def test_verify_modes_estimate_and_off(tmp_path):
+    """``estimate`` records the MinHash estimate; ``off`` takes every LSH candidate, so
+    pairs below the threshold that share a band are merged too; bad values are refused."""
+    paras = docstring_paragraphs()
+    rows = []
+    for k in range(8):
+        text = " ".join(paras[6 * k: 6 * k + 12])
+        rows += [doc_row(f"o{k}", text), doc_row(f"lo{k}", _at_jaccard(text, 0.7, k + 50)[0], karma=1)]
+    by_id = {r["doc_id"]: r["text"] for r in rows}
+    (tmp_path / "docs").mkdir()
+    pq.write_table(doc_table(rows), tmp_path / "docs" / "docs-00000.parquet")
+    runs = {}
+    for mode in ("exact", "estimate", "off"):
+        dedup.run(_ctx_with_docs(tmp_path / mode, tmp_path / "docs", verify=mode))
+        runs[mode] = {r["doc_id"]: r for r in pq.read_table(tmp_path / mode / "dedup" / "_clusters.parquet").to_pylist()}
+    assert not runs["exact"]                                         # every pair is at J <= 0.7
+    assert len(runs["off"]) >= 8                # P(candidate | J = 0.7) = 0.79 with 18 x 7: most merge
+    assert all(r["similarity"] is None for r in runs["off"].values())
+    for d, r in runs["estimate"].items():       # estimates can pass 0.8 only by chance; recorded as such
+        if not r["kept"]:
+            assert r["similarity"] >= 0.8 > _jaccard(by_id[d], by_id[r["duplicate_of"]])
+    for bad in ({"verify": "maybe"}, {"verify": True}, {"lsh_threshold": 0.9}):
+        with pytest.raises(ConfigError):
+            make_context(tmp_path / "bad", dedup=bad)
+
+
+def _ctx_with_docs(workdir, docs, **cfg):
+    (workdir / "docs").mkdir(parents=True)
+    for f in docs.glob("*.parquet"):
+        (workdir / "docs" / f.name).write_bytes(f.read_bytes())
+    return make_context(workdir, dedup=cfg)
+
+
+def _shifted(n_words, shifts, seed):
+    """Windows of one long real text, each ``shift`` words further on."""
+    ws = " ".join(docstring_paragraphs()).split()
+    start = random.Random(seed).randrange(len(ws) - n_words - max(shifts))
+    return [" ".join(ws[start + s: start + s + n_words]) for s in shifts]
+
+
+def test_no_removal_without_its_own_witness(tmp_path):
+    """x ~ m and m ~ y at J >= 0.8, but x and y differ (J < 0.8). Union-find would drop y
+    through m; the greedy rule keeps x and y and drops m, with x as its witness. And when x
+    and y are already in the corpus, a newcomer m that bridges them removes neither."""
+    x, m, y = _shifted(1000, (0, 75, 150), 3)
+    assert _jaccard(x, m) >= 0.8 and _jaccard(m, y) >= 0.8 and _jaccard(x, y) < 0.8   # the premise
+    _, kept = _dedup(tmp_path / "one", [[doc_row("x", x, karma=30), doc_row("m", m, karma=20),
+                                         doc_row("y", y, karma=10)]])
+    assert kept == ["x", "y"]
+    c = {r["doc_id"]: r for r in pq.read_table(tmp_path / "one" / "dedup" / "_clusters.parquet").to_pylist()}
+    assert c["m"]["duplicate_of"] == "x" and c["m"]["reason"] == "near_duplicate"
+    assert c["m"]["similarity"] == pytest.approx(_jaccard(x, m))
+    assert {r["cluster_id"] for r in c.values()} == {"x"}          # one connected cluster for the audit
+
+    inc = tmp_path / "inc"
+    _dedup(inc, [[doc_row("x", x, karma=1), doc_row("y", y, karma=1)]])
+    before = (inc / "dedup" / "dedup-00000.parquet").read_bytes()
+    stats, kept = _dedup(inc, [[doc_row("x", x, karma=1), doc_row("y", y, karma=1)], [doc_row("m", m, karma=99)]])
+    assert kept == ["x", "y"] and stats["dropped"] == {"near_duplicate": 1}
+    assert (inc / "dedup" / "dedup-00000.parquet").read_bytes() == before
 
 
 def _corpus():
@@ -164,3 +231,20 @@ def test_default_keeps_the_document_already_in_the_corpus(tmp_path):
     assert kept == sorted([f"old{k}" for k in range(6)] + ["new3"])   # new0 loses to old0 despite its karma
     assert stats["dropped"] == {"exact_duplicate": 2, "near_duplicate": 1}
     assert (tmp_path / "dedup" / "dedup-00000.parquet").read_bytes() == before    # old output not rewritten
+
+
+_CYRILLIC = str.maketrans("abcdefghijklmnopqrstuvwxyz", "абцдефгхийклмнопярстуввхыз")
+
+
+def test_non_latin_and_wordless_texts_are_not_merged(tmp_path):
+    """Cyrillic or symbol-only documents have words (or a fallback shingle) of their own: under
+    an ASCII-only word pattern every such text had the same empty signature and all merged."""
+    assert words("Привет, МИР! café x_y 東京") == ["привет", "мир", "café", "x", "y", "東京"]
+    paras = docstring_paragraphs()
+    cyr = [" ".join(paras[8 * k: 8 * k + 8]).lower().translate(_CYRILLIC) for k in range(6)]
+    rows = [doc_row(f"ru{k}", t) for k, t in enumerate(cyr)]
+    rows += [doc_row("ru0copy", cyr[0].upper(), karma=1),                  # exact, once normalized
+             doc_row("sym0", "★ ★ ☆ → ← ✓"), doc_row("sym1", "♪ ♫ ♬ … ✗ ✗"), doc_row("sym2", "★  ★ ☆ → ←  ✓")]
+    stats, kept = _dedup(tmp_path, [rows])
+    assert kept == sorted([f"ru{k}" for k in range(6)] + ["sym0", "sym1"])
+    assert stats["dropped"] == {"exact_duplicate": 2}
