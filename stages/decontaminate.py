@@ -3,7 +3,7 @@
 Phases:
 1. *filters*, one task per benchmark file -> ``clean/_filters/<name>-<hash>.bloom``: every
    word n-gram (default 13, as GPT-3) of the benchmark, normalized as in the papers
-   (lowercase, alphanumeric words, single spaces), hashed to uint64 with xxh3 and added
+   (lowercase, alphanumeric words, single spaces; see ``ngrams.words``), hashed to uint64 with xxh3 and added
    to an rbloom filter sized for its n-gram count at ``fp_rate``. ``hash_func=int`` keeps
    the filter saveable; it is built once and reloaded by later runs.
 2. *check*, one task per dedup shard -> ``clean/clean-NNNNN.parquet``: documents from
@@ -34,7 +34,7 @@ from pipeline.schemas import CLEAN
 from pipeline.stats import Stats
 
 from . import urls as U
-from .ngrams import ngram_hashes, words
+from .ngrams import WORDS_VERSION, ngram_hashes, words
 
 WIKIPEDIA = frozenset({"wikipedia.org"})
 
@@ -104,12 +104,13 @@ def run(ctx: Context) -> dict:
         if not b.is_file():
             raise MissingInputError(f"benchmark file {b} not found", "Check --benchmark / [decontaminate] benchmarks")
     out = ctx.dir("clean")
-    fparams = {"ngram": cfg.ngram, "fp_rate": cfg.fp_rate}
+    fparams = {"ngram": cfg.ngram, "fp_rate": cfg.fp_rate, "words": WORDS_VERSION}
     filters = [out / "_filters" / f"{safe_name(b)}.bloom" for b in benches]
     built = run_phase(ctx, out, "filters", [
         Task("filters", f.stem, build_filter, [b], [f], fparams) for b, f in zip(benches, filters)
     ])
-    cparams = {"ngram": cfg.ngram, "drop_wikipedia": cfg.drop_wikipedia, "names": [b.stem for b in benches]}
+    cparams = {"ngram": cfg.ngram, "drop_wikipedia": cfg.drop_wikipedia, "names": [b.stem for b in benches],
+               "words": WORDS_VERSION}
     checked = run_phase(ctx, out, "check", [
         Task("check", shard_id(s), check_shard, [s, *filters], [out / f"clean-{shard_id(s)}.parquet"], cparams)
         for s in inputs

@@ -3,8 +3,12 @@
 Phases, each resumable per task:
 1. *signatures*, one task per docs shard -> ``_signatures/sig-NNNNN.parquet``: xxh128 of
    the normalized text (lowercase, whitespace collapsed) and a MinHash of word 5-gram
-   shingles (lowercase Unicode letters and digits), 128 permutations, with datasketch's
-   ``MinHash.bulk`` and xxh32. A rerun never re-signs a finished shard.
+   shingles (``ngrams.words``: lowercase Unicode letters, digits and marks), 128
+   permutations. Shingles are hashed to 64 bits with numpy a batch of texts at a time
+   (``ngrams.shingle_hashes``, no Python object per shingle), and datasketch's affine32
+   permutations are applied to their high 32 bits with numpy, a document at a time (the
+   same values as ``MinHash.bulk``, without its per-shingle Python call). A rerun never
+   re-signs a finished shard.
 2. *bands*, one task per shard -> ``_bands/NNNNN/part-PPP.parquet``: the persistent LSH
    band index. Bands x rows come from datasketch's optimizer at ``lsh_threshold`` (0.6
    and 128 permutations give 18 x 7: a pair at J = 0.8 is a candidate with probability
@@ -20,7 +24,8 @@ Phases, each resumable per task:
    corpus (a shard deduplicated by an earlier run, unless ``replace_existing``), then the
    highest karma, the earliest submission, the smallest doc_id. A document is removed
    only if it has a verified pair with a document already kept (its ``duplicate_of``),
-   so removals never chain. Writes ``_clusters.parquet`` (the audit table; connected
+   so removals never chain; a document kept only because its neighbour m was dropped
+   (for k) gets the pair (k, it) verified, and the pass reruns (star buckets collapse). Writes ``_clusters.parquet`` (the audit table; connected
    components name the clusters) and one drop list per shard.
 5. *filter*, one task per shard -> ``dedup-NNNNN.parquet``. A shard whose drop list did
    not change is not rewritten.
@@ -48,6 +53,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import xxhash
 from datasketch import MinHash
+from datasketch.minhash import _fmix     # the affine32 scheme's pre-mix; tests pin equality
 
 from pipeline.config import DedupConfig, to_dict
 from pipeline.executor import Context, Task, finish_stage, run_phase
@@ -55,7 +61,7 @@ from pipeline.io import require_shards, shard_id, write_parquet
 from pipeline.schemas import BANDS, CLUSTERS, DEDUP, DROPS, PAIRS, SIGNATURES
 from pipeline.stats import Stats
 
-from .ngrams import doc_shingles
+from .ngrams import WORDS_VERSION, shingle_hashes
 
 SCHEME = "affine32"   # datasketch 2's 32-bit scheme: values fit uint32 columns
 
@@ -64,20 +70,38 @@ def text_hash(text: str) -> str:
     return xxhash.xxh128_hexdigest(" ".join(text.lower().split()).encode())
 
 
+SIGN_BATCH = 1000   # documents per vectorized shingle-hashing batch (bounds its memory)
+
+
+def minhashes(texts: pa.Array, p: dict) -> np.ndarray:
+    """(n, num_perm) uint32 MinHash signatures, identical to datasketch's
+    ``MinHash.bulk(..., hashfunc=int, scheme="affine32")`` over the high 32 bits of each
+    shingle hash (a test asserts it). Shingles are hashed in batches with numpy
+    (``ngrams.shingle_hashes``); the permutations are datasketch's own, applied per
+    document with numpy, which skips datasketch's per-shingle Python call."""
+    out = np.empty((len(texts), p["num_perm"]), dtype=np.uint32)
+    a, b = MinHash(num_perm=p["num_perm"], seed=p["seed"], scheme=SCHEME).permutations
+    for lo in range(0, len(texts), SIGN_BATCH):
+        batch = texts[lo:lo + SIGN_BATCH]
+        h, doc = shingle_hashes(batch, p["shingle_words"])
+        hv = _fmix((h >> np.uint64(32)).astype(np.uint32), 32)[:, None]     # datasketch's pre-mix
+        at = np.searchsorted(doc, np.arange(len(batch) + 1)).tolist()
+        for i in range(len(batch)):
+            out[lo + i] = (hv[at[i]:at[i + 1]] * a + b).min(axis=0)        # every text has a shingle
+    return out
+
+
 def sign_shard(task: Task) -> Stats:
     (src,) = task.inputs
     (out,) = task.outputs
     p = task.params
     t = pq.read_table(src, columns=["doc_id", "karma", "first_seen", "text"])
-    texts = t["text"].to_pylist()
-    sets = [doc_shingles(x, p["shingle_words"]) for x in texts]
-    sigs = MinHash.bulk(sets, num_perm=p["num_perm"], seed=p["seed"], hashfunc=xxhash.xxh32_intdigest,
-                        scheme=SCHEME)
-    flat = np.concatenate([m.hashvalues.astype(np.uint32) for m in sigs]) if sigs else np.empty(0, np.uint32)
+    text = t["text"].combine_chunks()
+    flat = minhashes(text, p).reshape(-1)
     offsets = np.arange(0, len(flat) + 1, p["num_perm"], dtype=np.int32)
     table = pa.table({
         "doc_id": t["doc_id"], "karma": t["karma"], "first_seen": t["first_seen"],
-        "text_hash": [text_hash(x) for x in texts],
+        "text_hash": [text_hash(x) for x in text.to_pylist()],
         "minhash": pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat)),
     })
     write_parquet(table, out, SIGNATURES)
@@ -204,7 +228,7 @@ ESTIMATE_MARGIN = 0.15   # exact mode: pairs estimated this far below the thresh
 
 
 class _ShingleSets:
-    """Exact shingle sets (xxh3_64 of each word n-gram) of documents by key, computed from
+    """Exact shingle sets (64-bit hashes of each word n-gram) of documents by key, computed from
     the docs shards' text on demand; at most two shards' texts and sets are held."""
 
     def __init__(self, files: dict[int, Path], n: int):
@@ -214,12 +238,15 @@ class _ShingleSets:
         if shard not in self.cache:
             if len(self.cache) >= 2:
                 self.cache.pop(next(iter(self.cache)))
-            self.cache[shard] = (pq.read_table(self.files[shard], columns=["text"])["text"], {})
+            self.cache[shard] = (pq.read_table(self.files[shard], columns=["text"])["text"].combine_chunks(), {})
         texts, sets = self.cache[shard]
-        h = xxhash.xxh3_64_intdigest
-        for r in rows:
-            if r not in sets:
-                sets[r] = {h(s) for s in doc_shingles(texts[r].as_py(), self.n)}
+        todo = sorted({r for r in rows if r not in sets})
+        for lo in range(0, len(todo), SIGN_BATCH):
+            batch = todo[lo:lo + SIGN_BATCH]
+            h, doc = shingle_hashes(texts.take(pa.array(batch, pa.int64())), self.n)
+            at = np.searchsorted(doc, np.arange(len(batch) + 1))
+            for i, r in enumerate(batch):
+                sets[r] = set(h[at[i]:at[i + 1]].tolist())
         return [sets[r] for r in rows]
 
 
@@ -259,6 +286,32 @@ def pair_jaccard(a: np.ndarray, b: np.ndarray, sig_files: dict[int, Path], doc_f
                 ys = sets.get(int(sb[idx[0]]), rb[near].tolist())
                 j[idx[near]] = [_exact_jaccard(x, y) for x, y in zip(xs, ys)]
     return j
+
+
+MAX_ROUNDS = 10   # witness propagation rounds in cluster (one or two are typical)
+
+
+def _greedy(n: int, order: list[int], pos: np.ndarray, ia: np.ndarray, ib: np.ndarray,
+            sim: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Documents in rank ``order``: kept unless a verified pair links them to a document
+    already kept; the dropped one's witness is the most similar such document."""
+    src, dst, w = np.r_[ia, ib], np.r_[ib, ia], np.r_[sim, sim]
+    by = np.argsort(src, kind="stable")
+    dst, w = dst[by], w[by]
+    ptr = np.searchsorted(src[by], np.arange(n + 1)).tolist()
+    kept = np.zeros(n, dtype=bool)
+    dup_of = np.full(n, -1, dtype=np.int64)
+    dup_sim = np.full(n, np.nan, dtype=np.float32)
+    for i in order:
+        nb = dst[ptr[i]:ptr[i + 1]]
+        k = kept[nb]
+        if not k.any():
+            kept[i] = True
+            continue
+        cand, cs = nb[k], w[ptr[i]:ptr[i + 1]][k]
+        best = np.lexsort((pos[cand], -np.nan_to_num(cs, nan=1.0)))[0]   # most similar, then best ranked
+        dup_of[i], dup_sim[i] = cand[best], cs[best]
+    return kept, dup_of, dup_sim
 
 
 def cluster(task: Task) -> Stats:
@@ -308,26 +361,38 @@ def cluster(task: Task) -> Stats:
                                             meta["first_seen"][i], meta["doc_id"][i]))
     pos = np.empty(n, dtype=np.int64)
     pos[order] = np.arange(n)
-    # Adjacency (CSR) of the verified pairs, both directions.
-    src, dst, sim = np.r_[ia, ib], np.r_[ib, ia], np.r_[ej, ej]
-    by = np.argsort(src, kind="stable")
-    dst, sim = dst[by], sim[by]
-    ptr = np.searchsorted(src[by], np.arange(n + 1))
     # Greedy, in rank order: a document is dropped only for a verified pair with a document
     # already kept, so every removal has its own witness (no chains through union-find),
-    # and a kept document from an earlier run is never dropped for a newcomer.
-    kept = np.zeros(n, dtype=bool)
-    dup_of = np.full(n, -1, dtype=np.int64)
-    dup_sim = np.full(n, np.nan, dtype=np.float32)
-    for i in order:
-        nb = dst[ptr[i]:ptr[i + 1]]
-        k = kept[nb]
-        if not k.any():
-            kept[i] = True
-            continue
-        cand, cs = nb[k], sim[ptr[i]:ptr[i + 1]][k]
-        best = np.lexsort((pos[cand], -np.nan_to_num(cs, nan=1.0)))[0]   # most similar, then best ranked
-        dup_of[i], dup_sim[i] = cand[best], cs[best]
+    # and a kept document from an earlier run is never dropped for a newcomer. A document
+    # kept only because its neighbour was dropped (x ~ m, m dropped for k: a star bucket's
+    # centre, or a chain) gets the pair (k, x) checked too, and the greedy pass reruns,
+    # until no such pair is new.
+    tested = np.empty(0, dtype=np.uint64)
+    rounds = propagated = 0
+    while True:
+        kept, dup_of, dup_sim = _greedy(n, order, pos, ia, ib, ej)
+        u, v = np.r_[ia, ib], np.r_[ib, ia]
+        m = ~kept[u] & kept[v]
+        w, x = dup_of[u[m]], v[m]
+        ca, cb = np.minimum(w, x)[w != x], np.maximum(w, x)[w != x]
+        if existing:      # never test two documents both already in the corpus: that could drop one
+            old = np.isin(shards, list(existing))
+            ca, cb = ca[~(old[ca] & old[cb])], cb[~(old[ca] & old[cb])]
+        code = _mix(ca.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15) + cb.astype(np.uint64))
+        code, first = np.unique(code, return_index=True)
+        new = ~np.isin(code, tested)
+        ca, cb = ca[first][new], cb[first][new]
+        if not len(ca) or rounds >= MAX_ROUNDS:
+            break
+        rounds += 1
+        tested = np.union1d(tested, code[new])
+        sim = pair_jaccard(members[ca], members[cb], files, doc_files, p) if p["verify"] != "off" else \
+            np.full(len(ca), np.nan, dtype=np.float32)
+        good = ~(sim < p["threshold"])
+        propagated += int(good.sum())
+        ia, ib, ej = np.r_[ia, ca[good]], np.r_[ib, cb[good]], np.r_[ej, sim[good]]
+    stats.add_info("witness_rounds", rounds)
+    stats.add_info("witness_pairs_added", propagated)
     # Connected components name the clusters for the audit table: the best-ranked member.
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
@@ -384,7 +449,9 @@ def run(ctx: Context) -> dict:
     started = time.time()
     inputs = require_shards(ctx.dir("docs"), "docs-*.parquet", "document shards", "extract")
     out = ctx.dir("dedup")
-    params = {"num_perm": cfg.num_perm, "shingle_words": cfg.shingle_words, "seed": cfg.seed}
+    # "shingle_hash" names the shingle hashing, so signatures made another way are redone.
+    params = {"num_perm": cfg.num_perm, "shingle_words": cfg.shingle_words, "seed": cfg.seed,
+              "shingle_hash": "poly64-v1", "words": WORDS_VERSION}
     shard_of = {src: shard_id(src) for src in inputs}
     sig_files = [out / "_signatures" / f"sig-{shard_of[s]}.parquet" for s in inputs]
     signed = run_phase(ctx, out, "signatures", [

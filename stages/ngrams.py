@@ -3,25 +3,39 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import xxhash
 
+# Names the word normalization below; stages put it in their task parameters, so that
+# outputs built under another normalization (Bloom filters, signatures) are rebuilt.
+WORDS_VERSION = "unicode-marks-utf8proc-1"
+
 _ASCII_WORD = re.compile(r"[a-z0-9]+")
-_WORD = re.compile(r"[^\W_]+")     # Unicode letters and digits
-
-
 def words(text: str) -> list[str]:
-    """Lowercase alphanumeric words (Unicode letters and digits): punctuation stripped,
-    whitespace collapsed. ASCII text takes a faster pattern with the same result."""
-    text = text.lower()
-    return (_ASCII_WORD if text.isascii() else _WORD).findall(text)
+    """Lowercase words of Unicode letters, digits and combining marks: punctuation
+    stripped, whitespace collapsed. Lowercasing is Unicode's (utf8proc through pyarrow,
+    as in ``shingle_hashes``: "İ" -> "i", final "Σ" -> "σ"). ASCII text takes a faster
+    path with the same result."""
+    if text.isascii():
+        return _ASCII_WORD.findall(text.lower())
+    _, b, _, s, e = word_spans([text])
+    raw = b.tobytes()
+    return [raw[i:j].decode() for i, j in zip(s.tolist(), e.tolist())]
 
 
 def doc_shingles(text: str, n: int) -> list[bytes]:
     """A document's word n-gram shingles for MinHash. A text with no words at all (only
     symbols or emoji) is one shingle of its whitespace-collapsed self, so that such texts
     are near duplicates only of each other's exact copies, never of every other such text."""
-    return shingles(words(text), n) or [" ".join(text.split()).encode()]
+    ws = words(text)
+    if ws:
+        return shingles(ws, n)
+    low = text.lower() if text.isascii() else pc.utf8_lower(pa.array([text], pa.string()))[0].as_py()
+    return [" ".join(low.split()).encode()]
 
 
 def shingles(ws: list[str], n: int) -> list[bytes]:
@@ -35,3 +49,152 @@ def ngram_hashes(ws: list[str], n: int) -> list[int]:
     """xxh3_64 of every word n-gram (no n-gram for texts shorter than n words)."""
     h = xxhash.xxh3_64_intdigest
     return [h(" ".join(ws[i:i + n]).encode()) for i in range(len(ws) - n + 1)]
+
+
+# --- Vectorized shingle hashing (dedup's hot path) -----------------------------------
+#
+# The same words and shingles as ``doc_shingles``, hashed to uint64 with numpy over a
+# whole batch of texts at once, instead of building every shingle as a Python bytes
+# object. Words are found on the UTF-8 bytes of the lowercased text (pyarrow's
+# ``utf8_lower``): ASCII bytes by a 128-entry table, multi-byte characters by a table of
+# every code point's class (``_word_table``), the one ``words`` uses too.
+
+_P = np.uint64(0xD6E8FEB86659FD93)   # odd: the polynomial base for word hashes
+_K = np.uint64(0x9E3779B97F4A7C15)   # odd: combines word hashes into a shingle hash
+_R = np.uint64(pow(int(_P), -1, 2**64))   # its inverse mod 2**64
+_CHUNK = 1 << 20                     # word hashes: bytes per pass (bounds the power tables)
+_word_cp: np.ndarray | None = None
+_pows = (np.ones(1, dtype=np.uint64), np.ones(1, dtype=np.uint64))
+
+
+def _word_table() -> np.ndarray:
+    """For every code point, whether it is a word character: a letter or digit
+    (``str.isalnum``) or a combining mark (category M*, so that Devanagari's vowel signs
+    stay inside their words); built once (~0.3 s)."""
+    global _word_cp
+    if _word_cp is None:
+        _word_cp = np.fromiter((chr(c).isalnum() or unicodedata.category(chr(c))[0] == "M"
+                                for c in range(0x110000)), dtype=bool, count=0x110000)
+    return _word_cp
+
+
+def _powers(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(_P**k, _P**-k) mod 2**64 for k < n (cached, grown by doubling)."""
+    global _pows
+    if len(_pows[0]) < n:
+        k = max(n, 2 * len(_pows[0]), _CHUNK + 1)
+        with np.errstate(over="ignore"):
+            _pows = tuple(np.r_[np.uint64(1), np.cumprod(np.full(k - 1, x, dtype=np.uint64), dtype=np.uint64)]
+                          for x in (_P, _R))
+    return _pows
+
+
+def _word_hashes(b: np.ndarray, off: np.ndarray, s: np.ndarray, e: np.ndarray) -> np.ndarray:
+    """Polynomial hash of each word's bytes, sum of byte * P**(bytes after it in the word),
+    from prefix sums of byte * P**-position: one pass per chunk of whole texts."""
+    wh = np.empty(len(s), dtype=np.uint64)
+    lo, k0 = 0, 0
+    with np.errstate(over="ignore"):
+        while k0 < len(s):
+            lo = int(s[k0])
+            cut = int(np.searchsorted(off, lo + _CHUNK, side="right")) - 1
+            hi = max(int(off[cut]), int(e[k0]))            # whole texts, at least one word
+            k1 = int(np.searchsorted(s, hi, side="left"))
+            pp, rr = _powers(hi - lo + 1)
+            g = np.empty(hi - lo + 1, dtype=np.uint64)
+            g[0] = 0
+            np.cumsum(b[lo:hi].astype(np.uint64) * rr[:hi - lo], out=g[1:])
+            ws, we = s[k0:k1] - lo, e[k0:k1] - lo
+            wh[k0:k1] = (g[we] - g[ws]) * pp[we - 1]
+            k0 = k1
+    return wh
+
+
+def _mix64(h: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        h = (h ^ (h >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        h = (h ^ (h >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return h ^ (h >> np.uint64(31))
+
+
+def _word_mask(b: np.ndarray) -> np.ndarray:
+    """Per byte of UTF-8 text: does it belong to a word character?"""
+    table = _word_table()
+    mask = np.r_[table[:128], np.ones(128, dtype=bool)][b]      # non-ASCII: a word char unless shown otherwise
+    lead = np.flatnonzero(b >= 0xC0)
+    if len(lead):
+        pad = np.r_[b, np.zeros(3, dtype=np.uint8)]
+        c0 = pad[lead].astype(np.uint32)
+        c1, c2, c3 = ((pad[lead + k].astype(np.uint32) & 0x3F) for k in (1, 2, 3))
+        cp = np.where(c0 < 0xE0, ((c0 & 0x1F) << 6) | c1,
+                      np.where(c0 < 0xF0, ((c0 & 0x0F) << 12) | (c1 << 6) | c2,
+                               ((c0 & 0x07) << 18) | (c1 << 12) | (c2 << 6) | c3))
+        no = ~table[np.minimum(cp, 0x10FFFF)]
+        at, c0 = lead[no], c0[no]
+        mask[at] = mask[at + 1] = False
+        mask[at[c0 >= 0xE0] + 2] = False
+        mask[at[c0 >= 0xF0] + 3] = False
+    return mask
+
+
+def word_spans(texts) -> tuple[pa.Array, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The lowercased texts, their UTF-8 bytes, each text's byte offset, and each word's
+    start and end byte (a word never runs across two texts)."""
+    if isinstance(texts, pa.ChunkedArray):
+        texts = texts.combine_chunks()
+    elif not isinstance(texts, pa.Array):
+        texts = pa.array(texts, pa.string())
+    arr = pc.utf8_lower(texts.cast(pa.large_string()))
+    _, offsets, data = arr.buffers()
+    off = np.frombuffer(offsets, dtype=np.int64)[arr.offset: arr.offset + len(arr) + 1]
+    b = np.frombuffer(data, dtype=np.uint8)[off[0]:off[-1]] if data is not None and len(arr) else np.empty(0, np.uint8)
+    off = off - off[0]
+    word = _word_mask(b)
+    inner = off[1:-1][off[1:-1] < len(b)]
+    start = word.copy()
+    start[1:] &= ~word[:-1]
+    start[inner] = word[inner]
+    end = word.copy()
+    end[:-1] &= ~word[1:]
+    end[inner - 1] = word[inner - 1]
+    return arr, b, off, np.flatnonzero(start), np.flatnonzero(end) + 1
+
+
+def shingle_hashes(texts, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(hashes, doc): a uint64 hash of every word ``n``-gram of every text, and the index of
+    its text (ascending). The multiset of hashes per text matches ``doc_shingles``, up to
+    64-bit collisions: a text of fewer than ``n`` words is one shingle of all of them, and
+    a text with no words is one shingle of its whitespace-collapsed self."""
+    arr, b, off, s, e = word_spans(texts)
+    n_docs = len(arr)
+    lens = e - s
+    with np.errstate(over="ignore"):
+        wh = _mix64(_word_hashes(b, off, s, e) ^ (lens.astype(np.uint64) * _K))
+        doc = np.searchsorted(off, s, side="right") - 1
+        counts = np.bincount(doc, minlength=n_docs)
+        m = len(wh) - n + 1
+        if m > 0:
+            h = wh[:m].copy()
+            for k in range(1, n):
+                h = h * _K + wh[k:m + k]
+            ok = doc[n - 1:] == doc[:m]            # all n words in one text
+            hashes, hdoc = _mix64(h[ok]), doc[:m][ok]
+        else:
+            hashes, hdoc = np.empty(0, np.uint64), np.empty(0, np.int64)
+        extra_h, extra_d = [], []
+        first = np.r_[0, np.cumsum(counts)[:-1]]
+        for d in np.flatnonzero(counts < n).tolist():
+            if counts[d]:                           # fewer than n words: one shingle of them all
+                h = np.uint64(0)
+                for w in wh[first[d]:first[d] + counts[d]]:
+                    h = h * _K + w
+                extra_h.append(_mix64(np.array([h], dtype=np.uint64))[0])
+            else:                                   # no words at all
+                extra_h.append(np.uint64(xxhash.xxh3_64_intdigest(" ".join(arr[d].as_py().split()).encode())))
+            extra_d.append(d)
+    if extra_d:
+        hashes = np.r_[hashes, np.array(extra_h, dtype=np.uint64)]
+        hdoc = np.r_[hdoc, np.array(extra_d, dtype=np.int64)]
+        order = np.argsort(hdoc, kind="stable")
+        hashes, hdoc = hashes[order], hdoc[order]
+    return hashes, hdoc

@@ -248,3 +248,82 @@ def test_non_latin_and_wordless_texts_are_not_merged(tmp_path):
     stats, kept = _dedup(tmp_path, [rows])
     assert kept == sorted([f"ru{k}" for k in range(6)] + ["sym0", "sym1"])
     assert stats["dropped"] == {"exact_duplicate": 2}
+
+
+def _texts():
+    paras = docstring_paragraphs()
+    out = [" ".join(paras[k: k + 4]) for k in range(0, 240, 4)]
+    out += [t.translate(_CYRILLIC) for t in out[:10]]
+    out += ["", "   ", "★ ☆ →", "One two", "東京タワー is tall. 東京タワー is tall!", "a b c d e", "a b c d e f",
+            "don’t “quote” — dash… café NAÏVE x_y_z ÉCOLE école", "Ǆemal İstanbul ΣΊΣΥΦΟΣ straße 𝔘𝔫𝔦𝔠𝔬𝔡𝔢 ①②③ ٣٤٥ "
+            "हिन्दी भाषा 😀 emoji😀inside"]
+    return out
+
+
+def test_vectorized_shingle_hashes_match_the_python_shingles(monkeypatch):
+    """Per text, the numpy shingle hashes are the same set as doc_shingles (sizes and every
+    pairwise intersection), on English, Cyrillic, CJK, Devanagari, emoji and wordless texts;
+    chunking the byte passes finely changes nothing."""
+    import numpy as np
+    import pyarrow as pa
+
+    from stages import ngrams
+
+    texts = _texts()
+    h, doc = ngrams.shingle_hashes(pa.array(texts), 5)
+    at = np.searchsorted(doc, np.arange(len(texts) + 1))
+    ours = [set(h[at[i]:at[i + 1]].tolist()) for i in range(len(texts))]
+    ref = [set(ngrams.doc_shingles(t, 5)) for t in texts]
+    assert [len(x) for x in ours] == [len(x) for x in ref]
+    assert all(len(ours[i] & ours[j]) == len(ref[i] & ref[j]) for i in range(len(texts)) for j in range(i))
+    monkeypatch.setattr(ngrams, "_CHUNK", 64)                   # many passes, texts cut between them
+    h2, doc2 = ngrams.shingle_hashes(texts, 5)                  # a plain list works too
+    assert np.array_equal(h, h2) and np.array_equal(doc, doc2)
+
+
+def test_signatures_equal_datasketch_bulk():
+    """The numpy path gives datasketch's own MinHash of the same shingle hashes."""
+    import numpy as np
+    import pyarrow as pa
+    from datasketch import MinHash
+
+    from stages import ngrams
+
+    texts = _texts()
+    h, doc = ngrams.shingle_hashes(texts, 5)
+    at = np.searchsorted(doc, np.arange(len(texts) + 1))
+    h32 = (h >> np.uint64(32)).astype(np.uint32)
+    ref = MinHash.bulk([h32[at[i]:at[i + 1]].tolist() for i in range(len(texts))], num_perm=128, seed=3,
+                       hashfunc=int, scheme="affine32")
+    ours = dedup.minhashes(pa.array(texts), {"num_perm": 128, "seed": 3, "shingle_words": 5})
+    assert np.array_equal(ours, np.stack([m.hashvalues for m in ref]))
+
+
+def test_signatures_estimate_the_exact_jaccard():
+    import numpy as np
+    import pyarrow as pa
+
+    paras = docstring_paragraphs()
+    base = " ".join(paras[100:110])
+    variants = [_at_jaccard(base, j, 7)[0] for j in (0.9, 0.8, 0.6, 0.3)]
+    sig = dedup.minhashes(pa.array([base] + variants), {"num_perm": 128, "seed": 1, "shingle_words": 5})
+    assert sig.shape == (5, 128) and sig.dtype == np.uint32
+    for k, v in enumerate(variants, 1):
+        est = (sig[0] == sig[k]).mean()
+        assert abs(est - _jaccard(base, v)) < 0.15                 # 4 standard deviations at worst
+
+
+def test_big_buckets_keep_one_copy(tmp_path):
+    """40 copies of a page (exact, and near with one word changed each) overflow
+    max_bucket_pairs (32), so LSH gives a star around one member, not every pair.
+    Witness propagation still leaves exactly one copy of each."""
+    paras = docstring_paragraphs()
+    page, other = " ".join(paras[200:208]), " ".join(paras[300:308])
+    rows = [doc_row(f"e{i:02d}", page + " " * (i % 3), karma=i) for i in range(40)]
+    rows += [doc_row(f"n{i:02d}", other.replace(other.split()[50], f"variant{i}", 1), karma=i) for i in range(40)]
+    stats, kept = _dedup(tmp_path, [rows[0::2], rows[1::2]])
+    assert kept == ["e39", "n39"]                                  # the highest karma of each
+    assert stats["dropped"] == {"exact_duplicate": 39, "near_duplicate": 39}
+    assert stats["info"]["witness_rounds"] >= 1
+    c = pq.read_table(tmp_path / "dedup" / "_clusters.parquet").to_pylist()
+    assert {r["duplicate_of"] for r in c if not r["kept"]} == {"e39", "n39"}
