@@ -189,7 +189,7 @@ else:
     pairs = sorted((d / "_pairs").glob("pairs-*.parquet"))
     outs = [d / "_clusters.parquet"] + [d / "_drops" / f"drops-{f.stem.split('-')[1]}.parquet" for f in sigs]
     st = dedup.cluster(Task("cluster", "all", None, pairs + sigs, outs,
-                            {**bp, "threshold": 0.8, "verify": "estimate", "replace_existing": False,
+                            {**bp, "threshold": 0.8, "verify": "estimate", "keep": "witness", "replace_existing": False,
                              "pair_files": [p.name for p in pairs], "drop_shards": [int(f.stem.split("-")[1]) for f in sigs]}))
     print(json.dumps(st.info), file=sys.stderr)
 # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across fork + exec.

@@ -125,6 +125,7 @@ class ExtractConfig:
 
 
 VERIFY_MODES = ("exact", "estimate", "off")
+KEEP_RULES = ("witness", "one_per_cluster")
 
 
 @dataclass
@@ -136,6 +137,7 @@ class DedupConfig:
     partitions: int = 16           # band-index partitions: each pairs task sorts 1/partitions of the index
     lsh_threshold: float = 0.6     # bands x rows: datasketch's optimizer at this (lower) threshold
     verify: str = "exact"          # exact | estimate | off: check LSH candidates against the threshold
+    keep: str = "witness"          # witness: removed only beside a kept duplicate | one_per_cluster (union-find)
     max_bucket_pairs: int = 32     # buckets up to this size give all pairs, larger ones a star
     replace_existing: bool = False  # let a new document replace its duplicate already in the corpus
 
@@ -146,6 +148,8 @@ class DedupConfig:
             raise ConfigError("dedup.lsh_threshold must be in (0, dedup.threshold]")
         if self.verify not in VERIFY_MODES:
             raise ConfigError(f"dedup.verify must be one of {', '.join(VERIFY_MODES)}, not {self.verify!r}")
+        if self.keep not in KEEP_RULES:
+            raise ConfigError(f"dedup.keep must be one of {', '.join(KEEP_RULES)}, not {self.keep!r}")
         if self.partitions < 1 or self.max_bucket_pairs < 2:
             raise ConfigError("dedup.partitions must be >= 1 and dedup.max_bucket_pairs >= 2")
 

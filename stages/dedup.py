@@ -367,30 +367,32 @@ def cluster(task: Task) -> Stats:
     # kept only because its neighbour was dropped (x ~ m, m dropped for k: a star bucket's
     # centre, or a chain) gets the pair (k, x) checked too, and the greedy pass reruns,
     # until no such pair is new.
-    tested = np.empty(0, dtype=np.uint64)
     rounds = propagated = 0
-    while True:
-        kept, dup_of, dup_sim = _greedy(n, order, pos, ia, ib, ej)
-        u, v = np.r_[ia, ib], np.r_[ib, ia]
-        m = ~kept[u] & kept[v]
-        w, x = dup_of[u[m]], v[m]
-        ca, cb = np.minimum(w, x)[w != x], np.maximum(w, x)[w != x]
-        if existing:      # never test two documents both already in the corpus: that could drop one
-            old = np.isin(shards, list(existing))
-            ca, cb = ca[~(old[ca] & old[cb])], cb[~(old[ca] & old[cb])]
-        code = _mix(ca.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15) + cb.astype(np.uint64))
-        code, first = np.unique(code, return_index=True)
-        new = ~np.isin(code, tested)
-        ca, cb = ca[first][new], cb[first][new]
-        if not len(ca) or rounds >= MAX_ROUNDS:
-            break
-        rounds += 1
-        tested = np.union1d(tested, code[new])
-        sim = pair_jaccard(members[ca], members[cb], files, doc_files, p) if p["verify"] != "off" else \
-            np.full(len(ca), np.nan, dtype=np.float32)
-        good = ~(sim < p["threshold"])
-        propagated += int(good.sum())
-        ia, ib, ej = np.r_[ia, ca[good]], np.r_[ib, cb[good]], np.r_[ej, sim[good]]
+    if p["keep"] == "witness":
+        tested = np.empty(0, dtype=np.uint64)
+        rounds = propagated = 0
+        while True:
+            kept, dup_of, dup_sim = _greedy(n, order, pos, ia, ib, ej)
+            u, v = np.r_[ia, ib], np.r_[ib, ia]
+            m = ~kept[u] & kept[v]
+            w, x = dup_of[u[m]], v[m]
+            ca, cb = np.minimum(w, x)[w != x], np.maximum(w, x)[w != x]
+            if existing:      # never test two documents both already in the corpus: that could drop one
+                old = np.isin(shards, list(existing))
+                ca, cb = ca[~(old[ca] & old[cb])], cb[~(old[ca] & old[cb])]
+            code = _mix(ca.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15) + cb.astype(np.uint64))
+            code, first = np.unique(code, return_index=True)
+            new = ~np.isin(code, tested)
+            ca, cb = ca[first][new], cb[first][new]
+            if not len(ca) or rounds >= MAX_ROUNDS:
+                break
+            rounds += 1
+            tested = np.union1d(tested, code[new])
+            sim = pair_jaccard(members[ca], members[cb], files, doc_files, p) if p["verify"] != "off" else \
+                np.full(len(ca), np.nan, dtype=np.float32)
+            good = ~(sim < p["threshold"])
+            propagated += int(good.sum())
+            ia, ib, ej = np.r_[ia, ca[good]], np.r_[ib, cb[good]], np.r_[ej, sim[good]]
     stats.add_info("witness_rounds", rounds)
     stats.add_info("witness_pairs_added", propagated)
     # Connected components name the clusters for the audit table: the best-ranked member.
@@ -404,6 +406,14 @@ def cluster(task: Task) -> Stats:
         if head[comp[i]] < 0:
             head[comp[i]] = i
     stats.add_info("clusters", int(len(head)))
+    if p["keep"] == "one_per_cluster":     # union-find's rule: the best-ranked member stays, the rest go
+        dup_of = head[comp]
+        kept = dup_of == np.arange(n)
+        dup_of[kept] = -1
+        dup_sim = np.full(n, np.nan, dtype=np.float32)
+        for x, y, j in ((ia, ib, ej), (ib, ia, ej)):      # the similarity where the pair was verified
+            direct = dup_of[x] == y
+            dup_sim[x[direct]] = j[direct]
     ids, hashes = meta["doc_id"], meta["text_hash"]
     reasons = [None if kept[i] else
                ("exact_duplicate" if hashes[i] == hashes[dup_of[i]] else "near_duplicate") for i in range(n)]
@@ -479,7 +489,7 @@ def run(ctx: Context) -> dict:
     existing = [int(shard_of[s]) for s in inputs if (out / "_done" / f"filter-{shard_of[s]}.json").exists()]
     clustered = run_phase(ctx, out, "cluster", [
         Task("cluster", "all", cluster, pair_files + sig_files + inputs, [clusters] + drop_files,
-             {**bparams, "threshold": cfg.threshold, "verify": cfg.verify, "pair_files": [f.name for f in pair_files],
+             {**bparams, "threshold": cfg.threshold, "verify": cfg.verify, "keep": cfg.keep, "pair_files": [f.name for f in pair_files],
               "drop_shards": [int(shard_of[s]) for s in inputs], "replace_existing": cfg.replace_existing},
              options={"existing_shards": existing})
     ])

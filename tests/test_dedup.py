@@ -151,7 +151,7 @@ def test_verify_modes_estimate_and_off(tmp_path):
     for d, r in runs["estimate"].items():       # estimates can pass 0.8 only by chance; recorded as such
         if not r["kept"]:
             assert r["similarity"] >= 0.8 > _jaccard(by_id[d], by_id[r["duplicate_of"]])
-    for bad in ({"verify": "maybe"}, {"verify": True}, {"lsh_threshold": 0.9}):
+    for bad in ({"verify": "maybe"}, {"verify": True}, {"lsh_threshold": 0.9}, {"keep": "best"}):
         with pytest.raises(ConfigError):
             make_context(tmp_path / "bad", dedup=bad)
 
@@ -183,6 +183,13 @@ def test_no_removal_without_its_own_witness(tmp_path):
     assert c["m"]["duplicate_of"] == "x" and c["m"]["reason"] == "near_duplicate"
     assert c["m"]["similarity"] == pytest.approx(_jaccard(x, m))
     assert {r["cluster_id"] for r in c.values()} == {"x"}          # one connected cluster for the audit
+
+    _, kept = _dedup(tmp_path / "uf", [[doc_row("x", x, karma=30), doc_row("m", m, karma=20),
+                                        doc_row("y", y, karma=10)]], keep="one_per_cluster")
+    assert kept == ["x"]                                              # union-find's rule, on request
+    c = {r["doc_id"]: r for r in pq.read_table(tmp_path / "uf" / "dedup" / "_clusters.parquet").to_pylist()}
+    assert c["y"]["duplicate_of"] == "x" and c["y"]["similarity"] is None    # x, y never verified
+    assert c["m"]["similarity"] == pytest.approx(_jaccard(x, m))
 
     inc = tmp_path / "inc"
     _dedup(inc, [[doc_row("x", x, karma=1), doc_row("y", y, karma=1)]])
