@@ -54,13 +54,13 @@ def _context(**sections):
     return Context(G.workdir, cfg, console)
 
 
-def _one(stage: str, **sections) -> None:
+def _one(stage: str, options: dict | None = None, **sections) -> None:
     from .run import run_stage
 
     ctx = _context(**sections)
     ctx.run_id = ctx.state.start_run(stage)
     try:
-        result = run_stage(ctx, stage)
+        result = run_stage(ctx, stage, **(options or {}))
         ctx.state.finish_run(ctx.run_id, "ok")
     except BaseException:
         ctx.state.finish_run(ctx.run_id, "failed")
@@ -73,7 +73,7 @@ def _one(stage: str, **sections) -> None:
 
 Dumps = Annotated[Optional[list[Path]], typer.Option("--dumps", help="Pushshift RS_* dump file or folder (repeatable).")]
 Proxy = Annotated[Optional[str], typer.Option(help="Forward proxy URL for fetching (default: HTTP_PROXY).")]
-Bench = Annotated[Optional[list[Path]], typer.Option("--benchmark", help="Benchmark file: .jsonl with a 'text' field, or plain text (repeatable).")]
+Bench = Annotated[Optional[list[str]], typer.Option("--benchmark", help="Benchmark: a name from data/benchmarks.toml (lambada, wikitext2, ptb, wsc273, ...), or a file: .jsonl (PATH.jsonl:FIELD), WSC .xml, WikiText .tokens, or plain text (repeatable).")]
 
 
 @app.command()
@@ -147,11 +147,19 @@ def dedup(
 def decontaminate(
     benchmark: Bench = None,
     ngram: Annotated[Optional[int], typer.Option(help="Word n-gram size for overlap (default 13).")] = None,
+    policy: Annotated[Optional[str], typer.Option(
+        help="spans: cut 200 characters around each hit (GPT-3's rules); drop: drop any document with a hit.")] = None,
+    benchmark_dir: Annotated[Optional[str], typer.Option(help="Folder holding the registry's benchmark files.")] = None,
+    wikipedia_dump: Annotated[Optional[str], typer.Option(
+        help="Wikipedia pages-articles XML (.bz2): drop documents mostly made of its n-grams.")] = None,
     keep_wikipedia: Annotated[Optional[bool], typer.Option("--keep-wikipedia", help="Do not drop wikipedia.org pages.")] = None,
+    report_only: Annotated[bool, typer.Option("--report-only", help="Write the overlap report only; change no documents.")] = False,
 ):
-    """dedup/ -> clean/ (Wikipedia pages and benchmark overlap removed)."""
-    _one("decontaminate", decontaminate={"benchmarks": [str(b) for b in benchmark] if benchmark else None,
-                                         "ngram": ngram, "drop_wikipedia": None if keep_wikipedia is None else not keep_wikipedia})
+    """dedup/ -> clean/ (Wikipedia pages and benchmark overlap removed; overlap report)."""
+    _one("decontaminate", {"report_only": report_only},
+         decontaminate={"benchmarks": list(benchmark) if benchmark else None, "ngram": ngram, "policy": policy,
+                        "benchmark_dir": benchmark_dir, "wikipedia_dump": wikipedia_dump,
+                        "drop_wikipedia": None if keep_wikipedia is None else not keep_wikipedia})
 
 
 @app.command()
@@ -197,7 +205,7 @@ def run(
     chosen = parse_stages(stages) if stages else ORDER
 
     ctx = _context(harvest={"dumps": [str(d) for d in dumps] if dumps else None}, fetch={"proxy": proxy},
-                   decontaminate={"benchmarks": [str(b) for b in benchmark] if benchmark else None},
+                   decontaminate={"benchmarks": list(benchmark) if benchmark else None},
                    train={"steps": steps})
     try:
         run_all(ctx, [s for s in chosen if not (skip_train and s == "train")])

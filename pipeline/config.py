@@ -154,16 +154,38 @@ class DedupConfig:
             raise ConfigError("dedup.partitions must be >= 1 and dedup.max_bucket_pairs >= 2")
 
 
+POLICIES = ("drop", "spans")
+
+
 @dataclass
 class DecontaminateConfig:
-    benchmarks: list[str] = field(default_factory=list)  # plain text, or .jsonl with a "text" field
+    benchmarks: list[str] = field(default_factory=list)  # registry names, or files (see data/benchmarks.toml)
+    benchmark_dir: str = "benchmarks"   # where registry names' files live
+    registry: str = ""                  # an extra registry file: benchmarks added without code
     ngram: int = 13
-    fp_rate: float = 1e-6
-    drop_wikipedia: bool = True
+    fp_rate: float = 1e-8               # Bloom filters' false-positive rate (GPT-2's bound)
+    policy: str = "spans"               # spans (GPT-3's rules) | drop (any hit drops the document)
+    window: int = 200                   # spans: characters cut either side of a hit
+    min_piece: int = 200                # spans: shorter pieces are dropped
+    max_pieces: int = 10                # spans: a document in more pieces is dropped
+    common_docs: int = 10               # spans: n-grams in more documents than this are ignored
+    drop_wikipedia: bool = True         # drop pages of *.wikipedia.org and data/wikipedia_mirrors.txt
+    wikipedia_dump: str = ""            # pages-articles XML (.bz2): drop documents by content
+    wikipedia_share: float = 0.5        # ... when more than this share of their n-grams hit
+    wikipedia_sample: int = 1           # keep 1/k of Wikipedia's n-grams (by hash): 1/k of the memory
+    fp_probes: int = 1_000_000          # random probes per filter in the false-positive check (0: off)
 
     def __post_init__(self):
         if self.ngram < 1:
             raise ConfigError("decontaminate.ngram must be >= 1")
+        if self.policy not in POLICIES:
+            raise ConfigError(f"decontaminate.policy must be one of {', '.join(POLICIES)}, not {self.policy!r}")
+        if not 0 < self.fp_rate < 1 or not 0 <= self.wikipedia_share <= 1:
+            raise ConfigError("decontaminate.fp_rate must be in (0, 1) and decontaminate.wikipedia_share in [0, 1]")
+        if min(self.window, self.min_piece, self.max_pieces, self.common_docs, self.fp_probes) < 0 \
+                or self.wikipedia_sample < 1:
+            raise ConfigError("decontaminate.window, min_piece, max_pieces, common_docs and fp_probes must be >= 0, "
+                              "and wikipedia_sample >= 1")
 
 
 @dataclass

@@ -23,7 +23,7 @@ def parse_stages(spec: str) -> list[str]:
     return [s for s in ORDER if s in names]
 
 
-def run_stage(ctx: Context, name: str) -> dict:
+def run_stage(ctx: Context, name: str, **options) -> dict:
     """Run one stage by name; returns its stats (for train: the run summary)."""
     if name == "train":
         from model.train import train
@@ -39,7 +39,7 @@ def run_stage(ctx: Context, name: str) -> dict:
 
     module = importlib.import_module(f"stages.{name}")
     ctx.log(f"[bold]{name}[/bold]")
-    return module.run(ctx)
+    return module.run(ctx, **options)
 
 
 def run_all(ctx: Context, stages: list[str] | None = None) -> list[dict]:

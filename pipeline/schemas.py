@@ -128,6 +128,31 @@ CLUSTERS = _schema("clusters", [
     pa.field("similarity", pa.float32()),                   # Jaccard with duplicate_of (exact or estimated)
 ])
 
+# clean/_scan/hits-NNNNN.parquet: every n-gram of a document found in a benchmark.
+HITS = _schema("hits", [
+    pa.field("row", pa.int64(), nullable=False),            # the document's row in its dedup shard
+    pa.field("ngram", pa.uint64(), nullable=False),         # the n-gram's hash
+    pa.field("benchmark", pa.string(), nullable=False),
+    pa.field("word", pa.int64(), nullable=False),           # index of the n-gram's first word in the document
+])
+
+# clean/_scan/wiki-NNNNN.parquet: share of a document's n-grams in the Wikipedia filter (> 0 only).
+WIKI_SHARE = _schema("wiki_share", [
+    pa.field("row", pa.int64(), nullable=False),
+    pa.field("share", pa.float32(), nullable=False),
+])
+
+# clean/_removals/removals-NNNNN.parquet: every removal decontaminate made, for audit.
+REMOVALS = _schema("removals", [
+    pa.field("doc_id", pa.string(), nullable=False),
+    pa.field("benchmark", pa.string(), nullable=False),     # benchmark name, or "wikipedia"
+    pa.field("ngram", pa.string()),                         # the n-gram as it reads in the document
+    pa.field("start", pa.int64()),                          # its character span in the document
+    pa.field("end", pa.int64()),
+    pa.field("action", pa.string(), nullable=False),        # document_dropped | span_removed
+    pa.field("reason", pa.string(), nullable=False),        # the drop reason, or benchmark_span
+])
+
 # tokens/{train,val}-*.arrow: Arrow IPC, uncompressed, memory-mappable.
 # Each document's tokens end with one <|endoftext|> (50256): EOT *after* every document.
 TOKENS = _schema("tokens", [

@@ -1,121 +1,498 @@
-"""decontaminate: ``dedup/`` -> ``clean/`` (Wikipedia and benchmark overlap removed).
+"""decontaminate: ``dedup/`` -> ``clean/`` (Wikipedia and benchmark test-set overlap removed).
 
-Phases:
-1. *filters*, one task per benchmark file -> ``clean/_filters/<name>-<hash>.bloom``: every
-   word n-gram (default 13, as GPT-3) of the benchmark, normalized as in the papers
-   (lowercase, alphanumeric words, single spaces; see ``ngrams.words``), hashed to uint64 with xxh3 and added
-   to an rbloom filter sized for its n-gram count at ``fp_rate``. ``hash_func=int`` keeps
-   the filter saveable; it is built once and reloaded by later runs.
-2. *check*, one task per dedup shard -> ``clean/clean-NNNNN.parquet``: documents from
-   wikipedia.org (by URL or final URL) are dropped, then any document sharing an n-gram
-   with a benchmark.
+Normalization, as in the GPT-2 and GPT-3 papers: lowercase, alphanumeric words (Unicode
+letters, digits and combining marks, ``ngrams.words``), single spaces; n-grams of
+``ngram`` words (default 13, GPT-3's), hashed to uint64 with numpy (``ngrams.word_ngrams``).
 
-Benchmark files: ``.jsonl`` (the ``text`` field of each line; n-grams do not cross
-records) or plain text (the whole file). Drop reasons: wikipedia_url,
-benchmark_overlap. ``info`` counts overlapping documents per benchmark
-(``overlap_docs:<name>``).
+Phases, each resumable per task:
+1. *filters*, one task per benchmark -> ``_filters/<name>.ngrams.npy`` (its sorted unique
+   n-gram hashes) and ``_filters/<name>.bloom`` (rbloom, ``hash_func=int``, sized for
+   that count at ``fp_rate``; saved, reloaded by later runs and other tools).
+2. *union*, one task -> ``_filters/benchmarks.bloom``: one filter over every benchmark,
+   so the corpus scan makes one lookup per n-gram.
+3. *wikipedia*, when ``wikipedia_dump`` is set -> ``_filters/wikipedia.bloom``: n-grams of
+   every article (namespace 0, not a redirect) of a ``pages-articles`` XML dump (.bz2 or
+   plain, streamed), wiki markup stripped with mwparserfromhell. ``wikipedia_sample = k``
+   keeps the n-grams whose hash is 0 mod k: 1/k of the memory.
+4. *scan*, one task per shard -> ``_scan/hits-NNNNN.parquet`` (every n-gram found in a
+   benchmark: Bloom screen, then confirmed against the exact hash set, so a Bloom false
+   positive never removes text) and ``_scan/wiki-NNNNN.parquet`` (each document's share of
+   n-grams in the Wikipedia filter).
+5. *common*, one task -> ``_scan/common.npy``: benchmark n-grams found in more than
+   ``common_docs`` (10) documents, which the spans policy ignores, as GPT-3 did. Memory:
+   8 bytes per (document, n-gram) hit, never the corpus's own n-grams.
+6. *check*, one task per shard -> ``clean-NNNNN.parquet`` and ``_removals/removals-NNNNN.parquet``
+   (document, benchmark, n-gram, character span, action: every removal is logged).
+   Drops: ``wikipedia_url`` (*.wikipedia.org, mobile hosts, ``data/wikipedia_mirrors.txt``),
+   ``wikipedia_content`` (more than ``wikipedia_share`` of the n-grams in the Wikipedia
+   filter), then the policy: ``drop`` removes any document with a hit
+   (``benchmark_overlap``); ``spans`` (GPT-3) cuts ``window`` characters either side of each
+   hit, drops pieces under ``min_piece`` characters, and drops the document
+   (``benchmark_fragmented``) if more than ``max_pieces`` remain, or
+   (``benchmark_overlap``) if none does.
+
+The overlap report (``_overlap.json``, printed too; ``--report-only`` stops before
+*check*) gives per benchmark, as GPT-2's Table 6: the share of its n-grams found in the
+corpus, the documents hit, and the documents and characters removed; plus an empirical
+false-positive check of every filter (``fp_probes`` random probes against the configured
+rate and ``(1 - e^(-kn/m))^k``).
 """
 
 from __future__ import annotations
 
+import bz2
 import json
+import math
+import os
+import re
+import tempfile
 import time
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from rbloom import Bloom
 
 from pipeline.config import DecontaminateConfig, to_dict
-from pipeline.errors import MissingInputError
 from pipeline.executor import Context, Task, finish_stage, run_phase
-from pipeline.io import atomic_path, require_shards, safe_name, shard_id, write_parquet
-from pipeline.schemas import CLEAN
+from pipeline.io import atomic_path, require_shards, shard_id, write_parquet
+from pipeline.schemas import CLEAN, HITS, REMOVALS, WIKI_SHARE
 from pipeline.stats import Stats
 
 from . import urls as U
-from .ngrams import WORDS_VERSION, ngram_hashes, words
+from .benchmarks import Benchmark, load_registry, resolve, segments
+from .ngrams import WORDS_VERSION, word_ngrams, word_spans
 
+DATA = Path(__file__).resolve().parent.parent / "data"
 WIKIPEDIA = frozenset({"wikipedia.org"})
+BATCH = 1000                 # documents per vectorized n-gram batch
+NGRAM_HASH = "poly64-v1"     # names the n-gram hashing in task parameters
 
 
-def benchmark_texts(path: Path, field: str = "text") -> list[str]:
-    if path.suffix == ".jsonl":
-        out = []
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if line.strip():
-                try:
-                    out.append(str(json.loads(line)[field]))
-                except (ValueError, KeyError, TypeError):
-                    raise MissingInputError(f"{path}:{n} is not JSON with a '{field}' field") from None
-        return out
-    return [path.read_text(encoding="utf-8", errors="replace")]
+def wikipedia_hosts() -> frozenset[str]:
+    lines = (DATA / "wikipedia_mirrors.txt").read_text(encoding="utf-8").splitlines()
+    return WIKIPEDIA | {ln.strip().lower() for ln in lines if ln.strip() and not ln.startswith("#")}
+
+
+def _save_npy(arr: np.ndarray, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, arr)
+
+
+def _bloom(items: np.ndarray, fp: float) -> Bloom:
+    bloom = Bloom(max(len(items), 1), fp, hash_func=int)
+    for lo in range(0, len(items), 1 << 20):
+        bloom.update(items[lo:lo + (1 << 20)].tolist())
+    return bloom
+
+
+def _save_bloom(bloom: Bloom, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        bloom.save(str(tmp))
+
+
+def benchmark_ngrams(b: Benchmark, n: int) -> np.ndarray:
+    """Sorted unique n-gram hashes of a benchmark (its segments: n-grams never cross one)."""
+    segs = list(segments(b))
+    parts = [word_ngrams(segs[lo:lo + BATCH], n).hashes for lo in range(0, len(segs), BATCH)]
+    return np.unique(np.concatenate(parts)) if parts else np.empty(0, np.uint64)
 
 
 def build_filter(task: Task) -> Stats:
-    (src,) = task.inputs
-    (out,) = task.outputs
-    n, fp = task.params["ngram"], task.params["fp_rate"]
-    grams: set[int] = set()
-    texts = benchmark_texts(src)
-    for text in texts:
-        grams.update(ngram_hashes(words(text), n))
-    bloom = Bloom(max(len(grams), 1), fp, hash_func=int)
-    bloom.update(grams)
-    with atomic_path(out) as tmp:
-        bloom.save(str(tmp))
-    stats = Stats(records_in=len(texts), records_out=len(texts))
-    stats.add_info(f"ngrams:{src.stem}", len(grams))
+    p = task.params
+    b = Benchmark(p["name"], task.inputs[0], p["format"], p["field"])
+    grams = benchmark_ngrams(b, p["ngram"])
+    npy, bloom_file = task.outputs
+    _save_npy(grams, npy)
+    _save_bloom(_bloom(grams, p["fp_rate"]), bloom_file)
+    stats = Stats(records_in=1, records_out=1)
+    stats.add_info(f"ngrams:{b.name}", int(len(grams)))
     return stats
+
+
+def build_union(task: Task) -> Stats:
+    grams = np.unique(np.concatenate([np.load(f) for f in task.inputs])) if task.inputs else np.empty(0, np.uint64)
+    _save_bloom(_bloom(grams, task.params["fp_rate"]), task.outputs[0])
+    return Stats(records_in=len(task.inputs), records_out=1)
+
+
+# --- Wikipedia -----------------------------------------------------------------------
+
+def wiki_articles(path: Path):
+    """(title, wikitext) of each article page (namespace 0, not a redirect) of a MediaWiki
+    XML export, streamed from .bz2 or plain XML."""
+    opener = bz2.open if path.suffix == ".bz2" else open
+    with opener(path, "rb") as f:
+        ns = title = text = None
+        redirect = False
+        for event, elem in ET.iterparse(f, events=("end",)):
+            tag = elem.tag.rsplit("}", 1)[-1]
+            if tag == "ns":
+                ns = (elem.text or "").strip()
+            elif tag == "title":
+                title = elem.text or ""
+            elif tag == "redirect":
+                redirect = True
+            elif tag == "text":
+                text = elem.text or ""
+            elif tag == "page":
+                if ns == "0" and not redirect and text:
+                    yield title, text
+                ns = title = text = None
+                redirect = False
+                elem.clear()
+
+
+_REF = re.compile(r"<ref[^>/]*/>|<ref[^>]*>.*?</ref>|<!--.*?-->", re.S | re.I)
+_MEDIA = re.compile(r"^(?:file|image|category|thumb)\b.*$", re.M | re.I)
+
+
+def strip_wikitext(markup: str) -> str:
+    """Plain text of wiki markup (mwparserfromhell's ``strip_code``: templates dropped,
+    links reduced to their text), with references and comments cut before parsing and
+    left-over file and category lines dropped. About 1 MB/s of markup per core."""
+    import mwparserfromhell
+
+    text = mwparserfromhell.parse(_REF.sub("", markup)).strip_code(normalize=True, collapse=True)
+    return _MEDIA.sub("", text)
+
+
+def build_wikipedia_filter(task: Task) -> Stats:
+    """Stream the dump once, spilling sampled n-gram hashes to a scratch file beside the
+    output (8 bytes each), then size the Bloom filter from their count and fill it from the
+    file a chunk at a time. Memory: the filter plus one batch of articles."""
+    p = task.params
+    n, k = p["ngram"], p["sample"]
+    stats = Stats()
+    out = task.outputs[0]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=out.parent, prefix=".wiki-ngrams-", delete=False) as spill:
+        try:
+            batch: list[str] = []
+
+            def flush():
+                h = word_ngrams(batch, n).hashes
+                if k > 1:
+                    h = h[h % np.uint64(k) == 0]
+                np.unique(h).tofile(spill)
+                batch.clear()
+
+            for _, markup in wiki_articles(task.inputs[0]):
+                stats.records_in += 1
+                batch.append(strip_wikitext(markup))
+                if len(batch) >= 200:
+                    flush()
+            flush()
+            spill.close()
+            count = os.path.getsize(spill.name) // 8      # unique per batch of articles: near enough
+            bloom = Bloom(max(count, 1), p["fp_rate"], hash_func=int)
+            chunk = 1 << 20
+            for lo in range(0, count, chunk):               # memory: the filter and one chunk
+                bloom.update(np.fromfile(spill.name, dtype=np.uint64, count=chunk, offset=8 * lo).tolist())
+        finally:
+            os.unlink(spill.name)
+    _save_bloom(bloom, out)
+    stats.records_out = stats.records_in
+    stats.add_info("wikipedia_articles", stats.records_in)
+    stats.add_info("wikipedia_ngrams", int(count))
+    stats.add_info("wikipedia_filter_bytes", bloom.size_in_bits // 8)
+    return stats
+
+
+# --- Scan, count, check --------------------------------------------------------------
+
+def _member(sorted_arr: np.ndarray, x: np.ndarray) -> np.ndarray:
+    if not len(sorted_arr):
+        return np.zeros(len(x), dtype=bool)
+    i = np.minimum(np.searchsorted(sorted_arr, x), len(sorted_arr) - 1)
+    return sorted_arr[i] == x
+
+
+def scan_shard(task: Task) -> Stats:
+    p = task.params
+    src, any_file, *rest = task.inputs
+    names = p["names"]
+    exact = [np.load(f) for f in rest[:len(names)]]
+    wiki = Bloom.load(str(rest[len(names)]), int) if p["wikipedia"] else None
+    screen = Bloom.load(str(any_file), int)
+    texts = pq.read_table(src, columns=["text"])["text"].combine_chunks()
+    n, k = p["ngram"], p["sample"]
+    hit_cols = {"row": [], "ngram": [], "benchmark": [], "word": []}
+    wiki_rows, wiki_share = [], []
+    lookups = 0
+    for lo in range(0, len(texts), BATCH):
+        g = word_ngrams(texts[lo:lo + BATCH], n)
+        h = g.hashes
+        lookups += len(h)
+        found = np.fromiter(map(screen.__contains__, h.tolist()), dtype=bool, count=len(h))
+        idx = np.flatnonzero(found)
+        if len(idx):
+            word0 = np.r_[0, np.cumsum(np.bincount(g.word_doc, minlength=len(g.offsets) - 1))[:-1]]
+            for name, arr in zip(names, exact):
+                sel = idx[_member(arr, h[idx])]
+                hit_cols["row"].append(lo + g.doc[sel])
+                hit_cols["ngram"].append(h[sel])
+                hit_cols["benchmark"] += [name] * len(sel)
+                hit_cols["word"].append(g.first[sel] - word0[g.doc[sel]])
+        if wiki is not None and len(h):
+            sampled = np.flatnonzero(h % np.uint64(k) == 0) if k > 1 else np.arange(len(h))
+            lookups += len(sampled)
+            inwiki = np.fromiter(map(wiki.__contains__, h[sampled].tolist()), dtype=bool, count=len(sampled))
+            per_doc = np.bincount(g.doc[sampled], minlength=len(g.offsets) - 1)
+            per_hit = np.bincount(g.doc[sampled][inwiki], minlength=len(g.offsets) - 1)
+            docs = np.flatnonzero(per_hit)
+            wiki_rows.append(lo + docs)
+            wiki_share.append(per_hit[docs] / per_doc[docs])
+    cat = (lambda xs, dt: np.concatenate(xs).astype(dt) if xs else np.empty(0, dt))
+    hits = pa.table({"row": cat(hit_cols["row"], np.int64), "ngram": cat(hit_cols["ngram"], np.uint64),
+                     "benchmark": pa.array(hit_cols["benchmark"], pa.string()),
+                     "word": cat(hit_cols["word"], np.int64)}, schema=HITS)
+    write_parquet(hits, task.outputs[0], HITS)
+    write_parquet(pa.table({"row": cat(wiki_rows, np.int64), "share": cat(wiki_share, np.float32)}, schema=WIKI_SHARE),
+                  task.outputs[1], WIKI_SHARE)
+    stats = Stats(records_in=len(texts), records_out=len(texts))
+    stats.add_info("ngram_lookups", lookups)
+    return stats
+
+
+def count_common(task: Task) -> Stats:
+    """Benchmark n-grams found in more than ``common_docs`` documents (GPT-3's exemption)."""
+    seen = []
+    for i, f in enumerate(task.inputs):
+        t = pq.read_table(f, columns=["row", "ngram"])
+        pairs = np.unique(np.stack([t["row"].to_numpy().astype(np.uint64), t["ngram"].to_numpy()], axis=1), axis=0) \
+            if t.num_rows else np.empty((0, 2), np.uint64)
+        seen.append(pairs[:, 1])                 # one entry per (document, n-gram)
+    grams, counts = np.unique(np.concatenate(seen), return_counts=True) if seen else (np.empty(0, np.uint64), [])
+    common = grams[np.asarray(counts) > task.params["common_docs"]]
+    _save_npy(common.astype(np.uint64), task.outputs[0])
+    stats = Stats(records_in=len(grams), records_out=len(common))
+    stats.add_info("common_ngrams", int(len(common)))
+    return stats
+
+
+def _char_spans(text: str, words: np.ndarray, n: int) -> list[tuple[int, int]] | None:
+    """Character span of the n-gram starting at each given word, in the original text;
+    None if the text's words cannot be matched (then the caller drops the document)."""
+    _, b, _, s, e = word_spans([text], lower=False)
+    if len(words) and int(words.max()) + n > len(s):
+        return None
+    chars = np.r_[0, np.cumsum((b & 0xC0) != 0x80)]    # characters before each byte
+    return [(int(chars[s[w]]), int(chars[e[w + n - 1]])) for w in words.tolist()]
+
+
+def _pieces(text: str, spans: list[tuple[int, int]], window: int, min_piece: int) -> list[str]:
+    cut = sorted((max(0, a - window), min(len(text), b + window)) for a, b in spans)
+    merged: list[list[int]] = []
+    for a, b in cut:
+        if merged and a <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], b)
+        else:
+            merged.append([a, b])
+    out, prev = [], 0
+    for a, b in merged + [[len(text), len(text)]]:
+        piece = text[prev:a].strip()
+        if len(piece) >= min_piece:
+            out.append(piece)
+        prev = b
+    return out
 
 
 def check_shard(task: Task) -> Stats:
-    src, *filters = task.inputs
     p = task.params
-    blooms = [(name, Bloom.load(str(f), int)) for name, f in zip(p["names"], filters)]
+    src, hits_file, wiki_file, common_file = task.inputs
     docs = pq.read_table(src)
+    hits = pq.read_table(hits_file)
+    common = np.load(common_file)
+    share = dict(zip(*(pq.read_table(wiki_file)[c].to_pylist() for c in ("row", "share"))))
+    by_row: dict[int, list] = {}
+    for row, gram, bench, word in zip(hits["row"].to_pylist(), hits["ngram"].to_numpy().tolist(),
+                                      hits["benchmark"].to_pylist(), hits["word"].to_pylist()):
+        by_row.setdefault(row, []).append((gram, bench, word))
+    hosts = wikipedia_hosts() if p["drop_wikipedia"] else frozenset()
+    common_set = set(common.tolist()) if p["policy"] == "spans" else set()
+    n = p["ngram"]
     stats = Stats(records_in=docs.num_rows)
-    mask = []
-    for url, final, text in zip(docs["url"].to_pylist(), docs["final_url"].to_pylist(), docs["text"].to_pylist()):
-        if p["drop_wikipedia"] and (U.domain_matches(U.host(url), WIKIPEDIA)
-                                    or U.domain_matches(U.host(final), WIKIPEDIA)):
-            stats.drop("wikipedia_url")
-            mask.append(False)
+    log = {c: [] for c in REMOVALS.names}
+    keep, texts = [], []
+
+    def record(doc_id, bench, gram, span, action, reason):
+        log["doc_id"].append(doc_id), log["benchmark"].append(bench), log["ngram"].append(gram)
+        log["start"].append(span[0] if span else None), log["end"].append(span[1] if span else None)
+        log["action"].append(action), log["reason"].append(reason)
+
+    for row, (doc_id, url, final, text) in enumerate(zip(*(docs[c].to_pylist() for c in
+                                                           ("doc_id", "url", "final_url", "text")))):
+        texts.append(text)
+        if hosts and (U.domain_matches(U.host(url), hosts) or U.domain_matches(U.host(final), hosts)):
+            stats.drop("wikipedia_url"), keep.append(False), record(doc_id, "wikipedia", None, None, "document_dropped",
+                                                                   "wikipedia_url")
             continue
-        grams = ngram_hashes(words(text), p["ngram"])
-        hits = [name for name, b in blooms if any(g in b for g in grams)]
-        for name in hits:
-            stats.add_info(f"overlap_docs:{name}", 1)
-        if hits:
-            stats.drop("benchmark_overlap")
-        mask.append(not hits)
-    kept = docs.filter(pa.array(mask, pa.bool_()))
+        if share.get(row, 0.0) > p["wikipedia_share"]:
+            stats.drop("wikipedia_content"), keep.append(False), record(doc_id, "wikipedia", None, None,
+                                                                       "document_dropped", "wikipedia_content")
+            continue
+        found = [h for h in by_row.get(row, []) if h[0] not in common_set]
+        if not found:
+            keep.append(True)
+            continue
+        spans = _char_spans(text, np.array([w for _, _, w in found], dtype=np.int64), n)
+        grams = [text[a:b] if spans else None for a, b in (spans or [(0, 0)] * len(found))]
+        for bench in {b for _, b, _ in found}:
+            stats.add_info(f"docs_hit:{bench}", 1)
+        if p["policy"] == "drop" or spans is None:
+            reason = "benchmark_overlap"
+            pieces: list[str] = []
+        else:
+            pieces = _pieces(text, spans, p["window"], p["min_piece"])
+            reason = "benchmark_fragmented" if len(pieces) > p["max_pieces"] else \
+                "benchmark_overlap" if not pieces else None
+        action = "document_dropped" if reason else "span_removed"
+        for (gram, bench, _), g, span in zip(found, grams, spans or [None] * len(found)):
+            record(doc_id, bench, g, span, action, reason or "benchmark_span")
+        benches = sorted({b for _, b, _ in found})
+        if reason:
+            stats.drop(reason)
+            keep.append(False)
+            for bench in benches:
+                stats.add_info(f"docs_removed:{bench}", 1)
+                stats.add_info(f"chars_removed:{bench}", len(text))
+        else:
+            new = "\n\n".join(pieces)
+            stats.add_info("documents_cut", 1)
+            stats.add_info("spans_removed", len(found))
+            for bench in benches:
+                stats.add_info(f"chars_removed:{bench}", len(text) - len(new))
+            texts[-1] = new
+            keep.append(True)
+    docs = docs.set_column(docs.schema.get_field_index("text"), "text", pa.array(texts, pa.string()))
+    kept = docs.filter(pa.array(keep, pa.bool_()))
     stats.records_out = kept.num_rows
     write_parquet(kept, task.outputs[0], CLEAN)
+    write_parquet(pa.table(log, schema=REMOVALS), task.outputs[1], REMOVALS)
     return stats
 
 
-def run(ctx: Context) -> dict:
+# --- Report --------------------------------------------------------------------------
+
+def _fp_check(path: Path, probes: int, configured: float, seed: int = 0) -> dict:
+    """Probe a saved filter with random 64-bit values (none of them inserted, but for a
+    ~n/2**64 chance) and compare the observed rate with the configured one and with
+    (1 - e^(-kn/m))^k for its size m, item count n and k = round(m/n ln 2) hashes."""
+    bloom = Bloom.load(str(path), int)
+    x = np.random.default_rng(seed).integers(0, 2**63, size=probes, dtype=np.int64).astype(np.uint64) * np.uint64(2) \
+        + np.uint64(1)
+    observed = sum(map(bloom.__contains__, x.tolist())) / max(probes, 1)
+    m, n = bloom.size_in_bits, max(bloom.approx_items, 1.0)
+    k = max(1, round(m / n * math.log(2)))
+    return {"filter": path.name, "items": round(n), "bits": m, "probes": probes, "observed": observed,
+            "configured": configured, "theoretical": (1 - math.exp(-k * n / m)) ** k}
+
+
+def overlap_report(out: Path, names: list[str], filters: dict[str, Path], hit_files: list[Path],
+                   check_info: dict | None, cfg: DecontaminateConfig) -> dict:
+    found: dict[str, set] = {b: set() for b in names}
+    docs: dict[str, set] = {b: set() for b in names}
+    for f in hit_files:
+        t = pq.read_table(f)
+        for row, gram, bench in zip(t["row"].to_pylist(), t["ngram"].to_numpy().tolist(), t["benchmark"].to_pylist()):
+            found[bench].add(gram)
+            docs[bench].add((f.name, row))
+    rows = []
+    for b in names:
+        total = len(np.load(filters[b]))
+        rows.append({"benchmark": b, "ngrams": total, "ngrams_in_corpus": len(found[b]),
+                     "percent_in_corpus": 100.0 * len(found[b]) / total if total else 0.0,
+                     "documents_hit": len(docs[b]),
+                     "documents_removed": (check_info or {}).get(f"docs_removed:{b}", 0) if check_info else None,
+                     "chars_removed": (check_info or {}).get(f"chars_removed:{b}", 0) if check_info else None})
+    probes = [_fp_check(f, cfg.fp_probes, cfg.fp_rate) for f in sorted(out.glob("_filters/*.bloom"))] \
+        if cfg.fp_probes else []
+    report = {"ngram": cfg.ngram, "policy": cfg.policy, "benchmarks": rows, "false_positive_check": probes}
+    with atomic_path(out / "_overlap.json") as tmp:
+        tmp.write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def print_report(report: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"Benchmark overlap ({report['ngram']}-grams, policy {report['policy']})")
+    for col in ("benchmark", "n-grams", "in corpus", "%", "docs hit", "docs removed", "chars removed"):
+        t.add_column(col, justify="left" if col == "benchmark" else "right")
+    for r in report["benchmarks"]:
+        t.add_row(r["benchmark"], f"{r['ngrams']:,}", f"{r['ngrams_in_corpus']:,}", f"{r['percent_in_corpus']:.2f}",
+                  f"{r['documents_hit']:,}", "-" if r["documents_removed"] is None else f"{r['documents_removed']:,}",
+                  "-" if r["chars_removed"] is None else f"{r['chars_removed']:,}")
+    console = Console(stderr=True)
+    console.print(t)
+    for c in report["false_positive_check"]:
+        console.print(f"  {c['filter']}: {c['probes']:,} random probes, false-positive rate {c['observed']:.2e} "
+                      f"(configured {c['configured']:.0e}, theoretical {c['theoretical']:.2e})")
+
+
+def run(ctx: Context, report_only: bool = False) -> dict:
     cfg: DecontaminateConfig = ctx.cfg.decontaminate
     started = time.time()
     inputs = require_shards(ctx.dir("dedup"), "dedup-*.parquet", "deduplicated shards", "dedup")
-    benches = [Path(b) for b in cfg.benchmarks]
-    for b in benches:
-        if not b.is_file():
-            raise MissingInputError(f"benchmark file {b} not found", "Check --benchmark / [decontaminate] benchmarks")
+    registry = load_registry(cfg.registry or None)
+    benches = [resolve(b, cfg.benchmark_dir, registry) for b in cfg.benchmarks]
+    names = [b.name for b in benches]
+    if len(set(names)) != len(names):
+        from pipeline.errors import ConfigError
+        raise ConfigError(f"two benchmarks share a name in {names}", "Give each file a distinct name")
+    wiki_dump = Path(cfg.wikipedia_dump) if cfg.wikipedia_dump else None
+    if wiki_dump and not wiki_dump.is_file():
+        from pipeline.errors import MissingInputError
+        raise MissingInputError(f"Wikipedia dump {wiki_dump} not found", "Check [decontaminate] wikipedia_dump")
     out = ctx.dir("clean")
-    fparams = {"ngram": cfg.ngram, "fp_rate": cfg.fp_rate, "words": WORDS_VERSION}
-    filters = [out / "_filters" / f"{safe_name(b)}.bloom" for b in benches]
+    fdir = out / "_filters"
+    base = {"ngram": cfg.ngram, "fp_rate": cfg.fp_rate, "words": WORDS_VERSION, "hash": NGRAM_HASH}
+    npys = {b.name: fdir / f"{b.name}.ngrams.npy" for b in benches}
     built = run_phase(ctx, out, "filters", [
-        Task("filters", f.stem, build_filter, [b], [f], fparams) for b, f in zip(benches, filters)
+        Task("filters", b.name, build_filter, [b.path], [npys[b.name], fdir / f"{b.name}.bloom"],
+             {**base, "name": b.name, "format": b.format, "field": b.field}) for b in benches
     ])
-    cparams = {"ngram": cfg.ngram, "drop_wikipedia": cfg.drop_wikipedia, "names": [b.stem for b in benches],
-               "words": WORDS_VERSION}
-    checked = run_phase(ctx, out, "check", [
-        Task("check", shard_id(s), check_shard, [s, *filters], [out / f"clean-{shard_id(s)}.parquet"], cparams)
+    union = run_phase(ctx, out, "union", [Task("union", "all", build_union, list(npys.values()),
+                                               [fdir / "benchmarks.bloom"], base)])
+    wiki_filter = fdir / "wikipedia.bloom"
+    wiki = run_phase(ctx, out, "wikipedia", [Task("wikipedia", "dump", build_wikipedia_filter, [wiki_dump], [wiki_filter],
+                                                  {**base, "sample": cfg.wikipedia_sample})] if wiki_dump else [])
+    scan_dir = out / "_scan"
+    sparams = {**base, "names": names, "wikipedia": bool(wiki_dump), "sample": cfg.wikipedia_sample}
+    scanned = run_phase(ctx, out, "scan", [
+        Task("scan", shard_id(s), scan_shard,
+             [s, fdir / "benchmarks.bloom", *npys.values(), *([wiki_filter] if wiki_dump else [])],
+             [scan_dir / f"hits-{shard_id(s)}.parquet", scan_dir / f"wiki-{shard_id(s)}.parquet"], sparams)
         for s in inputs
     ])
-    stats = checked.stats
-    stats.info.update(built.stats.info)
-    return finish_stage(ctx, "decontaminate", out, stats, to_dict(cfg),
-                        built.ran + checked.ran, built.skipped + checked.skipped, started)
+    hit_files = [scan_dir / f"hits-{shard_id(s)}.parquet" for s in inputs]
+    common = run_phase(ctx, out, "common", [Task("common", "all", count_common, hit_files, [scan_dir / "common.npy"],
+                                                 {**base, "common_docs": cfg.common_docs})])
+    phases = [built, union, wiki, scanned, common]
+    checked = None
+    if not report_only:
+        cparams = {**base, "policy": cfg.policy, "window": cfg.window, "min_piece": cfg.min_piece,
+                   "max_pieces": cfg.max_pieces, "drop_wikipedia": cfg.drop_wikipedia,
+                   "wikipedia_share": cfg.wikipedia_share, "mirrors": sorted(wikipedia_hosts())}
+        checked = run_phase(ctx, out, "check", [
+            Task("check", shard_id(s), check_shard,
+                 [s, scan_dir / f"hits-{shard_id(s)}.parquet", scan_dir / f"wiki-{shard_id(s)}.parquet",
+                  scan_dir / "common.npy"],
+                 [out / f"clean-{shard_id(s)}.parquet", out / "_removals" / f"removals-{shard_id(s)}.parquet"], cparams)
+            for s in inputs
+        ])
+        phases.append(checked)
+    report = overlap_report(out, names, npys, hit_files, checked.stats.info if checked else None, cfg)
+    print_report(report)
+    stats = checked.stats if checked else Stats(records_in=scanned.stats.records_in, records_out=scanned.stats.records_in)
+    for ph in (built, wiki, common, scanned):
+        stats.info.update({k: v for k, v in ph.stats.info.items() if k not in stats.info})
+    if report_only:
+        stats.add_info("report_only", 1)
+    return finish_stage(ctx, "decontaminate", out, stats, to_dict(cfg), sum(ph.ran for ph in phases),
+                        sum(ph.skipped for ph in phases), started)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -137,14 +138,17 @@ def _word_mask(b: np.ndarray) -> np.ndarray:
     return mask
 
 
-def word_spans(texts) -> tuple[pa.Array, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def word_spans(texts, lower: bool = True) -> tuple[pa.Array, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The lowercased texts, their UTF-8 bytes, each text's byte offset, and each word's
-    start and end byte (a word never runs across two texts)."""
+    start and end byte (a word never runs across two texts). ``lower=False`` finds the
+    same words in the texts as they are (case does not change what is a word character)."""
     if isinstance(texts, pa.ChunkedArray):
         texts = texts.combine_chunks()
     elif not isinstance(texts, pa.Array):
         texts = pa.array(texts, pa.string())
-    arr = pc.utf8_lower(texts.cast(pa.large_string()))
+    arr = texts.cast(pa.large_string())
+    if lower:
+        arr = pc.utf8_lower(arr)
     _, offsets, data = arr.buffers()
     off = np.frombuffer(offsets, dtype=np.int64)[arr.offset: arr.offset + len(arr) + 1]
     b = np.frombuffer(data, dtype=np.uint8)[off[0]:off[-1]] if data is not None and len(arr) else np.empty(0, np.uint8)
@@ -160,29 +164,52 @@ def word_spans(texts) -> tuple[pa.Array, np.ndarray, np.ndarray, np.ndarray, np.
     return arr, b, off, np.flatnonzero(start), np.flatnonzero(end) + 1
 
 
-def shingle_hashes(texts, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """(hashes, doc): a uint64 hash of every word ``n``-gram of every text, and the index of
-    its text (ascending). The multiset of hashes per text matches ``doc_shingles``, up to
-    64-bit collisions: a text of fewer than ``n`` words is one shingle of all of them, and
-    a text with no words is one shingle of its whitespace-collapsed self."""
+class WordNgrams(NamedTuple):
+    """Word n-grams of a batch of texts, hashed with numpy (see ``word_ngrams``)."""
+    hashes: np.ndarray       # uint64, one per n-gram, grouped by text in order
+    doc: np.ndarray          # int64: the text of each n-gram
+    first: np.ndarray        # int64: the n-gram's first word, an index into starts/ends
+    starts: np.ndarray       # int64: each word's first byte in the lowercased UTF-8 batch
+    ends: np.ndarray         # int64: each word's end byte
+    offsets: np.ndarray      # int64: each text's first byte (len = texts + 1)
+    word_hashes: np.ndarray  # uint64, one per word
+    word_doc: np.ndarray     # int64: the text of each word
+    lowered: pa.Array        # the lowercased texts
+
+
+def word_ngrams(texts, n: int) -> WordNgrams:
+    """Every word ``n``-gram (``words``' words) of every text, as a uint64 hash, without a
+    Python object per word: word boundaries from the UTF-8 bytes, a polynomial hash per
+    word, and the ``n`` word hashes of an n-gram folded and mixed. A text of fewer than
+    ``n`` words has no n-gram here."""
     arr, b, off, s, e = word_spans(texts)
-    n_docs = len(arr)
-    lens = e - s
     with np.errstate(over="ignore"):
-        wh = _mix64(_word_hashes(b, off, s, e) ^ (lens.astype(np.uint64) * _K))
+        wh = _mix64(_word_hashes(b, off, s, e) ^ ((e - s).astype(np.uint64) * _K))
         doc = np.searchsorted(off, s, side="right") - 1
-        counts = np.bincount(doc, minlength=n_docs)
         m = len(wh) - n + 1
         if m > 0:
             h = wh[:m].copy()
             for k in range(1, n):
                 h = h * _K + wh[k:m + k]
-            ok = doc[n - 1:] == doc[:m]            # all n words in one text
-            hashes, hdoc = _mix64(h[ok]), doc[:m][ok]
+            ok = np.flatnonzero(doc[n - 1:] == doc[:m])        # all n words in one text
+            hashes, hdoc = _mix64(h[ok]), doc[ok]
         else:
-            hashes, hdoc = np.empty(0, np.uint64), np.empty(0, np.int64)
-        extra_h, extra_d = [], []
-        first = np.r_[0, np.cumsum(counts)[:-1]]
+            ok, hashes, hdoc = (np.empty(0, np.int64), np.empty(0, np.uint64), np.empty(0, np.int64))
+    return WordNgrams(hashes, hdoc, ok, s, e, off, wh, doc, arr)
+
+
+def shingle_hashes(texts, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(hashes, doc): a uint64 hash of every word ``n``-gram of every text, and the index of
+    its text (ascending). The multiset of hashes per text matches ``doc_shingles``, up to
+    64-bit collisions: a text of fewer than ``n`` words is one shingle of all of them, and
+    a text with no words is one shingle of its whitespace-collapsed self."""
+    g = word_ngrams(texts, n)
+    hashes, hdoc, wh = g.hashes, g.doc, g.word_hashes
+    n_docs = len(g.lowered)
+    counts = np.bincount(g.word_doc, minlength=n_docs)
+    extra_h, extra_d = [], []
+    first = np.r_[0, np.cumsum(counts)[:-1]]
+    with np.errstate(over="ignore"):
         for d in np.flatnonzero(counts < n).tolist():
             if counts[d]:                           # fewer than n words: one shingle of them all
                 h = np.uint64(0)
@@ -190,7 +217,7 @@ def shingle_hashes(texts, n: int) -> tuple[np.ndarray, np.ndarray]:
                     h = h * _K + w
                 extra_h.append(_mix64(np.array([h], dtype=np.uint64))[0])
             else:                                   # no words at all
-                extra_h.append(np.uint64(xxhash.xxh3_64_intdigest(" ".join(arr[d].as_py().split()).encode())))
+                extra_h.append(np.uint64(xxhash.xxh3_64_intdigest(" ".join(g.lowered[d].as_py().split()).encode())))
             extra_d.append(d)
     if extra_d:
         hashes = np.r_[hashes, np.array(extra_h, dtype=np.uint64)]
