@@ -320,20 +320,20 @@ def check_shard(task: Task) -> Stats:
     keep, texts = [], []
 
     def record(doc_id, bench, gram, span, action, reason):
-        log["doc_id"].append(doc_id), log["benchmark"].append(bench), log["ngram"].append(gram)
-        log["start"].append(span[0] if span else None), log["end"].append(span[1] if span else None)
-        log["action"].append(action), log["reason"].append(reason)
+        for col, v in zip(REMOVALS.names, (doc_id, bench, gram, span[0] if span else None,
+                                           span[1] if span else None, action, reason)):
+            log[col].append(v)
 
     for row, (doc_id, url, final, text) in enumerate(zip(*(docs[c].to_pylist() for c in
                                                            ("doc_id", "url", "final_url", "text")))):
         texts.append(text)
-        if hosts and (U.domain_matches(U.host(url), hosts) or U.domain_matches(U.host(final), hosts)):
-            stats.drop("wikipedia_url"), keep.append(False), record(doc_id, "wikipedia", None, None, "document_dropped",
-                                                                   "wikipedia_url")
-            continue
-        if share.get(row, 0.0) > p["wikipedia_share"]:
-            stats.drop("wikipedia_content"), keep.append(False), record(doc_id, "wikipedia", None, None,
-                                                                       "document_dropped", "wikipedia_content")
+        wiki = "wikipedia_url" if hosts and (U.domain_matches(U.host(url), hosts) or
+                                             U.domain_matches(U.host(final), hosts)) else \
+            "wikipedia_content" if share.get(row, 0.0) > p["wikipedia_share"] else None
+        if wiki:
+            stats.drop(wiki)
+            keep.append(False)
+            record(doc_id, "wikipedia", None, None, "document_dropped", wiki)
             continue
         found = [h for h in by_row.get(row, []) if h[0] not in common_set]
         if not found:
@@ -423,7 +423,8 @@ def print_report(report: dict) -> None:
 
     t = Table(title=f"Benchmark overlap ({report['ngram']}-grams, policy {report['policy']})")
     for col in ("benchmark", "n-grams", "in corpus", "%", "docs hit", "docs removed", "chars removed"):
-        t.add_column(col, justify="left" if col == "benchmark" else "right")
+        t.add_column(col, justify="left" if col == "benchmark" else "right",
+                     overflow="fold" if col == "benchmark" else "ellipsis")
     for r in report["benchmarks"]:
         t.add_row(r["benchmark"], f"{r['ngrams']:,}", f"{r['ngrams_in_corpus']:,}", f"{r['percent_in_corpus']:.2f}",
                   f"{r['documents_hit']:,}", "-" if r["documents_removed"] is None else f"{r['documents_removed']:,}",
