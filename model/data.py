@@ -18,12 +18,27 @@ import torch
 from pipeline.errors import MissingInputError
 
 
-def load_split(tokens_dir: Path, split: str) -> list[np.ndarray]:
-    """Zero-copy uint16 views of every non-empty shard of ``split``."""
+def read_manifest(tokens_dir: Path, verify: bool = True) -> dict:
+    """``tokens/manifest.json``; with ``verify``, every shard's size and sha256 are checked
+    against it first (a shard changed or truncated since ``webtext shard`` is an error)."""
     manifest_path = Path(tokens_dir) / "manifest.json"
     if not manifest_path.exists():
         raise MissingInputError(f"no {manifest_path}", "Run `webtext shard` first")
     manifest = json.loads(manifest_path.read_text())
+    if verify:
+        from stages.shard import verify_manifest
+
+        bad = verify_manifest(Path(tokens_dir))
+        if bad:
+            raise MissingInputError(f"token shard(s) {', '.join(bad)} do not match the sha256 in {manifest_path}",
+                                    "Rerun `webtext shard` (delete tokens/ first if the files were edited)")
+    return manifest
+
+
+def load_split(tokens_dir: Path, split: str, manifest: dict | None = None) -> list[np.ndarray]:
+    """Zero-copy views (uint16, or uint32 for large vocabularies) of every non-empty shard
+    of ``split``."""
+    manifest = manifest or read_manifest(tokens_dir)
     arrays = []
     for shard in manifest["shards"]:
         if shard["split"] != split or shard["tokens"] == 0:

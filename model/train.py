@@ -22,7 +22,7 @@ from pipeline.config import TrainConfig
 from pipeline.errors import ConfigError
 from pipeline.io import atomic_path, write_json
 
-from .data import RandomWindows, load_split
+from .data import RandomWindows, load_split, read_manifest
 from .gpt import GPT, config_for
 
 
@@ -72,14 +72,15 @@ def train(tokens_dir: Path, runs_dir: Path, cfg: TrainConfig, log=print) -> dict
     device = pick_device(cfg.device)
     run_dir = Path(runs_dir) / cfg.run_name
     ckpt_path, metrics_path = run_dir / "ckpt.pt", run_dir / "metrics.jsonl"
-    mcfg = config_for(cfg.model)
+    manifest = read_manifest(tokens_dir)
+    mcfg = config_for(cfg.model, vocab_size=manifest.get("vocab_size", 50257))
     if cfg.block_size > mcfg.block_size:
         raise ConfigError(f"block_size {cfg.block_size} exceeds {cfg.model}'s context {mcfg.block_size}")
     torch.manual_seed(cfg.seed)
     model = GPT(mcfg).to(device)
     opt = make_optimizer(model, cfg, device)
-    train_w = RandomWindows(load_split(tokens_dir, "train"), cfg.block_size, cfg.batch_size, cfg.seed)
-    val_arrays = load_split(tokens_dir, "val")
+    train_w = RandomWindows(load_split(tokens_dir, "train", manifest), cfg.block_size, cfg.batch_size, cfg.seed)
+    val_arrays = load_split(tokens_dir, "val", manifest)
     val_w = None
     if any(len(a) > cfg.block_size + 1 for a in val_arrays):
         val_w = RandomWindows(val_arrays, cfg.block_size, cfg.batch_size, cfg.seed + 1)

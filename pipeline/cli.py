@@ -165,9 +165,47 @@ def decontaminate(
 @app.command()
 def shard(
     val_fraction: Annotated[Optional[float], typer.Option(help="Share of documents held out for validation.")] = None,
+    tokenizer: Annotated[Optional[str], typer.Option(
+        help="gpt2 (default), or a tokenizer.json from `webtext tokenizer train`.")] = None,
+    backend: Annotated[Optional[str], typer.Option(help="auto (tiktoken for gpt2) | tiktoken | hf.")] = None,
+    shard_tokens: Annotated[Optional[int], typer.Option(help="Tokens per output shard, about (default 100M).")] = None,
+    export: Annotated[Optional[str], typer.Option(
+        help="Also write another format: nanogpt (tokens/nanogpt/{train,val}.bin, flat uint16).")] = None,
 ):
-    """clean/ -> tokens/ (GPT-2 BPE Arrow shards, train/val, manifest.json)."""
-    _one("shard", shard={"val_fraction": val_fraction})
+    """clean/ -> tokens/ (BPE Arrow shards, shuffled, train/val, manifest.json)."""
+    _one("shard", {"export": export},
+         shard={"val_fraction": val_fraction, "tokenizer": tokenizer, "backend": backend, "shard_tokens": shard_tokens})
+
+
+tokenizer_app = typer.Typer(no_args_is_help=True, help="Train a byte-level BPE tokenizer on the corpus.")
+app.add_typer(tokenizer_app, name="tokenizer")
+
+
+@tokenizer_app.command("train")
+def tokenizer_train(
+    vocab_size: Annotated[int, typer.Option(help="Vocabulary size, <|endoftext|> included.")] = 50257,
+    source: Annotated[str, typer.Option(help="Work-directory folder whose Parquet shards hold the text.")] = "clean",
+    out: Annotated[Optional[Path], typer.Option(help="Output tokenizer.json (default tokenizers/bpe-<vocab>.json).")] = None,
+):
+    """Train a byte-level BPE (HF tokenizers) on the corpus text; use it with `shard --tokenizer PATH`."""
+    import pyarrow.parquet as pq
+
+    from stages.tokenizer import train_bpe
+
+    from .errors import MissingInputError
+
+    files = sorted((G.workdir / source).glob("*.parquet"))
+    if not files:
+        raise MissingInputError(f"no Parquet shards in {G.workdir / source}", "Run the pipeline up to that stage first")
+
+    def texts():
+        for f in files:
+            for batch in pq.ParquetFile(f).iter_batches(columns=["text"], batch_size=1024):
+                yield from batch.column(0).to_pylist()
+
+    path = out or G.workdir / "tokenizers" / f"bpe-{vocab_size}.json"
+    train_bpe(texts(), vocab_size, path, show_progress=console.is_terminal)
+    console.print(f"tokenizer written: {path}  (use: webtext shard --tokenizer {path})")
 
 
 def _train_opts(model, steps, batch_size, block_size, lr, device, run_name) -> dict:

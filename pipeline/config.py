@@ -191,10 +191,16 @@ class DecontaminateConfig:
 @dataclass
 class ShardConfig:
     val_fraction: float = 0.05     # the paper held out 5% of WebText
+    tokenizer: str = "gpt2"        # gpt2, or a tokenizer.json (`webtext tokenizer train`)
+    backend: str = "auto"          # auto (tiktoken for gpt2) | tiktoken | hf
+    shard_tokens: int = 100_000_000  # tokens per output shard, about
+    seed: int = 0                  # document shuffle across shards
 
     def __post_init__(self):
         if not 0 <= self.val_fraction < 1:
             raise ConfigError("shard.val_fraction must be in [0, 1)")
+        if self.shard_tokens < 1:
+            raise ConfigError("shard.shard_tokens must be >= 1")
 
 
 @dataclass

@@ -159,6 +159,15 @@ TOKENS = _schema("tokens", [
     pa.field("doc_id", pa.string(), nullable=False),
     pa.field("tokens", pa.list_(pa.uint16()), nullable=False),
 ])
+# The same for a vocabulary above 65,536 ids (a trained tokenizer).
+TOKENS32 = _schema("tokens", [
+    pa.field("doc_id", pa.string(), nullable=False),
+    pa.field("tokens", pa.list_(pa.uint32()), nullable=False),
+])
+
+
+def tokens_schema(dtype: str) -> pa.Schema:
+    return {"uint16": TOKENS, "uint32": TOKENS32}[dtype]
 
 BY_FOLDER = {"urls": URLS, "docs": DOCS, "dedup": DEDUP, "clean": CLEAN, "tokens": TOKENS}
 

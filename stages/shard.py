@@ -1,16 +1,28 @@
-"""shard: ``clean/`` -> ``tokens/`` (GPT-2 BPE token shards, Arrow IPC, train/val).
+"""shard: ``clean/`` -> ``tokens/`` (BPE token shards, Arrow IPC, train/val, shuffled).
 
-One task per clean shard writes ``tokens/train-NNNNN.arrow`` and ``tokens/val-NNNNN.arrow``
-(schema TOKENS): uncompressed Arrow IPC files that memory-map. The ``tokens`` list
-offsets are the document-boundary index.
+Phases, each resumable per task:
+1. *tokenize*, one task per clean shard -> ``tokens/_parts/part-NNNNN.arrow``: every
+   document's tokens (GPT-2 BPE by default: tiktoken, or HF ``tokenizers``, or a user's
+   ``tokenizer.json``), its split, and its shuffle key ``xxh3_64(seed, doc_id)``, sorted
+   by key.
+2. *assemble*, one task per output shard -> ``tokens/{train,val}-NNNNN.arrow``: documents
+   in shuffle-key order are cut into shards of about ``shard_tokens`` tokens (default
+   100M). A shard takes one key range from every part, so each shard is a uniform sample
+   of the whole corpus. Memory: one output shard plus the key table (16 bytes a document).
 
-EOT convention: every document's tokens are followed by one ``<|endoftext|>`` (50256),
-so concatenating a shard's ``tokens`` values gives ``doc EOT doc EOT ...``.
+Output files are uncompressed Arrow IPC (memory-mappable; schema TOKENS, ``tokens`` as
+``list<uint16>``, or ``list<uint32>`` when the vocabulary exceeds 65,536 ids). The list
+offsets are the document-boundary index. EOT convention: every document's tokens are
+followed by one ``<|endoftext|>``, so a shard's flat token values read
+``doc EOT doc EOT ...``. Ids are checked against the dtype before any cast.
 
-Split: a document goes to val when ``xxh3_64(url) mod 10^6 < val_fraction * 10^6``,
-a function of the normalized URL alone, so the split is stable when documents are
-added. ``tokens/manifest.json`` lists every shard with its split, documents, tokens and
-sha256, plus the tokenizer, its vocabulary hash and the schema version.
+Split: a document goes to val when ``xxh3_64(url) mod 10^6 < val_fraction * 10^6``, a
+function of the normalized URL alone, so the split is stable when documents are added.
+``tokens/manifest.json`` lists every shard (split, documents, tokens, sha256), the
+tokenizer (name, backend, vocabulary size and hash, dtype, EOT), the schema version and
+the source corpus (documents and a fingerprint of the clean shards).
+``--export nanogpt`` also writes ``tokens/nanogpt/{train,val}.bin``: the flat uint16
+tokens that nanoGPT-style trainers read.
 """
 
 from __future__ import annotations
@@ -22,64 +34,64 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import xxhash
 
 from pipeline.config import ShardConfig, to_dict
+from pipeline.errors import ConfigError
 from pipeline.executor import Context, Task, finish_stage, run_phase
 from pipeline.io import atomic_path, read_json, require_shards, shard_id, write_json
-from pipeline.schemas import SCHEMA_VERSION, TOKENS
+from pipeline.schemas import SCHEMA_VERSION, tokens_schema
 from pipeline.stats import Stats
 
-from .tokenizer import ENCODER_JSON_SHA256, EOT, VOCAB_BPE_SHA256, gpt2_encoding
+from .tokenizer import TokenizerSpec, encoder, resolve_tokenizer
 
 VAL_BUCKETS = 1_000_000
+ENCODE_BATCH = 256          # documents per encoder call
+PARTS = "_parts"
 
 
 def is_val(url: str, val_fraction: float) -> bool:
     return xxhash.xxh3_64_intdigest(url.encode()) % VAL_BUCKETS < val_fraction * VAL_BUCKETS
 
 
-def token_table(doc_ids: list[str], token_lists: list[list[int]]) -> pa.Table:
-    """Build the TOKENS table; each list gets its trailing EOT here."""
+def shuffle_key(doc_id: str, seed: int) -> int:
+    return xxhash.xxh3_64_intdigest(doc_id.encode(), seed=seed)
+
+
+def token_table(doc_ids: list[str], token_lists: list[list[int]], dtype: str = "uint16", eot: int = 50256,
+                extra: dict | None = None) -> pa.Table:
+    """The TOKENS table for ``dtype``; each list gets its trailing EOT here, and every id is
+    checked to fit ``dtype`` before the cast."""
     lengths = np.fromiter((len(t) + 1 for t in token_lists), dtype=np.int64, count=len(token_lists))
-    offsets = np.zeros(len(token_lists) + 1, dtype=np.int32)
+    offsets = np.zeros(len(token_lists) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     flat = np.empty(int(offsets[-1]), dtype=np.int64)
-    for i, toks in enumerate(token_lists):
-        flat[offsets[i]:offsets[i + 1] - 1] = toks
-        flat[offsets[i + 1] - 1] = EOT
-    if len(flat) and int(flat.max()) >= 2**16:
-        raise ValueError(f"token id {int(flat.max())} does not fit uint16")
-    tokens = pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat.astype(np.uint16)))
-    return pa.table({"doc_id": pa.array(doc_ids, pa.string()), "tokens": tokens}, schema=TOKENS)
+    ends = offsets[1:] - 1
+    flat[ends] = eot
+    body = np.ones(len(flat), dtype=bool)
+    body[ends] = False
+    if len(token_lists):
+        flat[body] = np.fromiter((i for t in token_lists for i in t), dtype=np.int64, count=int(body.sum()))
+    limit = 2**16 if dtype == "uint16" else 2**32
+    if len(flat) and (int(flat.max()) >= limit or int(flat.min()) < 0):
+        raise ValueError(f"token id {int(flat.max())} does not fit {dtype}")
+    schema = tokens_schema(dtype)
+    tokens = pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(flat.astype(dtype))) \
+        if offsets[-1] >= 2**31 else pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)),
+                                                               pa.array(flat.astype(dtype)))
+    cols = {"doc_id": pa.array(doc_ids, pa.string()), "tokens": tokens.cast(schema.field("tokens").type)}
+    t = pa.table(cols, schema=schema)
+    for name, col in (extra or {}).items():
+        t = t.append_column(name, col)
+    return t
 
 
 def write_ipc(table: pa.Table, path: Path) -> None:
     with atomic_path(path) as tmp:
-        with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, TOKENS) as writer:
+        with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
             writer.write_table(table, max_chunksize=8192)
-
-
-def shard_docs(task: Task) -> Stats:
-    (src,) = task.inputs
-    train_path, val_path = task.outputs
-    docs = pq.read_table(src, columns=["doc_id", "url", "text"])
-    enc = gpt2_encoding()
-    ids, urls = docs["doc_id"].to_pylist(), docs["url"].to_pylist()
-    toks = enc.encode_ordinary_batch(docs["text"].to_pylist(), num_threads=1)
-    stats = Stats(records_in=len(ids), records_out=len(ids))
-    split = {"train": ([], []), "val": ([], [])}
-    for doc_id, url, t in zip(ids, urls, toks):
-        name = "val" if is_val(url, task.params["val_fraction"]) else "train"
-        split[name][0].append(doc_id)
-        split[name][1].append(t)
-    for name, path in (("train", train_path), ("val", val_path)):
-        table = token_table(*split[name])
-        write_ipc(table, path)
-        stats.add_info(f"docs_{name}", table.num_rows)
-        stats.add_info(f"tokens_{name}", sum(len(t) + 1 for t in split[name][1]))
-    return stats
 
 
 def read_tokens(path: Path) -> pa.Table:
@@ -87,7 +99,111 @@ def read_tokens(path: Path) -> pa.Table:
     return pa.ipc.open_file(pa.memory_map(str(path), "r")).read_all()
 
 
-def write_manifest(ctx: Context, out: Path, shard_files: list[tuple[str, Path]], corpus_stats: dict) -> Path:
+def _spec(p: dict) -> TokenizerSpec:
+    return TokenizerSpec(**p["tokenizer"])
+
+
+def tokenize_part(task: Task) -> Stats:
+    """One clean shard -> its documents' tokens, split and shuffle key, sorted by key."""
+    (src,) = task.inputs
+    p = task.params
+    spec = _spec(p)
+    docs = pq.read_table(src, columns=["doc_id", "url", "text"])
+    ids, urls, texts = (docs[c].to_pylist() for c in ("doc_id", "url", "text"))
+    encode = encoder(spec)
+    toks: list[list[int]] = []
+    for lo in range(0, len(texts), ENCODE_BATCH):
+        toks += encode(texts[lo:lo + ENCODE_BATCH])
+    keys = np.fromiter((shuffle_key(d, p["seed"]) for d in ids), dtype=np.uint64, count=len(ids))
+    val = np.fromiter((is_val(u, p["val_fraction"]) for u in urls), dtype=bool, count=len(urls))
+    order = np.argsort(keys, kind="stable")
+    table = token_table([ids[i] for i in order], [toks[i] for i in order], spec.dtype, spec.eot,
+                        {"key": pa.array(keys[order]), "val": pa.array(val[order])})
+    write_ipc(table, task.outputs[0])
+    stats = Stats(records_in=len(ids), records_out=len(ids))
+    stats.add_info("tokens", int(sum(len(t) + 1 for t in toks)))
+    return stats
+
+
+def _part_index(part: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(key, tokens per document, is_val) of a part, from its columns' buffers only."""
+    t = read_tokens(part)
+    if not t.num_rows:
+        return np.empty(0, np.uint64), np.empty(0, np.int64), np.empty(0, bool)
+    col = t["tokens"].combine_chunks() if t["tokens"].num_chunks != 1 else t["tokens"].chunk(0)
+    lengths = pc.list_value_length(col).to_numpy()
+    return t["key"].to_numpy(), lengths.astype(np.int64), t["val"].to_numpy(zero_copy_only=False)
+
+
+def plan(parts: list[Path], shard_tokens: int) -> dict[str, list[tuple[int, int]]]:
+    """Per split, the shuffle-key ranges [lo, hi) of the output shards, each about
+    ``shard_tokens`` tokens. Keys are 64-bit hashes; ties are broken nowhere since a range
+    boundary falls between two distinct keys."""
+    idx = [_part_index(p) for p in parts]
+    out = {}
+    for split in ("train", "val"):
+        keys = np.concatenate([k[v == (split == "val")] for k, _, v in idx]) if idx else np.empty(0, np.uint64)
+        lens = np.concatenate([n[v == (split == "val")] for _, n, v in idx]) if idx else np.empty(0, np.int64)
+        order = np.argsort(keys, kind="stable")
+        keys, lens = keys[order], lens[order]
+        total = int(lens.sum())
+        n_shards = max(1, -(-total // shard_tokens))
+        cum = np.cumsum(lens)
+        cuts = [int(np.searchsorted(cum, total * i / n_shards, side="left")) + 1 for i in range(1, n_shards)]
+        bounds = [0] + [int(keys[c]) if c < len(keys) else 2**64 for c in cuts] + [2**64]
+        out[split] = [(bounds[i], bounds[i + 1]) for i in range(n_shards) if bounds[i] < bounds[i + 1] or total == 0]
+    return out
+
+
+def assemble(task: Task) -> Stats:
+    """One output shard: from every part, its rows of this split with keys in [lo, hi)."""
+    p = task.params
+    lo, hi, want_val = p["lo"], p["hi"], p["split"] == "val"
+    pieces = []
+    for part in task.inputs:
+        t = read_tokens(part)
+        if not t.num_rows:
+            continue
+        keys = t["key"].to_numpy()
+        a, b = np.searchsorted(keys, np.uint64(lo)), (np.searchsorted(keys, np.uint64(hi)) if hi < 2**64 else len(keys))
+        s = t.slice(a, b - a)
+        pieces.append(s.filter(pc.equal(s["val"], want_val)))
+    schema = tokens_schema(p["dtype"])
+    table = pa.concat_tables(pieces).sort_by("key") if pieces else schema.empty_table()
+    table = table.select(["doc_id", "tokens"]).cast(schema)
+    write_ipc(table, task.outputs[0])
+    stats = Stats(records_in=table.num_rows, records_out=table.num_rows)
+    stats.add_info(f"docs_{p['split']}", table.num_rows)
+    stats.add_info(f"tokens_{p['split']}", int(sum(len(c.flatten()) for c in table["tokens"].chunks)))
+    return stats
+
+
+def _flat(path: Path) -> np.ndarray:
+    t = read_tokens(path)
+    return np.concatenate([c.flatten().to_numpy() for c in t["tokens"].chunks]) if t.num_rows else np.empty(0, np.uint16)
+
+
+def export_nanogpt(out: Path, files: list[tuple[str, Path]], dtype: str) -> dict:
+    """``tokens/nanogpt/{train,val}.bin``: every shard's flat tokens, in manifest order."""
+    if dtype != "uint16":
+        raise ConfigError("--export nanogpt writes uint16 .bin files; this vocabulary needs uint32",
+                          "Use a vocabulary of at most 65,536 tokens, or read the Arrow shards")
+    sizes = {}
+    for split in ("train", "val"):
+        path = out / "nanogpt" / f"{split}.bin"
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            n = 0
+            for s, shard in files:
+                if s == split:
+                    arr = _flat(shard).astype(np.uint16, copy=False)
+                    arr.tofile(f)
+                    n += len(arr)
+        sizes[split] = n
+    return sizes
+
+
+def write_manifest(ctx: Context, out: Path, shard_files: list[tuple[str, Path]], spec: TokenizerSpec,
+                   source: dict, cfg: ShardConfig) -> Path:
     shards = []
     for split, path in shard_files:
         t = read_tokens(path)
@@ -95,12 +211,11 @@ def write_manifest(ctx: Context, out: Path, shard_files: list[tuple[str, Path]],
         shards.append({"file": path.name, "split": split, "docs": t.num_rows,
                        "tokens": sum(len(chunk.flatten()) for chunk in t["tokens"].chunks),
                        "sha256": ctx.state.digest(path)})
-    vocab_hash = hashlib.sha256((VOCAB_BPE_SHA256 + ENCODER_JSON_SHA256).encode()).hexdigest()
     manifest = {
-        "schema_version": SCHEMA_VERSION, "tokenizer": "gpt2", "vocab_size": 50257, "eot": EOT,
-        "eot_convention": "one <|endoftext|> after every document", "dtype": "uint16",
-        "vocab_sha256": vocab_hash, "source": "clean", "source_docs": corpus_stats.get("in", 0),
-        "shards": shards,
+        "schema_version": SCHEMA_VERSION, "tokenizer": spec.name, "backend": spec.backend,
+        "vocab_size": spec.vocab_size, "eot": spec.eot, "eot_convention": "one <|endoftext|> after every document",
+        "dtype": spec.dtype, "vocab_sha256": spec.vocab_sha256, "shuffle_seed": cfg.seed,
+        "shard_tokens": cfg.shard_tokens, "source": source, "shards": shards,
         "totals": {s: {"docs": sum(x["docs"] for x in shards if x["split"] == s),
                        "tokens": sum(x["tokens"] for x in shards if x["split"] == s)} for s in ("train", "val")},
     }
@@ -110,17 +225,60 @@ def write_manifest(ctx: Context, out: Path, shard_files: list[tuple[str, Path]],
     return path
 
 
-def run(ctx: Context) -> dict:
+def verify_manifest(tokens_dir: Path) -> list[str]:
+    """Shard files whose sha256 no longer matches the manifest (empty when all match)."""
+    m = read_json(Path(tokens_dir) / "manifest.json")
+    bad = []
+    for s in m["shards"]:
+        f = Path(tokens_dir) / s["file"]
+        if not f.is_file():
+            bad.append(s["file"])
+            continue
+        h = hashlib.sha256()
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        if h.hexdigest() != s["sha256"]:
+            bad.append(s["file"])
+    return bad
+
+
+def run(ctx: Context, export: str | None = None) -> dict:
     cfg: ShardConfig = ctx.cfg.shard
     started = time.time()
     inputs = require_shards(ctx.dir("clean"), "clean-*.parquet", "clean shards", "decontaminate")
+    spec = resolve_tokenizer(cfg.tokenizer, cfg.backend)
     out = ctx.dir("tokens")
-    tasks = []
-    for src in inputs:
-        n = shard_id(src)
-        tasks.append(Task("shard", n, shard_docs, [src], [out / f"train-{n}.arrow", out / f"val-{n}.arrow"],
-                          {"val_fraction": cfg.val_fraction, "tokenizer": "gpt2", "eot": "after-each-doc"}))
-    res = run_phase(ctx, out, "shard", tasks)
-    files = [(split, t.outputs[i]) for t in tasks for i, split in enumerate(("train", "val"))]
-    write_manifest(ctx, out, files, res.stats.to_dict())
-    return finish_stage(ctx, "shard", out, res.stats, to_dict(cfg), res.ran, res.skipped, started)
+    base = {"val_fraction": cfg.val_fraction, "seed": cfg.seed, "eot": "after-each-doc",
+            "tokenizer": {k: getattr(spec, k) for k in ("name", "backend", "vocab_size", "eot", "vocab_sha256", "path")}}
+    parts = [out / PARTS / f"part-{shard_id(s)}.arrow" for s in inputs]
+    tokenized = run_phase(ctx, out, "tokenize", [
+        Task("tokenize", shard_id(s), tokenize_part, [s], [p], base) for s, p in zip(inputs, parts)
+    ])
+    ranges = plan(parts, cfg.shard_tokens)
+    tasks, files = [], []
+    for split in ("train", "val"):
+        for i, (lo, hi) in enumerate(ranges[split]):
+            f = out / f"{split}-{i:05d}.arrow"
+            files.append((split, f))
+            tasks.append(Task("assemble", f"{split}-{i:05d}", assemble, parts, [f],
+                              {**base, "split": split, "lo": lo, "hi": hi, "dtype": spec.dtype,
+                               "shard_tokens": cfg.shard_tokens}))
+    assembled = run_phase(ctx, out, "assemble", tasks)
+    wanted = {f.name for _, f in files}
+    for stale in list(out.glob("train-*.arrow")) + list(out.glob("val-*.arrow")):
+        if stale.name not in wanted:            # from an earlier run that cut more shards
+            stale.unlink()
+    fingerprint = hashlib.sha256("".join(ctx.state.digest(s) for s in inputs).encode()).hexdigest()
+    source = {"folder": "clean", "docs": tokenized.stats.records_in, "shards": len(inputs), "sha256": fingerprint}
+    write_manifest(ctx, out, files, spec, source, cfg)
+    stats = assembled.stats
+    stats.records_in = tokenized.stats.records_in
+    stats.add_info("tokenizer", f"{spec.name} ({spec.backend})")
+    if export == "nanogpt":
+        for split, n in export_nanogpt(out, files, spec.dtype).items():
+            stats.add_info(f"nanogpt_{split}_tokens", n)
+    elif export:
+        raise ConfigError(f"unknown export format {export!r}", "Use --export nanogpt")
+    return finish_stage(ctx, "shard", out, stats, to_dict(cfg), tokenized.ran + assembled.ran,
+                        tokenized.skipped + assembled.skipped, started)

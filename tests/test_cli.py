@@ -1,6 +1,7 @@
 """The CLI as a user runs it: help text, one-line errors, exit codes."""
 
 import inspect
+import json
 import re
 import subprocess
 import sys
@@ -49,6 +50,28 @@ def test_bad_config_file(tmp_path):
     cfg.write_text("[dedup]\nthreshhold = 0.7\n")
     r = webtext("--workdir", str(tmp_path), "--config", str(cfg), "dedup")
     assert r.returncode == 2 and "unknown key 'threshhold' in [dedup]" in r.stderr
+
+
+def test_tokenizer_train_then_shard_with_it(tmp_path):
+    import pyarrow.parquet as pq
+
+    from pipeline.demoweb import docstring_paragraphs
+
+    from conftest import doc_row, doc_table
+
+    (tmp_path / "clean").mkdir()
+    rows = [doc_row(f"d{i}", p, url=f"http://s{i}.example/") for i, p in enumerate(docstring_paragraphs()[:300])]
+    pq.write_table(doc_table(rows), tmp_path / "clean" / "clean-00000.parquet")
+    r = webtext("--workdir", str(tmp_path), "tokenizer", "train", "--vocab-size", "600")
+    assert r.returncode == 0, r.stderr
+    tok = tmp_path / "tokenizers" / "bpe-600.json"
+    assert tok.is_file() and "webtext shard --tokenizer" in r.stderr
+    r = webtext("--workdir", str(tmp_path), "shard", "--tokenizer", str(tok))
+    assert r.returncode == 0, r.stderr
+    m = json.loads((tmp_path / "tokens" / "manifest.json").read_text())
+    assert (m["tokenizer"], m["backend"], m["vocab_size"], m["dtype"]) == ("bpe-600.json", "hf", 600, "uint16")
+    r = webtext("--workdir", str(tmp_path), "shard", "--tokenizer", str(tmp_path / "missing.json"))
+    assert r.returncode == 2 and "tokenizer" in r.stderr and "not found" in r.stderr
 
 
 def test_bad_option_value_is_one_line(tmp_path):

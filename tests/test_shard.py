@@ -1,6 +1,9 @@
-"""shard: GPT-2 BPE Arrow IPC shards that round-trip, a stable split, and a manifest."""
+"""shard: BPE Arrow IPC shards that round-trip, shuffled and cut by token count, a stable
+split, a verified manifest, both backends with identical ids, trained vocabularies above
+uint16, HF datasets and nanoGPT interop."""
 
 import json
+import random
 
 import numpy as np
 import pyarrow as pa
@@ -8,11 +11,33 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.demoweb import docstring_paragraphs
-from pipeline.schemas import TOKENS
+from pipeline.errors import MissingInputError
+from pipeline.schemas import TOKENS, TOKENS32
 from stages import shard as S
-from stages.tokenizer import EOT, gpt2_encoding
+from stages.benchmarks import load_registry, resolve, segments
+from stages.tokenizer import EOT, encoder, gpt2_encoding, resolve_tokenizer, train_bpe
 
-from conftest import doc_row, doc_table, make_context
+from conftest import doc_row, doc_table, make_context, shared_path
+
+
+def _corpus(tmp_path, rows, per_shard=40):
+    (tmp_path / "clean").mkdir(parents=True, exist_ok=True)
+    for i in range(0, len(rows), per_shard):
+        pq.write_table(doc_table(rows[i:i + per_shard]), tmp_path / "clean" / f"clean-{i // per_shard:05d}.parquet")
+
+
+def _rows(n=120, start=0):
+    paras = docstring_paragraphs()
+    return [doc_row(f"d{i:04d}", paras[i], url=f"http://site{i}.example/p") for i in range(start, start + n)]
+
+
+def _read_all(tokens_dir):
+    out = {}
+    for f in sorted(tokens_dir.glob("*.arrow")):
+        t = pa.ipc.open_file(pa.memory_map(str(f), "r")).read_all()     # plain pyarrow, memory-mapped
+        for doc_id, toks in zip(t["doc_id"].to_pylist(), t["tokens"].to_pylist()):
+            out[doc_id] = (f.name, toks)
+    return out
 
 
 def test_gpt2_encoding_is_the_official_one():
@@ -21,49 +46,141 @@ def test_gpt2_encoding_is_the_official_one():
     assert enc.encode_ordinary("Hello world") == [15496, 995]       # the well-known GPT-2 ids
 
 
-def test_round_trip_split_and_manifest(tmp_path):
-    paras = docstring_paragraphs()
-    rows = [doc_row(f"d{i:03d}", paras[i], url=f"http://site{i}.example/p") for i in range(80)]
-    (tmp_path / "clean").mkdir()
-    pq.write_table(doc_table(rows[:40]), tmp_path / "clean" / "clean-00000.parquet")
-    pq.write_table(doc_table(rows[40:]), tmp_path / "clean" / "clean-00001.parquet")
-    ctx = make_context(tmp_path, shard={"val_fraction": 0.2})
-    stats = S.run(ctx)
-    assert stats["in"] == stats["out"] == 80
+def test_backends_give_identical_ids_on_real_text():
+    """tiktoken and HF tokenizers, both built from the official files, on real benchmark
+    text: LAMBADA passages, WikiText-2 articles and WSC sentences."""
+    bench_dir = shared_path("benchmarks")
+    reg = load_registry()
+    texts = list(segments(resolve("lambada", str(bench_dir), reg)))[:1500]
+    texts += list(segments(resolve("wikitext2-raw", str(bench_dir), reg)))
+    texts += list(segments(resolve("wsc273", str(bench_dir), reg)))
+    tik, hf = (encoder(resolve_tokenizer("gpt2", b)) for b in ("tiktoken", "hf"))
+    assert resolve_tokenizer("gpt2").backend == "tiktoken"               # auto: the faster one
+    a, b = tik(texts), hf(texts)
+    assert sum(map(len, a)) > 400_000
+    assert a == b
+
+
+def test_round_trip_shuffled_shards_by_token_count_and_manifest(tmp_path):
+    rows = _rows(120)
+    _corpus(tmp_path, rows)
     enc = gpt2_encoding()
+    total = sum(len(enc.encode_ordinary(r["text"])) + 1 for r in rows)
+    ctx = make_context(tmp_path, shard={"val_fraction": 0.2, "shard_tokens": total // 6})
+    stats = S.run(ctx)
+    assert stats["in"] == stats["out"] == 120
+    seen = _read_all(tmp_path / "tokens")
+    for doc_id, (name, toks) in seen.items():
+        assert toks[-1] == EOT and EOT not in toks[:-1]                 # one EOT, after the document
     texts = {r["doc_id"]: r["text"] for r in rows}
-    seen, val_ids = {}, set()
-    for f in sorted((tmp_path / "tokens").glob("*.arrow")):
-        t = pa.ipc.open_file(pa.memory_map(str(f), "r")).read_all()   # plain pyarrow, memory-mapped
-        assert t.schema.equals(TOKENS)
-        for doc_id, toks in zip(t["doc_id"].to_pylist(), t["tokens"].to_pylist()):
-            assert toks[-1] == EOT and EOT not in toks[:-1]           # one EOT, after the document
-            seen[doc_id] = enc.decode(toks[:-1])
-            if f.name.startswith("val"):
-                val_ids.add(doc_id)
-    assert seen == texts
-    assert 5 <= len(val_ids) <= 30
-    assert val_ids == {r["doc_id"] for r in rows if S.is_val(r["url"], 0.2)}
+    assert {d: enc.decode(t[:-1]) for d, (_, t) in seen.items()} == texts    # decode(shard) == source
+    val_ids = {d for d, (name, _) in seen.items() if name.startswith("val")}
+    assert val_ids == {r["doc_id"] for r in rows if S.is_val(r["url"], 0.2)} and 10 <= len(val_ids) <= 40
     m = json.loads((tmp_path / "tokens" / "manifest.json").read_text())
-    assert m["tokenizer"] == "gpt2" and m["eot"] == EOT and len(m["shards"]) == 4
-    total = sum(len(enc.encode_ordinary(t)) + 1 for t in texts.values())
+    train_shards = [s for s in m["shards"] if s["split"] == "train"]
+    assert 4 <= len(train_shards) <= 6                                 # cut by token count, not by input shard
+    assert all(abs(s["tokens"] - total // 6) < total // 6 for s in train_shards)
+    # Shuffled: each output shard draws from every input shard (40 documents each).
+    for s in train_shards:
+        sources = {int(d[1:]) // 40 for d, (name, _) in seen.items() if name == s["file"]}
+        assert len(sources) >= 2, s["file"]
     assert m["totals"]["train"]["tokens"] + m["totals"]["val"]["tokens"] == total
-    assert m["totals"]["val"]["docs"] == len(val_ids)
+    assert (m["tokenizer"], m["backend"], m["dtype"], m["eot"]) == ("gpt2", "tiktoken", "uint16", EOT)
+    assert m["source"]["docs"] == 120 and len(m["source"]["sha256"]) == 64
     assert S.run(ctx)["tasks_run"] == 0
 
 
-def test_split_is_stable_when_documents_are_added():
+def test_split_is_stable_when_documents_are_added(tmp_path):
     urls = [f"http://s{i}.example/a" for i in range(2000)]
     before = {u for u in urls[:1000] if S.is_val(u, 0.05)}
     after = {u for u in urls if S.is_val(u, 0.05)}
     assert before == {u for u in after if u in set(urls[:1000])}
     assert 0.03 < len(after) / len(urls) < 0.07
+    # Through the stage: a second corpus with more documents keeps the first ones' split.
+    _corpus(tmp_path / "a", _rows(80))
+    _corpus(tmp_path / "b", _rows(80) + _rows(60, start=200))
+    split = {}
+    for name in ("a", "b"):
+        S.run(make_context(tmp_path / name, shard={"val_fraction": 0.2}))
+        split[name] = {d: f.split("-")[0] for d, (f, _) in _read_all(tmp_path / name / "tokens").items()}
+    assert all(split["b"][d] == s for d, s in split["a"].items())
+
+
+def test_manifest_checksum_mismatch_is_detected(tmp_path):
+    from model.data import read_manifest
+
+    _corpus(tmp_path, _rows(40))
+    S.run(make_context(tmp_path))
+    assert read_manifest(tmp_path / "tokens")["totals"]["train"]["docs"] > 0
+    shard = tmp_path / "tokens" / "train-00000.arrow"
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0xFF                                       # one flipped byte in the tokens
+    shard.write_bytes(bytes(data))
+    assert S.verify_manifest(tmp_path / "tokens") == ["train-00000.arrow"]
+    with pytest.raises(MissingInputError, match="train-00000.arrow do not match the sha256"):
+        read_manifest(tmp_path / "tokens")
+
+
+def test_hf_datasets_loads_the_shards_as_they_are(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    rows = _rows(40)
+    _corpus(tmp_path, rows)
+    S.run(make_context(tmp_path, shard={"val_fraction": 0.0}))
+    ds = datasets.load_dataset("arrow", data_files=str(tmp_path / "tokens" / "train-*.arrow"), split="train",
+                               cache_dir=str(tmp_path / "hf-cache"))
+    assert ds.num_rows == 40 and ds.features["tokens"].feature.dtype == "uint16"
+    enc = gpt2_encoding()
+    texts = {r["doc_id"]: r["text"] for r in rows}
+    for rec in ds:
+        assert enc.decode(rec["tokens"][:-1]) == texts[rec["doc_id"]]
+
+
+def test_trained_vocabulary_above_uint16_uses_uint32(tmp_path):
+    """`webtext tokenizer train` at 66,000 tokens, then shard --tokenizer: list<uint32>,
+    round trip through the HF backend, and the nanoGPT export refuses (it is uint16)."""
+    rng = random.Random(0)
+    letters = "abcdefghijklmnopqrstuvwxyzäöüéèßøåçñ"
+    vocab = ["".join(rng.choice(letters) for _ in range(rng.randint(4, 9))) for _ in range(60000)]
+    rows = [doc_row(f"w{i:04d}", " ".join(rng.choice(vocab) for _ in range(200)), url=f"http://w{i}.example/")
+            for i in range(3000)]
+    _corpus(tmp_path, rows, per_shard=1000)
+    tok = train_bpe((r["text"] for r in rows), 66_000, tmp_path / "tok.json")
+    spec = resolve_tokenizer(str(tok))
+    assert (spec.backend, spec.vocab_size, spec.dtype) == ("hf", 66_000, "uint32")
+    S.run(make_context(tmp_path, shard={"tokenizer": str(tok), "val_fraction": 0.0}))
+    t = pa.ipc.open_file(pa.memory_map(str(tmp_path / "tokens" / "train-00000.arrow"), "r")).read_all()
+    assert t.schema.equals(TOKENS32)
+    flat = np.concatenate([c.flatten().to_numpy() for c in t["tokens"].chunks])
+    assert flat.dtype == np.uint32 and int(flat.max()) >= 2**16 and int(flat[-1]) == spec.eot
+    from stages.tokenizer import decoder
+
+    dec = decoder(spec)
+    texts = {r["doc_id"]: r["text"] for r in rows}
+    for doc_id, toks in list(zip(t["doc_id"].to_pylist(), t["tokens"].to_pylist()))[:200]:
+        assert dec(toks[:-1]) == texts[doc_id]
+    from pipeline.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="uint16"):
+        S.run(make_context(tmp_path, shard={"tokenizer": str(tok), "val_fraction": 0.0}), export="nanogpt")
+
+
+def test_nanogpt_export(tmp_path):
+    rows = _rows(60)
+    _corpus(tmp_path, rows)
+    S.run(make_context(tmp_path, shard={"val_fraction": 0.2, "shard_tokens": 3000}), export="nanogpt")
+    m = json.loads((tmp_path / "tokens" / "manifest.json").read_text())
+    for split in ("train", "val"):
+        flat = np.fromfile(tmp_path / "tokens" / "nanogpt" / f"{split}.bin", dtype=np.uint16)
+        assert len(flat) == m["totals"][split]["tokens"] and flat[-1] == EOT
+        docs = gpt2_encoding().decode(flat.tolist()).split("<|endoftext|>")[:-1]
+        assert len(docs) == m["totals"][split]["docs"]
 
 
 def test_uint16_guard():
     with pytest.raises(ValueError, match="does not fit uint16"):
         S.token_table(["x"], [[1, 2, 70000]])
     t = S.token_table(["a", "b"], [[1, 2], []])
+    assert t.schema.equals(TOKENS)
     assert t["tokens"].to_pylist() == [[1, 2, EOT], [EOT]]
-    assert t["tokens"].type.value_type == pa.uint16()
     assert np.asarray(t["tokens"].combine_chunks().values).dtype == np.uint16
+    assert S.token_table(["x"], [[70000]], "uint32")["tokens"].to_pylist() == [[70000, EOT]]
