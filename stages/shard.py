@@ -64,16 +64,14 @@ def token_table(doc_ids: list[str], token_lists: list[list[int]], dtype: str = "
                 extra: dict | None = None) -> pa.Table:
     """The TOKENS table for ``dtype``; each list gets its trailing EOT here, and every id is
     checked to fit ``dtype`` before the cast."""
-    lengths = np.fromiter((len(t) + 1 for t in token_lists), dtype=np.int64, count=len(token_lists))
-    offsets = np.zeros(len(token_lists) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    flat = np.empty(int(offsets[-1]), dtype=np.int64)
-    ends = offsets[1:] - 1
-    flat[ends] = eot
-    body = np.ones(len(flat), dtype=bool)
-    body[ends] = False
-    if len(token_lists):
-        flat[body] = np.fromiter((i for t in token_lists for i in t), dtype=np.int64, count=int(body.sum()))
+    nested = pa.array(token_lists, pa.large_list(pa.int64()))          # one C++ pass over the ids
+    values = nested.values.to_numpy()
+    inner = nested.offsets.to_numpy()
+    n = len(token_lists)
+    offsets = inner + np.arange(n + 1, dtype=np.int64)                  # room for one EOT per document
+    flat = np.empty(len(values) + n, dtype=np.int64)
+    flat[np.arange(len(values), dtype=np.int64) + np.repeat(np.arange(n, dtype=np.int64), np.diff(inner))] = values
+    flat[offsets[1:] - 1] = eot
     limit = 2**16 if dtype == "uint16" else 2**32
     if len(flat) and (int(flat.max()) >= limit or int(flat.min()) < 0):
         raise ValueError(f"token id {int(flat.max())} does not fit {dtype}")

@@ -111,8 +111,10 @@ def resolve_tokenizer(tokenizer: str = "gpt2", backend: str = "auto") -> Tokeniz
 def encoder(spec: TokenizerSpec):
     """A function: list of texts -> list of token id lists (no special tokens), one thread."""
     if spec.backend == "tiktoken":
-        enc = gpt2_encoding()
-        return lambda texts: enc.encode_ordinary_batch(texts, num_threads=1)
+        # encode_ordinary per text: encode_ordinary_batch submits every text to a thread
+        # pool, even with one thread, which costs more than the encoding of short texts.
+        encode = gpt2_encoding().encode_ordinary
+        return lambda texts: [encode(t) for t in texts]
     if spec.path:
         from tokenizers import Tokenizer
 
