@@ -24,8 +24,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 RUN = r"""
-import json, sys, time
+import json, sys, threading, time
 sys.path.insert(0, sys.argv[3])
+peak = [0]
+def sample():      # peak anonymous RSS: VmHWM would count the memory-mapped token parts too
+    while True:
+        kb = next(int(x.split()[1]) for x in open("/proc/self/status") if x.startswith("RssAnon:"))
+        peak[0] = max(peak[0], kb)
+        time.sleep(0.005)
+threading.Thread(target=sample, daemon=True).start()
 from pathlib import Path
 from pipeline.config import load_config
 from pipeline.executor import Context
@@ -33,9 +40,8 @@ from stages import shard
 work, workers = Path(sys.argv[1]), int(sys.argv[2])
 t, c = time.perf_counter(), time.process_time()
 st = shard.run(Context(work, load_config(None, {"run": {"workers": workers}, "shard": {"shard_tokens": 2_000_000}})))
-hwm = next(int(x.split()[1]) for x in open("/proc/self/status") if x.startswith("VmHWM:"))
 print(json.dumps({"wall": time.perf_counter() - t, "tokens": st["info"]["tokens_train"] + st["info"].get("tokens_val", 0),
-                  "rss": hwm / 1024}))
+                  "rss": peak[0] / 1024}))
 """
 
 
@@ -101,7 +107,7 @@ def main() -> None:
               f"{rate / bare:.2f}x encode_ordinary_batch (target >= 0.9x), {rate / loop:.2f}x the per-text loop")
         for (repeat, workers), r in sorted(results.items()):
             print(f"  {repeat}x corpus, {workers} worker(s): {r['tokens']:>11,} tokens in {r['wall']:6.1f} s = "
-                  f"{r['tokens'] / r['wall'] / 1e6:5.2f} M tokens/s; peak RSS of the driver {r['rss']:6,.0f} MiB")
+                  f"{r['tokens'] / r['wall'] / 1e6:5.2f} M tokens/s; peak anonymous RSS of the driver {r['rss']:6,.0f} MiB")
 
 
 if __name__ == "__main__":
