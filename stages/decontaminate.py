@@ -56,6 +56,7 @@ import pyarrow.parquet as pq
 from rbloom import Bloom
 
 from pipeline.config import DecontaminateConfig, to_dict
+from pipeline.errors import ConfigError, MissingInputError
 from pipeline.executor import Context, Task, finish_stage, run_phase
 from pipeline.io import atomic_path, require_shards, shard_id, write_parquet
 from pipeline.schemas import CLEAN, HITS, REMOVALS, WIKI_SHARE
@@ -82,10 +83,15 @@ def _save_npy(arr: np.ndarray, path: Path) -> None:
             np.save(f, arr)
 
 
-def _bloom(items: np.ndarray, fp: float) -> Bloom:
-    bloom = Bloom(max(len(items), 1), fp, hash_func=int)
-    for lo in range(0, len(items), 1 << 20):
-        bloom.update(items[lo:lo + (1 << 20)].tolist())
+BLOOM_CHUNK = 1 << 20       # hashes handed to rbloom per update() call
+
+
+def _bloom(count: int, fp: float, chunk) -> Bloom:
+    """An rbloom filter sized for ``count`` items at ``fp``, filled from ``chunk(lo, n)``
+    (the hashes lo..lo+n) a chunk at a time: memory is the filter and one chunk."""
+    bloom = Bloom(max(count, 1), fp, hash_func=int)
+    for lo in range(0, count, BLOOM_CHUNK):
+        bloom.update(chunk(lo, BLOOM_CHUNK).tolist())
     return bloom
 
 
@@ -107,7 +113,7 @@ def build_filter(task: Task) -> Stats:
     grams = benchmark_ngrams(b, p["ngram"])
     npy, bloom_file = task.outputs
     _save_npy(grams, npy)
-    _save_bloom(_bloom(grams, p["fp_rate"]), bloom_file)
+    _save_bloom(_bloom(len(grams), p["fp_rate"], lambda lo, n: grams[lo:lo + n]), bloom_file)
     stats = Stats(records_in=1, records_out=1)
     stats.add_info(f"ngrams:{b.name}", int(len(grams)))
     return stats
@@ -115,7 +121,7 @@ def build_filter(task: Task) -> Stats:
 
 def build_union(task: Task) -> Stats:
     grams = np.unique(np.concatenate([np.load(f) for f in task.inputs])) if task.inputs else np.empty(0, np.uint64)
-    _save_bloom(_bloom(grams, task.params["fp_rate"]), task.outputs[0])
+    _save_bloom(_bloom(len(grams), task.params["fp_rate"], lambda lo, n: grams[lo:lo + n]), task.outputs[0])
     return Stats(records_in=len(task.inputs), records_out=1)
 
 
@@ -188,10 +194,8 @@ def build_wikipedia_filter(task: Task) -> Stats:
             flush()
             spill.close()
             count = os.path.getsize(spill.name) // 8      # unique per batch of articles: near enough
-            bloom = Bloom(max(count, 1), p["fp_rate"], hash_func=int)
-            chunk = 1 << 20
-            for lo in range(0, count, chunk):               # memory: the filter and one chunk
-                bloom.update(np.fromfile(spill.name, dtype=np.uint64, count=chunk, offset=8 * lo).tolist())
+            bloom = _bloom(count, p["fp_rate"],
+                           lambda lo, n: np.fromfile(spill.name, dtype=np.uint64, count=n, offset=8 * lo))
         finally:
             os.unlink(spill.name)
     _save_bloom(bloom, out)
@@ -340,8 +344,8 @@ def check_shard(task: Task) -> Stats:
             keep.append(True)
             continue
         spans = _char_spans(text, np.array([w for _, _, w in found], dtype=np.int64), n)
-        grams = [text[a:b] if spans else None for a, b in (spans or [(0, 0)] * len(found))]
-        for bench in {b for _, b, _ in found}:
+        benches = sorted({b for _, b, _ in found})
+        for bench in benches:
             stats.add_info(f"docs_hit:{bench}", 1)
         if p["policy"] == "drop" or spans is None:
             reason = "benchmark_overlap"
@@ -351,9 +355,8 @@ def check_shard(task: Task) -> Stats:
             reason = "benchmark_fragmented" if len(pieces) > p["max_pieces"] else \
                 "benchmark_overlap" if not pieces else None
         action = "document_dropped" if reason else "span_removed"
-        for (gram, bench, _), g, span in zip(found, grams, spans or [None] * len(found)):
-            record(doc_id, bench, g, span, action, reason or "benchmark_span")
-        benches = sorted({b for _, b, _ in found})
+        for (_, bench, _), span in zip(found, spans or [None] * len(found)):
+            record(doc_id, bench, text[span[0]:span[1]] if span else None, span, action, reason or "benchmark_span")
         if reason:
             stats.drop(reason)
             keep.append(False)
@@ -444,11 +447,9 @@ def run(ctx: Context, report_only: bool = False) -> dict:
     benches = [resolve(b, cfg.benchmark_dir, registry) for b in cfg.benchmarks]
     names = [b.name for b in benches]
     if len(set(names)) != len(names):
-        from pipeline.errors import ConfigError
         raise ConfigError(f"two benchmarks share a name in {names}", "Give each file a distinct name")
     wiki_dump = Path(cfg.wikipedia_dump) if cfg.wikipedia_dump else None
     if wiki_dump and not wiki_dump.is_file():
-        from pipeline.errors import MissingInputError
         raise MissingInputError(f"Wikipedia dump {wiki_dump} not found", "Check [decontaminate] wikipedia_dump")
     out = ctx.dir("clean")
     fdir = out / "_filters"

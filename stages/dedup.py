@@ -202,17 +202,18 @@ def pairs_partition(task: Task) -> Stats:
     return stats
 
 
-class _SignatureShards:
-    """Signature rows by document key, reading at most two shards at a time."""
+class _TwoShards:
+    """What ``load(path)`` makes of a shard's file, for at most two shards at a time: pair
+    blocks are sorted by shard, so the older of the two is the one to let go."""
 
-    def __init__(self, files: dict[int, Path], columns: list[str]):
-        self.files, self.columns, self.cache = files, columns, {}
+    def __init__(self, files: dict[int, Path], load):
+        self.files, self.load, self.cache = files, load, {}
 
-    def table(self, shard: int) -> pa.Table:
+    def get(self, shard: int):
         if shard not in self.cache:
             if len(self.cache) >= 2:
                 self.cache.pop(next(iter(self.cache)))
-            self.cache[shard] = pq.read_table(self.files[shard], columns=self.columns)
+            self.cache[shard] = self.load(self.files[shard])
         return self.cache[shard]
 
 
@@ -232,14 +233,11 @@ class _ShingleSets:
     the docs shards' text on demand; at most two shards' texts and sets are held."""
 
     def __init__(self, files: dict[int, Path], n: int):
-        self.files, self.n, self.cache = files, n, {}
+        self.n = n
+        self.shards = _TwoShards(files, lambda f: (pq.read_table(f, columns=["text"])["text"].combine_chunks(), {}))
 
     def get(self, shard: int, rows: list[int]) -> list[set]:
-        if shard not in self.cache:
-            if len(self.cache) >= 2:
-                self.cache.pop(next(iter(self.cache)))
-            self.cache[shard] = (pq.read_table(self.files[shard], columns=["text"])["text"].combine_chunks(), {})
-        texts, sets = self.cache[shard]
+        texts, sets = self.shards.get(shard)
         todo = sorted({r for r in rows if r not in sets})
         for lo in range(0, len(todo), SIGN_BATCH):
             batch = todo[lo:lo + SIGN_BATCH]
@@ -251,7 +249,7 @@ class _ShingleSets:
 
 
 def _exact_jaccard(x: set, y: set) -> float:
-    inter = len(x & y) if len(x) < len(y) else len(y & x)
+    inter = len(x & y)                          # set & iterates the smaller set itself
     return inter / (len(x) + len(y) - inter)
 
 
@@ -264,7 +262,7 @@ def pair_jaccard(a: np.ndarray, b: np.ndarray, sig_files: dict[int, Path], doc_f
     0.15 loses a true pair with probability ~1e-5). Shard pair by shard pair, so at most two
     shards' signatures and texts are in memory."""
     j = np.zeros(len(a), dtype=np.float32)
-    sigs = _SignatureShards(sig_files, ["minhash"])
+    sigs = _TwoShards(sig_files, lambda f: pq.read_table(f, columns=["minhash"])["minhash"])
     sets = _ShingleSets(doc_files, p["shingle_words"]) if p["verify"] == "exact" else None
     num_perm = p["num_perm"]
     sa, sb = _shard_of(a), _shard_of(b)
@@ -273,9 +271,9 @@ def pair_jaccard(a: np.ndarray, b: np.ndarray, sig_files: dict[int, Path], doc_f
     for lo, hi in zip(blocks, np.append(blocks[1:], len(order))):
         idx = order[lo:hi]
         ra, rb = _row_of(a[idx]), _row_of(b[idx])
-        ma = sigs.table(int(sa[idx[0]]))["minhash"]
+        ma = sigs.get(int(sa[idx[0]]))
         rows_a = pc.take(ma, pa.array(ra)).combine_chunks().flatten().to_numpy().reshape(-1, num_perm)
-        mb = sigs.table(int(sb[idx[0]]))["minhash"]
+        mb = sigs.get(int(sb[idx[0]]))
         rows_b = pc.take(mb, pa.array(rb)).combine_chunks().flatten().to_numpy().reshape(-1, num_perm)
         est = (rows_a == rows_b).mean(axis=1)
         j[idx] = est

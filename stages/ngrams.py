@@ -16,6 +16,8 @@ import xxhash
 WORDS_VERSION = "unicode-marks-utf8proc-1"
 
 _ASCII_WORD = re.compile(r"[a-z0-9]+")
+
+
 def words(text: str) -> list[str]:
     """Lowercase words of Unicode letters, digits and combining marks: punctuation
     stripped, whitespace collapsed. Lowercasing is Unicode's (utf8proc through pyarrow,
@@ -44,12 +46,6 @@ def shingles(ws: list[str], n: int) -> list[bytes]:
     if len(ws) < n:
         return [" ".join(ws).encode()] if ws else []
     return [" ".join(ws[i:i + n]).encode() for i in range(len(ws) - n + 1)]
-
-
-def ngram_hashes(ws: list[str], n: int) -> list[int]:
-    """xxh3_64 of every word n-gram (no n-gram for texts shorter than n words)."""
-    h = xxhash.xxh3_64_intdigest
-    return [h(" ".join(ws[i:i + n]).encode()) for i in range(len(ws) - n + 1)]
 
 
 # --- Vectorized shingle hashing (dedup's hot path) -----------------------------------

@@ -41,7 +41,7 @@ import xxhash
 from pipeline.config import ShardConfig, to_dict
 from pipeline.errors import ConfigError
 from pipeline.executor import Context, Task, finish_stage, run_phase
-from pipeline.io import atomic_path, read_json, require_shards, shard_id, write_json
+from pipeline.io import atomic_path, read_json, require_shards, sha256_file, shard_id, write_json
 from pipeline.schemas import SCHEMA_VERSION, tokens_schema
 from pipeline.stats import Stats
 
@@ -232,11 +232,7 @@ def verify_manifest(tokens_dir: Path) -> list[str]:
         if not f.is_file():
             bad.append(s["file"])
             continue
-        h = hashlib.sha256()
-        with open(f, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-        if h.hexdigest() != s["sha256"]:
+        if sha256_file(f) != s["sha256"]:      # not the state's cached digest: the bytes, now
             bad.append(s["file"])
     return bad
 

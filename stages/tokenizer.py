@@ -115,25 +115,24 @@ def encoder(spec: TokenizerSpec):
         # pool, even with one thread, which costs more than the encoding of short texts.
         encode = gpt2_encoding().encode_ordinary
         return lambda texts: [encode(t) for t in texts]
-    if spec.path:
-        from tokenizers import Tokenizer
-
-        tok = Tokenizer.from_file(spec.path)
-    else:
-        tok = gpt2_hf()
+    tok = _hf(spec)
     return lambda texts: [e.ids for e in tok.encode_batch(texts, add_special_tokens=False)]
 
 
 def decoder(spec: TokenizerSpec):
     if spec.backend == "tiktoken":
         return gpt2_encoding().decode
-    if spec.path:
-        from tokenizers import Tokenizer
-
-        tok = Tokenizer.from_file(spec.path)
-    else:
-        tok = gpt2_hf()
+    tok = _hf(spec)
     return lambda ids: tok.decode(ids, skip_special_tokens=False)
+
+
+def _hf(spec: TokenizerSpec):
+    """The HF ``tokenizers`` object for ``spec``: a user's tokenizer.json, or GPT-2's."""
+    if not spec.path:
+        return gpt2_hf()
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_file(spec.path)
 
 
 def train_bpe(texts, vocab_size: int, out: Path, show_progress: bool = False) -> Path:
