@@ -1,6 +1,6 @@
 """Shard speed: tokens/s per core end to end (Parquet in, Arrow out) against bare tiktoken
 ``encode_ordinary_batch`` on the same text in the same run; scaling to every core; and
-peak memory at two corpus sizes.
+peak memory at three corpus sizes (1x, R x and 3R x the text).
 
     python benchmarks/shard_bench.py [--repeat 3]
 
@@ -92,8 +92,8 @@ def main() -> None:
     print(f"  bare tiktoken encode_ordinary, one call a text  {loop / 1e6:6.2f} M tokens/s per core")
     with tempfile.TemporaryDirectory() as tmp:
         results = {}
-        for repeat in (1, args.repeat):
-            for workers in (1, os.cpu_count() or 1):
+        for repeat in (1, args.repeat, 3 * args.repeat):
+            for workers in (1, os.cpu_count() or 1) if repeat != 3 * args.repeat else (1,):
                 work = Path(tmp) / f"r{repeat}-w{workers}"
                 write(work, texts, repeat)
                 r = subprocess.run([sys.executable, "-c", RUN, str(work), str(workers), str(ROOT)],

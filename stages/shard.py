@@ -60,27 +60,23 @@ def shuffle_key(doc_id: str, seed: int) -> int:
     return xxhash.xxh3_64_intdigest(doc_id.encode(), seed=seed)
 
 
+def token_lists_array(token_lists: list[list[int]], dtype: str = "uint16", eot: int = 50256) -> pa.Array:
+    """``list<dtype>``, each list followed by its EOT (appended in place). pyarrow's
+    conversion checks that every id fits ``dtype``: nothing is cast blindly."""
+    for t in token_lists:
+        t.append(eot)
+    try:
+        return pa.array(token_lists, pa.list_(pa.from_numpy_dtype(np.dtype(dtype))))
+    except (pa.ArrowInvalid, OverflowError) as e:
+        raise ValueError(f"a token id does not fit {dtype}: {e}") from None
+
+
 def token_table(doc_ids: list[str], token_lists: list[list[int]], dtype: str = "uint16", eot: int = 50256,
                 extra: dict | None = None) -> pa.Table:
-    """The TOKENS table for ``dtype``; each list gets its trailing EOT here, and every id is
-    checked to fit ``dtype`` before the cast."""
-    nested = pa.array(token_lists, pa.large_list(pa.int64()))          # one C++ pass over the ids
-    values = nested.values.to_numpy()
-    inner = nested.offsets.to_numpy()
-    n = len(token_lists)
-    offsets = inner + np.arange(n + 1, dtype=np.int64)                  # room for one EOT per document
-    flat = np.empty(len(values) + n, dtype=np.int64)
-    flat[np.arange(len(values), dtype=np.int64) + np.repeat(np.arange(n, dtype=np.int64), np.diff(inner))] = values
-    flat[offsets[1:] - 1] = eot
-    limit = 2**16 if dtype == "uint16" else 2**32
-    if len(flat) and (int(flat.max()) >= limit or int(flat.min()) < 0):
-        raise ValueError(f"token id {int(flat.max())} does not fit {dtype}")
-    schema = tokens_schema(dtype)
-    tokens = pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(flat.astype(dtype))) \
-        if offsets[-1] >= 2**31 else pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)),
-                                                               pa.array(flat.astype(dtype)))
-    cols = {"doc_id": pa.array(doc_ids, pa.string()), "tokens": tokens.cast(schema.field("tokens").type)}
-    t = pa.table(cols, schema=schema)
+    """The TOKENS table for ``dtype`` (see ``token_lists_array``)."""
+    t = pa.table({"doc_id": pa.array(doc_ids, pa.string()),
+                  "tokens": token_lists_array([list(x) for x in token_lists], dtype, eot)},
+                 schema=tokens_schema(dtype))
     for name, col in (extra or {}).items():
         t = t.append_column(name, col)
     return t
@@ -102,24 +98,33 @@ def _spec(p: dict) -> TokenizerSpec:
 
 
 def tokenize_part(task: Task) -> Stats:
-    """One clean shard -> its documents' tokens, split and shuffle key, sorted by key."""
+    """One clean shard -> its documents' tokens, split and shuffle key, sorted by key.
+
+    Streams the shard ``ENCODE_BATCH`` documents at a time; each batch's ids become an
+    Arrow list array at once, so memory holds 2 (or 4) bytes a token, not Python ints."""
     (src,) = task.inputs
     p = task.params
     spec = _spec(p)
-    docs = pq.read_table(src, columns=["doc_id", "url", "text"])
-    ids, urls, texts = (docs[c].to_pylist() for c in ("doc_id", "url", "text"))
     encode = encoder(spec)
-    toks: list[list[int]] = []
-    for lo in range(0, len(texts), ENCODE_BATCH):
-        toks += encode(texts[lo:lo + ENCODE_BATCH])
-    keys = np.fromiter((shuffle_key(d, p["seed"]) for d in ids), dtype=np.uint64, count=len(ids))
-    val = np.fromiter((is_val(u, p["val_fraction"]) for u in urls), dtype=bool, count=len(urls))
-    order = np.argsort(keys, kind="stable")
-    table = token_table([ids[i] for i in order], [toks[i] for i in order], spec.dtype, spec.eot,
-                        {"key": pa.array(keys[order]), "val": pa.array(val[order])})
+    ids, tokens, keys, val = [], [], [], []
+    n_tokens = 0
+    for batch in pq.ParquetFile(src).iter_batches(batch_size=ENCODE_BATCH, columns=["doc_id", "url", "text"]):
+        doc_ids, urls = batch.column(0).to_pylist(), batch.column(1).to_pylist()
+        arr = token_lists_array(encode(batch.column(2).to_pylist()), spec.dtype, spec.eot)
+        n_tokens += len(arr.values)
+        ids.append(batch.column(0).cast(pa.string()))
+        tokens.append(arr)
+        keys.append(np.fromiter((shuffle_key(d, p["seed"]) for d in doc_ids), dtype=np.uint64, count=len(doc_ids)))
+        val.append(np.fromiter((is_val(u, p["val_fraction"]) for u in urls), dtype=bool, count=len(urls)))
+    schema = tokens_schema(spec.dtype)
+    key = np.concatenate(keys) if keys else np.empty(0, np.uint64)
+    table = pa.table([pa.chunked_array(ids, pa.string()), pa.chunked_array(tokens, schema.field("tokens").type),
+                      pa.array(key), pa.array(np.concatenate(val) if val else np.empty(0, bool))],
+                     names=["doc_id", "tokens", "key", "val"])
+    table = table.take(pa.array(np.argsort(key, kind="stable")))
     write_ipc(table, task.outputs[0])
-    stats = Stats(records_in=len(ids), records_out=len(ids))
-    stats.add_info("tokens", int(sum(len(t) + 1 for t in toks)))
+    stats = Stats(records_in=len(key), records_out=len(key))
+    stats.add_info("tokens", n_tokens)
     return stats
 
 
