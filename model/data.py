@@ -1,21 +1,42 @@
 """Token windows from ``tokens/`` Arrow shards, memory-mapped through the manifest.
 
-All shards of a split are memory-mapped and their ``tokens`` values (uint16, documents
-separated by EOT) concatenated logically. ``RandomWindows`` samples (B, T+1) windows at
-uniformly random offsets with a seeded generator, as nanoGPT does; x is the first T
-tokens and y the next T. Nothing is copied into RAM but the sampled batch.
+Every shard of a split is memory-mapped; its ``tokens`` values (uint16, or uint32 for
+large vocabularies; documents separated by EOT) are read zero-copy. A window is T + 1
+consecutive tokens inside one shard: x is the first T and y the next T. Nothing is
+copied into RAM but the sampled batch.
+
+Two samplers, both seeded and resumable (``state()``/``set_state()``), both giving each
+DDP rank disjoint data:
+
+- ``RandomWindows`` (``sampling = "random"``, as nanoGPT): windows at uniformly random
+  offsets. The split's token stream is cut into ``world`` contiguous, equal ranges and
+  rank r samples only inside range r, so no two ranks ever read the same token (nanoGPT
+  gives every rank the whole stream with a different seed, so ranks overlap).
+- ``EpochWindows`` (``sampling = "epoch"``): the stream is cut into non-overlapping
+  windows at stride T (every token is a target once per epoch); each epoch is a seeded
+  permutation of them, dealt round-robin to ranks, every rank getting the same number.
+  Memory: 8 bytes per window for the permutation (80 MB for 10B tokens at T = 1024).
+
+``Prefetcher`` builds batches on a background thread, pins them when the device is CUDA
+and copies them with ``non_blocking=True``, so the GPU does not wait on the loader. It
+hands back with each batch the sampler state *after* that batch, which is what a
+checkpoint must store (prefetched but unconsumed batches are produced again on resume).
 """
 
 from __future__ import annotations
 
 import json
+import queue
+import threading
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import torch
 
-from pipeline.errors import MissingInputError
+from pipeline.errors import ConfigError, MissingInputError
+
+SAMPLING = ("random", "epoch")
 
 
 def read_manifest(tokens_dir: Path, verify: bool = True) -> dict:
@@ -37,7 +58,7 @@ def read_manifest(tokens_dir: Path, verify: bool = True) -> dict:
 
 def load_split(tokens_dir: Path, split: str, manifest: dict | None = None) -> list[np.ndarray]:
     """Zero-copy views (uint16, or uint32 for large vocabularies) of every non-empty shard
-    of ``split``."""
+    of ``split``, in manifest order (one view per record batch)."""
     manifest = manifest or read_manifest(tokens_dir)
     arrays = []
     for shard in manifest["shards"]:
@@ -50,31 +71,173 @@ def load_split(tokens_dir: Path, split: str, manifest: dict | None = None) -> li
     return [a for a in arrays if len(a)]
 
 
+def _gather(arrays: list[np.ndarray], which: np.ndarray, starts: np.ndarray, length: int) -> np.ndarray:
+    """(len(which), length) int64: ``arrays[which[i]][starts[i]:starts[i] + length]``, one
+    vectorized fancy-index per array touched."""
+    out = np.empty((len(which), length), dtype=np.int64)
+    span = np.arange(length, dtype=np.int64)
+    for a in np.unique(which):
+        rows = np.flatnonzero(which == a)
+        out[rows] = arrays[a][starts[rows, None] + span]
+    return out
+
+
+def _split_xy(xy: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    t = torch.from_numpy(xy)
+    return t[:, :-1], t[:, 1:]
+
+
 class RandomWindows:
-    def __init__(self, arrays: list[np.ndarray], block_size: int, batch_size: int, seed: int):
-        self.arrays = [a for a in arrays if len(a) > block_size + 1]
-        if not self.arrays:
-            total = sum(len(a) for a in arrays)
+    """Windows at random offsets inside this rank's contiguous range of the stream."""
+
+    def __init__(self, arrays: list[np.ndarray], block_size: int, batch_size: int, seed: int,
+                 rank: int = 0, world: int = 1):
+        T = block_size
+        sizes = np.array([len(a) for a in arrays], dtype=np.int64)
+        starts = np.concatenate([[0], np.cumsum(sizes)])
+        total = int(starts[-1])
+        lo, hi = total * rank // world, total * (rank + 1) // world
+        # this rank's pieces: (array, first token, last token + 1), each fitting a window
+        self.pieces = []
+        for i, a in enumerate(arrays):
+            a0, a1 = max(lo, int(starts[i])), min(hi, int(starts[i + 1]))
+            if a1 - a0 >= T + 1:
+                self.pieces.append((i, a0 - int(starts[i]), a1 - int(starts[i])))
+        if not self.pieces:
             raise MissingInputError(
-                f"not enough tokens for one window of {block_size + 1} (have {total} in the largest shard set)",
-                "Use a smaller --block-size or a larger corpus",
-            )
-        self.sizes = np.array([len(a) - block_size - 1 for a in self.arrays], dtype=np.float64)
-        self.block_size, self.batch_size = block_size, batch_size
+                f"not enough tokens for one window of {T + 1} tokens per rank "
+                f"({total:,} tokens in the split, {world} rank(s))",
+                "Use a smaller --block-size, fewer ranks, or a larger corpus")
+        self.arrays, self.block_size, self.batch_size = arrays, T, batch_size
+        self.region = (lo, hi)
+        counts = np.array([b - a - T for _, a, b in self.pieces], dtype=np.float64)   # window starts per piece
+        self.p = counts / counts.sum()
         self.rng = np.random.default_rng(seed)
 
     def state(self) -> dict:
-        return self.rng.bit_generator.state
+        return {"kind": "random", "rng": self.rng.bit_generator.state}
 
     def set_state(self, state: dict) -> None:
-        self.rng.bit_generator.state = state
+        if state.get("kind") != "random":
+            raise ConfigError("the checkpoint's data position is for sampling = epoch, not random")
+        self.rng.bit_generator.state = state["rng"]
+
+    def batch_array(self) -> np.ndarray:
+        T, B = self.block_size, self.batch_size
+        piece = self.rng.choice(len(self.pieces), size=B, p=self.p)
+        first = np.array([self.pieces[k][1] for k in piece], dtype=np.int64)
+        last = np.array([self.pieces[k][2] for k in piece], dtype=np.int64)
+        starts = first + self.rng.integers(0, last - first - T)           # start + T + 1 <= last
+        which = np.array([self.pieces[k][0] for k in piece], dtype=np.int64)
+        return _gather(self.arrays, which, starts, T + 1)
 
     def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        T = self.block_size
-        shard = self.rng.choice(len(self.arrays), size=self.batch_size, p=self.sizes / self.sizes.sum())
-        rows = []
-        for s in shard:
-            off = int(self.rng.integers(0, int(self.sizes[s]) + 1))
-            rows.append(self.arrays[s][off:off + T + 1].astype(np.int64))
-        xy = torch.from_numpy(np.stack(rows))
-        return xy[:, :-1].contiguous(), xy[:, 1:].contiguous()
+        return _split_xy(self.batch_array())
+
+
+class EpochWindows:
+    """Non-overlapping windows at stride T, a seeded permutation per epoch, dealt to ranks."""
+
+    def __init__(self, arrays: list[np.ndarray], block_size: int, batch_size: int, seed: int,
+                 rank: int = 0, world: int = 1):
+        T = block_size
+        self.arrays, self.block_size, self.batch_size = arrays, T, batch_size
+        per = np.array([max(0, (len(a) - 1) // T) for a in arrays], dtype=np.int64)
+        self.first_window = np.concatenate([[0], np.cumsum(per)])
+        self.n_windows = int(self.first_window[-1])
+        self.per_rank = self.n_windows // world
+        if self.per_rank == 0:
+            raise MissingInputError(
+                f"not enough tokens for one window of {T + 1} tokens per rank "
+                f"({self.n_windows} windows, {world} rank(s))",
+                "Use a smaller --block-size, fewer ranks, or a larger corpus")
+        self.seed, self.rank, self.world = seed, rank, world
+        self.epoch, self.pos = 0, 0
+        self._order = self._epoch_order(0)
+
+    def _epoch_order(self, epoch: int) -> np.ndarray:
+        perm = np.random.default_rng([self.seed, epoch]).permutation(self.n_windows)
+        return perm[self.rank::self.world][:self.per_rank]
+
+    def state(self) -> dict:
+        return {"kind": "epoch", "epoch": self.epoch, "pos": self.pos}
+
+    def set_state(self, state: dict) -> None:
+        if state.get("kind") != "epoch":
+            raise ConfigError("the checkpoint's data position is for sampling = random, not epoch")
+        if state["epoch"] != self.epoch:
+            self._order = self._epoch_order(state["epoch"])
+        self.epoch, self.pos = state["epoch"], state["pos"]
+
+    def window_ids(self, n: int) -> np.ndarray:
+        """The next ``n`` window ids of this rank, crossing into the next epoch as needed."""
+        out = []
+        while n:
+            take = min(n, self.per_rank - self.pos)
+            out.append(self._order[self.pos:self.pos + take])
+            self.pos += take
+            n -= take
+            if self.pos == self.per_rank:
+                self.epoch, self.pos = self.epoch + 1, 0
+                self._order = self._epoch_order(self.epoch)
+        return np.concatenate(out)
+
+    def locate(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        which = np.searchsorted(self.first_window, ids, side="right") - 1
+        return which, (ids - self.first_window[which]) * self.block_size
+
+    def batch_array(self) -> np.ndarray:
+        which, starts = self.locate(self.window_ids(self.batch_size))
+        return _gather(self.arrays, which, starts, self.block_size + 1)
+
+    def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return _split_xy(self.batch_array())
+
+
+def make_sampler(kind: str, arrays: list[np.ndarray], block_size: int, batch_size: int, seed: int,
+                 rank: int = 0, world: int = 1):
+    if kind not in SAMPLING:
+        raise ConfigError(f"train.sampling must be one of {', '.join(SAMPLING)}, not {kind!r}")
+    cls = RandomWindows if kind == "random" else EpochWindows
+    return cls(arrays, block_size, batch_size, seed, rank, world)
+
+
+class Prefetcher:
+    """Batches from ``sampler`` built ``depth`` ahead on a thread; ``next()`` returns
+    (x, y, sampler state after this batch) with x, y on ``device``."""
+
+    def __init__(self, sampler, device: str, depth: int = 4):
+        self.sampler, self.device = sampler, torch.device(device)
+        self.pin = self.device.type == "cuda"
+        self.q: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._work, name="webtext-loader", daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        try:
+            while not self._stop.is_set():
+                xy = torch.from_numpy(self.sampler.batch_array())
+                if self.pin:
+                    xy = xy.pin_memory()
+                item = (xy, self.sampler.state())
+                while not self._stop.is_set():
+                    try:
+                        self.q.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+        except BaseException as e:       # surfaces in next(), not lost in the thread
+            self.q.put(e)
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        item = self.q.get()
+        if isinstance(item, BaseException):
+            raise item
+        xy, state = item
+        xy = xy.to(self.device, non_blocking=True)
+        return xy[:, :-1], xy[:, 1:], state
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)

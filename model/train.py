@@ -1,29 +1,55 @@
 """train: ``tokens/`` -> ``runs/<run_name>/`` (checkpoint, metrics, summary).
 
-Single-process trainer: AdamW (decoupled weight decay on matrices only, fused on CUDA),
-linear warmup then cosine decay to ``min_lr``, gradient clipping, bf16 autocast on CUDA.
-Every ``eval_every`` steps and at the end it measures validation loss on the same
-``eval_batches`` val windows. ``ckpt.pt`` holds model, optimizer, step, config, and the
-data sampler's and torch's RNG states; rerunning with the same run name resumes from it,
-and a finished run does no work. ``metrics.jsonl`` has one line per logged step.
+One process, or one per GPU under ``torchrun`` (DDP; NCCL on CUDA, gloo on CPU; the
+rank, world size and rendezvous come from torchrun's environment, single- or
+multi-node). Each rank reads disjoint data (see ``model.data``).
+
+A step is ``accum`` micro-batches of ``batch_size`` x ``block_size`` tokens on every rank,
+where ``accum = tokens_per_step / (batch_size * block_size * world)`` (1 when
+``tokens_per_step`` is 0); gradients are synchronised on the last micro-batch only.
+AdamW with decoupled weight decay on matrices only (fused on CUDA), linear warmup then
+cosine decay to ``min_lr`` (a ``LambdaLR`` scheduler), gradient clipping, bf16 autocast
+and TF32 on CUDA, ``torch.compile`` when ``compile`` is on (``auto``: on CUDA).
+
+Checkpoints (``ckpt.pt``, written atomically by rank 0 every ``ckpt_every`` steps, or at
+every evaluation, and at the end) hold the model, optimizer, scheduler, step, configs,
+the tokenizer, and per rank the data sampler's position and the torch (and CUDA) RNG
+state. Rerunning with the same run name resumes from it, and the run continues exactly
+as if uninterrupted (a CPU test compares the loss curves); a finished run does no work.
+Metrics (``metrics.jsonl`` or ``metrics.csv``, TensorBoard optional) get a line every
+``log_every`` steps: step, loss, lr, grad norm, tokens/s, MFU, and val loss at
+evaluations. MFU counts 6N + 6 L C T FLOPs per token against the GPU's bf16 dense peak.
 """
 
 from __future__ import annotations
 
+import contextlib
+import csv
 import dataclasses
 import json
 import math
+import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from pipeline.config import TrainConfig
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, MissingInputError
 from pipeline.io import atomic_path, write_json
 
-from .data import RandomWindows, load_split, read_manifest
+from .data import EpochWindows, Prefetcher, _gather, _split_xy, load_split, make_sampler, read_manifest
 from .gpt import GPT, config_for
+
+# bf16 dense tensor-core peaks, TFLOP/s (vendor datasheets)
+PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "GH200": 989.0, "A100": 312.0, "A10G": 125.0, "L4": 121.0,
+               "L40S": 362.0, "RTX 4090": 165.0}
+# the fields a resumed run must share with its checkpoint (steps may grow)
+TRAJECTORY = ("model", "batch_size", "block_size", "tokens_per_step", "sampling", "lr", "min_lr",
+              "warmup_steps", "weight_decay", "grad_clip", "seed")
+CSV_FIELDS = ("step", "loss", "lr", "grad_norm", "tokens_per_s", "mfu", "val_loss", "elapsed_s")
 
 
 def pick_device(name: str) -> str:
@@ -31,7 +57,59 @@ def pick_device(name: str) -> str:
         return "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device 'cuda' requested but CUDA is not available", "Use --device cpu or auto")
+    if name not in ("cpu", "cuda"):
+        raise ConfigError(f"train.device must be auto, cpu or cuda, not {name!r}")
     return name
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    started: bool = False        # we called init_process_group (and so tear it down)
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def dist_init(device_pref: str) -> tuple[Dist, str]:
+    """(rank info, device) from torchrun's environment; one process when it is absent."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    device = pick_device(device_pref)
+    if world == 1:
+        return Dist(), device
+    import torch.distributed as dist
+
+    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if device == "cuda":
+        torch.cuda.set_device(local)
+        device = f"cuda:{local}"
+    started = not dist.is_initialized()
+    if started:
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    return Dist(rank, world, local, started), device
+
+
+def _all_gather(obj, d: Dist) -> list:
+    if d.world == 1:
+        return [obj]
+    import torch.distributed as dist
+
+    out = [None] * d.world
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def _all_mean(values: list[float], d: Dist, device: str) -> list[float]:
+    if d.world == 1:
+        return values
+    import torch.distributed as dist
+
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return (t / d.world).tolist()
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -41,100 +119,286 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
+def accumulation(cfg: TrainConfig, world: int) -> int:
+    micro = cfg.batch_size * cfg.block_size * world
+    if cfg.tokens_per_step == 0:
+        return 1
+    if cfg.tokens_per_step % micro:
+        raise ConfigError(f"train.tokens_per_step = {cfg.tokens_per_step:,} is not a multiple of batch_size x "
+                          f"block_size x ranks = {micro:,}", f"Use a multiple of {micro:,}, or 0")
+    return cfg.tokens_per_step // micro
+
+
+def peak_flops(device: str, cfg: TrainConfig) -> float | None:
+    """FLOP/s of one device for MFU: ``peak_tflops`` if set, else a known GPU's, else None."""
+    if cfg.peak_tflops > 0:
+        return cfg.peak_tflops * 1e12
+    if not device.startswith("cuda"):
+        return None
+    name = torch.cuda.get_device_name(torch.device(device))
+    for key in sorted(PEAK_TFLOPS, key=len, reverse=True):
+        if key in name:
+            return PEAK_TFLOPS[key] * 1e12
+    return None
+
+
 def make_optimizer(model: GPT, cfg: TrainConfig, device: str) -> torch.optim.AdamW:
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [
         {"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
         {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95), eps=1e-8, fused=device == "cuda")
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95), eps=1e-8, fused=device.startswith("cuda"))
+
+
+def _autocast(device: str):
+    return torch.autocast(device_type="cuda", dtype=torch.bfloat16) if device.startswith("cuda") \
+        else contextlib.nullcontext()
 
 
 @torch.no_grad()
-def evaluate(model: GPT, windows: RandomWindows | None, n: int, device: str, seed: int) -> float | None:
-    if windows is None:
+def evaluate(model: GPT, val_arrays: list[np.ndarray], cfg: TrainConfig, d: Dist, device: str) -> float | None:
+    """Mean loss over the same held-out windows every time (the first ``eval_batches``
+    batches of a fixed permutation, this rank's share); None without a val split."""
+    try:
+        s = EpochWindows(val_arrays, cfg.block_size, cfg.batch_size, cfg.seed + 1, d.rank, d.world)
+    except MissingInputError:
         return None
+    ids = s._order[:min(s.per_rank, cfg.eval_batches * cfg.batch_size)]
+    was_training = model.training
     model.eval()
-    saved = windows.state()
-    windows.rng = __import__("numpy").random.default_rng(seed)   # the same val windows every time
-    losses = []
-    for _ in range(n):
-        x, y = windows.batch()
-        with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=device == "cuda"):
+    total, n = 0.0, 0
+    for lo in range(0, len(ids), cfg.batch_size):
+        chunk = ids[lo:lo + cfg.batch_size]
+        which, starts = s.locate(chunk)
+        x, y = _split_xy(_gather(s.arrays, which, starts, cfg.block_size + 1))
+        with _autocast(device):
             _, loss = model(x.to(device), y.to(device))
-        losses.append(loss.item())
-    windows.set_state(saved)
-    model.train()
-    return sum(losses) / len(losses)
+        total += loss.item() * len(chunk)
+        n += len(chunk)
+    model.train(was_training)
+    return _all_mean([total / n], d, device)[0]
 
 
-def train(tokens_dir: Path, runs_dir: Path, cfg: TrainConfig, log=print) -> dict:
-    device = pick_device(cfg.device)
+class Metrics:
+    """Rank 0's metrics sink: JSONL or CSV, plus TensorBoard when asked. On resume, rows
+    past the checkpoint's step (written before a crash) are dropped first."""
+
+    def __init__(self, run_dir: Path, cfg: TrainConfig, resume_step: int, enabled: bool):
+        self.enabled = enabled
+        self.path = run_dir / f"metrics.{cfg.metrics_format}"
+        self.fmt, self.tb, self.f = cfg.metrics_format, None, None
+        if not enabled:
+            return
+        if self.path.exists():
+            self._truncate(resume_step)
+        new = not self.path.exists() or self.path.stat().st_size == 0
+        self.f = open(self.path, "a", newline="")
+        if self.fmt == "csv":
+            self.w = csv.DictWriter(self.f, CSV_FIELDS, extrasaction="ignore")
+            if new:
+                self.w.writeheader()
+        if cfg.tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                raise ConfigError("train.tensorboard = true needs the tensorboard package",
+                                  "pip install tensorboard, or set tensorboard = false") from None
+            self.tb = SummaryWriter(str(run_dir / "tensorboard"), purge_step=resume_step + 1)
+
+    def _truncate(self, step: int) -> None:
+        lines = self.path.read_text().splitlines(keepends=True)
+        if self.fmt == "csv":
+            keep = lines[:1] + [ln for ln in lines[1:] if ln.strip() and int(ln.split(",", 1)[0]) <= step]
+        else:
+            keep = [ln for ln in lines if ln.strip() and json.loads(ln)["step"] <= step]
+        if len(keep) != len(lines):
+            with atomic_path(self.path) as tmp:
+                Path(tmp).write_text("".join(keep))
+
+    def write(self, rec: dict) -> None:
+        if not self.enabled:
+            return
+        if self.fmt == "csv":
+            self.w.writerow(rec)
+        else:
+            self.f.write(json.dumps(rec) + "\n")
+        self.f.flush()
+        if self.tb:
+            for k, v in rec.items():
+                if k != "step" and v is not None:
+                    self.tb.add_scalar(f"train/{k}", v, rec["step"])
+
+    def close(self) -> None:
+        if self.f:
+            self.f.close()
+        if self.tb:
+            self.tb.close()
+
+
+def _rng_state(device: str) -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if device.startswith("cuda"):
+        state["cuda"] = torch.cuda.get_rng_state(torch.device(device))
+    return state
+
+
+def _set_rng_state(state: dict, device: str) -> None:
+    torch.set_rng_state(state["torch"])
+    if device.startswith("cuda") and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], torch.device(device))
+
+
+def load_checkpoint(path: Path, device: str = "cpu") -> dict:
+    if not Path(path).is_file():
+        raise MissingInputError(f"no checkpoint {path}", "Train first: webtext train --run-name NAME")
+    return torch.load(path, map_location=device, weights_only=False)
+
+
+def model_from_checkpoint(ck: dict, device: str = "cpu") -> GPT:
+    from .gpt import GPTConfig
+
+    mc = {k: v for k, v in ck["model_config"].items() if k != "padded_vocab"}
+    model = GPT(GPTConfig(**mc)).to(device)
+    model.load_state_dict(ck["model"])
+    return model.eval()
+
+
+def train(tokens_dir: Path, runs_dir: Path, cfg: TrainConfig, log=print, stop_after: int | None = None) -> dict:
+    """Train (or resume) ``cfg.run_name``. ``stop_after``: leave after that many steps in
+    all, with a checkpoint, as a preempted job would (the next call resumes)."""
+    d, device = dist_init(cfg.device)
+    try:
+        return _train(tokens_dir, runs_dir, cfg, d, device, log if d.main else (lambda *_: None), stop_after)
+    finally:
+        if d.started:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def _train(tokens_dir, runs_dir, cfg: TrainConfig, d: Dist, device: str, log, stop_after) -> dict:
     run_dir = Path(runs_dir) / cfg.run_name
-    ckpt_path, metrics_path = run_dir / "ckpt.pt", run_dir / "metrics.jsonl"
-    manifest = read_manifest(tokens_dir)
+    ckpt_path = run_dir / "ckpt.pt"
+    try:                                                   # one rank hashes the shards
+        manifest, err = read_manifest(tokens_dir, verify=d.main), None
+    except MissingInputError as e:
+        manifest, err = None, e
+    errors = [e for e in _all_gather(err and (err.what, err.fix), d) if e]
+    if errors:                                             # every rank stops, none hangs
+        raise MissingInputError(*errors[0])
     mcfg = config_for(cfg.model, vocab_size=manifest.get("vocab_size", 50257))
     if cfg.block_size > mcfg.block_size:
         raise ConfigError(f"block_size {cfg.block_size} exceeds {cfg.model}'s context {mcfg.block_size}")
+    accum = accumulation(cfg, d.world)
+    if device.startswith("cuda"):
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     torch.manual_seed(cfg.seed)
     model = GPT(mcfg).to(device)
     opt = make_optimizer(model, cfg, device)
-    train_w = RandomWindows(load_split(tokens_dir, "train", manifest), cfg.block_size, cfg.batch_size, cfg.seed)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_at(s, cfg) / cfg.lr)
+    sampler = make_sampler(cfg.sampling, load_split(tokens_dir, "train", manifest), cfg.block_size,
+                           cfg.batch_size, cfg.seed, d.rank, d.world)
     val_arrays = load_split(tokens_dir, "val", manifest)
-    val_w = None
-    if any(len(a) > cfg.block_size + 1 for a in val_arrays):
-        val_w = RandomWindows(val_arrays, cfg.block_size, cfg.batch_size, cfg.seed + 1)
     step, summary = 0, {}
+    torch.manual_seed(cfg.seed + d.rank)                   # dropout differs per rank
     if ckpt_path.exists():
-        ck = torch.load(ckpt_path, map_location=device, weights_only=False)
-        if ck["train_config"] != dataclasses.asdict(cfg) | {"steps": ck["train_config"]["steps"]}:
-            raise ConfigError(f"{ckpt_path} was trained with a different config",
+        ck = load_checkpoint(ckpt_path, device)
+        was = ck["train_config"]
+        changed = [k for k in TRAJECTORY if was.get(k) != getattr(cfg, k)]
+        if changed:
+            raise ConfigError(f"{ckpt_path} was trained with different {', '.join(changed)}",
                               "Use another --run-name, or delete the run folder to start over")
+        if len(ck["data"]) != d.world:
+            raise ConfigError(f"{ckpt_path} was trained on {len(ck['data'])} rank(s), this run has {d.world}",
+                              "Resume with the same number of processes")
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
-        train_w.set_state(ck["data_rng"])
-        torch.set_rng_state(ck["torch_rng"])
+        sched.load_state_dict(ck["scheduler"])
+        sampler.set_state(ck["data"][d.rank])
+        _set_rng_state(ck["rng"][d.rank], device)
         step, summary = ck["step"], ck.get("summary", {})
         if step >= cfg.steps:
             log(f"  train: run '{cfg.run_name}' already at step {step}/{cfg.steps}, nothing to do")
             return {**summary, "_trained": False}
         log(f"  train: resuming run '{cfg.run_name}' at step {step}")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    log(f"  train: {cfg.model} ({model.num_params() / 1e6:.2f}M params) on {device}, {cfg.steps} steps "
-        f"of {cfg.batch_size}x{cfg.block_size} tokens")
-    flops_tok = model.flops_per_token(cfg.block_size)
-    t0, tokens_done, loss_v = time.time(), 0, float("nan")
-    with open(metrics_path, "a") as metrics:
-        while step < cfg.steps:
-            lr = lr_at(step, cfg)
-            for g in opt.param_groups:
-                g["lr"] = lr
-            x, y = train_w.batch()
-            with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=device == "cuda"):
-                _, loss = model(x.to(device, non_blocking=True), y.to(device, non_blocking=True))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    if d.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    use_compile = cfg.compile == "on" or (cfg.compile == "auto" and device.startswith("cuda"))
+    net = torch.compile(model) if use_compile else model
+    if d.world > 1:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        net = DDP(net, device_ids=[d.local_rank] if device.startswith("cuda") else None)
+    tokens_step = cfg.batch_size * cfg.block_size * accum * d.world
+    log(f"  train: {cfg.model} ({model.num_params() / 1e6:.2f}M params) on {d.world} x {device}"
+        f"{' (compiled)' if use_compile else ''}, {cfg.steps} steps of {tokens_step:,} tokens "
+        f"({cfg.batch_size} x {cfg.block_size} x {accum} micro-batch(es) x {d.world} rank(s)), "
+        f"{cfg.sampling} sampling")
+    flops_tok, peak = model.flops_per_token(cfg.block_size), peak_flops(device, cfg)
+    tokenizer = {k: manifest.get(k) for k in ("tokenizer", "backend", "vocab_size", "eot", "vocab_sha256",
+                                                "tokenizer_path")}
+    metrics = Metrics(run_dir, cfg, step, d.main)
+    loader = Prefetcher(sampler, device)
+    data_state = sampler.state()
+    t_start = t_log = time.time()
+    tokens_log, last, rec = 0, step, {}
+    end = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
+
+    def checkpoint() -> None:
+        states, rngs = _all_gather(data_state, d), _all_gather(_rng_state(device), d)
+        if not d.main:
+            return
+        with atomic_path(ckpt_path) as tmp:
+            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                        "step": step, "model_config": dataclasses.asdict(mcfg),
+                        "train_config": dataclasses.asdict(cfg), "tokenizer": tokenizer,
+                        "source": manifest.get("source"), "data": states, "rng": rngs, "summary": summary}, tmp)
+
+    try:
+        while step < end:
+            loss_sum = torch.zeros((), device=device)
+            for micro in range(accum):
+                x, y, data_state = loader.next()
+                sync = micro == accum - 1 or d.world == 1
+                with (contextlib.nullcontext() if sync else net.no_sync()):
+                    with _autocast(device):
+                        _, loss = net(x, y)
+                    (loss / accum).backward()
+                loss_sum += loss.detach()
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            lr = sched.get_last_lr()[0]
             opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
             step += 1
-            tokens_done += x.numel()
-            loss_v = loss.item()
-            rec = {"step": step, "loss": loss_v, "lr": lr}
-            if step % cfg.eval_every == 0 or step == cfg.steps:
-                rec["val_loss"] = evaluate(model, val_w, cfg.eval_batches, device, cfg.seed + 2)
-                dt = time.time() - t0
-                rec["tokens_per_s"] = tokens_done / dt
-                rec["mfu"] = rec["tokens_per_s"] * flops_tok / 989e12 if device == "cuda" else None
-                val = f"{rec['val_loss']:.3f}" if rec["val_loss"] is not None else "n/a"
-                log(f"  train: step {step}/{cfg.steps} loss {loss_v:.3f} val {val} "
-                    f"{rec['tokens_per_s']:.0f} tok/s")
-            metrics.write(json.dumps(rec) + "\n")
-    summary = {"steps": step, "final_train_loss": loss_v, "final_val_loss": rec.get("val_loss"),
-               "tokens_per_s": tokens_done / max(time.time() - t0, 1e-9), "device": device,
-               "params": model.num_params(), "model": cfg.model}
-    with atomic_path(ckpt_path) as tmp:
-        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
-                    "model_config": dataclasses.asdict(mcfg), "train_config": dataclasses.asdict(cfg),
-                    "data_rng": train_w.state(), "torch_rng": torch.get_rng_state(), "summary": summary}, tmp)
-    write_json(run_dir / "summary.json", summary)
-    return {**summary, "_trained": True}
+            tokens_log += tokens_step
+            is_eval = step % cfg.eval_every == 0 or step == cfg.steps
+            if step % cfg.log_every == 0 or is_eval or step == end:
+                loss_v, gn = _all_mean([loss_sum.item() / accum, float(grad_norm)], d, device)
+                now = time.time()
+                tps = tokens_log / max(now - t_log, 1e-9)
+                rec = {"step": step, "loss": loss_v, "lr": lr, "grad_norm": gn, "tokens_per_s": tps,
+                       "mfu": tps * flops_tok / (peak * d.world) if peak else None,
+                       "elapsed_s": now - t_start}
+                if is_eval:
+                    rec["val_loss"] = evaluate(model, val_arrays, cfg, d, device)
+                metrics.write(rec)
+                val = f" val {rec['val_loss']:.3f}" if rec.get("val_loss") is not None else ""
+                mfu = f" mfu {rec['mfu']:.1%}" if rec["mfu"] is not None else ""
+                log(f"  train: step {step}/{cfg.steps} loss {loss_v:.3f}{val} lr {lr:.2e} "
+                    f"{tps:,.0f} tok/s{mfu}")
+                t_log, tokens_log = time.time(), 0
+                summary = {"steps": step, "final_train_loss": loss_v,
+                           "final_val_loss": rec.get("val_loss", summary.get("final_val_loss")),
+                           "tokens_per_s": tps, "mfu": rec["mfu"], "device": device, "world_size": d.world,
+                           "params": model.num_params(), "model": cfg.model, "tokens_seen": step * tokens_step}
+            if step == end or (step % cfg.ckpt_every == 0 if cfg.ckpt_every else is_eval):
+                checkpoint()
+    finally:
+        loader.close()
+        metrics.close()
+    if d.main:
+        write_json(run_dir / "summary.json", summary)
+    return {**summary, "_trained": step > last}

@@ -208,23 +208,111 @@ def tokenizer_train(
     console.print(f"tokenizer written: {path}  (use: webtext shard --tokenizer {path})")
 
 
-def _train_opts(model, steps, batch_size, block_size, lr, device, run_name) -> dict:
-    return {"model": model, "steps": steps, "batch_size": batch_size, "block_size": block_size,
-            "lr": lr, "device": device, "run_name": run_name}
-
-
 @app.command()
 def train(
     model: Annotated[Optional[str], typer.Option(help="tiny | gpt2 | gpt2-medium | gpt2-large | gpt2-xl.")] = None,
     steps: Annotated[Optional[int], typer.Option(help="Optimizer steps.")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Sequences per step.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Sequences per micro-batch, per rank.")] = None,
     block_size: Annotated[Optional[int], typer.Option(help="Tokens per sequence.")] = None,
+    tokens_per_step: Annotated[Optional[int], typer.Option(
+        help="Tokens per optimizer step, reached by gradient accumulation (0 = one micro-batch per rank).")] = None,
+    sampling: Annotated[Optional[str], typer.Option(help="random (nanoGPT-style windows) | epoch (no replacement).")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Peak learning rate.")] = None,
+    compile: Annotated[Optional[str], typer.Option(help="torch.compile: auto (on for CUDA) | on | off.")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto | cpu | cuda.")] = None,
     run_name: Annotated[Optional[str], typer.Option(help="Folder under runs/; rerunning resumes it.")] = None,
 ):
-    """tokens/ -> runs/<run-name>/ (GPT-2 trained for N steps; checkpoint and metrics)."""
-    _one("train", train=_train_opts(model, steps, batch_size, block_size, lr, device, run_name))
+    """tokens/ -> runs/<run-name>/ (GPT-2 trained for N steps; checkpoint and metrics).
+
+    Multi-GPU: torchrun --nproc_per_node 8 --no-python webtext train ... (add --nnodes,
+    --node_rank and --rdzv_endpoint for several machines)."""
+    opts = {"model": model, "steps": steps, "batch_size": batch_size, "block_size": block_size,
+            "tokens_per_step": tokens_per_step, "sampling": sampling, "lr": lr, "compile": compile,
+            "device": device, "run_name": run_name}
+    if int(os.environ.get("RANK", "0")) != 0:      # torchrun's other ranks: no state database, no JSON
+        from model.train import train as train_model
+
+        cfg = load_config(G.config, {"train": opts})
+        train_model(G.workdir / "tokens", G.workdir / "runs", cfg.train, log=lambda *_: None)
+        return
+    _one("train", train=opts)
+
+
+def _checkpoint(run_name: Optional[str], device: str):
+    from model.train import load_checkpoint, model_from_checkpoint, pick_device
+
+    cfg = load_config(G.config, {})
+    name = run_name or cfg.train.run_name
+    dev = pick_device(device)
+    ck = load_checkpoint(G.workdir / "runs" / name / "ckpt.pt", dev)
+    return name, dev, ck, model_from_checkpoint(ck, dev)
+
+
+RunName = Annotated[Optional[str], typer.Option(help="The run under runs/ (default: [train] run_name).")]
+Device = Annotated[str, typer.Option(help="auto | cpu | cuda.")]
+
+
+@app.command("eval")
+def eval_(
+    run_name: RunName = None,
+    benchmark: Annotated[Optional[list[str]], typer.Option(
+        "--benchmark", help="wikitext2 | wikitext2-raw | ptb | lambada, a registry name, or a file (repeatable). "
+                            "Default: wikitext2, ptb, lambada.")] = None,
+    benchmark_dir: Annotated[Optional[str], typer.Option(
+        help="Folder of the registry's files (default: [decontaminate] benchmark_dir).")] = None,
+    stride: Annotated[Optional[int], typer.Option(help="Tokens scored per perplexity window (default: half the context).")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Only the first N tokens (perplexity) or passages (LAMBADA).")] = None,
+    device: Device = "auto",
+):
+    """Zero-shot perplexity on WikiText-2 and PTB, and LAMBADA accuracy, as in the GPT-2 paper (runs/<name>/eval.json)."""
+    from model.evaluate import EVAL_SETS, run_eval, write_eval
+
+    name, dev, ck, model = _checkpoint(run_name, device)
+    cfg = load_config(G.config, {})
+    results = run_eval(ck, model, list(benchmark or EVAL_SETS), benchmark_dir or cfg.decontaminate.benchmark_dir,
+                       cfg.decontaminate.registry, dev, stride, limit)
+    write_eval(G.workdir / "runs" / name / "eval.json", results)
+    console.print_json(json.dumps(results))
+
+
+@app.command()
+def sample(
+    prompt: Annotated[str, typer.Option(help="Text to continue (empty: start a new document).")] = "",
+    run_name: RunName = None,
+    max_new_tokens: Annotated[int, typer.Option(help="Tokens to generate.")] = 100,
+    temperature: Annotated[float, typer.Option(help="Softmax temperature.")] = 0.8,
+    top_k: Annotated[int, typer.Option(help="Sample among the k likeliest tokens (0 = all).")] = 50,
+    num_samples: Annotated[int, typer.Option(help="Independent samples.")] = 1,
+    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+    device: Device = "auto",
+):
+    """Generate text from a trained checkpoint."""
+    from model.evaluate import sample as generate
+
+    _, dev, ck, model = _checkpoint(run_name, device)
+    for i, text in enumerate(generate(ck, model, prompt, max_new_tokens, temperature, top_k or None,
+                                      num_samples, seed, dev)):
+        if num_samples > 1:
+            print(f"--- sample {i + 1}")
+        print(text)
+
+
+@app.command()
+def export(
+    hf: Annotated[bool, typer.Option("--hf", help="Write a Hugging Face GPT-2 folder (config.json + model.safetensors).")] = False,
+    run_name: RunName = None,
+    out: Annotated[Optional[Path], typer.Option(help="Output folder (default: runs/<name>/hf).")] = None,
+):
+    """Export a checkpoint for other tools."""
+    from model.hf import export_hf
+
+    from .errors import ConfigError
+
+    if not hf:
+        raise ConfigError("choose an export format", "Use --hf")
+    name, _, ck, model = _checkpoint(run_name, "cpu")
+    path = export_hf(ck, model, out or G.workdir / "runs" / name / "hf")
+    console.print(f"Hugging Face GPT-2 model written: {path}  (transformers.GPT2LMHeadModel.from_pretrained)")
 
 
 @app.command()

@@ -206,23 +206,40 @@ class ShardConfig:
 @dataclass
 class TrainConfig:
     model: str = "tiny"            # tiny | gpt2 | gpt2-medium | gpt2-large | gpt2-xl
-    steps: int = 200
-    batch_size: int = 8
+    steps: int = 200               # optimizer steps
+    batch_size: int = 8            # sequences per micro-batch, per rank
     block_size: int = 128          # context length used in training (<= model max)
+    tokens_per_step: int = 0       # 0 = one micro-batch on every rank; else gradient accumulation to this
+    sampling: str = "random"       # random (windows at random offsets) | epoch (without replacement)
     lr: float = 1e-3
     min_lr: float = 1e-4
     warmup_steps: int = 20
     weight_decay: float = 0.1
     grad_clip: float = 1.0
-    eval_every: int = 50
+    eval_every: int = 50           # validation loss every N steps (and at the end)
     eval_batches: int = 8
+    log_every: int = 10            # a metrics line every N steps (and at eval steps)
+    ckpt_every: int = 0            # checkpoint every N steps; 0 = at every eval and at the end
+    metrics_format: str = "jsonl"  # jsonl | csv (runs/<run_name>/metrics.*)
+    tensorboard: bool = False      # also write TensorBoard events (needs the tensorboard package)
+    compile: str = "auto"          # auto (on for CUDA) | on | off: torch.compile
+    peak_tflops: float = 0.0       # for MFU; 0 = known GPUs (H100/H200 989, A100 312 bf16 dense)
     seed: int = 1337
     device: str = "auto"           # auto | cpu | cuda
     run_name: str = "default"
 
     def __post_init__(self):
-        if self.steps < 1:
-            raise ConfigError("train.steps must be >= 1")
+        for name in ("steps", "batch_size", "block_size", "eval_every", "eval_batches", "log_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"train.{name} must be >= 1")
+        if self.tokens_per_step < 0 or self.ckpt_every < 0 or self.warmup_steps < 0:
+            raise ConfigError("train.tokens_per_step, ckpt_every and warmup_steps must be >= 0")
+        if self.sampling not in ("random", "epoch"):
+            raise ConfigError(f"train.sampling must be random or epoch, not {self.sampling!r}")
+        if self.compile not in ("auto", "on", "off"):
+            raise ConfigError(f"train.compile must be auto, on or off, not {self.compile!r}")
+        if self.metrics_format not in ("jsonl", "csv"):
+            raise ConfigError(f"train.metrics_format must be jsonl or csv, not {self.metrics_format!r}")
 
 
 @dataclass
