@@ -25,7 +25,7 @@ def demo_overrides(web, proxy_url: str, steps: int, workers: int | None) -> dict
         "fetch": {"proxy": proxy_url, "backoff_s": 0.1, "retries": 1, "host_delay_s": 0.02},
         "decontaminate": {"benchmarks": [str(web.benchmark)]},
         "shard": {"val_fraction": 0.05},
-        "train": {"model": "tiny", "steps": steps, "batch_size": 8, "block_size": 64, "eval_every": 50,
+        "train": {"model": "tiny", "steps": steps, "batch_size": 8, "block_size": 64, "eval_every": 50, "log_every": 25,
                   "warmup_steps": 10, "lr": 2e-3, "run_name": "demo"},
     }
 
@@ -46,4 +46,12 @@ def run_demo(workdir: Path, config: Path | None, articles: int = 200, steps: int
             ctx.close()
     funnel = collect(workdir)
     render(funnel, Console())
+    ckpt = workdir / "runs" / "demo" / "ckpt.pt"
+    if until == "train" and ckpt.exists():       # the tiny model's first words
+        from model.evaluate import sample
+        from model.train import load_checkpoint, model_from_checkpoint
+
+        ck = load_checkpoint(ckpt)
+        text = sample(ck, model_from_checkpoint(ck), "The", max_new_tokens=30, seed=0)[0]
+        console.print(f"sample from runs/demo (webtext sample --run-name demo): {text!r}", highlight=False)
     return funnel
