@@ -117,8 +117,11 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--batch-size", type=int, default=0, help="micro-batch (0 = the largest that fits)")
     ap.add_argument("--compile", default="on", choices=("on", "off"))
+    ap.add_argument("--block-size", type=int, default=1024)
+    ap.add_argument("--device", default="auto", choices=("auto", "cpu"),
+                    help="cpu: run the trainer part on CPU too (a smoke run of this script, e.g. with --model tiny)")
     args = ap.parse_args()
-    block = 1024
+    block = args.block_size
     with tempfile.TemporaryDirectory() as tmp:
         tokens = write_tokens(Path(tmp) / "tokens", args.tokens)
         rates = loader_rate(tokens, 32, block)
@@ -126,7 +129,8 @@ def main() -> None:
         print(f"  loader, batch 32 x {block + 1}, one CPU thread: random windows {rates['random'] / 1e6:7.1f} M tokens/s, "
               f"epoch windows {rates['epoch'] / 1e6:7.1f} M tokens/s, through the prefetcher "
               f"{rates['prefetcher'] / 1e6:7.1f} M tokens/s")
-        if not torch.cuda.is_available():
+        on_gpu = torch.cuda.is_available() and args.device == "auto"
+        if not on_gpu and args.device != "cpu":
             # GPT-2 124M at 45% MFU on an H100 consumes ~0.79M tokens/s (6N + 6LCT = 5.7e8 FLOP/token)
             need = 0.45 * 989e12 / 5.67e8
             print(f"  no CUDA device: trainer tokens/s and MFU not measured. For reference, 124M at 45% MFU on an "
@@ -135,23 +139,26 @@ def main() -> None:
         from model.train import train
         from pipeline.config import TrainConfig
 
-        name = torch.cuda.get_device_name()
-        b = args.batch_size or largest_batch(args.model, block)
+        name = torch.cuda.get_device_name() if on_gpu else "CPU"
+        b = args.batch_size or (largest_batch(args.model, block) if on_gpu else 8)
         cfg = TrainConfig(model=args.model, steps=args.steps, batch_size=b, block_size=block, lr=6e-4, min_lr=6e-5,
                           warmup_steps=10, eval_every=10**9, eval_batches=1, log_every=10, compile=args.compile,
-                          device="cuda", run_name="bench")
+                          device="cuda" if on_gpu else "cpu", run_name="bench")
         t = time.time()
         train(tokens, Path(tmp) / "runs", cfg, log=lambda m: print(m, flush=True))
         rows = [json.loads(x) for x in (Path(tmp) / "runs" / "bench" / "metrics.jsonl").read_text().splitlines()]
         steady = [r for r in rows if r["step"] > 20]              # after compilation and warm-up
         tps = float(np.median([r["tokens_per_s"] for r in steady]))
+        if not steady:
+            raise SystemExit("no steady-state steps: use --steps above 30")
         mfu = float(np.median([r["mfu"] for r in steady])) if steady[0]["mfu"] is not None else None
-        print(f"  device: {name}; {args.model}, micro-batch {b} x {block}, bf16, compile {args.compile}")
+        print(f"  device: {name}; {args.model}, micro-batch {b} x {block}, {'bf16' if on_gpu else 'fp32'}, compile {args.compile}")
         print(f"  trainer: {tps:,.0f} tokens/s (median of steps 21-{args.steps}), "
               f"MFU {mfu:.1%} (target >= 45%; llm.c/modded-nanogpt ~38%, nanochat 41%)" if mfu is not None else
-              f"  trainer: {tps:,.0f} tokens/s; peak FLOP/s of {name} unknown (set --peak-tflops)")
-        print(f"  loader / GPU consumption: {rates['prefetcher'] / tps:,.0f}x (target >= 100x); "
-              f"wall {time.time() - t:.0f} s, peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
+              f"  trainer: {tps:,.0f} tokens/s; no MFU (peak FLOP/s of {name} unknown)")
+        print(f"  loader delivery / trainer consumption: {rates['prefetcher'] / tps:,.0f}x (target >= 100x); "
+              f"wall {time.time() - t:.0f} s"
+              + (f", peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB" if on_gpu else ""))
 
 
 if __name__ == "__main__":

@@ -257,3 +257,19 @@ def test_export_matches_transformers_logits(tokens_dir, tmp_path):
 def test_mfu_peak():
     assert peak_flops("cpu", TrainConfig()) is None
     assert peak_flops("cpu", TrainConfig(peak_tflops=100)) == 100e12
+
+
+def test_metrics_csv_and_tensorboard_needs_its_package(tokens_dir, tmp_path):
+    import csv
+
+    train(tokens_dir, tmp_path / "r", tiny(steps=3, metrics_format="csv"), log=lambda *_: None)
+    rows = list(csv.DictReader(open(tmp_path / "r" / "t" / "metrics.csv")))
+    assert [int(r["step"]) for r in rows] == [1, 2, 3] and float(rows[-1]["tokens_per_s"]) > 0
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        with pytest.raises(ConfigError, match="tensorboard"):
+            train(tokens_dir, tmp_path / "s", tiny(steps=1, tensorboard=True), log=lambda *_: None)
+    else:
+        train(tokens_dir, tmp_path / "s", tiny(steps=1, tensorboard=True), log=lambda *_: None)
+        assert list((tmp_path / "s" / "t" / "tensorboard").iterdir())
