@@ -273,3 +273,14 @@ def test_metrics_csv_and_tensorboard_needs_its_package(tokens_dir, tmp_path):
     else:
         train(tokens_dir, tmp_path / "s", tiny(steps=1, tensorboard=True), log=lambda *_: None)
         assert list((tmp_path / "s" / "t" / "tensorboard").iterdir())
+
+
+@pytest.mark.skipif(not __import__("shutil").which("g++"), reason="torch.compile on CPU needs a C++ compiler")
+def test_compiled_training_matches_eager(tokens_dir, tmp_path):
+    """compile = on goes through torch.compile (inductor's CPU backend here; the GPU
+    path differs only in the generated kernels)."""
+    eager = train(tokens_dir, tmp_path / "e", tiny(steps=2, block_size=16), log=lambda *_: None)
+    logs = []
+    comp = train(tokens_dir, tmp_path / "c", tiny(steps=2, block_size=16, compile="on"), log=logs.append)
+    assert "(compiled)" in logs[0]
+    assert comp["final_train_loss"] == pytest.approx(eager["final_train_loss"], rel=1e-4)
