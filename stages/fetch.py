@@ -1,6 +1,12 @@
 """fetch: ``urls/`` -> ``warc/`` (WARC/1.1 .warc.gz plus a Parquet fetch log per shard).
 
-One task per urls shard writes ``warc/warc-NNNNN-SSS.warc.gz`` segments (request,
+Every URL is fetched once. When the urls shards change (a new harvest), the URLs not
+in any earlier *frontier* file are written to new ``warc/_frontier/frontier-NNNNN.parquet``
+files (schema URLS, one per urls shard with new URLs, numbered on from the last), and
+only those are fetched: old frontiers, fetch logs and everything downstream stay
+done. Frontier files are never rewritten, so their tasks stay done across refreshes.
+
+One task per frontier file writes ``warc/warc-NNNNN-SSS.warc.gz`` segments (request,
 response and metadata record per archived page, one gzip member per record, rotated at
 ``warc_max_bytes``) and ``warc/fetchlog-NNNNN.parquet`` (schema FETCHLOG, one row per
 URL). A shard resumes URL by URL after a crash (``stages.warcstore``).
@@ -29,11 +35,12 @@ from collections import defaultdict
 
 import aiohttp
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline.config import FetchConfig, to_dict
 from pipeline.executor import Context, Task, finish_stage, run_phase
-from pipeline.io import atomic_path, require_shards, shard_id
+from pipeline.io import atomic_path, read_json, require_shards, shard_id, sorted_files, write_json
 from pipeline.schemas import FETCHLOG
 from pipeline.stats import Stats
 
@@ -136,14 +143,47 @@ def fetch_shard(task: Task) -> Stats:
     return stats
 
 
+FRONTIER = "_frontier"
+
+
+def plan_frontier(ctx: Context, urls: list[Path], out: Path) -> list[Path]:
+    """Every frontier file, after adding those for URLs never scheduled before (only when
+    the urls shards changed since the last plan). Memory: the ids of every URL scheduled
+    so far (16 hex characters each) and one urls shard."""
+    fdir = out / FRONTIER
+    fdir.mkdir(parents=True, exist_ok=True)
+    plan_path = fdir / "plan.json"
+    digests = {p.name: ctx.state.digest(p) for p in urls}
+    existing = sorted_files(fdir, "frontier-*.parquet")
+    if plan_path.exists() and read_json(plan_path).get("urls") == digests:
+        return existing
+    seen = pa.concat_arrays([pq.read_table(f, columns=["url_id"])["url_id"].combine_chunks() for f in existing]) \
+        if existing else pa.array([], pa.string())
+    next_id = 1 + max((int(shard_id(f)) for f in existing), default=-1)
+    for src in urls:
+        table = pq.read_table(src)
+        new = table.filter(pc.invert(pc.is_in(table["url_id"], value_set=seen))) if len(seen) else table
+        if new.num_rows:
+            path = fdir / f"frontier-{next_id:05d}.parquet"
+            with atomic_path(path) as tmp:
+                pq.write_table(new, tmp, compression="zstd")
+            existing.append(path)
+            next_id += 1
+    write_json(plan_path, {"urls": digests, "frontiers": [f.name for f in existing]})
+    return existing
+
+
 def run(ctx: Context) -> dict:
     cfg: FetchConfig = ctx.cfg.fetch
     started = time.time()
-    inputs = require_shards(ctx.dir("urls"), "urls-*.parquet", "URL shards", "harvest")
+    urls = require_shards(ctx.dir("urls"), "urls-*.parquet", "URL shards", "harvest")
     if not cfg.proxy and (env := os.environ.get("HTTP_PROXY") or os.environ.get("http_proxy")):
         cfg.proxy = env
     out = ctx.dir("warc")
+    frontier = plan_frontier(ctx, urls, out)
     tasks = [Task("fetch", shard_id(src), fetch_shard, [src], [out / f"fetchlog-{shard_id(src)}.parquet"],
-                  options={"fetch": to_dict(cfg)}) for src in inputs]
+                  options={"fetch": to_dict(cfg)}) for src in frontier]
     res = run_phase(ctx, out, "fetch", tasks)
+    res.stats.add_info("frontier_files", len(frontier))
+    res.stats.add_info("new_urls", res.fresh.records_in)
     return finish_stage(ctx, "fetch", out, res.stats, to_dict(cfg), res.ran, res.skipped, started)

@@ -290,3 +290,31 @@ def test_warc_gzip_level_out_of_range_is_a_config_error():
     with pytest.raises(ConfigError, match="'isal' or 'zlib'"):
         FetchConfig(warc_gzip="brotli")
     assert FetchConfig(warc_gzip="zlib", warc_gzip_level=9).warc_gzip_level == 9
+
+
+def test_a_changed_harvest_fetches_only_new_urls(tmp_path, loopback_web):
+    """A second harvest rewrites the urls shards (old URLs with new karma, plus new ones):
+    fetch requests only the new URLs, and the first frontier's task stays done."""
+    from conftest import make_context
+
+    w = loopback_web
+    w.routes.update({f"/p{i}": Route(body=PAGE) for i in range(6)})
+    (tmp_path / "urls").mkdir()
+    urls = [f"{w.base}/p{i}" for i in range(6)]
+    pq.write_table(url_table(urls[:3]), tmp_path / "urls" / "urls-00000.parquet")
+    pq.write_table(url_table(urls[3:4]), tmp_path / "urls" / "urls-00001.parquet")
+    ctx = make_context(tmp_path, fetch={"allow_private": True, "host_delay_s": 0.0})
+    first = fetch.run(ctx)
+    assert first["info"]["new_urls"] == 4 and sorted(p for p, _ in w.log if p != "/robots.txt") == \
+        ["/p0", "/p1", "/p2", "/p3"]
+    w.log.clear()
+    again = fetch.run(ctx)                                         # nothing changed: nothing to do
+    assert again["tasks_run"] == 0 and w.log == []
+    pq.write_table(url_table(urls[:3] + urls[4:5], score=50), tmp_path / "urls" / "urls-00000.parquet")
+    pq.write_table(url_table(urls[3:4] + urls[5:6], score=50), tmp_path / "urls" / "urls-00001.parquet")
+    second = fetch.run(ctx)
+    assert sorted(p for p, _ in w.log if p != "/robots.txt") == ["/p4", "/p5"]     # only the new URLs
+    assert second["tasks_run"] == 2 and second["tasks_skipped"] == 2 and second["info"]["new_urls"] == 2
+    assert second["out"] == 6 and second["info"]["frontier_files"] == 4
+    assert sorted(p.name for p in (tmp_path / "warc").glob("fetchlog-*.parquet")) == \
+        [f"fetchlog-0000{i}.parquet" for i in range(4)]
