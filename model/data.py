@@ -39,17 +39,18 @@ from pipeline.errors import ConfigError, MissingInputError
 SAMPLING = ("random", "epoch")
 
 
-def read_manifest(tokens_dir: Path, verify: bool = True) -> dict:
-    """``tokens/manifest.json``; with ``verify``, every shard's size and sha256 are checked
-    against it first (a shard changed or truncated since ``webtext shard`` is an error)."""
+def read_manifest(tokens_dir: Path, verify: bool = True, version: int = 0) -> dict:
+    """``tokens/manifest.json`` as of corpus ``version`` (0 = the latest; its ``shards`` are
+    that version's). With ``verify``, each of those shards' sha256 is checked first (a
+    shard changed or truncated since ``webtext shard`` is an error)."""
+    from stages.shard import select_version, verify_manifest
+
     manifest_path = Path(tokens_dir) / "manifest.json"
     if not manifest_path.exists():
         raise MissingInputError(f"no {manifest_path}", "Run `webtext shard` first")
-    manifest = json.loads(manifest_path.read_text())
+    manifest = select_version(json.loads(manifest_path.read_text()), version)
     if verify:
-        from stages.shard import verify_manifest
-
-        bad = verify_manifest(Path(tokens_dir))
+        bad = verify_manifest(Path(tokens_dir), manifest)
         if bad:
             raise MissingInputError(f"token shard(s) {', '.join(bad)} do not match the sha256 in {manifest_path}",
                                     "Rerun `webtext shard` (delete tokens/ first if the files were edited)")

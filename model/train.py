@@ -48,7 +48,7 @@ PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "GH200": 989.0, "A100": 312.0, "A10
                "L40S": 362.0, "RTX 4090": 165.0}
 # the fields a resumed run must share with its checkpoint (steps may grow)
 TRAJECTORY = ("model", "batch_size", "block_size", "tokens_per_step", "sampling", "lr", "min_lr",
-              "warmup_steps", "weight_decay", "grad_clip", "seed")
+              "warmup_steps", "weight_decay", "grad_clip", "seed", "corpus_version")
 CSV_FIELDS = ("step", "loss", "lr", "grad_norm", "tokens_per_s", "mfu", "val_loss", "elapsed_s")
 
 
@@ -281,7 +281,7 @@ def _train(tokens_dir, runs_dir, cfg: TrainConfig, d: Dist, device: str, log, st
     run_dir = Path(runs_dir) / cfg.run_name
     ckpt_path = run_dir / "ckpt.pt"
     try:                                                   # one rank hashes the shards
-        manifest, err = read_manifest(tokens_dir, verify=d.main), None
+        manifest, err = read_manifest(tokens_dir, verify=d.main, version=cfg.corpus_version), None
     except MissingInputError as e:
         manifest, err = None, e
     errors = [e for e in _all_gather(err and (err.what, err.fix), d) if e]
@@ -306,7 +306,7 @@ def _train(tokens_dir, runs_dir, cfg: TrainConfig, d: Dist, device: str, log, st
     if ckpt_path.exists():
         ck = load_checkpoint(ckpt_path, device)
         was = ck["train_config"]
-        changed = [k for k in TRAJECTORY if was.get(k) != getattr(cfg, k)]
+        changed = [k for k in TRAJECTORY if was.get(k, getattr(TrainConfig, k, None)) != getattr(cfg, k)]
         if changed:
             raise ConfigError(f"{ckpt_path} was trained with different {', '.join(changed)}",
                               "Use another --run-name, or delete the run folder to start over")
@@ -354,7 +354,8 @@ def _train(tokens_dir, runs_dir, cfg: TrainConfig, d: Dist, device: str, log, st
             torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                         "step": step, "model_config": dataclasses.asdict(mcfg),
                         "train_config": dataclasses.asdict(cfg), "tokenizer": tokenizer,
-                        "source": manifest.get("source"), "data": states, "rng": rngs, "summary": summary}, tmp)
+                        "source": manifest.get("source"), "corpus_version": manifest.get("version", 1),
+                        "data": states, "rng": rngs, "summary": summary}, tmp)
 
     try:
         while step < end:

@@ -217,6 +217,7 @@ def train(
     tokens_per_step: Annotated[Optional[int], typer.Option(
         help="Tokens per optimizer step, reached by gradient accumulation (0 = one micro-batch per rank).")] = None,
     sampling: Annotated[Optional[str], typer.Option(help="random (nanoGPT-style windows) | epoch (no replacement).")] = None,
+    corpus_version: Annotated[Optional[int], typer.Option(help="tokens/ corpus version to train on (0 = the latest).")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Peak learning rate.")] = None,
     compile: Annotated[Optional[str], typer.Option(help="torch.compile: auto (on for CUDA) | on | off.")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto | cpu | cuda.")] = None,
@@ -227,7 +228,7 @@ def train(
     Multi-GPU: torchrun --nproc_per_node 8 --no-python webtext train ... (add --nnodes,
     --node_rank and --rdzv_endpoint for several machines)."""
     opts = {"model": model, "steps": steps, "batch_size": batch_size, "block_size": block_size,
-            "tokens_per_step": tokens_per_step, "sampling": sampling, "lr": lr, "compile": compile,
+            "tokens_per_step": tokens_per_step, "sampling": sampling, "corpus_version": corpus_version, "lr": lr, "compile": compile,
             "device": device, "run_name": run_name}
     if int(os.environ.get("RANK", "0")) != 0:      # torchrun's other ranks: no state database, no JSON
         from model.train import train as train_model

@@ -211,6 +211,7 @@ class TrainConfig:
     block_size: int = 128          # context length used in training (<= model max)
     tokens_per_step: int = 0       # 0 = one micro-batch on every rank; else gradient accumulation to this
     sampling: str = "random"       # random (windows at random offsets) | epoch (without replacement)
+    corpus_version: int = 0        # the tokens/ corpus version to train on; 0 = the latest
     lr: float = 1e-3
     min_lr: float = 1e-4
     warmup_steps: int = 20

