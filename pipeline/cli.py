@@ -54,17 +54,26 @@ def _context(**sections):
     return Context(G.workdir, cfg, console)
 
 
+def _lock(command: str, ctx=None):
+    """The work directory's lock (see pipeline.lock): a second run exits with code 75."""
+    from .lock import WorkdirLock
+
+    return WorkdirLock(G.workdir, command, log=ctx.log if ctx else (lambda m: console.print(m, highlight=False)))
+
+
 def _one(stage: str, options: dict | None = None, **sections) -> None:
     from .run import run_stage
 
     ctx = _context(**sections)
-    ctx.run_id = ctx.state.start_run(stage)
     try:
-        result = run_stage(ctx, stage, **(options or {}))
-        ctx.state.finish_run(ctx.run_id, "ok")
-    except BaseException:
-        ctx.state.finish_run(ctx.run_id, "failed")
-        raise
+        with _lock(stage, ctx):
+            ctx.run_id = ctx.state.start_run(stage)
+            try:
+                result = run_stage(ctx, stage, **(options or {}))
+                ctx.state.finish_run(ctx.run_id, "ok")
+            except BaseException:
+                ctx.state.finish_run(ctx.run_id, "failed")
+                raise
     finally:
         ctx.close()
     shown = {k: v for k, v in result.items() if not k.startswith("_")}
@@ -335,7 +344,8 @@ def run(
                    decontaminate={"benchmarks": list(benchmark) if benchmark else None},
                    train={"steps": steps})
     try:
-        run_all(ctx, [s for s in chosen if not (skip_train and s == "train")])
+        with _lock("run", ctx):
+            run_all(ctx, [s for s in chosen if not (skip_train and s == "train")])
     finally:
         ctx.close()
     render(collect(G.workdir), Console())
@@ -352,7 +362,72 @@ def demo(
     from .run import parse_stages
 
     (last,) = parse_stages(until)
-    run_demo(G.workdir, G.config, articles=articles, steps=steps, workers=G.workers, console=console, until=last)
+    with _lock("demo"):
+        run_demo(G.workdir, G.config, articles=articles, steps=steps, workers=G.workers, console=console,
+                 until=last)
+
+
+@app.command()
+def refresh(
+    dumps: Dumps = None,
+    source: Annotated[Optional[str], typer.Option(help="dumps | api (default: [harvest] source).")] = None,
+    log_json: Annotated[bool, typer.Option("--log-json", help="Structured logs: one JSON object per line on stderr.")] = False,
+):
+    """One incremental update: new dumps or API submissions through every stage to a new
+    corpus version, and a run diff (refresh/latest.json). Exit 0: updated; 3: nothing
+    new; 75: another run holds the work directory."""
+    from .refresh import EXIT_NOTHING_NEW, EXIT_UPDATED, refresh as do_refresh, render
+
+    ctx = _context(harvest={"dumps": [str(d) for d in dumps] if dumps else None, "source": source})
+    ctx.json_logs = log_json
+    try:
+        with _lock("refresh", ctx):
+            diff = do_refresh(ctx)
+    finally:
+        ctx.close()
+    if log_json:
+        sys.stderr.write(json.dumps({"level": "info", "msg": "refresh done", "diff": diff}) + "\n")
+    else:
+        render(diff, Console())
+    raise typer.Exit(EXIT_UPDATED if diff["updated"] else EXIT_NOTHING_NEW)
+
+
+@app.command()
+def remove(
+    url: Annotated[Optional[list[str]], typer.Option("--url", help="A URL to take out of the corpus (repeatable).")] = None,
+    file: Annotated[Optional[Path], typer.Option("--file", help="A file of URLs, one per line.")] = None,
+    reason: Annotated[str, typer.Option(help="Recorded with the takedown.")] = "",
+    apply: Annotated[bool, typer.Option(help="Cut a new corpus version now (else at the next shard or refresh).")] = True,
+):
+    """Takedowns: documents from these URLs leave the corpus in the next version's shards
+    (earlier versions are kept as they were); the state database records when."""
+    from stages.urls import normalize_url_id
+
+    from .errors import ConfigError, MissingInputError
+
+    urls = list(url or [])
+    if file:
+        if not file.is_file():
+            raise MissingInputError(f"{file} not found")
+        urls += [ln.strip() for ln in file.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    if not urls:
+        raise ConfigError("no URL given", "Use --url URL (repeatable) or --file FILE")
+    ctx = _context()
+    try:
+        with _lock("remove", ctx):
+            added = 0
+            for u in urls:
+                doc_id, normalized = normalize_url_id(u)
+                added += ctx.state.add_takedown(doc_id, normalized, reason)
+            console.print(f"{added} takedown(s) recorded ({len(urls) - added} already known)")
+            if apply and (G.workdir / "tokens" / "manifest.json").exists():
+                from .run import run_stage
+
+                st = run_stage(ctx, "shard")
+                console.print(f"corpus version {st['info']['version']}: {st['info'].get('removed_docs', 0)} "
+                              "document(s) removed")
+    finally:
+        ctx.close()
 
 
 @app.command()

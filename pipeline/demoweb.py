@@ -85,9 +85,10 @@ class Page:
 @dataclass
 class DemoWeb:
     pages: dict[str, Page]           # absolute URL -> response
-    dump: Path                       # RS_YYYY-MM.zst
+    dump: Path                       # RS_YYYY-MM.zst (the first month's, with months = 2)
     benchmark: Path                  # jsonl with a "text" field
     planted: dict                    # what was planted, for tests and the demo summary
+    dumps: list = field(default_factory=list)   # every month's dump
 
 
 def _html(host: str, title: str, paragraphs: list[str]) -> bytes:
@@ -120,7 +121,12 @@ def _edit(paragraphs: list[str], rng: random.Random, n_words: int) -> list[str]:
     return [" ".join(w) for w in words]
 
 
-def build_demo_web(out_dir: Path, n_articles: int = 200, seed: int = 0) -> DemoWeb:
+def build_demo_web(out_dir: Path, n_articles: int = 200, seed: int = 0, months: int = 1) -> DemoWeb:
+    """The demo web and its dump. With ``months = 2`` the submissions are split into
+    RS_2026-01 and RS_2026-02 (``dumps``): the last quarter of the articles and every
+    republication arrive in February, as a refresh would see them. A republication's
+    karma never exceeds its source's, so a run over both months keeps the same copies
+    as two refreshes do."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
@@ -148,9 +154,11 @@ def build_demo_web(out_dir: Path, n_articles: int = 200, seed: int = 0) -> DemoW
     contaminated = articles[len(articles) // 2]
     contaminated[2].insert(2, bench[0])
     planted["contaminated"].append(contaminated[0])
+    karma = {}
     for url, host, ps in articles:
         pages[url] = Page(200, _html(host, _title(ps[0]), ps))
-        links.append((url, rng.randint(3, 200)))
+        karma[url] = rng.randint(3, 200)
+        links.append((url, karma[url]))
         planted["articles"].append(url)
 
     def republish(kind: str, src: tuple, n: int, edit_words: int):
@@ -159,7 +167,7 @@ def build_demo_web(out_dir: Path, n_articles: int = 200, seed: int = 0) -> DemoW
         url = f"http://{host}/syndicated/{kind}/{n:03d}"
         text = _edit(ps, rng, edit_words) if edit_words else ps
         pages[url] = Page(200, _html(host, _title(ps[0]), text))
-        links.append((url, rng.randint(3, 60)))
+        links.append((url, min(rng.randint(3, 60), karma[url0])))
         planted[kind].append(url)
 
     for n, src in enumerate(articles[1:n_articles // 10:2]):
@@ -206,10 +214,12 @@ def build_demo_web(out_dir: Path, n_articles: int = 200, seed: int = 0) -> DemoW
         planted["robots"].append(url)
 
     dump = out_dir / "RS_2026-01.zst"
-    _write_dump(dump, links, rng)
+    late = set(planted["exact_dup"] + planted["near_dup"] + [u for u, _, _ in articles[3 * n_articles // 4:]]) \
+        if months == 2 else set()
+    _write_dump(dump, links, rng, late)
     benchmark = out_dir / "demo_benchmark.jsonl"
     benchmark.write_text("".join(json.dumps({"text": t}) + "\n" for t in bench))
-    return DemoWeb(pages, dump, benchmark, planted)
+    return DemoWeb(pages, dump, benchmark, planted, [dump] + ([out_dir / "RS_2026-02.zst"] if months == 2 else []))
 
 
 def _submission(i: int, url: str, score: int, **extra) -> dict:
@@ -222,7 +232,9 @@ def _submission(i: int, url: str, score: int, **extra) -> dict:
     }
 
 
-def _write_dump(path: Path, links: list[tuple[str, int]], rng: random.Random) -> None:
+def _write_dump(path: Path, links: list[tuple[str, int]], rng: random.Random, late: set[str] = frozenset()) -> None:
+    """``path``, and with ``late`` URLs the next month's dump beside it holding their
+    submissions (a month later)."""
     lines, i = [], 0
     for url, score in links:
         lines.append(_submission(i, url, score)); i += 1
@@ -235,19 +247,26 @@ def _write_dump(path: Path, links: list[tuple[str, int]], rng: random.Random) ->
         lines.append(_submission(i, f"http://{_HOSTS[n]}/nsfw/{n}", 80, over_18=True)); i += 1
         lines.append(_submission(i, f"https://i.imgur.com/pic{n}.jpg", 300)); i += 1
     rng.shuffle(lines)
+    month2 = [dict(x, created_utc=x["created_utc"] + 31 * 86400) for x in lines if x["url"].split("?")[0] in late]
+    lines = [x for x in lines if x["url"].split("?")[0] not in late]
     raw = "".join(json.dumps(s) + "\n" for s in lines).encode()
     raw += b'{"id": "broken", "url": "http://trunc\n' + b"not json at all\n"
     params = zstandard.ZstdCompressionParameters.from_level(3, window_log=31)
     path.write_bytes(zstandard.ZstdCompressor(compression_params=params).compress(raw))
+    if late:
+        raw2 = "".join(json.dumps(s) + "\n" for s in month2).encode()
+        path.with_name("RS_2026-02.zst").write_bytes(zstandard.ZstdCompressor(compression_params=params).compress(raw2))
 
 
 class _Handler(BaseHTTPRequestHandler):
     pages: dict[str, Page] = {}
+    requests: list[str] = []
     protocol_version = "HTTP/1.1"
 
     def do_GET(self):  # noqa: N802 (http.server's naming)
         url = self.path if self.path.startswith("http") else f"http://{self.headers.get('Host')}{self.path}"
         url = url.split("#", 1)[0]
+        self.requests.append(url)
         page = self.pages.get(url) or self.pages.get(url.split("?", 1)[0])
         if page is None:
             page = Page(404, b"<html><body>No such page</body></html>")
@@ -277,7 +296,8 @@ class DemoProxy:
     """A loopback HTTP forward proxy that answers for every demo host from memory."""
 
     def __init__(self, pages: dict[str, Page]):
-        handler = type("DemoHandler", (_Handler,), {"pages": pages})
+        self.requests: list[str] = []          # every URL requested through the proxy, in order
+        handler = type("DemoHandler", (_Handler,), {"pages": pages, "requests": self.requests})
         self.server = _Server(("127.0.0.1", 0), handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)

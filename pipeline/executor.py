@@ -70,8 +70,17 @@ class Context:
     def dir(self, name: str) -> Path:
         return self.workdir / name
 
+    json_logs = False          # --log-json: one JSON object per line on stderr, no progress bars
+
     def log(self, msg: str) -> None:
-        self.console.print(msg, highlight=False, soft_wrap=True)
+        if self.json_logs:
+            from rich.text import Text
+
+            sys.stderr.write(json.dumps({"ts": round(time.time(), 3), "level": "info",
+                                         "msg": Text.from_markup(msg).plain.strip()}) + "\n")
+            sys.stderr.flush()
+        else:
+            self.console.print(msg, highlight=False, soft_wrap=True)
 
     def close(self) -> None:
         self.state.close()
@@ -221,7 +230,7 @@ class _progress:
         self.last = time.monotonic()
 
     def __enter__(self):
-        if self.ctx.console.is_terminal:
+        if self.ctx.console.is_terminal and not self.ctx.json_logs:
             self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                 TimeElapsedColumn(), console=self.ctx.console, transient=True)
             self.bar.start()

@@ -41,6 +41,13 @@ CREATE TABLE IF NOT EXISTS api_watermarks (
     key TEXT PRIMARY KEY,           -- "<subreddit>/<listing>"
     newest_utc REAL NOT NULL        -- newest created_utc seen
 );
+CREATE TABLE IF NOT EXISTS takedowns (
+    doc_id TEXT PRIMARY KEY,        -- url_id of the normalized URL (extract's doc_id)
+    url TEXT NOT NULL,
+    reason TEXT NOT NULL DEFAULT '',
+    requested REAL NOT NULL,        -- when `webtext remove` recorded it
+    version INTEGER                 -- the corpus version it first left (set by shard)
+);
 CREATE TABLE IF NOT EXISTS file_digests (
     path TEXT PRIMARY KEY,
     size INTEGER NOT NULL,
@@ -102,6 +109,20 @@ class State:
             self.db.execute(
                 "INSERT INTO api_watermarks VALUES (?, ?) "
                 "ON CONFLICT(key) DO UPDATE SET newest_utc=MAX(newest_utc, excluded.newest_utc)", (key, utc))
+
+    # -- takedowns ----------------------------------------------------------
+    def add_takedown(self, doc_id: str, url: str, reason: str = "") -> bool:
+        cur = self.db.execute("INSERT OR IGNORE INTO takedowns(doc_id, url, reason, requested) VALUES (?, ?, ?, ?)",
+                              (doc_id, url, reason, time.time()))
+        return cur.rowcount == 1
+
+    def takedowns(self) -> list[dict]:
+        rows = self.db.execute("SELECT doc_id, url, reason, requested, version FROM takedowns ORDER BY requested")
+        return [dict(zip(("doc_id", "url", "reason", "requested", "version"), r)) for r in rows]
+
+    def mark_takedowns(self, doc_ids: list[str], version: int) -> None:
+        self.db.executemany("UPDATE takedowns SET version=? WHERE doc_id=? AND version IS NULL",
+                            [(version, d) for d in doc_ids])
 
     # -- digests ------------------------------------------------------------
     def digest(self, path: Path) -> str:

@@ -331,6 +331,10 @@ def run(ctx: Context, export: str | None = None) -> dict:
     files: dict[str, dict] = dict(prev.get("shard_files") or {x["file"]: x for x in prev["shards"]}) if prev else {}
     idx = [_part_index(p) for p in parts]
     current = np.concatenate([k for k, _, _ in idx]) if idx else np.empty(0, np.uint64)
+    takedowns = ctx.state.takedowns()
+    if takedowns:                               # `webtext remove`: out of this version and every later one
+        gone = np.array([shuffle_key(t["doc_id"], cfg.seed) for t in takedowns], dtype=np.uint64)
+        current = current[~np.isin(current, gone)]
     fingerprint = hashlib.sha256("".join(ctx.state.digest(s) for s in inputs).encode()).hexdigest()
     source = {"folder": "clean", "docs": tokenized.stats.records_in, "shards": len(inputs), "sha256": fingerprint}
     stats = Stats(records_in=tokenized.stats.records_in)
@@ -338,7 +342,7 @@ def run(ctx: Context, export: str | None = None) -> dict:
     last = versions[-1] if versions else None
     old_keys = {f: shard_keys(out / f, cfg.seed) for f in last["shards"]} if last else {}
     previous = np.concatenate(list(old_keys.values())) if old_keys else np.empty(0, np.uint64)
-    new = np.setdiff1d(current, previous) if last else None
+    new = np.setdiff1d(current, previous) if last or takedowns else None
     removed = np.setdiff1d(previous, current)
     if last is None or len(new) or len(removed):
         v = last["version"] + 1 if last else 1
@@ -384,9 +388,13 @@ def run(ctx: Context, export: str | None = None) -> dict:
         versions = versions + [{"version": v, "source": source, "shards": shards, "added_docs": n_new,
                                 "added_tokens": sum(files[f.name]["tokens"] for _, f in made),
                                 "removed_docs": int(len(removed))}]
-        # when it was made: beside the manifest, which stays a function of the inputs
+        # when it was made, and the takedowns it applied: beside the manifest, which stays
+        # a function of the inputs
+        applied = [t for t in takedowns if shuffle_key(t["doc_id"], cfg.seed) in set(removed.tolist())]
         write_json(vdir / f"v{v:04d}.json", {"version": v, "created": time.time(),
-                                              "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+                                              "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                                              "takedowns": applied})
+        ctx.state.mark_takedowns([t["doc_id"] for t in applied], v)
         ctx.log(f"  shard: corpus version {v}: {n_new:,} new document(s), {len(removed):,} removed")
     for stale in list(out.glob("train-*.arrow")) + list(out.glob("val-*.arrow")):
         if stale.name not in files:             # from a run that crashed before its manifest

@@ -109,3 +109,15 @@ def domain_matches(hostname: str, domains) -> bool:
     """True if ``hostname`` is one of ``domains`` or a subdomain of one."""
     parts = hostname.split(".")
     return any(".".join(parts[i:]) in domains for i in range(len(parts)))
+
+
+def normalize_url_id(url: str) -> tuple[str, str]:
+    """(url_id, normalized url) as harvest computes them: a document's doc_id is the
+    url_id of the URL it was harvested under. A URL with no http(s) scheme and host is a
+    ConfigError."""
+    from pipeline.errors import ConfigError
+
+    norm = normalize(url)
+    if norm is None:
+        raise ConfigError(f"{url[:200]!r} is not an http(s) URL")
+    return url_id(norm), norm
