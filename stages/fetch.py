@@ -32,6 +32,7 @@ import asyncio
 import os
 import time
 from collections import defaultdict
+from pathlib import Path
 
 import aiohttp
 import pyarrow as pa
