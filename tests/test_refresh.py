@@ -1,0 +1,146 @@
+"""Refresh: two months refreshed in two runs equal one run over both; the second run
+fetches only new URLs and drops a near-duplicate of an old document; locks; takedowns."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from model.data import read_manifest
+from pipeline.config import load_config
+from pipeline.demo import demo_overrides
+from pipeline.demoweb import DemoProxy, build_demo_web
+from pipeline.executor import Context
+from pipeline.lock import LOCKED_EXIT, LockedError, WorkdirLock
+from pipeline.refresh import refresh
+from pipeline.run import ORDER, run_all
+from stages import shard as S
+from stages.urls import normalize_url_id
+
+from conftest import ROOT
+
+
+def _ctx(workdir, web, proxy, dumps):
+    over = demo_overrides(web, proxy.url, steps=1, workers=1)
+    over["harvest"]["dumps"] = [str(d) for d in dumps]
+    return Context(workdir, load_config(None, over))
+
+
+def _corpus(workdir, version=0):
+    m = read_manifest(workdir / "tokens", version=version)
+    docs = {d for f in m["shards"] for d in S.read_tokens(workdir / "tokens" / f["file"])["doc_id"].to_pylist()}
+    return docs, m["totals"]["train"]["tokens"] + m["totals"]["val"]["tokens"]
+
+
+@pytest.fixture(scope="module")
+def refreshed(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("refresh")
+    web = build_demo_web(tmp / "web", n_articles=40, months=2)
+    inbox = tmp / "inbox"                          # the dumps folder a cron job watches
+    inbox.mkdir()
+    shutil.copy(web.dumps[0], inbox)
+    out = {"web": web, "tmp": tmp}
+    with DemoProxy(web.pages) as proxy:
+        ctx = _ctx(tmp / "incr", web, proxy, [inbox])
+        out["diff1"] = refresh(ctx)
+        out["month1_requests"] = list(proxy.requests)
+        proxy.requests.clear()
+        shutil.copy(web.dumps[1], inbox)
+        out["diff2"] = refresh(ctx)
+        out["month2_requests"] = list(proxy.requests)
+        out["diff3"] = refresh(ctx)                # nothing new
+        ctx.close()
+        full = _ctx(tmp / "full", web, proxy, web.dumps)
+        run_all(full, ORDER[:-1])
+        full.close()
+    return out
+
+
+def test_two_refreshes_equal_one_full_run(refreshed):
+    tmp = refreshed["tmp"]
+    docs, tokens = _corpus(tmp / "incr")
+    full_docs, full_tokens = _corpus(tmp / "full")
+    assert docs == full_docs and tokens == full_tokens
+    d1, d2, d3 = refreshed["diff1"], refreshed["diff2"], refreshed["diff3"]
+    assert d1["updated"] and d2["updated"] and not d3["updated"]
+    assert (d1["corpus_version"], d2["corpus_version"], d3["corpus_version"]) == (1, 2, 2)
+    assert d1["documents_added"] + d2["documents_added"] == len(docs)
+    assert d2["tokens_added"] > 0 and d1["tokens_added"] + d2["tokens_added"] == tokens
+    assert set(d2["wall_s"]) == {"harvest", "fetch", "extract", "dedup", "decontaminate", "shard"}
+    assert d3["new_urls"] == 0 and d3["fetched"] == 0 and d3["tokens_added"] == 0
+    assert json.loads((tmp / "incr" / "refresh" / "latest.json").read_text())["run_id"] == d3["run_id"]
+    v1_docs, _ = _corpus(tmp / "incr", version=1)                   # the first version stays readable
+    assert v1_docs < docs and len(v1_docs) == d1["documents_added"]
+
+
+def test_second_refresh_fetches_only_new_urls(refreshed):
+    pages = lambda reqs: {u for u in reqs if not u.endswith("/robots.txt")}   # noqa: E731
+    first, second = pages(refreshed["month1_requests"]), pages(refreshed["month2_requests"])
+    assert first and second and not (first & second)
+    web = refreshed["web"]
+    assert set(web.planted["near_dup"]) <= second                   # February's republications
+    assert refreshed["diff2"]["fetched"] == len(second) + refreshed["diff2"]["drops"].get("fetch", {}).get(
+        "robots_disallowed", 0)
+
+
+def test_near_duplicate_of_an_old_document_is_dropped(refreshed):
+    d2 = refreshed["diff2"]
+    assert d2["duplicates"].get("near_duplicate", 0) >= 1 and d2["duplicates"].get("exact_duplicate", 0) >= 1
+    docs, _ = _corpus(refreshed["tmp"] / "incr")
+    for url in refreshed["web"].planted["near_dup"]:
+        assert normalize_url_id(url)[0] not in docs
+
+
+def test_takedown_leaves_the_next_version_only(refreshed, tmp_path):
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    work = tmp_path / "w"
+    shutil.copytree(refreshed["tmp"] / "incr", work)
+    url = refreshed["web"].planted["articles"][0]
+    doc_id = normalize_url_id(url)[0]
+    before, _ = _corpus(work)
+    assert doc_id in before
+    r = CliRunner().invoke(app, ["--workdir", str(work), "remove", "--url", url, "--reason", "owner request"])
+    assert r.exit_code == 0, r.output
+    after, _ = _corpus(work)
+    assert after == before - {doc_id}
+    assert doc_id in _corpus(work, version=2)[0]                    # the earlier version is untouched
+    m = json.loads((work / "tokens" / "manifest.json").read_text())
+    assert m["version"] == 3 and m["versions"][-1]["removed_docs"] == 1
+    record = json.loads((work / "tokens" / "_versions" / "v0003.json").read_text())
+    assert [t["url"] for t in record["takedowns"]] == [normalize_url_id(url)[1]] and record["created"] > 0
+    r = CliRunner().invoke(app, ["--workdir", str(work), "remove", "--url", "ftp://x"])
+    assert r.exit_code != 0
+
+
+def _webtext(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120, **kw)
+
+
+def test_lock_refuses_a_second_run_and_recovers_after_sigkill(tmp_path):
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; sys.path.insert(0, '.'); from pipeline.lock import WorkdirLock; "
+        f"WorkdirLock({str(tmp_path)!r}, 'refresh').acquire(); print('held', flush=True); time.sleep(60)")],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        r = _webtext("--workdir", str(tmp_path), "refresh")
+        assert r.returncode == LOCKED_EXIT and f"in use by pid {holder.pid}" in r.stderr
+        with pytest.raises(LockedError):
+            WorkdirLock(tmp_path, "test").acquire()
+    finally:
+        os.kill(holder.pid, signal.SIGKILL)                          # a crashed run
+        holder.wait()
+    assert json.loads((tmp_path / ".lock").read_text())["pid"] == holder.pid   # stale record left behind
+    logs = []
+    with WorkdirLock(tmp_path, "test", log=logs.append) as lock:
+        assert lock.recovered["pid"] == holder.pid and f"stale lock from pid {holder.pid}" in logs[0]
+    assert (tmp_path / ".lock").read_text() == ""                   # a clean exit leaves no holder
