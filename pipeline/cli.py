@@ -392,6 +392,51 @@ def refresh(
     raise typer.Exit(EXIT_UPDATED if diff["updated"] else EXIT_NOTHING_NEW)
 
 
+schedule_app = typer.Typer(help="Run `webtext refresh` on a schedule (user crontab or systemd timer).",
+                            no_args_is_help=True)
+app.add_typer(schedule_app, name="schedule")
+Tabfile = Annotated[Optional[Path], typer.Option(help="A crontab file to edit instead of the user's crontab.")]
+
+
+@schedule_app.command("install")
+def schedule_install(
+    cron: Annotated[Optional[str], typer.Option(help='Cron schedule, e.g. "0 3 * * *" (03:00 daily).')] = None,
+    systemd: Annotated[bool, typer.Option("--systemd", help="Print a systemd service and timer unit instead.")] = False,
+    on_calendar: Annotated[str, typer.Option(help="The timer's OnCalendar (with --systemd).")] = "*-*-* 03:00:00",
+    tabfile: Tabfile = None,
+):
+    """Add (or replace) the refresh entry for this work directory."""
+    from . import schedule as S
+    from .errors import ConfigError
+
+    if systemd:
+        service, timer = S.systemd_units(G.workdir, G.config, on_calendar)
+        print("# ~/.config/systemd/user/webtext-refresh.service\n" + service)
+        print("# ~/.config/systemd/user/webtext-refresh.timer\n" + timer)
+        print("# then: systemctl --user daemon-reload && systemctl --user enable --now webtext-refresh.timer")
+        return
+    if not cron:
+        raise ConfigError("choose a schedule", 'Use --cron "0 3 * * *", or --systemd')
+    console.print(f"crontab entry written: {S.install(cron, G.workdir, G.config, tabfile)}", highlight=False)
+
+
+@schedule_app.command("show")
+def schedule_show(tabfile: Tabfile = None):
+    """Print this work directory's refresh entry, if any."""
+    from . import schedule as S
+
+    entries = S.show(G.workdir, tabfile)
+    print("\n".join(entries) if entries else f"no refresh scheduled for {G.workdir}")
+
+
+@schedule_app.command("remove")
+def schedule_remove(tabfile: Tabfile = None):
+    """Remove this work directory's refresh entry."""
+    from . import schedule as S
+
+    console.print(f"{S.remove(G.workdir, tabfile)} crontab entry(ies) removed")
+
+
 @app.command()
 def remove(
     url: Annotated[Optional[list[str]], typer.Option("--url", help="A URL to take out of the corpus (repeatable).")] = None,

@@ -144,3 +144,42 @@ def test_lock_refuses_a_second_run_and_recovers_after_sigkill(tmp_path):
     with WorkdirLock(tmp_path, "test", log=logs.append) as lock:
         assert lock.recovered["pid"] == holder.pid and f"stale lock from pid {holder.pid}" in logs[0]
     assert (tmp_path / ".lock").read_text() == ""                   # a clean exit leaves no holder
+
+
+def test_schedule_writes_and_removes_a_crontab_entry(tmp_path):
+    from crontab import CronTab
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    tab = tmp_path / "crontab"
+    tab.write_text("MAILTO=ops@example.org\n15 1 * * * /usr/bin/backup\n")
+    work = tmp_path / "my work"                                     # a space: quoted in the command
+    run = lambda *a: CliRunner().invoke(app, ["--workdir", str(work), "schedule", *a, "--tabfile", str(tab)])  # noqa: E731
+    r = run("install", "--cron", "0 3 * * *")
+    assert r.exit_code == 0, r.output
+    jobs = [j for j in CronTab(tabfile=str(tab)) if "refresh" in j.command]
+    assert len(jobs) == 1 and str(jobs[0].slices) == "0 3 * * *"
+    assert f"'{work.resolve()}'" in jobs[0].command and "refresh.log" in jobs[0].command
+    assert run("install", "--cron", "30 4 * * 1").exit_code == 0      # replaces, never duplicates
+    assert [str(j.slices) for j in CronTab(tabfile=str(tab)) if "refresh" in j.command] == ["30 4 * * 1"]
+    assert "30 4 * * 1" in run("show").output
+    assert "not a cron schedule" in str(run("install", "--cron", "every day").exception)
+    assert run("remove").exit_code == 0
+    assert "refresh" not in tab.read_text() and "/usr/bin/backup" in tab.read_text()   # others' entries kept
+    r = CliRunner().invoke(app, ["--workdir", str(work), "schedule", "install", "--systemd"])
+    assert "OnCalendar=*-*-* 03:00:00" in r.output and "SuccessExitStatus=3 75" in r.output
+
+
+def test_refresh_exit_codes_and_json_logs(refreshed, tmp_path):
+    work = tmp_path / "w"
+    shutil.copytree(refreshed["tmp"] / "incr", work)
+    (work / ".lock").unlink(missing_ok=True)
+    cfg = tmp_path / "webtext.toml"
+    inbox = refreshed["tmp"] / "inbox"
+    cfg.write_text(f'[harvest]\ndumps = ["{inbox}"]\n[fetch]\nallow_private = true\n')
+    r = _webtext("--workdir", str(work), "--config", str(cfg), "refresh", "--log-json")
+    assert r.returncode == 3, r.stderr[-2000:]                      # nothing new
+    lines = [json.loads(x) for x in r.stderr.splitlines() if x.startswith("{")]
+    assert lines and lines[-1]["msg"] == "refresh done" and lines[-1]["diff"]["updated"] is False
+    assert all(set(x) >= {"level", "msg"} for x in lines)

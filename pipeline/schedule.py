@@ -1,0 +1,98 @@
+"""``webtext schedule``: run ``webtext refresh`` on a schedule.
+
+``install --cron EXPR`` writes one entry to the user's crontab through python-crontab
+(or to ``--tabfile``), tagged with a comment naming the work directory, so that
+``show`` and ``remove`` find it again and a second install replaces it. The entry runs
+refresh with the same work directory and config, appending to
+``<workdir>/logs/refresh.log``; the work-directory lock makes an overlapping run exit
+at once (code 75). ``install --systemd`` prints a service and a timer unit instead.
+Every path in the command line is shell-quoted.
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import sys
+from pathlib import Path
+
+from .errors import ConfigError
+
+
+def _tag(workdir: Path) -> str:
+    return f"webtext refresh {Path(workdir).resolve()}"
+
+
+def _webtext() -> list[str]:
+    exe = Path(sys.executable).parent / "webtext"
+    if exe.exists():
+        return [str(exe)]
+    found = shutil.which("webtext")
+    return [found] if found else [sys.executable, "-m", "pipeline.cli"]
+
+
+def refresh_argv(workdir: Path, config: Path | None) -> list[str]:
+    argv = _webtext() + ["--workdir", str(Path(workdir).resolve())]
+    if config:
+        argv += ["--config", str(Path(config).resolve())]
+    return argv + ["refresh"]
+
+
+def cron_command(workdir: Path, config: Path | None) -> str:
+    log = Path(workdir).resolve() / "logs" / "refresh.log"
+    return (f"mkdir -p {shlex.quote(str(log.parent))} && "
+            f"{shlex.join(refresh_argv(workdir, config))} >> {shlex.quote(str(log))} 2>&1")
+
+
+def _crontab(tabfile: Path | None):
+    from crontab import CronTab
+
+    if tabfile:
+        Path(tabfile).touch(exist_ok=True)
+        return CronTab(tabfile=str(tabfile))
+    return CronTab(user=True)
+
+
+def install(expr: str, workdir: Path, config: Path | None = None, tabfile: Path | None = None) -> str:
+    from crontab import CronSlices
+
+    if not CronSlices.is_valid(expr):
+        raise ConfigError(f"{expr!r} is not a cron schedule", 'Use five fields, e.g. "0 3 * * *" (03:00 daily)')
+    cron = _crontab(tabfile)
+    cron.remove_all(comment=_tag(workdir))
+    job = cron.new(command=cron_command(workdir, config), comment=_tag(workdir))
+    job.setall(expr)
+    cron.write()
+    return str(job)
+
+
+def show(workdir: Path, tabfile: Path | None = None) -> list[str]:
+    return [str(j) for j in _crontab(tabfile).find_comment(_tag(workdir))]
+
+
+def remove(workdir: Path, tabfile: Path | None = None) -> int:
+    cron = _crontab(tabfile)
+    n = len(list(cron.find_comment(_tag(workdir))))
+    cron.remove_all(comment=_tag(workdir))
+    cron.write()
+    return n
+
+
+def systemd_units(workdir: Path, config: Path | None = None, on_calendar: str = "*-*-* 03:00:00") -> tuple[str, str]:
+    """(webtext-refresh.service, webtext-refresh.timer) for ``systemctl --user``."""
+    wd = Path(workdir).resolve()
+    service = (
+        "[Unit]\nDescription=webtext refresh of " + str(wd) + "\n\n"
+        "[Service]\nType=oneshot\n"
+        f"ExecStart={shlex.join(refresh_argv(workdir, config))}\n"
+        "# 3: nothing new; 75: another run holds the work directory\n"
+        "SuccessExitStatus=3 75\n"
+        f"StandardOutput=append:{wd / 'logs' / 'refresh.log'}\n"
+        f"StandardError=append:{wd / 'logs' / 'refresh.log'}\n"
+    )
+    timer = (
+        "[Unit]\nDescription=Run webtext refresh on a schedule\n\n"
+        f"[Timer]\nOnCalendar={on_calendar}\nPersistent=true\n\n"
+        "[Install]\nWantedBy=timers.target\n"
+    )
+    return service, timer
