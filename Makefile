@@ -25,7 +25,7 @@ else
   train_stages = train
 endif
 
-.PHONY: setup demo crawl dedup shard train report test clean
+.PHONY: setup demo crawl dedup shard train refresh report test clean
 
 setup: $(VENV)/.installed
 
@@ -50,6 +50,9 @@ shard: setup
 
 train: setup
 	$(STAGES) $(train_stages)
+
+refresh: setup    ## one incremental update (exit 0 updated, 3 nothing new, 75 locked)
+	$(BIN)/webtext --workdir $(if $(wildcard $(CONFIG)),$(WORKDIR) --config $(CONFIG),$(DEMO_DIR)) refresh
 
 report: setup
 	$(BIN)/webtext --workdir $(if $(wildcard $(CONFIG)),$(WORKDIR),$(DEMO_DIR)) report

@@ -1,8 +1,12 @@
 """``webtext demo``: the whole pipeline, offline, on a generated demo web.
 
-Builds the demo web (``pipeline.demoweb``) under ``<workdir>/demo_input``, serves it from
-a loopback forward proxy, runs harvest -> ... -> train through real HTTP, and prints the
-funnel. Rerunning does no work.
+Builds the demo web (``pipeline.demoweb``) under ``<workdir>/demo_input``, two months of
+submissions, and serves it from a loopback forward proxy. Step 1 runs harvest -> ... ->
+shard on January through real HTTP. Step 2 adds February and runs ``refresh``, which
+fetches only the new URLs, drops February's republications of January's articles, adds
+corpus version 2 and prints the run diff. Then the tiny model trains on the latest
+version, and the funnel and a sample are printed. Rerunning does no work. Stopping
+before shard (``--until``) runs both months in one pass.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from .config import load_config
 from .demoweb import DemoProxy, build_demo_web
 from .executor import Context
 from .funnel import collect, render
+from .refresh import refresh
+from .refresh import render as render_diff
 from .run import ORDER, run_all
 
 
@@ -34,14 +40,26 @@ def run_demo(workdir: Path, config: Path | None, articles: int = 200, steps: int
              workers: int | None = None, console: Console | None = None, until: str = "train") -> dict:
     console = console or Console(stderr=True)
     workdir = Path(workdir)
-    web = build_demo_web(workdir / "demo_input", n_articles=articles)
+    web = build_demo_web(workdir / "demo_input", n_articles=articles, months=2)
     console.print(f"demo web: {len(web.pages)} pages on {len({u.split('/')[2] for u in web.pages})} hosts; "
                   f"planted " + ", ".join(f"{k}={len(v)}" for k, v in web.planted.items()))
+    stages = ORDER[: ORDER.index(until) + 1]
+    two_steps = "shard" in stages
     with DemoProxy(web.pages) as proxy:
-        cfg = load_config(config, demo_overrides(web, proxy.url, steps, workers))
-        ctx = Context(workdir, cfg, console)
+        overrides = demo_overrides(web, proxy.url, steps, workers)
+        overrides["harvest"]["dumps"] = [str(web.dumps[0])] if two_steps else [str(d) for d in web.dumps]
+        ctx = Context(workdir, load_config(config, overrides), console)
         try:
-            run_all(ctx, ORDER[: ORDER.index(until) + 1])
+            if two_steps:
+                console.print("[bold]step 1: January[/bold]")
+                run_all(ctx, ORDER[: ORDER.index("shard") + 1])
+                console.print("[bold]step 2: February arrives; webtext refresh[/bold]")
+                ctx.cfg.harvest.dumps = [str(d) for d in web.dumps]
+                render_diff(refresh(ctx), Console())
+                if "train" in stages:
+                    run_all(ctx, ["train"])
+            else:
+                run_all(ctx, stages)
         finally:
             ctx.close()
     funnel = collect(workdir)
