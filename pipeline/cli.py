@@ -476,6 +476,20 @@ def remove(
 
 
 @app.command()
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the same as JSON.")] = False,
+):
+    """One screen about the work directory: stages done, corpus versions, last runs and refresh, lock state."""
+    from .status import collect_status, render_status
+
+    st = collect_status(G.workdir)
+    if as_json:
+        print(json.dumps(st, indent=2, default=str))
+    else:
+        render_status(st, Console())
+
+
+@app.command()
 def report(
     as_json: Annotated[bool, typer.Option("--json", help="Write reports/funnel.json and print it as JSON.")] = False,
 ):

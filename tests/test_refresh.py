@@ -182,3 +182,26 @@ def test_refresh_exit_codes_and_json_logs(refreshed, tmp_path):
     lines = [json.loads(x) for x in r.stderr.splitlines() if x.startswith("{")]
     assert lines and lines[-1]["msg"] == "refresh done" and lines[-1]["diff"]["updated"] is False
     assert all(set(x) >= {"level", "msg"} for x in lines)
+
+
+def test_status_on_empty_partial_and_complete_work_directories(refreshed, tmp_path):
+    from pipeline.status import collect_status
+
+    empty = collect_status(tmp_path / "none")
+    assert not empty["exists"] and not (tmp_path / "none").exists()          # never creates one
+    partial = tmp_path / "partial"
+    shutil.copytree(refreshed["tmp"] / "incr" / "urls", partial / "urls")
+    st = collect_status(partial)
+    assert [s["done"] for s in st["stages"]] == [True] + [False] * 5 and st["versions"] == []
+    work = tmp_path / "w"
+    shutil.copytree(refreshed["tmp"] / "incr", work)
+    st = collect_status(work)
+    assert all(s["done"] for s in st["stages"]) and [v["version"] for v in st["versions"]] == [1, 2]
+    assert st["versions"][-1]["docs"] == len(_corpus(work)[0]) and st["runs"][0]["command"] == "refresh"
+    assert st["last_refresh"]["updated"] is False and st["lock"]["state"] == "free"
+    with WorkdirLock(work, "refresh"):
+        assert collect_status(work)["lock"]["state"] == "held"
+    for args in ([str(tmp_path / "none")], [str(partial)], [str(work)]):
+        r = _webtext("--workdir", *args, "status")
+        assert r.returncode == 0, r.stderr
+    assert "corpus: version 2 of 2" in _webtext("--workdir", str(work), "status").stdout
