@@ -491,21 +491,22 @@ def status(
 
 @app.command()
 def report(
-    as_json: Annotated[bool, typer.Option("--json", help="Write reports/funnel.json and print it as JSON.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Write reports/report.json and print it, instead of the HTML.")] = False,
 ):
-    """Print the funnel of the work directory: records in and out of each stage, by drop reason."""
+    """Write reports/report.html (self-contained: plots embedded, no external assets) and print the funnel."""
     from .errors import MissingInputError
     from .funnel import collect, render
-    from .io import write_json
+    from .report import write_report
 
     funnel = collect(G.workdir)
     if not funnel["stages"]:
         raise MissingInputError(f"no stage output in {G.workdir}", "Run `webtext run` or `webtext demo` first")
+    path = write_report(G.workdir, as_json=as_json)
     if as_json:
-        write_json(G.workdir / "reports" / "funnel.json", funnel)
-        print(json.dumps(funnel, indent=2))
+        print(path.read_text())
     else:
         render(funnel, Console())
+        console.print(f"report written: {path}")
 
 
 def main() -> None:

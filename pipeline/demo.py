@@ -64,6 +64,9 @@ def run_demo(workdir: Path, config: Path | None, articles: int = 200, steps: int
             ctx.close()
     funnel = collect(workdir)
     render(funnel, Console())
+    from .report import write_report
+
+    console.print(f"report: {write_report(workdir)}  (webtext report)")
     ckpt = workdir / "runs" / "demo" / "ckpt.pt"
     if until == "train" and ckpt.exists():       # the tiny model's first words
         from model.evaluate import sample

@@ -3,6 +3,7 @@
 import os
 import shutil
 import signal
+import json
 import subprocess
 import sys
 import time
@@ -117,3 +118,21 @@ def test_sigkill_during_extract_then_rerun_gives_identical_corpus(tmp_path):
     for name in names:
         assert (killed / "tokens" / name).read_bytes() == (ref / "tokens" / name).read_bytes()
     assert not list(killed.rglob("*.tmp-*"))
+
+
+def test_report_html_is_self_contained_and_has_every_section(demo_run):
+    import re
+
+    r = subprocess.run(_cli(demo_run, "report"), capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    page = (demo_run / "reports" / "report.html").read_text()
+    sections = re.findall(r'<section id="(\w+)"', page)
+    # the demo fixture stops at shard: no training run yet, everything else is there
+    assert sections == ["funnel", "sources", "fetch", "documents", "dedup", "decontamination", "tokens", "refresh"]
+    assert not re.findall(r'(?:src|href)\s*=\s*["\']?(?:https?:)?//', page)    # nothing external
+    assert page.count("data:image/png;base64,") >= 8
+    assert "demo_benchmark" in page and "near_duplicate" in page
+    r = subprocess.run(_cli(demo_run, "report", "--json"), capture_output=True, text=True, timeout=300, cwd=ROOT)
+    data = json.loads((demo_run / "reports" / "report.json").read_text())
+    assert r.returncode == 0 and data["tokens"]["versions"][-1]["version"] == 2
+    assert data["fetch"]["pages"] == data["funnel"]["stages"][1]["in"]
