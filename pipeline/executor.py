@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Callable
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from .config import Config
 from .errors import WebtextError
@@ -227,12 +227,13 @@ class _progress:
     def __init__(self, ctx: Context, label: str, total: int):
         self.ctx, self.label, self.total, self.done = ctx, label, total, 0
         self.bar = None
-        self.last = time.monotonic()
+        self.last = self.started = time.monotonic()
 
     def __enter__(self):
         if self.ctx.console.is_terminal and not self.ctx.json_logs:
             self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                TimeElapsedColumn(), console=self.ctx.console, transient=True)
+                                TimeElapsedColumn(),
+                                TextColumn("ETA"), TimeRemainingColumn(), console=self.ctx.console, transient=True)
             self.bar.start()
             self.bar_task = self.bar.add_task(self.label, total=self.total)
         return self.advance
@@ -243,7 +244,10 @@ class _progress:
             self.bar.advance(self.bar_task)
         elif time.monotonic() - self.last > 10 and self.done < self.total:   # plain lines under cron/CI
             self.last = time.monotonic()
-            print(f"{self.label.strip()}: {self.done}/{self.total} shards", file=sys.stderr, flush=True)
+            rate = self.done / max(self.last - self.started, 1e-9)
+            eta = (self.total - self.done) / rate if rate else float("inf")
+            self.ctx.log(f"{self.label.strip()}: {self.done}/{self.total} shards, {rate * 60:.1f}/min, "
+                         f"ETA {eta:.0f} s")
 
     def __exit__(self, *exc):
         if self.bar is not None:
