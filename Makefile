@@ -25,7 +25,7 @@ else
   train_stages = train
 endif
 
-.PHONY: setup demo crawl dedup shard train refresh report test clean
+.PHONY: setup demo crawl dedup shard train refresh report screenshot test clean
 
 setup: $(VENV)/.installed
 
@@ -50,6 +50,11 @@ shard: setup
 
 train: setup
 	$(STAGES) $(train_stages)
+
+# docs/report.png from the demo's report; needs Debian's chromium (apt-get install chromium), not CI
+screenshot:
+	chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=1100,1800 \
+	  --screenshot=docs/report.png file://$(abspath $(DEMO_DIR))/reports/report.html
 
 refresh: setup    ## one incremental update (exit 0 updated, 3 nothing new, 75 locked)
 	$(BIN)/webtext --workdir $(if $(wildcard $(CONFIG)),$(WORKDIR) --config $(CONFIG),$(DEMO_DIR)) refresh

@@ -26,7 +26,9 @@ from pathlib import Path
 from typing import Callable
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
+from rich.text import Text
 
 from .config import Config
 from .errors import WebtextError
@@ -221,6 +223,13 @@ def _guarded(task: Task, result: Callable[[], tuple[dict, dict]]) -> tuple[dict,
         ) from e
 
 
+class _Rate(ProgressColumn):
+    """Shards per minute, once rich has measured a speed."""
+
+    def render(self, task) -> Text:
+        return Text(f"{task.speed * 60:.1f} shards/min" if task.speed else "")
+
+
 class _progress:
     """A rich progress bar on a terminal; periodic plain lines otherwise (cron, CI)."""
 
@@ -232,8 +241,8 @@ class _progress:
     def __enter__(self):
         if self.ctx.console.is_terminal and not self.ctx.json_logs:
             self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                TimeElapsedColumn(),
-                                TextColumn("ETA"), TimeRemainingColumn(), console=self.ctx.console, transient=True)
+                                _Rate(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                                console=self.ctx.console, transient=True)
             self.bar.start()
             self.bar_task = self.bar.add_task(self.label, total=self.total)
         return self.advance

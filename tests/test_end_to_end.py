@@ -136,3 +136,29 @@ def test_report_html_is_self_contained_and_has_every_section(demo_run):
     data = json.loads((demo_run / "reports" / "report.json").read_text())
     assert r.returncode == 0 and data["tokens"]["versions"][-1]["version"] == 2
     assert data["fetch"]["pages"] == data["funnel"]["stages"][1]["in"]
+
+
+def test_report_training_section_and_terminal_progress(tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from pipeline.config import load_config
+    from pipeline.executor import Context, _progress
+    from pipeline.report import collect_report, render_html
+
+    run = tmp_path / "runs" / "r1"
+    run.mkdir(parents=True)
+    run.joinpath("metrics.jsonl").write_text("".join(json.dumps(
+        {"step": i, "loss": 10 - i, "tokens_per_s": 1000.0, "mfu": 0.4, **({"val_loss": 9.5} if i == 5 else {})}) + "\n"
+        for i in range(1, 6)))
+    r = collect_report(tmp_path)
+    assert r["training"]["r1"]["val_loss"] == [[5, 9.5]] and r["training"]["r1"]["mfu"][-1] == [5, 0.4]
+    assert "<section id=\"training\">" in render_html(r)
+    out = io.StringIO()
+    ctx = Context(tmp_path / "w", load_config(None, {}), Console(file=out, force_terminal=True, width=120))
+    with _progress(ctx, "extract", 3) as advance:
+        for _ in range(3):
+            advance()
+    ctx.close()
+    assert "extract: 3 shard(s) done" in out.getvalue()
