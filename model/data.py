@@ -182,6 +182,14 @@ class EpochWindows:
                 self._order = self._epoch_order(self.epoch)
         return np.concatenate(out)
 
+    def first_batches(self, n: int):
+        """Up to ``n`` batches of this rank's first epoch, without moving the position (the
+        same held-out windows every time)."""
+        ids = self._epoch_order(0)[:min(self.per_rank, n * self.batch_size)]
+        for lo in range(0, len(ids), self.batch_size):
+            which, starts = self.locate(ids[lo:lo + self.batch_size])
+            yield _split_xy(_gather(self.arrays, which, starts, self.block_size + 1))
+
     def locate(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         which = np.searchsorted(self.first_window, ids, side="right") - 1
         return which, (ids - self.first_window[which]) * self.block_size

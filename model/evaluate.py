@@ -169,11 +169,12 @@ def evaluate_benchmark(model: GPT, b: Benchmark, spec: TokenizerSpec, device: st
     ids = encode([text])[0]
     if limit:
         ids = ids[:limit]
-    words = len(raw.split()) if not limit else len(decoder(spec)(ids).split())
+        text = decoder(spec)(ids)               # the prefix scored
+    words = len(raw.split()) if not limit else len(text.split())
     nll, n = stream_nll(model, ids, spec.eot, stride, batch_size, device)
     return {"benchmark": b.name, "task": "perplexity", "tokens": n, "words": words,
             "token_ppl": math.exp(nll / n), "word_ppl": math.exp(nll / max(1, words)),
-            "bits_per_byte": nll / math.log(2) / max(1, len(decoder(spec)(ids).encode()))}
+            "bits_per_byte": nll / math.log(2) / max(1, len(text.encode()))}
 
 
 def run_eval(ck: dict, model: GPT, names: list[str], benchmark_dir: str, registry: str | None = None,

@@ -40,7 +40,7 @@ from pipeline.config import TrainConfig
 from pipeline.errors import ConfigError, MissingInputError
 from pipeline.io import atomic_path, write_json
 
-from .data import EpochWindows, Prefetcher, _gather, _split_xy, load_split, make_sampler, read_manifest
+from .data import EpochWindows, Prefetcher, load_split, make_sampler, read_manifest
 from .gpt import GPT, config_for
 
 # bf16 dense tensor-core peaks, TFLOP/s (vendor datasheets)
@@ -164,18 +164,14 @@ def evaluate(model: GPT, val_arrays: list[np.ndarray], cfg: TrainConfig, d: Dist
         s = EpochWindows(val_arrays, cfg.block_size, cfg.batch_size, cfg.seed + 1, d.rank, d.world)
     except MissingInputError:
         return None
-    ids = s._order[:min(s.per_rank, cfg.eval_batches * cfg.batch_size)]
     was_training = model.training
     model.eval()
     total, n = 0.0, 0
-    for lo in range(0, len(ids), cfg.batch_size):
-        chunk = ids[lo:lo + cfg.batch_size]
-        which, starts = s.locate(chunk)
-        x, y = _split_xy(_gather(s.arrays, which, starts, cfg.block_size + 1))
+    for x, y in s.first_batches(cfg.eval_batches):
         with _autocast(device):
             _, loss = model(x.to(device), y.to(device))
-        total += loss.item() * len(chunk)
-        n += len(chunk)
+        total += loss.item() * len(x)
+        n += len(x)
     model.train(was_training)
     return _all_mean([total / n], d, device)[0]
 

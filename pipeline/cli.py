@@ -66,14 +66,8 @@ def _one(stage: str, options: dict | None = None, **sections) -> None:
 
     ctx = _context(**sections)
     try:
-        with _lock(stage, ctx):
-            ctx.run_id = ctx.state.start_run(stage)
-            try:
-                result = run_stage(ctx, stage, **(options or {}))
-                ctx.state.finish_run(ctx.run_id, "ok")
-            except BaseException:
-                ctx.state.finish_run(ctx.run_id, "failed")
-                raise
+        with _lock(stage, ctx), ctx.tracked_run(stage):
+            result = run_stage(ctx, stage, **(options or {}))
     finally:
         ctx.close()
     shown = {k: v for k, v in result.items() if not k.startswith("_")}
@@ -457,13 +451,11 @@ def remove(
         urls += [ln.strip() for ln in file.read_text(encoding="utf-8").splitlines() if ln.strip()]
     if not urls:
         raise ConfigError("no URL given", "Use --url URL (repeatable) or --file FILE")
+    ids = [normalize_url_id(u) for u in urls]           # every URL checked before any is recorded
     ctx = _context()
     try:
         with _lock("remove", ctx):
-            added = 0
-            for u in urls:
-                doc_id, normalized = normalize_url_id(u)
-                added += ctx.state.add_takedown(doc_id, normalized, reason)
+            added = sum(ctx.state.add_takedown(doc_id, normalized, reason) for doc_id, normalized in ids)
             console.print(f"{added} takedown(s) recorded ({len(urls) - added} already known)")
             if apply and (G.workdir / "tokens" / "manifest.json").exists():
                 from .run import run_stage

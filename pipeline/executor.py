@@ -15,6 +15,7 @@ there is one worker or one task. A stage never knows which one runs it.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import hashlib
 import json
 import multiprocessing
@@ -68,21 +69,29 @@ class Context:
         workers = cfg.run.workers or os.cpu_count() or 1
         self.workers = max(1, workers)
         self.run_id: int | None = None
+        self.json_logs = False     # --log-json: one JSON object per line on stderr, no progress bars
 
     def dir(self, name: str) -> Path:
         return self.workdir / name
 
-    json_logs = False          # --log-json: one JSON object per line on stderr, no progress bars
-
     def log(self, msg: str) -> None:
         if self.json_logs:
-            from rich.text import Text
-
             sys.stderr.write(json.dumps({"ts": round(time.time(), 3), "level": "info",
                                          "msg": Text.from_markup(msg).plain.strip()}) + "\n")
             sys.stderr.flush()
         else:
             self.console.print(msg, highlight=False, soft_wrap=True)
+
+    @contextlib.contextmanager
+    def tracked_run(self, command: str):
+        """Record a run in the state database (``runs``): ``ok``, or ``failed`` on any exception."""
+        self.run_id = self.state.start_run(command)
+        status = "failed"
+        try:
+            yield self.run_id
+            status = "ok"
+        finally:
+            self.state.finish_run(self.run_id, status)
 
     def close(self) -> None:
         self.state.close()

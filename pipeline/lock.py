@@ -48,6 +48,24 @@ class WorkdirLock:
         self.fd: int | None = None
         self.recovered: dict | None = None      # the dead holder this run took over from
 
+    def inspect(self) -> dict:
+        """``{"state": "free" | "held" | "stale", ...holder}`` without taking the lock: held
+        when a live process holds the flock; stale when a dead holder left its record."""
+        h = self.holder()
+        if not h:
+            return {"state": "free"}
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)     # succeeds only when nobody holds it
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            held = False
+        except BlockingIOError:
+            held = True
+        finally:
+            os.close(fd)
+        state = "held" if held else ("stale" if not _alive(h.get("pid") or 0) else "stale (pid reused)")
+        return {"state": state, **h}
+
     def holder(self) -> dict:
         try:
             return json.loads(self.path.read_text() or "{}")

@@ -25,13 +25,13 @@ from rich.console import Console
 from rich.table import Table
 
 from .executor import Context
+from .funnel import STAGE_FOLDERS
 from .io import read_json, write_json
 from .run import ORDER, run_stage
 
 EXIT_UPDATED, EXIT_NOTHING_NEW = 0, 3
 STAGES = ORDER[:-1]                    # no training
-FOLDERS = {"harvest": "urls", "fetch": "warc", "extract": "docs", "dedup": "dedup", "decontaminate": "clean",
-           "shard": "tokens"}
+FOLDERS = {stage: folder for stage, folder, _ in STAGE_FOLDERS}
 
 
 def snapshot(workdir: Path) -> dict[str, dict]:
@@ -77,16 +77,11 @@ def refresh(ctx: Context) -> dict:
     started = time.time()
     before = snapshot(ctx.workdir)
     wall = {}
-    ctx.run_id = ctx.state.start_run("refresh")
-    status = "failed"
-    try:
+    with ctx.tracked_run("refresh"):
         for stage in STAGES:
             t = time.time()
             run_stage(ctx, stage)
             wall[stage] = time.time() - t
-        status = "ok"
-    finally:
-        ctx.state.finish_run(ctx.run_id, status)
     diff = run_diff(before, snapshot(ctx.workdir), wall, started)
     diff["run_id"] = ctx.run_id
     out = ctx.dir("refresh")

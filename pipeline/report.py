@@ -198,10 +198,11 @@ def _fmt(v) -> str:
 
 
 def render_html(r: dict) -> str:
-    parts = []
+    parts, toc = [], []
 
     def section(sid: str, title: str, body: str) -> None:
         parts.append(f'<section id="{sid}"><h2>{html.escape(title)}</h2>{body}</section>')
+        toc.append(f'<a href="#{sid}">{html.escape(title)}</a>')
 
     f = r["funnel"]
     if f["stages"]:
@@ -282,9 +283,9 @@ def render_html(r: dict) -> str:
              "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;"
              "text-align:left}img{display:block;margin:1em 0}.pair{display:flex;gap:1em}"
              ".pair div{flex:1;font-size:small;background:#f6f6f6;padding:.5em}")
-    toc = " · ".join(f'<a href="#{p.split(chr(34))[1]}">{p.split("<h2>")[1].split("</h2>")[0]}</a>' for p in parts)
+    nav = " · ".join(toc)
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>webtext report</title>"
-            f"<style>{style}</style></head><body><h1>webtext report</h1><nav>{toc}</nav>{''.join(parts)}</body></html>")
+            f"<style>{style}</style></head><body><h1>webtext report</h1><nav>{nav}</nav>{''.join(parts)}</body></html>")
 
 
 def write_report(workdir: Path, as_json: bool = False) -> Path:

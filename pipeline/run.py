@@ -44,15 +44,8 @@ def run_stage(ctx: Context, name: str, **options) -> dict:
 
 def run_all(ctx: Context, stages: list[str] | None = None) -> list[dict]:
     stages = stages or ORDER
-    ctx.run_id = ctx.state.start_run("run " + " ".join(stages))
-    results = []
-    status = "failed"
-    try:
-        for name in stages:
-            results.append(run_stage(ctx, name))
-        status = "ok"
-    finally:
-        ctx.state.finish_run(ctx.run_id, status)
+    with ctx.tracked_run("run " + " ".join(stages)):
+        results = [run_stage(ctx, name) for name in stages]
     work = sum(r.get("tasks_run", 0) for r in results if "tasks_run" in r)
     trained = any(r.get("_trained") for r in results)
     if work == 0 and not trained:

@@ -8,9 +8,7 @@ Works on an empty, a partial and a complete work directory; it never creates one
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 import sqlite3
 import time
 from pathlib import Path
@@ -19,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .funnel import STAGE_FOLDERS
-from .lock import _alive
+from .lock import WorkdirLock
 
 
 def _when(ts: float | None) -> str:
@@ -60,23 +58,7 @@ def collect_status(workdir: Path) -> dict:
             pass
         finally:
             con.close()
-    lock = workdir / ".lock"
-    if lock.exists() and lock.read_text().strip():
-        try:
-            h = json.loads(lock.read_text())
-        except ValueError:
-            h = {}
-        fd = os.open(lock, os.O_RDONLY)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)     # succeeds only when nobody holds it
-            held = False
-            fcntl.flock(fd, fcntl.LOCK_UN)
-        except BlockingIOError:
-            held = True
-        finally:
-            os.close(fd)
-        state = "held" if held else ("stale" if not _alive(h.get("pid", 0) or 0) else "stale (pid reused)")
-        out["lock"] = {"state": state, **h}
+    out["lock"] = WorkdirLock(workdir, "status").inspect()
     latest = workdir / "refresh" / "latest.json"
     if latest.exists():
         out["last_refresh"] = json.loads(latest.read_text())

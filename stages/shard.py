@@ -60,6 +60,10 @@ def shuffle_key(doc_id: str, seed: int) -> int:
     return xxhash.xxh3_64_intdigest(doc_id.encode(), seed=seed)
 
 
+def shuffle_keys(doc_ids: list[str], seed: int) -> np.ndarray:
+    return np.fromiter((shuffle_key(d, seed) for d in doc_ids), dtype=np.uint64, count=len(doc_ids))
+
+
 def token_lists_array(token_lists: list[list[int]], dtype: str = "uint16", eot: int = 50256) -> pa.Array:
     """``list<dtype>``, each list followed by its EOT (appended in place). pyarrow's
     conversion checks that every id fits ``dtype``: nothing is cast blindly."""
@@ -114,7 +118,7 @@ def tokenize_part(task: Task) -> Stats:
         n_tokens += len(arr.values)
         ids.append(batch.column(0).cast(pa.string()))
         tokens.append(arr)
-        keys.append(np.fromiter((shuffle_key(d, p["seed"]) for d in doc_ids), dtype=np.uint64, count=len(doc_ids)))
+        keys.append(shuffle_keys(doc_ids, p["seed"]))
         val.append(np.fromiter((is_val(u, p["val_fraction"]) for u in urls), dtype=bool, count=len(urls)))
     schema = tokens_schema(spec.dtype)
     key = np.concatenate(keys) if keys else np.empty(0, np.uint64)
@@ -199,8 +203,7 @@ def rewrite(task: Task) -> Stats:
     src, removed_file = task.inputs
     removed = np.load(removed_file)
     t = read_tokens(src)
-    keys = np.fromiter((shuffle_key(d, task.params["seed"]) for d in t["doc_id"].to_pylist()), np.uint64, t.num_rows)
-    kept = t.filter(pa.array(~np.isin(keys, removed)))
+    kept = t.filter(pa.array(~np.isin(shuffle_keys(t["doc_id"].to_pylist(), task.params["seed"]), removed)))
     write_ipc(kept, task.outputs[0])
     stats = Stats(records_in=t.num_rows, records_out=kept.num_rows)
     stats.drop("removed", t.num_rows - kept.num_rows)
@@ -208,7 +211,7 @@ def rewrite(task: Task) -> Stats:
 
 
 def shard_keys(path: Path, seed: int) -> np.ndarray:
-    return np.fromiter((shuffle_key(d, seed) for d in read_tokens(path)["doc_id"].to_pylist()), np.uint64)
+    return shuffle_keys(read_tokens(path)["doc_id"].to_pylist(), seed)
 
 
 def _flat(path: Path) -> np.ndarray:
@@ -332,8 +335,8 @@ def run(ctx: Context, export: str | None = None) -> dict:
     idx = [_part_index(p) for p in parts]
     current = np.concatenate([k for k, _, _ in idx]) if idx else np.empty(0, np.uint64)
     takedowns = ctx.state.takedowns()
+    gone = shuffle_keys([t["doc_id"] for t in takedowns], cfg.seed)
     if takedowns:                               # `webtext remove`: out of this version and every later one
-        gone = np.array([shuffle_key(t["doc_id"], cfg.seed) for t in takedowns], dtype=np.uint64)
         current = current[~np.isin(current, gone)]
     fingerprint = hashlib.sha256("".join(ctx.state.digest(s) for s in inputs).encode()).hexdigest()
     source = {"folder": "clean", "docs": tokenized.stats.records_in, "shards": len(inputs), "sha256": fingerprint}
@@ -390,7 +393,7 @@ def run(ctx: Context, export: str | None = None) -> dict:
                                 "removed_docs": int(len(removed))}]
         # when it was made, and the takedowns it applied: beside the manifest, which stays
         # a function of the inputs
-        applied = [t for t in takedowns if shuffle_key(t["doc_id"], cfg.seed) in set(removed.tolist())]
+        applied = [t for t, k in zip(takedowns, np.isin(gone, removed)) if k]
         write_json(vdir / f"v{v:04d}.json", {"version": v, "created": time.time(),
                                               "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                                               "takedowns": applied})
@@ -408,9 +411,9 @@ def run(ctx: Context, export: str | None = None) -> dict:
         stats.add_info(f"docs_{split}", totals[split]["docs"])
         stats.add_info(f"tokens_{split}", totals[split]["tokens"])
     stats.add_info("version", latest["version"])
-    stats.add_info("added_docs", latest.get("added_docs", 0) if latest is not last else 0)
-    stats.add_info("added_tokens", latest.get("added_tokens", 0) if latest is not last else 0)
-    stats.add_info("removed_docs", latest.get("removed_docs", 0) if latest is not last else 0)
+    made_now = latest if latest is not last else {}            # this run's version, if it cut one
+    for key in ("added_docs", "added_tokens", "removed_docs"):
+        stats.add_info(key, made_now.get(key, 0))
     stats.add_info("tokenizer", f"{spec.name} ({spec.backend})")
     if export == "nanogpt":
         for split, n in export_nanogpt(out, [(files[f]["split"], out / f) for f in latest["shards"]],

@@ -10,18 +10,26 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import model.data as D  # noqa: E402
-import model.train  # noqa: E402,F401  (binds its own _gather for validation first)
+import model.train as T  # noqa: E402
 
 seen: list[tuple[int, int]] = []
-_gather = D._gather
+train_arrays: list = []                 # the training sampler's shards (validation reads others)
+_gather, _make_sampler = D._gather, T.make_sampler
+
+
+def recording_make_sampler(kind, arrays, *args, **kw):
+    train_arrays.append(arrays)
+    return _make_sampler(kind, arrays, *args, **kw)
 
 
 def recording_gather(arrays, which, starts, length):
-    seen.extend(zip(map(int, which), map(int, starts)))
+    if any(arrays is a for a in train_arrays):
+        seen.extend(zip(map(int, which), map(int, starts)))
     return _gather(arrays, which, starts, length)
 
 
 D._gather = recording_gather
+T.make_sampler = recording_make_sampler
 
 from pipeline.cli import app  # noqa: E402
 
