@@ -351,7 +351,7 @@ def demo(
     steps: Annotated[int, typer.Option(help="Training steps for the tiny model.")] = 150,
     until: Annotated[str, typer.Option(help="Last stage to run (earlier finished stages are skipped).")] = "train",
 ):
-    """Generate an offline demo web, serve it on a loopback proxy, run every stage, print the funnel."""
+    """Offline demo: January through every stage, February through refresh, then training, funnel and report."""
     from .demo import run_demo
     from .run import parse_stages
 
@@ -367,9 +367,10 @@ def refresh(
     source: Annotated[Optional[str], typer.Option(help="dumps | api (default: [harvest] source).")] = None,
     log_json: Annotated[bool, typer.Option("--log-json", help="Structured logs: one JSON object per line on stderr.")] = False,
 ):
-    """One incremental update: new dumps or API submissions through every stage to a new
-    corpus version, and a run diff (refresh/latest.json). Exit 0: updated; 3: nothing
-    new; 75: another run holds the work directory."""
+    """One incremental update to a new corpus version, with a run diff (exit 0 updated, 3 nothing new, 75 locked).
+
+    New dumps or API submissions go through every stage; nothing done before is redone.
+    The diff goes to refresh/latest.json and refresh/diff-NNNNN.json."""
     from .refresh import EXIT_NOTHING_NEW, EXIT_UPDATED, refresh as do_refresh, render
 
     ctx = _context(harvest={"dumps": [str(d) for d in dumps] if dumps else None, "source": source})
@@ -438,8 +439,9 @@ def remove(
     reason: Annotated[str, typer.Option(help="Recorded with the takedown.")] = "",
     apply: Annotated[bool, typer.Option(help="Cut a new corpus version now (else at the next shard or refresh).")] = True,
 ):
-    """Takedowns: documents from these URLs leave the corpus in the next version's shards
-    (earlier versions are kept as they were); the state database records when."""
+    """Takedowns: documents from these URLs leave the corpus from the next version on.
+
+    Earlier versions are kept as they were; the state database records when."""
     from stages.urls import normalize_url_id
 
     from .errors import ConfigError, MissingInputError
