@@ -106,6 +106,12 @@ def harvest(
                              "reddit_url": reddit_url, "oauth_url": oauth_url})
 
 
+RefetchAfter = Annotated[Optional[float], typer.Option(
+    "--refetch-after", metavar="DAYS",
+    help="Also revisit URLs fetched more than DAYS days ago, with a conditional GET (ETag, Last-Modified); "
+         "a changed page replaces its document.")]
+
+
 @app.command()
 def fetch(
     proxy: Proxy = None,
@@ -117,9 +123,10 @@ def fetch(
     ignore_robots: Annotated[Optional[bool], typer.Option("--ignore-robots", help="Do not fetch or obey robots.txt (only for sites you run).")] = None,
     user_agent: Annotated[Optional[str], typer.Option(help="User-Agent header (include a contact URL).")] = None,
     allow_private: Annotated[Optional[bool], typer.Option("--allow-private", help="Allow loopback/private targets (tests only).")] = None,
+    refetch_after: RefetchAfter = None,
 ):
     """urls/ -> warc/ (WARC/1.1 archives and a fetch log)."""
-    _one("fetch", fetch={"proxy": proxy, "concurrency": concurrency, "per_host": per_host, "timeout_s": timeout,
+    _one("fetch", fetch={"proxy": proxy, "refetch_after_days": refetch_after, "concurrency": concurrency, "per_host": per_host, "timeout_s": timeout,
                          "retries": retries, "user_agent": user_agent, "allow_private": allow_private,
                          "host_delay_s": host_delay, "obey_robots": None if ignore_robots is None else not ignore_robots})
 
@@ -327,6 +334,7 @@ def run(
     steps: Annotated[Optional[int], typer.Option(help="Training steps.")] = None,
     stages: Annotated[Optional[str], typer.Option(help="Comma-separated subset of stages to run, in pipeline order.")] = None,
     skip_train: Annotated[bool, typer.Option("--skip-train", help="Stop after shard.")] = False,
+    refetch_after: RefetchAfter = None,
 ):
     """Every stage in order: harvest, fetch, extract, dedup, decontaminate, shard, train."""
     from .funnel import collect, render
@@ -334,7 +342,8 @@ def run(
 
     chosen = parse_stages(stages) if stages else ORDER
 
-    ctx = _context(harvest={"dumps": [str(d) for d in dumps] if dumps else None}, fetch={"proxy": proxy},
+    ctx = _context(harvest={"dumps": [str(d) for d in dumps] if dumps else None},
+                   fetch={"proxy": proxy, "refetch_after_days": refetch_after},
                    decontaminate={"benchmarks": list(benchmark) if benchmark else None},
                    train={"steps": steps})
     try:
@@ -366,6 +375,7 @@ def refresh(
     dumps: Dumps = None,
     source: Annotated[Optional[str], typer.Option(help="dumps | api (default: [harvest] source).")] = None,
     log_json: Annotated[bool, typer.Option("--log-json", help="Structured logs: one JSON object per line on stderr.")] = False,
+    refetch_after: RefetchAfter = None,
 ):
     """One incremental update to a new corpus version, with a run diff (exit 0 updated, 3 nothing new, 75 locked).
 
@@ -373,7 +383,8 @@ def refresh(
     The diff goes to refresh/latest.json and refresh/diff-NNNNN.json."""
     from .refresh import EXIT_NOTHING_NEW, EXIT_UPDATED, refresh as do_refresh, render
 
-    ctx = _context(harvest={"dumps": [str(d) for d in dumps] if dumps else None, "source": source})
+    ctx = _context(harvest={"dumps": [str(d) for d in dumps] if dumps else None, "source": source},
+                   fetch={"refetch_after_days": refetch_after})
     ctx.json_logs = log_json
     try:
         with _lock("refresh", ctx):

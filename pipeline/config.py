@@ -89,8 +89,12 @@ class FetchConfig:
     user_agent: str = "webtext/0.1 (+https://github.com/webtext-project/webtext)"
     proxy: str = ""                # forward proxy URL; "" = HTTP_PROXY from the environment, if any
     allow_private: bool = False    # allow loopback/private targets (tests and demo only)
+    refetch_after_days: float = 0.0  # revisit URLs last fetched this long ago (conditional GET); 0 = never
 
     def __post_init__(self):
+        if self.refetch_after_days < 0:
+            raise ConfigError(f"fetch.refetch_after_days must be >= 0, not {self.refetch_after_days}",
+                              "Use 0 to never revisit, or the age in days after which a page is fetched again")
         levels = {"isal": range(0, 4), "zlib": range(1, 10)}
         if self.warc_gzip not in levels:
             raise ConfigError(f"fetch.warc_gzip must be 'isal' or 'zlib', not '{self.warc_gzip}'")

@@ -18,6 +18,7 @@ Usage::
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import inspect
 import json
@@ -258,9 +259,13 @@ def _write_dump(path: Path, links: list[tuple[str, int]], rng: random.Random, la
         path.with_name("RS_2026-02.zst").write_bytes(zstandard.ZstdCompressor(compression_params=params).compress(raw2))
 
 
+LAST_MODIFIED = "Thu, 01 Jan 2026 00:00:00 GMT"
+
+
 class _Handler(BaseHTTPRequestHandler):
     pages: dict[str, Page] = {}
     requests: list[str] = []
+    not_modified: list[str] = []
     protocol_version = "HTTP/1.1"
 
     def do_GET(self):  # noqa: N802 (http.server's naming)
@@ -270,6 +275,17 @@ class _Handler(BaseHTTPRequestHandler):
         page = self.pages.get(url) or self.pages.get(url.split("?", 1)[0])
         if page is None:
             page = Page(404, b"<html><body>No such page</body></html>")
+        if page.status == 200:     # validators, and conditional GET (RFC 9110 13.1.2)
+            etag = f'"{hashlib.sha1(page.body).hexdigest()[:16]}"'
+            if etag in (self.headers.get("If-None-Match") or ""):
+                self.not_modified.append(url)
+                self.send_response(304)
+                self.send_header("ETag", etag)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            page = Page(page.status, page.body, page.content_type,
+                        {"ETag": etag, "Last-Modified": LAST_MODIFIED, **page.headers})
         self.send_response(page.status)
         self.send_header("Content-Type", page.content_type)
         self.send_header("Content-Length", str(len(page.body)))
@@ -297,7 +313,9 @@ class DemoProxy:
 
     def __init__(self, pages: dict[str, Page]):
         self.requests: list[str] = []          # every URL requested through the proxy, in order
-        handler = type("DemoHandler", (_Handler,), {"pages": pages, "requests": self.requests})
+        self.not_modified: list[str] = []      # URLs answered 304 to a conditional GET
+        handler = type("DemoHandler", (_Handler,), {"pages": pages, "requests": self.requests,
+                                                    "not_modified": self.not_modified})
         self.server = _Server(("127.0.0.1", 0), handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)

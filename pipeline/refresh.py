@@ -63,6 +63,9 @@ def run_diff(before: dict, after: dict, wall: dict[str, float], started: float) 
         "new_documents": stages["extract"]["out"],
         "documents_added": shard_after.get("added_docs", 0) if updated else 0,
         "documents_removed": shard_after.get("removed_docs", 0) if updated else 0,
+        "documents_revised": shard_after.get("revised_docs", 0) if updated else 0,
+        "revisits": stages["fetch"]["info"].get("revisits", 0),
+        "not_modified": stages["fetch"]["dropped"].get("not_modified", 0),
         "tokens_added": shard_after.get("added_tokens", 0) if updated else 0,
         "duplicates": stages["dedup"]["dropped"],
         "contamination": {**stages["decontaminate"]["dropped"],
@@ -103,3 +106,6 @@ def render(diff: dict, console: Console) -> None:
     console.print(f"new URLs {diff['new_urls']:,}; fetched {diff['fetched']:,}; documents added "
                   f"{diff['documents_added']:,}, removed {diff['documents_removed']:,}; tokens added "
                   f"{diff['tokens_added']:,}", highlight=False)
+    if diff.get("revisits"):
+        console.print(f"revisited {diff['revisits']:,} URL(s): {diff['not_modified']:,} not modified, "
+                      f"{diff['documents_revised']:,} document(s) revised", highlight=False)

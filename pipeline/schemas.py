@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"   # 2: fetchlog gained fetched_at, etag and last_modified
 
 
 def _list(t: pa.DataType) -> pa.ListType:
@@ -64,6 +64,9 @@ FETCHLOG = _schema("fetchlog", [
     pa.field("tries", pa.int32(), nullable=False),
     pa.field("warc_file", pa.string()),                     # file name inside warc/
     pa.field("warc_offset", pa.int64()),                    # offset of the response record
+    pa.field("fetched_at", pa.int64()),                     # unix s of the outcome (null in version-1 logs)
+    pa.field("etag", pa.string()),                          # validators of the archived response, for
+    pa.field("last_modified", pa.string()),                 # --refetch-after's conditional GET
 ])
 
 # docs/, dedup/, clean/: Document rows. Later stages keep the schema and drop rows.

@@ -47,7 +47,8 @@ def collect_status(workdir: Path) -> dict:
             out["versions"].append({"version": v["version"], "shards": len(entries),
                                     "docs": sum(e["docs"] for e in entries),
                                     "tokens": sum(e["tokens"] for e in entries),
-                                    "added_docs": v.get("added_docs"), "removed_docs": v.get("removed_docs", 0)})
+                                    "added_docs": v.get("added_docs"), "removed_docs": v.get("removed_docs", 0),
+                                    "revised_docs": v.get("revised_docs", 0)})
     db = workdir / "state.sqlite"
     if db.exists():
         con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)

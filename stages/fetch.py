@@ -6,6 +6,15 @@ files (schema URLS, one per urls shard with new URLs, numbered on from the last)
 only those are fetched: old frontiers, fetch logs and everything downstream stay
 done. Frontier files are never rewritten, so their tasks stay done across refreshes.
 
+Revisits (``refetch_after_days``, ``--refetch-after DAYS``): URLs whose newest frontier
+was planned longer ago than that go into a new frontier file too, with the final URL,
+ETag and Last-Modified of their newest archived fetch. Their request is conditional; a
+304 is the outcome ``not_modified`` (nothing archived; the document stays as it is). A
+page that answers 200 is archived and extracted again: its new document has the same
+doc_id, and shard replaces the old one in the next corpus version when the text passed
+every filter and changed beyond a near-duplicate of the old text (dedup keeps the old one
+otherwise). URLs taken down with ``webtext remove`` are never revisited.
+
 One task per frontier file writes ``warc/warc-NNNNN-SSS.warc.gz`` segments (request,
 response and metadata record per archived page, one gzip member per record, rotated at
 ``warc_max_bytes``) and ``warc/fetchlog-NNNNN.parquet`` (schema FETCHLOG, one row per
@@ -23,7 +32,7 @@ removed from the archived headers and Content-Length is set to the stored length
 
 Drop reasons: bad_scheme, private_address, robots_disallowed, robots_unavailable,
 crawl_delay_too_long, http_3xx/4xx/5xx, timeout, connection_error, too_many_redirects,
-redirect_loop, too_large, not_html.
+redirect_loop, too_large, not_html, not_modified.
 """
 
 from __future__ import annotations
@@ -35,6 +44,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import aiohttp
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -45,7 +55,7 @@ from pipeline.io import atomic_path, read_json, require_shards, shard_id, sorted
 from pipeline.schemas import FETCHLOG
 from pipeline.stats import Stats
 
-from .http import Client, Outcome, SafeResolver
+from .http import Client, Outcome, SafeResolver, Validators
 from .warcstore import Journal, WarcSegments, finalize
 
 def interleave_by_host(rows: list[dict]) -> list[dict]:
@@ -78,7 +88,8 @@ async def _crawl(batches, cfg: FetchConfig, segs: WarcSegments, journal: Journal
         journal.add({"url_id": row["url_id"], "url": row["url"], "final_url": o.final_url, "status": o.status,
                      "error": o.error, "bytes": len(o.body), "content_type": o.content_type,
                      "charset": o.charset, "elapsed_ms": ms, "tries": o.tries, "warc_file": name,
-                     "warc_offset": offset, "_end": end})
+                     "warc_offset": offset, "fetched_at": int(time.time()), "etag": o.etag,
+                     "last_modified": o.last_modified, "revisit": bool(row.get("revisit")), "_end": end})
 
     async with aiohttp.ClientSession(connector=connector, timeout=timeout, headers=headers,
                                      trust_env=not cfg.proxy) as session:
@@ -88,7 +99,8 @@ async def _crawl(batches, cfg: FetchConfig, segs: WarcSegments, journal: Journal
             while not queue.empty():
                 row = queue.get_nowait()
                 t0 = time.monotonic()
-                o = await client.get(row["url"])
+                v = row.get("validator_url")
+                o = await client.get(row["url"], Validators(v, row.get("etag"), row.get("last_modified")) if v else None)
                 record(row, o, int((time.monotonic() - t0) * 1000))
 
         for rows in batches:
@@ -128,6 +140,8 @@ def fetch_shard(task: Task) -> Stats:
             w.write_table(pa.Table.from_pylist(rows, schema=FETCHLOG))
             for r in rows:
                 stats.records_in += 1
+                if r.get("revisit"):
+                    stats.add_info("revisits", 1)
                 if r["error"]:
                     stats.drop(r["error"])
                 else:
@@ -147,31 +161,92 @@ def fetch_shard(task: Task) -> Stats:
 FRONTIER = "_frontier"
 
 
-def plan_frontier(ctx: Context, urls: list[Path], out: Path) -> list[Path]:
+def plan_frontier(ctx: Context, urls: list[Path], out: Path, refetch_after_s: float = 0) -> tuple[list[Path], int]:
     """Every frontier file, after adding those for URLs never scheduled before (only when
-    the urls shards changed since the last plan). Memory: the ids of every URL scheduled
-    so far (16 hex characters each) and one urls shard."""
+    the urls shards changed since the last plan) and, with ``refetch_after_s``, those for
+    URLs last scheduled longer ago than that (``plan_refetch``). Returns the frontier files
+    and how many URLs this call scheduled for a revisit. Memory: the ids of every URL
+    scheduled so far (16 hex characters each) and one urls shard."""
     fdir = out / FRONTIER
     fdir.mkdir(parents=True, exist_ok=True)
     plan_path = fdir / "plan.json"
     digests = {p.name: ctx.state.digest(p) for p in urls}
     existing = sorted_files(fdir, "frontier-*.parquet")
-    if plan_path.exists() and read_json(plan_path).get("urls") == digests:
-        return existing
+    plan = read_json(plan_path) if plan_path.exists() else {}
+    planned_at = dict(plan.get("planned_at", {}))
+    fresh = plan.get("urls") != digests
+    if not fresh and not refetch_after_s:
+        return existing, 0
     seen = pa.concat_arrays([pq.read_table(f, columns=["url_id"])["url_id"].combine_chunks() for f in existing]) \
         if existing else pa.array([], pa.string())
     next_id = 1 + max((int(shard_id(f)) for f in existing), default=-1)
-    for src in urls:
-        table = pq.read_table(src)
-        new = table.filter(pc.invert(pc.is_in(table["url_id"], value_set=seen))) if len(seen) else table
-        if new.num_rows:
-            path = fdir / f"frontier-{next_id:05d}.parquet"
-            with atomic_path(path) as tmp:
-                pq.write_table(new, tmp, compression="zstd")
-            existing.append(path)
-            next_id += 1
-    write_json(plan_path, {"urls": digests, "frontiers": [f.name for f in existing]})
-    return existing
+
+    def add(table: pa.Table) -> None:
+        nonlocal next_id
+        path = fdir / f"frontier-{next_id:05d}.parquet"
+        with atomic_path(path) as tmp:
+            pq.write_table(table, tmp, compression="zstd")
+        existing.append(path)
+        planned_at[path.name] = time.time()
+        next_id += 1
+
+    if fresh:
+        for src in urls:
+            table = pq.read_table(src)
+            new = table.filter(pc.invert(pc.is_in(table["url_id"], value_set=seen))) if len(seen) else table
+            if new.num_rows:
+                add(new)
+    revisits = 0
+    if refetch_after_s and existing:
+        due = due_for_refetch(existing, planned_at, time.time() - refetch_after_s)
+        if taken := [t["doc_id"] for t in ctx.state.takedowns()]:     # never revisit a takedown
+            due = due.filter(pc.invert(pc.is_in(due, value_set=pa.array(taken, pa.string()))))
+        if len(due):
+            validators = last_validators(out, due)
+            for src in urls:
+                table = pq.read_table(src)
+                table = table.filter(pc.is_in(table["url_id"], value_set=due))
+                if table.num_rows:
+                    at = pc.index_in(table["url_id"], value_set=validators["url_id"])   # null: none archived
+                    for c in ("validator_url", "etag", "last_modified"):
+                        table = table.append_column(c, validators[c].take(at))
+                    add(table.append_column("revisit", pa.array(np.ones(table.num_rows, bool))))
+                    revisits += table.num_rows
+    write_json(plan_path, {"urls": digests, "frontiers": [f.name for f in existing], "planned_at": planned_at,
+                           "revisits": plan.get("revisits", 0) + revisits})
+    return existing, revisits
+
+
+def due_for_refetch(frontiers: list[Path], planned_at: dict[str, float], cutoff: float) -> pa.Array:
+    """The url_ids whose latest scheduling (the newest frontier file holding them; its
+    plan time, else its file time) is older than ``cutoff``."""
+    ids, when = [], []
+    for f in frontiers:
+        col = pq.read_table(f, columns=["url_id"])["url_id"].combine_chunks()
+        ids.append(col)
+        when.append(pa.array(np.full(len(col), planned_at.get(f.name, f.stat().st_mtime))))
+    t = pa.table({"url_id": pa.concat_arrays(ids), "t": pa.concat_arrays(when)})
+    latest = t.group_by("url_id").aggregate([("t", "max")])
+    return latest.filter(pc.less(latest["t_max"], cutoff))["url_id"].combine_chunks()
+
+
+def last_validators(out: Path, due: pa.Array) -> pa.Table:
+    """url_id, validator_url, etag, last_modified of each due URL's newest archived fetch
+    (fetch logs of schema version 1 have no validators: then only the URL)."""
+    pieces = []
+    for seq, log in enumerate(sorted_files(out, "fetchlog-*.parquet")):
+        t = pq.read_table(log)
+        t = t.filter(pc.and_(pc.is_null(t["error"]), pc.is_in(t["url_id"], value_set=due)))
+        cols = {"url_id": t["url_id"], "validator_url": t["final_url"],
+                **{c: t[c] if c in t.column_names else pa.nulls(t.num_rows, pa.string())
+                   for c in ("etag", "last_modified")}}
+        pieces.append(pa.table(cols).append_column("seq", pa.array(np.full(t.num_rows, seq))))
+    if not pieces:
+        return pa.table({c: pa.array([], pa.string()) for c in ("url_id", "validator_url", "etag", "last_modified")})
+    t = pa.concat_tables(pieces).sort_by("seq")
+    last = t.group_by("url_id", use_threads=False).aggregate(
+        [(c, "last") for c in ("validator_url", "etag", "last_modified")])
+    return last.rename_columns(["url_id" if c == "url_id" else c.removesuffix("_last") for c in last.column_names])
 
 
 def run(ctx: Context) -> dict:
@@ -181,10 +256,11 @@ def run(ctx: Context) -> dict:
     if not cfg.proxy and (env := os.environ.get("HTTP_PROXY") or os.environ.get("http_proxy")):
         cfg.proxy = env
     out = ctx.dir("warc")
-    frontier = plan_frontier(ctx, urls, out)
+    frontier, revisits = plan_frontier(ctx, urls, out, cfg.refetch_after_days * 86400)
     tasks = [Task("fetch", shard_id(src), fetch_shard, [src], [out / f"fetchlog-{shard_id(src)}.parquet"],
                   options={"fetch": to_dict(cfg)}) for src in frontier]
     res = run_phase(ctx, out, "fetch", tasks)
     res.stats.add_info("frontier_files", len(frontier))
-    res.stats.add_info("new_urls", res.fresh.records_in)
+    res.stats.add_info("new_urls", res.fresh.records_in - res.fresh.info.get("revisits", 0))
+    res.stats.add_info("revisits_planned", revisits)
     return finish_stage(ctx, "fetch", out, res.stats, to_dict(cfg), res.ran, res.skipped, started)

@@ -13,6 +13,9 @@ body limits and charset detection. ``stages.fetch`` drives it and writes WARC.
   answer allows everything; 5xx, a timeout or a connection error defers the host's
   URLs (``robots_unavailable``); disallowed URLs are never requested
   (``robots_disallowed``).
+- **Conditional GET.** A revisit (``--refetch-after``) sends the ETag and Last-Modified of
+  the earlier fetch as If-None-Match and If-Modified-Since to the URL they came from; a
+  304 answer is the outcome ``not_modified`` (nothing archived, the old document stays).
 - **Charset**: the Content-Type header, else a ``<meta>`` declaration in the first
   4 KiB, else UTF-8 if the body decodes as UTF-8, else charset_normalizer's guess.
 """
@@ -122,6 +125,25 @@ class Outcome:
     content_type: str | None = None
     charset: str | None = None
     tries: int = 0
+    etag: str | None = None        # validators of the archived response, for a later conditional GET
+    last_modified: str | None = None
+
+
+@dataclass(slots=True)
+class Validators:
+    """What an earlier fetch of a page returned to make the next one conditional (RFC 9110
+    13.1): its ETag and Last-Modified, and the URL they belong to (after redirects)."""
+    url: str
+    etag: str | None = None
+    last_modified: str | None = None
+
+    def headers(self) -> dict[str, str] | None:
+        h = {}
+        if self.etag:
+            h["If-None-Match"] = self.etag
+        if self.last_modified:
+            h["If-Modified-Since"] = self.last_modified
+        return h or None
 
 
 class HostGate:
@@ -195,15 +217,18 @@ class Client:
             self.gate.set_delay(p.netloc, max(float(delay), self.cfg.host_delay_s))
         return None
 
-    async def get(self, url: str) -> Outcome:
-        """Fetch a page: robots.txt first, then the URL with redirects (each hop re-checked)."""
+    async def get(self, url: str, validators: Validators | None = None) -> Outcome:
+        """Fetch a page: robots.txt first, then the URL with redirects (each hop re-checked).
+        With ``validators`` from an earlier fetch, the request for their URL is conditional
+        (If-None-Match, If-Modified-Since) and a 304 answer is the outcome ``not_modified``."""
         if reason := check_target(url, self.cfg.allow_private):
             return Outcome(error=reason)
         if reason := await self.allowed(url):
             return Outcome(error=reason)
-        return await self._request_following(url)
+        return await self._request_following(url, validators=validators)
 
-    async def _request_following(self, url: str, read_any_type: bool = False) -> Outcome:
+    async def _request_following(self, url: str, read_any_type: bool = False,
+                                 validators: Validators | None = None) -> Outcome:
         seen, out = {url}, Outcome()
         for _hop in range(self.cfg.max_redirects + 1):
             if reason := check_target(url, self.cfg.allow_private):
@@ -212,7 +237,8 @@ class Client:
             if not read_any_type and out.tries and (reason := await self.allowed(url)):
                 out.error = reason             # a redirect into a disallowed path
                 return out
-            location = await self._request(url, out, read_any_type)
+            conditional = validators.headers() if validators and validators.url == url else None
+            location = await self._request(url, out, read_any_type, conditional)
             if location is None:
                 return out
             if location in seen:
@@ -223,7 +249,8 @@ class Client:
         out.error = "too_many_redirects"
         return out
 
-    async def _request(self, url: str, out: Outcome, read_any_type: bool) -> str | None:
+    async def _request(self, url: str, out: Outcome, read_any_type: bool,
+                       conditional: dict[str, str] | None = None) -> str | None:
         """One URL with retries; returns a redirect target, or None when ``out`` is final."""
         cfg = self.cfg
         for attempt in range(cfg.retries + 1):
@@ -231,8 +258,12 @@ class Client:
             out.error, delay = None, None
             await self.gate.wait(urlsplit(url).netloc, cfg.host_delay_s)
             try:
-                async with self.session.get(url, allow_redirects=False, proxy=self.proxy) as resp:
+                async with self.session.get(url, allow_redirects=False, proxy=self.proxy,
+                                            headers=conditional) as resp:
                     out.final_url, out.status, out.reason = url, resp.status, resp.reason or ""
+                    if resp.status == 304 and conditional:
+                        out.error = "not_modified"
+                        return None
                     if resp.status in REDIRECT_STATUS and "Location" in resp.headers:
                         return urljoin(url, resp.headers["Location"])
                     if resp.status in RETRY_STATUS and attempt < cfg.retries:
@@ -290,4 +321,5 @@ async def _read_body(resp: aiohttp.ClientResponse, cfg: FetchConfig, out: Outcom
     out.charset = detect_charset(body, ctype)
     out.headers = [(k, v) for k, v in resp.headers.items() if k.lower() not in DROP_HEADERS]
     out.headers.append(("Content-Length", str(len(body))))
+    out.etag, out.last_modified = resp.headers.get("ETag"), resp.headers.get("Last-Modified")
     return None

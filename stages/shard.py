@@ -10,6 +10,11 @@ Phases, each resumable per task:
    100M). A shard takes one key range from every part, so each shard is a uniform sample
    of the whole corpus. Memory: one output shard plus the key table (16 bytes a document).
 
+Revisions: a page revisited with ``--refetch-after`` that changed has a newer document
+with the same doc_id (so the same key) in a later clean shard. The newest part wins
+(``live_masks``); when its tokens differ from the last version's, the old shards get
+copies without it and the new version's shards carry the new tokens (``revised_docs``).
+
 Output files are uncompressed Arrow IPC (memory-mappable; schema TOKENS, ``tokens`` as
 ``list<uint16>``, or ``list<uint32>`` when the vocabulary exceeds 65,536 ids). The list
 offsets are the document-boundary index. EOT convention: every document's tokens are
@@ -142,6 +147,27 @@ def _part_index(part: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return t["key"].to_numpy(), lengths.astype(np.int64), t["val"].to_numpy(zero_copy_only=False)
 
 
+def live_masks(keys: list[np.ndarray]) -> list[np.ndarray]:
+    """Per part (in shard order), which rows are live: a document whose key a later part
+    also holds was superseded there (a page revisited with ``--refetch-after`` that
+    changed), and the newest revision is the corpus's."""
+    later, out = np.empty(0, np.uint64), []
+    for k in reversed(keys):
+        out.append(~np.isin(k, later))
+        later = np.union1d(later, k)
+    return out[::-1]
+
+
+def token_hashes(t: pa.Table, want: np.ndarray, keys: np.ndarray) -> dict[int, int]:
+    """xxh3_64 of the token bytes of the rows of ``t`` whose key (``keys``) is in ``want``."""
+    if not t.num_rows:
+        return {}
+    col = t["tokens"].combine_chunks()
+    offsets, values = col.offsets.to_numpy(), col.values.to_numpy()
+    return {int(keys[i]): xxhash.xxh3_64_intdigest(values[offsets[i]:offsets[i + 1]].tobytes())
+            for i in np.flatnonzero(np.isin(keys, want))}
+
+
 def plan(idx: list[tuple], shard_tokens: int, only: np.ndarray | None = None,
          skip_empty: bool = False) -> dict[str, list[tuple[int, int]]]:
     """Per split, the shuffle-key ranges [lo, hi) of the output shards, each about
@@ -175,15 +201,17 @@ def assemble(task: Task) -> Stats:
     p = task.params
     lo, hi, want_val = p["lo"], p["hi"], p["split"] == "val"
     parts, only = (task.inputs[:-1], np.load(task.inputs[-1])) if p.get("only") else (task.inputs, None)
-    pieces = []
+    slices = []
     for part in parts:
         t = read_tokens(part)
-        if not t.num_rows:
-            continue
-        keys = t["key"].to_numpy()
+        keys = t["key"].to_numpy() if t.num_rows else np.empty(0, np.uint64)
         a, b = np.searchsorted(keys, np.uint64(lo)), (np.searchsorted(keys, np.uint64(hi)) if hi < 2**64 else len(keys))
-        s = t.slice(a, b - a)
-        keep = pc.equal(s["val"], want_val)
+        slices.append(t.slice(a, b - a))
+    pieces = []
+    for s, live in zip(slices, live_masks([s["key"].to_numpy() for s in slices])):
+        if not s.num_rows:
+            continue
+        keep = pc.and_(pc.equal(s["val"], want_val), pa.array(live))
         if only is not None:
             keep = pc.and_(keep, pa.array(np.isin(s["key"].to_numpy(), only)))
         pieces.append(s.filter(keep))
@@ -208,6 +236,29 @@ def rewrite(task: Task) -> Stats:
     stats = Stats(records_in=t.num_rows, records_out=kept.num_rows)
     stats.drop("removed", t.num_rows - kept.num_rows)
     return stats
+
+
+def _revised(idx: list[tuple]) -> np.ndarray:
+    keys = np.concatenate([k for k, _, _ in idx]) if idx else np.empty(0, np.uint64)
+    uniq, counts = np.unique(keys, return_counts=True)
+    return uniq[counts > 1]
+
+
+def _changed(out: Path, parts: list[Path], old_keys: dict[str, np.ndarray], cand: np.ndarray) -> np.ndarray:
+    """Of the revisited documents in the last version (``cand``), those whose newest
+    revision's tokens differ from the version's: they leave the old shards (a rewrite)
+    and come back in the new version's shards."""
+    if not len(cand):
+        return np.empty(0, np.uint64)
+    newest: dict[int, int] = {}
+    for part in parts:                          # in shard order: a later revision overwrites
+        t = read_tokens(part)
+        newest.update(token_hashes(t, cand, t["key"].to_numpy() if t.num_rows else np.empty(0, np.uint64)))
+    old: dict[int, int] = {}
+    for f, keys in old_keys.items():
+        if np.isin(keys, cand).any():
+            old.update(token_hashes(read_tokens(out / f), cand, keys))
+    return np.array(sorted(k for k in cand.tolist() if k in newest and newest[k] != old.get(k)), np.uint64)
 
 
 def shard_keys(path: Path, seed: int) -> np.ndarray:
@@ -333,6 +384,8 @@ def run(ctx: Context, export: str | None = None) -> dict:
     versions = _versions(prev)
     files: dict[str, dict] = dict(prev.get("shard_files") or {x["file"]: x for x in prev["shards"]}) if prev else {}
     idx = [_part_index(p) for p in parts]
+    revised = _revised(idx)                     # keys held by several parts: revisited pages
+    idx = [(k[m], n[m], v[m]) for (k, n, v), m in zip(idx, live_masks([k for k, _, _ in idx]))]
     current = np.concatenate([k for k, _, _ in idx]) if idx else np.empty(0, np.uint64)
     takedowns = ctx.state.takedowns()
     gone = shuffle_keys([t["doc_id"] for t in takedowns], cfg.seed)
@@ -345,8 +398,9 @@ def run(ctx: Context, export: str | None = None) -> dict:
     last = versions[-1] if versions else None
     old_keys = {f: shard_keys(out / f, cfg.seed) for f in last["shards"]} if last else {}
     previous = np.concatenate(list(old_keys.values())) if old_keys else np.empty(0, np.uint64)
-    new = np.setdiff1d(current, previous) if last or takedowns else None
-    removed = np.setdiff1d(previous, current)
+    changed = _changed(out, parts, old_keys, np.intersect1d(np.intersect1d(revised, previous), current))
+    new = np.union1d(np.setdiff1d(current, previous), changed) if last or takedowns else None
+    removed = np.union1d(np.setdiff1d(previous, current), changed)
     if last is None or len(new) or len(removed):
         v = last["version"] + 1 if last else 1
         tag = f"v{v:04d}-" if v > 1 else ""
@@ -388,9 +442,9 @@ def run(ctx: Context, export: str | None = None) -> dict:
             files[f.name] = shard_entry(ctx, f, split, v)
             shards.append(f.name)
         n_new = sum(files[f.name]["docs"] for _, f in made)
-        versions = versions + [{"version": v, "source": source, "shards": shards, "added_docs": n_new,
+        versions = versions + [{"version": v, "source": source, "shards": shards, "added_docs": n_new - len(changed),
                                 "added_tokens": sum(files[f.name]["tokens"] for _, f in made),
-                                "removed_docs": int(len(removed))}]
+                                "removed_docs": int(len(removed) - len(changed)), "revised_docs": int(len(changed))}]
         # when it was made, and the takedowns it applied: beside the manifest, which stays
         # a function of the inputs
         applied = [t for t, k in zip(takedowns, np.isin(gone, removed)) if k]
@@ -398,7 +452,8 @@ def run(ctx: Context, export: str | None = None) -> dict:
                                               "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                                               "takedowns": applied})
         ctx.state.mark_takedowns([t["doc_id"] for t in applied], v)
-        ctx.log(f"  shard: corpus version {v}: {n_new:,} new document(s), {len(removed):,} removed")
+        ctx.log(f"  shard: corpus version {v}: {n_new - len(changed):,} new document(s), {len(changed):,} revised, "
+                f"{len(removed) - len(changed):,} removed")
     for stale in list(out.glob("train-*.arrow")) + list(out.glob("val-*.arrow")):
         if stale.name not in files:             # from a run that crashed before its manifest
             stale.unlink()
@@ -412,7 +467,7 @@ def run(ctx: Context, export: str | None = None) -> dict:
         stats.add_info(f"tokens_{split}", totals[split]["tokens"])
     stats.add_info("version", latest["version"])
     made_now = latest if latest is not last else {}            # this run's version, if it cut one
-    for key in ("added_docs", "added_tokens", "removed_docs"):
+    for key in ("added_docs", "added_tokens", "removed_docs", "revised_docs"):
         stats.add_info(key, made_now.get(key, 0))
     stats.add_info("tokenizer", f"{spec.name} ({spec.backend})")
     if export == "nanogpt":

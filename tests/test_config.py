@@ -22,6 +22,7 @@ def test_defaults_and_toml_and_overrides(tmp_path):
     ("[harvst]\n", "unknown section [harvst]"),
     ("[harvest\n", "not valid TOML"),
     ("[extract]\nlangs = 'en'\n", "[extract] langs must be a list of str"),
+    ("[fetch]\nrefetch_after_days = -1\n", "refetch_after_days must be >= 0"),
 ])
 def test_invalid_config_names_the_problem(tmp_path, text, needle):
     p = tmp_path / "webtext.toml"

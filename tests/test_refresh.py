@@ -8,6 +8,8 @@ import signal
 import subprocess
 import sys
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from model.data import read_manifest
@@ -24,9 +26,10 @@ from stages.urls import normalize_url_id
 from conftest import ROOT
 
 
-def _ctx(workdir, web, proxy, dumps):
+def _ctx(workdir, web, proxy, dumps, **fetch):
     over = demo_overrides(web, proxy.url, steps=1, workers=1)
     over["harvest"]["dumps"] = [str(d) for d in dumps]
+    over["fetch"].update(fetch)
     return Context(workdir, load_config(None, over))
 
 
@@ -119,6 +122,73 @@ def test_takedown_leaves_the_next_version_only(refreshed, tmp_path):
     assert r.exit_code != 0
 
 
+def _doc_tokens(workdir, doc_id, version=0):
+    m = read_manifest(workdir / "tokens", version=version)
+    for f in m["shards"]:
+        t = S.read_tokens(workdir / "tokens" / f["file"])
+        if doc_id in (ids := t["doc_id"].to_pylist()):
+            return t["tokens"][ids.index(doc_id)].as_py()
+    return None
+
+
+def test_refetch_after_revisits_with_conditional_get(refreshed, tmp_path):
+    """--refetch-after: every old URL is revisited; unchanged pages answer 304 to the
+    conditional GET and cost nothing downstream; a rewritten page replaces its document
+    in a new version (the old version keeps the old text); a page edited by two words
+    stays as it was (a near-duplicate of itself); a taken-down URL is never revisited."""
+    from pipeline.demoweb import Page, _html, docstring_paragraphs
+
+    work = tmp_path / "w"
+    shutil.copytree(refreshed["tmp"] / "incr", work)
+    web = refreshed["web"]
+    docs, _ = _corpus(work)
+    in_corpus = [u for u in web.planted["articles"] if normalize_url_id(u)[0] in docs]
+    rewritten, edited, taken = in_corpus[3], in_corpus[4], in_corpus[5]
+    pages = dict(web.pages)
+    fresh = docstring_paragraphs()[300:304]                         # text no demo page carries
+    pages[rewritten] = Page(200, _html("dailybyte.example", "Rewritten", fresh))
+    body = pages[edited].body.decode()
+    pages[edited] = Page(200, body.replace("<p>", "<p>Updated: ", 1).encode())
+    ctx0 = Context(work, load_config(None, {}))
+    assert ctx0.state.add_takedown(*normalize_url_id(taken), "owner request")
+    ctx0.close()
+    before = {u: _doc_tokens(work, normalize_url_id(u)[0]) for u in (rewritten, edited)}
+    with DemoProxy(pages) as proxy:
+        ctx = _ctx(work, web, proxy, web.dumps, refetch_after_days=1e-9)
+        diff = refresh(ctx)
+        requested = {u for u in proxy.requests if not u.endswith("/robots.txt")}
+        ctx.close()
+        ctx = _ctx(work, web, proxy, web.dumps, refetch_after_days=1)  # nothing is a day old yet
+        proxy.requests.clear()
+        again = refresh(ctx)
+        ctx.close()
+        assert not again["updated"] and again["revisits"] == 0 and not proxy.requests
+    fetched_before = set(requested) - {rewritten}
+    assert rewritten in requested and edited in requested and taken not in requested
+    known = sum(pq.read_metadata(f).num_rows for f in (work / "urls").glob("urls-*.parquet"))
+    assert diff["revisits"] == known - 1 and diff["new_urls"] == 0                  # all but the takedown
+    assert diff["updated"] and diff["documents_revised"] == 1 and diff["documents_added"] == 0
+    assert set(proxy.not_modified) >= {u for u in fetched_before if u in in_corpus and u != edited}
+    assert diff["not_modified"] == len(proxy.not_modified)
+    rid = normalize_url_id(rewritten)[0]
+    assert _doc_tokens(work, rid) not in (None, before[rewritten])
+    assert _doc_tokens(work, rid, version=2) == before[rewritten]    # the earlier version is untouched
+    assert _doc_tokens(work, normalize_url_id(edited)[0]) == before[edited]
+    after, _ = _corpus(work)
+    assert after == docs - {normalize_url_id(taken)[0]}
+    m = read_manifest(work / "tokens")
+    assert m["totals"]["train"]["docs"] + m["totals"]["val"]["docs"] == len(after)   # one revision per document
+    assert diff["duplicates"].get("near_duplicate", 0) >= 1                        # the two-word edit
+    revisions = pa.concat_tables(pq.read_table(f) for f in sorted((work / "docs").glob("docs-*.parquet")))
+    texts = [r["text"] for r in revisions.to_pylist() if r["doc_id"] == rid]
+    assert len(texts) == 2 and fresh[0][:60] not in texts[0] and fresh[0][:60] in texts[1]
+    log = pa.concat_tables(pq.read_table(f) for f in sorted((work / "warc").glob("fetchlog-*.parquet")))
+    rows = {(r["url"], r["error"]): r for r in log.to_pylist()}
+    assert rows[(rewritten, None)]["etag"] and rows[(rewritten, None)]["fetched_at"] > 0
+    assert rows[(edited, None)]["status"] == 200
+    assert all(rows[(u, "not_modified")]["status"] == 304 for u in proxy.not_modified)
+
+
 def _webtext(*args, **kw):
     return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True,
                           cwd=ROOT, timeout=120, **kw)
@@ -177,8 +247,8 @@ def test_refresh_exit_codes_and_json_logs(refreshed, tmp_path):
     cfg = tmp_path / "webtext.toml"
     inbox = refreshed["tmp"] / "inbox"
     cfg.write_text(f'[harvest]\ndumps = ["{inbox}"]\n[fetch]\nallow_private = true\n')
-    r = _webtext("--workdir", str(work), "--config", str(cfg), "refresh", "--log-json")
-    assert r.returncode == 3, r.stderr[-2000:]                      # nothing new
+    r = _webtext("--workdir", str(work), "--config", str(cfg), "refresh", "--log-json", "--refetch-after", "30")
+    assert r.returncode == 3, r.stderr[-2000:]                      # nothing new, nothing 30 days old
     lines = [json.loads(x) for x in r.stderr.splitlines() if x.startswith("{")]
     assert lines and lines[-1]["msg"] == "refresh done" and lines[-1]["diff"]["updated"] is False
     assert all(set(x) >= {"level", "msg"} for x in lines)
