@@ -31,6 +31,8 @@ class _Global:
     workdir: Path = Path("work")
     config: Optional[Path] = None
     workers: Optional[int] = None
+    executor: Optional[str] = None
+    ray_address: Optional[str] = None
 
 
 G = _Global()
@@ -43,14 +45,20 @@ def main_options(
     config: Annotated[Optional[Path], typer.Option(help="TOML config file (one table per stage, e.g. fetch).",
                                                    envvar="WEBTEXT_CONFIG")] = None,
     workers: Annotated[Optional[int], typer.Option(help="Worker processes; 0 = one per core.")] = None,
+    executor: Annotated[Optional[str], typer.Option(
+        help="local (a process pool) or ray (every shard task on a Ray cluster).", envvar="WEBTEXT_EXECUTOR")] = None,
+    ray_address: Annotated[Optional[str], typer.Option(
+        help="Ray cluster to join (host:port or auto); default: start a local one.", envvar="RAY_ADDRESS")] = None,
 ):
     G.workdir, G.config, G.workers = workdir, config, workers
+    G.executor, G.ray_address = executor, ray_address
 
 
 def _context(**sections):
     from .executor import Context
 
-    cfg = load_config(G.config, {"run": {"workers": G.workers}, **sections})
+    cfg = load_config(G.config, {"run": {"workers": G.workers, "executor": G.executor,
+                                         "ray_address": G.ray_address}, **sections})
     return Context(G.workdir, cfg, console)
 
 

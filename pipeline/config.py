@@ -23,12 +23,17 @@ _MEDIA = (
 
 @dataclass
 class ExecutorConfig:
-    executor: str = "local"        # only "local" (a process pool) for now
-    workers: int = 0               # 0 = one per CPU core
+    executor: str = "local"        # local (a process pool) | ray (tasks on a Ray cluster)
+    workers: int = 0               # 0 = one per CPU core (local; with ray, a local cluster's CPUs)
+    ray_address: str = ""          # "" = start a local Ray instance; "auto" or host:port = join a cluster
+    ray_max_retries: int = 3       # retries of a task whose worker or node died
+    ray_fetch_cpus: float = 0.25   # CPUs a fetch task reserves: I/O bound, so 4 run per core
 
     def __post_init__(self):
-        if self.executor != "local":
-            raise ConfigError(f"unknown executor '{self.executor}'", "Use executor = \"local\"")
+        if self.executor not in ("local", "ray"):
+            raise ConfigError(f"unknown executor '{self.executor}'", "Use executor = \"local\" or \"ray\"")
+        if self.ray_max_retries < 0 or not 0 < self.ray_fetch_cpus <= 64:
+            raise ConfigError("run.ray_max_retries must be >= 0 and run.ray_fetch_cpus in (0, 64]")
         if self.workers < 0:
             raise ConfigError("workers must be >= 0", "Use 0 for one worker per core")
 

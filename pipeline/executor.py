@@ -9,7 +9,14 @@ digests. A rerun skips every task whose record matches, so after a crash only th
 unfinished shards run again, and they produce the same bytes.
 
 Executors: ``local`` runs tasks in a process pool (spawned workers), or inline when
-there is one worker or one task. A stage never knows which one runs it.
+there is one worker or one task. ``ray`` submits every task to a Ray cluster (a local
+instance with ``workers`` CPUs, or the one at ``run.ray_address``): fetch tasks reserve
+``ray_fetch_cpus`` (they wait on the network, so several share a core), the others one
+CPU. A task whose worker process or node dies is retried (``ray_max_retries``); an
+exception raised by the task itself is not (it would fail again). Retries are safe
+because a task writes its outputs atomically under fixed names and only the driver
+writes completion records, so a retry never duplicates output. A stage never knows
+which executor runs it.
 """
 
 from __future__ import annotations
@@ -70,6 +77,20 @@ class Context:
         self.workers = max(1, workers)
         self.run_id: int | None = None
         self.json_logs = False     # --log-json: one JSON object per line on stderr, no progress bars
+        self._ray_started = False
+
+    def ray(self):
+        """The ``ray`` module, connected: to ``run.ray_address`` if set, else to a local
+        instance started here (and stopped by ``close``) with ``workers`` CPUs. An instance
+        the caller already started is used as it is."""
+        import ray
+
+        if not ray.is_initialized():
+            address = self.cfg.run.ray_address or None
+            ray.init(address=address, num_cpus=None if address else self.workers, include_dashboard=False,
+                     logging_level="WARNING", configure_logging=True)
+            self._ray_started = True
+        return ray
 
     def dir(self, name: str) -> Path:
         return self.workdir / name
@@ -95,6 +116,11 @@ class Context:
 
     def close(self) -> None:
         self.state.close()
+        if self._ray_started:
+            import ray
+
+            ray.shutdown()
+            self._ray_started = False
 
 
 def _fingerprint(ctx: Context, task: Task) -> str:
@@ -198,7 +224,10 @@ def run_phase(ctx: Context, folder: Path, phase: str, tasks: list[Task]) -> Phas
     workers = min(ctx.workers, len(todo))
     label = f"  {phase}" + (f" ({skipped} already done)" if skipped else "")
     with _progress(ctx, label, len(todo)) as advance:
-        if workers <= 1:
+        if ctx.cfg.run.executor == "ray":
+            _run_on_ray(ctx, phase, todo, finished, advance)
+            remove_stale_temporaries(folder)        # left by a worker killed mid-write
+        elif workers <= 1:
             for task, rec_path, fp in todo:
                 finished(task, rec_path, fp, _guarded(task, lambda: _execute(task)))
                 advance()
@@ -216,6 +245,28 @@ def run_phase(ctx: Context, folder: Path, phase: str, tasks: list[Task]) -> Phas
                         f.cancel()
                     raise
     return PhaseResult(total, len(todo), skipped, fresh)
+
+
+def _run_on_ray(ctx: Context, phase: str, todo: list[tuple[Task, Path, str]], finished, advance) -> None:
+    """Every task of ``todo`` as a Ray task; results are recorded on the driver as they come."""
+    ray = ctx.ray()
+    run = ctx.cfg.run
+    remote = ray.remote(_execute)
+    opts = {"num_cpus": run.ray_fetch_cpus if phase == "fetch" else 1, "max_retries": run.ray_max_retries,
+            "retry_exceptions": False}
+    refs = {remote.options(name=f"{phase}:{t.name}", **opts).remote(t): (t, r, f) for t, r, f in todo}
+    pending = list(refs)
+    try:
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            for ref in done:
+                task, rec_path, fp = refs[ref]
+                finished(task, rec_path, fp, _guarded(task, lambda: ray.get(ref)))
+                advance()
+    except BaseException:
+        for ref in pending:
+            ray.cancel(ref, force=True)
+        raise
 
 
 def _guarded(task: Task, result: Callable[[], tuple[dict, dict]]) -> tuple[dict, dict]:

@@ -1,0 +1,142 @@
+"""Scale-out on Ray: the demo pipeline on a real two-node Ray cluster (``ray start`` on
+127.0.0.1, a head and a worker node, one CPU each) gives the same bytes as the local
+executor, also when a worker process is SIGKILLed in the middle of a stage."""
+
+import hashlib
+import importlib.util
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.config import load_config
+from pipeline.demo import demo_overrides
+from pipeline.demoweb import DemoProxy, build_demo_web
+from pipeline.executor import Context
+from pipeline.run import ORDER, run_all
+
+# ray itself is imported only after the cluster fixture set the auth token: Ray reads it once
+if importlib.util.find_spec("ray") is None:
+    pytest.skip("ray is not installed (pip install webtext[ray])", allow_module_level=True)
+RAY = str(Path(sys.executable).parent / "ray")
+DATA = ("urls", "docs", "dedup", "clean", "tokens")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A head node and a second worker node, as two `ray start` processes on loopback,
+    with token authentication (the token every node and the driver share)."""
+    port = _free_port()
+    saved = {k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}
+    os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32))
+    common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--disable-usage-stats"]
+    run = lambda *a: subprocess.run([RAY, *a], capture_output=True, text=True, timeout=180)  # noqa: E731
+    try:
+        r = run("start", "--head", f"--port={port}", "--include-dashboard=false", *common)
+        assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+        r = run("start", f"--address=127.0.0.1:{port}", *common)
+        assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+        yield f"127.0.0.1:{port}"
+    finally:
+        run("stop", "--force")
+        for k, v in saved.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ray")
+    web = build_demo_web(tmp / "web", n_articles=40)
+    with DemoProxy(web.pages) as proxy:
+        _pipeline(tmp / "local", web, proxy, executor="local", workers=1)
+        yield tmp, web, proxy
+
+
+def _pipeline(workdir, web, proxy, **run):
+    over = demo_overrides(web, proxy.url, steps=1, workers=None)
+    over["run"].update(run)
+    ctx = Context(workdir, load_config(None, over))
+    try:
+        run_all(ctx, ORDER[:-1])
+    finally:
+        ctx.close()
+
+
+def _outputs(workdir: Path) -> dict:
+    """Every data file of the stages after fetch by sha256, and fetch's logs without timings
+    and offsets (WARC records carry their fetch date, and pages land in a segment in the
+    order they complete, so only what was fetched is compared there)."""
+    out = {}
+    for folder in DATA:
+        for p in sorted((workdir / folder).rglob("*")):
+            rel = p.relative_to(workdir)
+            if p.is_file() and not {"_done", "_partial", "_versions"} & set(rel.parts) \
+                    and p.name not in ("_config.json", "_stats.json"):
+                out[rel.as_posix()] = hashlib.sha256(p.read_bytes()).hexdigest()
+    logs = pa.concat_tables(pq.read_table(f) for f in sorted((workdir / "warc").glob("fetchlog-*.parquet")))
+    out["fetchlog"] = sorted(map(str, logs.drop_columns(["elapsed_ms", "fetched_at", "warc_offset"]).to_pylist()))
+    return out
+
+
+def test_ray_cluster_gives_the_local_executors_bytes(cluster, demo):
+    tmp, web, proxy = demo
+    _pipeline(tmp / "ray", web, proxy, executor="ray", ray_address=cluster)
+    local, on_ray = _outputs(tmp / "local"), _outputs(tmp / "ray")
+    assert len(local) > 50 and any(k.startswith("tokens/train-") for k in local)
+    assert on_ray == local
+    cfg = (tmp / "ray" / "docs" / "_config.json").read_text()
+    assert '"executor": "ray"' in cfg
+
+
+def _ray_workers(prefix: str) -> list[int]:
+    """Pids of Ray worker processes running a task named ``prefix...`` (Ray sets the
+    process title to ``ray::<task name>`` while a task runs)."""
+    pids = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0", 1)[0]
+        except OSError:
+            continue
+        if argv0.startswith(f"ray::{prefix}".encode()):
+            pids.append(int(pid))
+    return pids
+
+
+def test_a_killed_worker_is_retried_and_the_outputs_are_the_same(cluster, demo):
+    tmp, web, proxy = demo
+    killed: list[int] = []
+    done = threading.Event()
+
+    def assassin():                      # SIGKILL the first worker caught running an extract task
+        while not done.is_set() and not killed:
+            for pid in _ray_workers("extract:"):
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+                break
+            time.sleep(0.005)
+
+    t = threading.Thread(target=assassin, daemon=True)
+    t.start()
+    try:
+        _pipeline(tmp / "killed", web, proxy, executor="ray", ray_address=cluster)
+    finally:
+        done.set()
+        t.join()
+    assert killed, "no extract task was caught running"
+    assert _outputs(tmp / "killed") == _outputs(tmp / "local")
+    assert not list((tmp / "killed").rglob("*.tmp-*"))          # the killed writer's temporaries are gone
