@@ -161,15 +161,26 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_ddp_gloo_two_processes_train_on_disjoint_data(tokens_dir, tmp_path):
+@pytest.mark.parametrize("nodes", [1, 2], ids=["one-node", "two-nodes"])
+def test_ddp_gloo_two_processes_train_on_disjoint_data(tokens_dir, tmp_path, nodes):
+    """Two ranks: one torchrun with two processes, or two torchrun "nodes" (--nnodes 2,
+    one process each, as on two machines) reading the same work directory."""
     work = tokens_dir.parent
     env = {**os.environ, "PROBE_OUT": str(tmp_path), "MASTER_ADDR": "127.0.0.1", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(_free_port()), str(ROOT / "tests" / "ddp_probe.py"), "--workdir", str(work),
-           "train", "--model", "tiny", "--steps", "4", "--batch-size", "2", "--block-size", "16",
-           "--device", "cpu", "--run-name", "ddp"]
-    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
-    assert r.returncode == 0, r.stderr[-3000:]
+    port = str(_free_port())
+    probe = [str(ROOT / "tests" / "ddp_probe.py"), "--workdir", str(work),
+             "train", "--model", "tiny", "--steps", "4", "--batch-size", "2", "--block-size", "16",
+             "--device", "cpu", "--run-name", "ddp"]
+    launch = [sys.executable, "-m", "torch.distributed.run", "--master_addr", "127.0.0.1", "--master_port", port]
+    if nodes == 1:
+        cmds = [launch + ["--nproc_per_node", "2"] + probe]
+    else:
+        cmds = [launch + ["--nnodes", "2", "--node_rank", str(n), "--nproc_per_node", "1"] + probe for n in range(2)]
+    procs = [subprocess.Popen(c, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+             for c in cmds]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err[-3000:]
     ranks = [json.loads((tmp_path / f"rank{i}.json").read_text()) for i in range(2)]
     assert all(x["world"] == 2 and len(x["windows"]) >= 8 for x in ranks)
     a, b = (_covered(x["windows"], 16) for x in ranks)
