@@ -27,6 +27,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -39,7 +40,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColu
 from rich.text import Text
 
 from .config import Config
-from .errors import WebtextError
+from .errors import ConfigError, WebtextError
 from .io import read_json, sha256_file, write_json
 from .state import State
 from .stats import Stats
@@ -68,6 +69,10 @@ class Context:
     """What a stage needs to run: work directory, config, state and an executor."""
 
     def __init__(self, workdir: Path, cfg: Config, console: Console | None = None):
+        if re.match(r"^[A-Za-z][A-Za-z0-9+.-]+:/", str(workdir)):
+            raise ConfigError(f"work directory {workdir} is a URL; object storage is not supported yet",
+                              "Use a local path, or a shared file system mounted on every node (NFS, or the "
+                              "bucket through a FUSE mount such as mountpoint-s3)")
         self.workdir = Path(workdir)
         self.cfg = cfg
         self.console = console or Console(stderr=True)

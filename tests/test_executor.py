@@ -82,3 +82,16 @@ def test_atomic_path_and_stale_temporaries(tmp_path):
     dead.write_text("x"); live.write_text("y")
     assert remove_stale_temporaries(tmp_path) == 1
     assert not dead.exists() and live.exists()
+
+
+def test_object_store_work_directory_is_refused_with_a_clear_error(tmp_path):
+    from pipeline.config import load_config
+    from pipeline.errors import ConfigError
+    from pipeline.executor import Context
+
+    for url in ("s3://bucket/prefix", "gs://bucket/x"):
+        with pytest.raises(ConfigError, match="object storage is not supported yet"):
+            Context(Path(url), load_config(None, {}))
+    assert not Path("s3:").exists() and not Path("gs:").exists()
+    with pytest.raises(ConfigError, match="unknown executor 'spark'"):
+        load_config(None, {"run": {"executor": "spark"}})
