@@ -140,3 +140,23 @@ def test_a_killed_worker_is_retried_and_the_outputs_are_the_same(cluster, demo):
     assert killed, "no extract task was caught running"
     assert _outputs(tmp / "killed") == _outputs(tmp / "local")
     assert not list((tmp / "killed").rglob("*.tmp-*"))          # the killed writer's temporaries are gone
+
+
+def test_a_failing_task_is_not_retried_and_names_its_shard(cluster, tmp_path):
+    """A task that raises (here: a docs shard that is not Parquet) fails the stage at once
+    with the shard named, as under the local executor."""
+    from pipeline.errors import WebtextError
+    from stages import dedup
+
+    docs = tmp_path / "w" / "docs"
+    docs.mkdir(parents=True)
+    good = pa.table({"doc_id": ["a"], "karma": [3], "first_seen": [1], "text": ["one two three four five six"]})
+    pq.write_table(good, docs / "docs-00000.parquet")
+    (docs / "docs-00001.parquet").write_bytes(b"not parquet at all")
+    over = {"run": {"executor": "ray", "ray_address": cluster}}
+    ctx = Context(tmp_path / "w", load_config(None, over))
+    try:
+        with pytest.raises(WebtextError, match="signatures failed on shard 00001"):
+            dedup.run(ctx)
+    finally:
+        ctx.close()
