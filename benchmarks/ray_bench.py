@@ -95,13 +95,11 @@ def bench_signatures(docs: Path, tmp: Path, executor: str, workers: int) -> tupl
     from pipeline.config import DedupConfig
     from pipeline.executor import Task, run_phase
     from pipeline.io import shard_id
-    from stages.dedup import WORDS_VERSION, sign_shard
+    from stages.dedup import sign_shard, signature_params
 
     work = tmp / f"sign-{executor}-{workers}"
     shutil.copytree(docs.parent, work)
-    cfg = DedupConfig()
-    params = {"num_perm": cfg.num_perm, "shingle_words": cfg.shingle_words, "seed": cfg.seed,
-              "shingle_hash": "poly64-v1", "words": WORDS_VERSION}
+    params = signature_params(DedupConfig())
     inputs = sorted((work / "docs").glob("docs-*.parquet"))
 
     def go():

@@ -41,8 +41,8 @@ def collect_status(workdir: Path) -> dict:
     manifest = workdir / "tokens" / "manifest.json"
     if manifest.exists():
         m = json.loads(manifest.read_text())
+        files = m.get("shard_files") or {s["file"]: s for s in m.get("shards", [])}
         for v in m.get("versions") or [{"version": 1, "shards": [s["file"] for s in m.get("shards", [])]}]:
-            files = m.get("shard_files") or {s["file"]: s for s in m.get("shards", [])}
             entries = [files[f] for f in v["shards"] if f in files]
             out["versions"].append({"version": v["version"], "shards": len(entries),
                                     "docs": sum(e["docs"] for e in entries),

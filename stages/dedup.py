@@ -91,6 +91,13 @@ def minhashes(texts: pa.Array, p: dict) -> np.ndarray:
     return out
 
 
+def signature_params(cfg: DedupConfig) -> dict:
+    """The signature phase's task parameters. "shingle_hash" names the shingle hashing,
+    so signatures made another way are redone."""
+    return {"num_perm": cfg.num_perm, "shingle_words": cfg.shingle_words, "seed": cfg.seed,
+            "shingle_hash": "poly64-v1", "words": WORDS_VERSION}
+
+
 def sign_shard(task: Task) -> Stats:
     (src,) = task.inputs
     (out,) = task.outputs
@@ -457,9 +464,7 @@ def run(ctx: Context) -> dict:
     started = time.time()
     inputs = require_shards(ctx.dir("docs"), "docs-*.parquet", "document shards", "extract")
     out = ctx.dir("dedup")
-    # "shingle_hash" names the shingle hashing, so signatures made another way are redone.
-    params = {"num_perm": cfg.num_perm, "shingle_words": cfg.shingle_words, "seed": cfg.seed,
-              "shingle_hash": "poly64-v1", "words": WORDS_VERSION}
+    params = signature_params(cfg)
     shard_of = {src: shard_id(src) for src in inputs}
     sig_files = [out / "_signatures" / f"sig-{shard_of[s]}.parquet" for s in inputs]
     signed = run_phase(ctx, out, "signatures", [

@@ -164,9 +164,9 @@ FRONTIER = "_frontier"
 def plan_frontier(ctx: Context, urls: list[Path], out: Path, refetch_after_s: float = 0) -> tuple[list[Path], int]:
     """Every frontier file, after adding those for URLs never scheduled before (only when
     the urls shards changed since the last plan) and, with ``refetch_after_s``, those for
-    URLs last scheduled longer ago than that (``plan_refetch``). Returns the frontier files
-    and how many URLs this call scheduled for a revisit. Memory: the ids of every URL
-    scheduled so far (16 hex characters each) and one urls shard."""
+    URLs last scheduled longer ago than that (``due_for_refetch``, with ``last_validators``).
+    Returns the frontier files and how many URLs this call scheduled for a revisit.
+    Memory: the ids of every URL scheduled so far (16 hex characters each) and one urls shard."""
     fdir = out / FRONTIER
     fdir.mkdir(parents=True, exist_ok=True)
     plan_path = fdir / "plan.json"
@@ -177,8 +177,7 @@ def plan_frontier(ctx: Context, urls: list[Path], out: Path, refetch_after_s: fl
     fresh = plan.get("urls") != digests
     if not fresh and not refetch_after_s:
         return existing, 0
-    seen = pa.concat_arrays([pq.read_table(f, columns=["url_id"])["url_id"].combine_chunks() for f in existing]) \
-        if existing else pa.array([], pa.string())
+    ids = {f: pq.read_table(f, columns=["url_id"])["url_id"].combine_chunks() for f in existing}
     next_id = 1 + max((int(shard_id(f)) for f in existing), default=-1)
 
     def add(table: pa.Table) -> None:
@@ -187,10 +186,12 @@ def plan_frontier(ctx: Context, urls: list[Path], out: Path, refetch_after_s: fl
         with atomic_path(path) as tmp:
             pq.write_table(table, tmp, compression="zstd")
         existing.append(path)
+        ids[path] = table["url_id"].combine_chunks()
         planned_at[path.name] = time.time()
         next_id += 1
 
     if fresh:
+        seen = pa.concat_arrays(list(ids.values())) if ids else pa.array([], pa.string())
         for src in urls:
             table = pq.read_table(src)
             new = table.filter(pc.invert(pc.is_in(table["url_id"], value_set=seen))) if len(seen) else table
@@ -198,7 +199,7 @@ def plan_frontier(ctx: Context, urls: list[Path], out: Path, refetch_after_s: fl
                 add(new)
     revisits = 0
     if refetch_after_s and existing:
-        due = due_for_refetch(existing, planned_at, time.time() - refetch_after_s)
+        due = due_for_refetch(ids, planned_at, time.time() - refetch_after_s)
         if taken := [t["doc_id"] for t in ctx.state.takedowns()]:     # never revisit a takedown
             due = due.filter(pc.invert(pc.is_in(due, value_set=pa.array(taken, pa.string()))))
         if len(due):
@@ -212,20 +213,15 @@ def plan_frontier(ctx: Context, urls: list[Path], out: Path, refetch_after_s: fl
                         table = table.append_column(c, validators[c].take(at))
                     add(table.append_column("revisit", pa.array(np.ones(table.num_rows, bool))))
                     revisits += table.num_rows
-    write_json(plan_path, {"urls": digests, "frontiers": [f.name for f in existing], "planned_at": planned_at,
-                           "revisits": plan.get("revisits", 0) + revisits})
+    write_json(plan_path, {"urls": digests, "frontiers": [f.name for f in existing], "planned_at": planned_at})
     return existing, revisits
 
 
-def due_for_refetch(frontiers: list[Path], planned_at: dict[str, float], cutoff: float) -> pa.Array:
-    """The url_ids whose latest scheduling (the newest frontier file holding them; its
-    plan time, else its file time) is older than ``cutoff``."""
-    ids, when = [], []
-    for f in frontiers:
-        col = pq.read_table(f, columns=["url_id"])["url_id"].combine_chunks()
-        ids.append(col)
-        when.append(pa.array(np.full(len(col), planned_at.get(f.name, f.stat().st_mtime))))
-    t = pa.table({"url_id": pa.concat_arrays(ids), "t": pa.concat_arrays(when)})
+def due_for_refetch(ids: dict[Path, pa.Array], planned_at: dict[str, float], cutoff: float) -> pa.Array:
+    """The url_ids (``ids``: per frontier file) whose latest scheduling (the newest
+    frontier file holding them; its plan time, else its file time) is older than ``cutoff``."""
+    when = [pa.array(np.full(len(col), planned_at.get(f.name, f.stat().st_mtime))) for f, col in ids.items()]
+    t = pa.table({"url_id": pa.concat_arrays(list(ids.values())), "t": pa.concat_arrays(when)})
     latest = t.group_by("url_id").aggregate([("t", "max")])
     return latest.filter(pc.less(latest["t_max"], cutoff))["url_id"].combine_chunks()
 
@@ -234,18 +230,19 @@ def last_validators(out: Path, due: pa.Array) -> pa.Table:
     """url_id, validator_url, etag, last_modified of each due URL's newest archived fetch
     (fetch logs of schema version 1 have no validators: then only the URL)."""
     pieces = []
+    validators = ("etag", "last_modified")
     for seq, log in enumerate(sorted_files(out, "fetchlog-*.parquet")):
-        t = pq.read_table(log)
+        have = set(pq.read_schema(log).names)
+        t = pq.read_table(log, columns=["url_id", "error", "final_url", *(c for c in validators if c in have)])
         t = t.filter(pc.and_(pc.is_null(t["error"]), pc.is_in(t["url_id"], value_set=due)))
         cols = {"url_id": t["url_id"], "validator_url": t["final_url"],
                 **{c: t[c] if c in t.column_names else pa.nulls(t.num_rows, pa.string())
-                   for c in ("etag", "last_modified")}}
+                   for c in validators}}
         pieces.append(pa.table(cols).append_column("seq", pa.array(np.full(t.num_rows, seq))))
     if not pieces:
-        return pa.table({c: pa.array([], pa.string()) for c in ("url_id", "validator_url", "etag", "last_modified")})
+        return pa.table({c: pa.array([], pa.string()) for c in ("url_id", "validator_url", *validators)})
     t = pa.concat_tables(pieces).sort_by("seq")
-    last = t.group_by("url_id", use_threads=False).aggregate(
-        [(c, "last") for c in ("validator_url", "etag", "last_modified")])
+    last = t.group_by("url_id", use_threads=False).aggregate([(c, "last") for c in ("validator_url", *validators)])
     return last.rename_columns(["url_id" if c == "url_id" else c.removesuffix("_last") for c in last.column_names])
 
 

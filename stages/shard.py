@@ -147,25 +147,37 @@ def _part_index(part: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return t["key"].to_numpy(), lengths.astype(np.int64), t["val"].to_numpy(zero_copy_only=False)
 
 
+def _keys(t: pa.Table) -> np.ndarray:
+    return t["key"].to_numpy() if t.num_rows else np.empty(0, np.uint64)
+
+
 def live_masks(keys: list[np.ndarray]) -> list[np.ndarray]:
     """Per part (in shard order), which rows are live: a document whose key a later part
     also holds was superseded there (a page revisited with ``--refetch-after`` that
-    changed), and the newest revision is the corpus's."""
-    later, out = np.empty(0, np.uint64), []
-    for k in reversed(keys):
-        out.append(~np.isin(k, later))
-        later = np.union1d(later, k)
-    return out[::-1]
+    changed), and the newest revision is the corpus's. One sort over every key."""
+    if not keys:
+        return []
+    sizes = [len(k) for k in keys]
+    every = np.concatenate(keys)
+    order = np.lexsort((np.repeat(np.arange(len(keys)), sizes), every))    # by key, then part
+    ordered = every[order]
+    last = np.ones(len(ordered), bool)                 # the newest part's row of each key
+    last[:-1] = ordered[1:] != ordered[:-1]
+    live = np.empty(len(every), bool)
+    live[order] = last
+    return np.split(live, np.cumsum(sizes)[:-1])
 
 
 def token_hashes(t: pa.Table, want: np.ndarray, keys: np.ndarray) -> dict[int, int]:
-    """xxh3_64 of the token bytes of the rows of ``t`` whose key (``keys``) is in ``want``."""
-    if not t.num_rows:
-        return {}
-    col = t["tokens"].combine_chunks()
-    offsets, values = col.offsets.to_numpy(), col.values.to_numpy()
-    return {int(keys[i]): xxhash.xxh3_64_intdigest(values[offsets[i]:offsets[i + 1]].tobytes())
-            for i in np.flatnonzero(np.isin(keys, want))}
+    """xxh3_64 of the token bytes of the rows of ``t`` whose key (``keys``) is in ``want``,
+    chunk by chunk (no copy of the column)."""
+    out, base = {}, 0
+    for chunk in t["tokens"].chunks:
+        offsets, values = chunk.offsets.to_numpy(), chunk.values.to_numpy()
+        for i in np.flatnonzero(np.isin(keys[base:base + len(chunk)], want)):
+            out[int(keys[base + i])] = xxhash.xxh3_64_intdigest(values[offsets[i]:offsets[i + 1]].tobytes())
+        base += len(chunk)
+    return out
 
 
 def plan(idx: list[tuple], shard_tokens: int, only: np.ndarray | None = None,
@@ -204,7 +216,7 @@ def assemble(task: Task) -> Stats:
     slices = []
     for part in parts:
         t = read_tokens(part)
-        keys = t["key"].to_numpy() if t.num_rows else np.empty(0, np.uint64)
+        keys = _keys(t)
         a, b = np.searchsorted(keys, np.uint64(lo)), (np.searchsorted(keys, np.uint64(hi)) if hi < 2**64 else len(keys))
         slices.append(t.slice(a, b - a))
     pieces = []
@@ -238,12 +250,6 @@ def rewrite(task: Task) -> Stats:
     return stats
 
 
-def _revised(idx: list[tuple]) -> np.ndarray:
-    keys = np.concatenate([k for k, _, _ in idx]) if idx else np.empty(0, np.uint64)
-    uniq, counts = np.unique(keys, return_counts=True)
-    return uniq[counts > 1]
-
-
 def _changed(out: Path, parts: list[Path], old_keys: dict[str, np.ndarray], cand: np.ndarray) -> np.ndarray:
     """Of the revisited documents in the last version (``cand``), those whose newest
     revision's tokens differ from the version's: they leave the old shards (a rewrite)
@@ -253,7 +259,7 @@ def _changed(out: Path, parts: list[Path], old_keys: dict[str, np.ndarray], cand
     newest: dict[int, int] = {}
     for part in parts:                          # in shard order: a later revision overwrites
         t = read_tokens(part)
-        newest.update(token_hashes(t, cand, t["key"].to_numpy() if t.num_rows else np.empty(0, np.uint64)))
+        newest.update(token_hashes(t, cand, _keys(t)))
     old: dict[int, int] = {}
     for f, keys in old_keys.items():
         if np.isin(keys, cand).any():
@@ -384,8 +390,10 @@ def run(ctx: Context, export: str | None = None) -> dict:
     versions = _versions(prev)
     files: dict[str, dict] = dict(prev.get("shard_files") or {x["file"]: x for x in prev["shards"]}) if prev else {}
     idx = [_part_index(p) for p in parts]
-    revised = _revised(idx)                     # keys held by several parts: revisited pages
-    idx = [(k[m], n[m], v[m]) for (k, n, v), m in zip(idx, live_masks([k for k, _, _ in idx]))]
+    live = live_masks([k for k, _, _ in idx])
+    # keys held by several parts (revisited pages): those of the superseded rows
+    revised = np.unique(np.concatenate([k[~m] for (k, _, _), m in zip(idx, live)])) if idx else np.empty(0, np.uint64)
+    idx = [(k[m], n[m], v[m]) for (k, n, v), m in zip(idx, live)]
     current = np.concatenate([k for k, _, _ in idx]) if idx else np.empty(0, np.uint64)
     takedowns = ctx.state.takedowns()
     gone = shuffle_keys([t["doc_id"] for t in takedowns], cfg.seed)

@@ -7,7 +7,6 @@ import importlib.util
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -24,6 +23,8 @@ from pipeline.demoweb import DemoProxy, build_demo_web
 from pipeline.executor import Context
 from pipeline.run import ORDER, run_all
 
+from conftest import free_port
+
 # ray itself is imported only after the cluster fixture set the auth token: Ray reads it once
 if importlib.util.find_spec("ray") is None:
     pytest.skip("ray is not installed (pip install webtext[ray])", allow_module_level=True)
@@ -31,17 +32,11 @@ RAY = str(Path(sys.executable).parent / "ray")
 DATA = ("urls", "docs", "dedup", "clean", "tokens")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def cluster():
     """A head node and a second worker node, as two `ray start` processes on loopback,
     with token authentication (the token every node and the driver share)."""
-    port = _free_port()
+    port = free_port()
     saved = {k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}
     os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32))
     common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--disable-usage-stats"]

@@ -4,7 +4,6 @@ DDP on gloo, gradient accumulation, eval, sample and the Hugging Face export."""
 import json
 import math
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -25,7 +24,7 @@ from stages import shard as S
 from stages.benchmarks import Benchmark
 from stages.tokenizer import resolve_tokenizer
 
-from conftest import ROOT, doc_row, doc_table, make_context, shared_path
+from conftest import ROOT, doc_row, doc_table, free_port, make_context, shared_path
 
 
 def test_architecture():
@@ -155,19 +154,13 @@ def test_epoch_sampling_covers_every_window_once_per_epoch(tokens_dir):
         s.set_state({"kind": "random", "rng": {}})
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.parametrize("nodes", [1, 2], ids=["one-node", "two-nodes"])
 def test_ddp_gloo_two_processes_train_on_disjoint_data(tokens_dir, tmp_path, nodes):
     """Two ranks: one torchrun with two processes, or two torchrun "nodes" (--nnodes 2,
     one process each, as on two machines) reading the same work directory."""
     work = tokens_dir.parent
     env = {**os.environ, "PROBE_OUT": str(tmp_path), "MASTER_ADDR": "127.0.0.1", "OMP_NUM_THREADS": "1"}
-    port = str(_free_port())
+    port = str(free_port())
     probe = [str(ROOT / "tests" / "ddp_probe.py"), "--workdir", str(work),
              "train", "--model", "tiny", "--steps", "4", "--batch-size", "2", "--block-size", "16",
              "--device", "cpu", "--run-name", "ddp"]
