@@ -143,6 +143,8 @@ def main() -> None:
     ap.add_argument("--fetch-rate", type=float, default=679, help="fetch_bench.txt: pages/s per core")
     ap.add_argument("--shard-rate", type=float, default=1.38e6, help="shard_bench.txt: tokens/s per core")
     args = ap.parse_args()
+    if args.sign_copies < args.shards:
+        ap.error(f"--sign-copies must be at least --shards ({args.shards}): every docs shard holds whole copies")
 
     from extract_bench import archive, load_pages
 
