@@ -9,6 +9,7 @@ unexpected failure prints one line (set WEBTEXT_DEBUG=1 for the traceback) and e
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -21,6 +22,7 @@ from rich.markup import escape
 
 from .config import load_config
 from .errors import WebtextError
+from .remote import is_url
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
                   help="Build a WebText-style corpus from Reddit links and train GPT-2 on it.")
@@ -28,7 +30,8 @@ console = Console(stderr=True)
 
 
 class _Global:
-    workdir: Path = Path("work")
+    spec: str = "work"             # --workdir as given: a path, or s3:// / gs:// URL
+    workdir: Path = Path("work")   # where its files are here: the path, or the bucket's scratch mirror
     config: Optional[Path] = None
     workers: Optional[int] = None
     executor: Optional[str] = None
@@ -40,8 +43,9 @@ G = _Global()
 
 @app.callback()
 def main_options(
-    workdir: Annotated[Path, typer.Option(help="Work directory holding every stage's folder and state.sqlite.",
-                                          envvar="WEBTEXT_WORKDIR")] = Path("work"),
+    workdir: Annotated[str, typer.Option(
+        help="Work directory holding every stage's folder and state.sqlite: a path, or s3://bucket/prefix or "
+             "gs://bucket/prefix (mirrored in a local scratch, [run] scratch).", envvar="WEBTEXT_WORKDIR")] = "work",
     config: Annotated[Optional[Path], typer.Option(help="TOML config file (one table per stage, e.g. fetch).",
                                                    envvar="WEBTEXT_CONFIG")] = None,
     workers: Annotated[Optional[int], typer.Option(help="Worker processes; 0 = one per core.")] = None,
@@ -50,7 +54,14 @@ def main_options(
     ray_address: Annotated[Optional[str], typer.Option(
         help="Ray cluster to join (host:port or auto); default: start a local one.", envvar="RAY_ADDRESS")] = None,
 ):
-    G.workdir, G.config, G.workers = workdir, config, workers
+    G.spec, G.config, G.workers = workdir, config, workers
+    if is_url(workdir):
+        from .remote import default_scratch
+
+        scratch = load_config(config, {}).run.scratch
+        G.workdir = Path(scratch).expanduser().resolve() if scratch else default_scratch(workdir)
+    else:
+        G.workdir = Path(workdir)
     G.executor, G.ray_address = executor, ray_address
 
 
@@ -59,14 +70,29 @@ def _context(**sections):
 
     cfg = load_config(G.config, {"run": {"workers": G.workers, "executor": G.executor,
                                          "ray_address": G.ray_address}, **sections})
-    return Context(G.workdir, cfg, console)
+    return Context(G.spec, cfg, console)
+
+
+@contextlib.contextmanager
+def _mirrored():
+    """For a command that works on files without running a stage (status, report, eval, ...):
+    with a bucket work directory, mirror it into the scratch first and upload what the
+    command wrote afterwards. Nothing to do for a local work directory."""
+    if not is_url(G.spec):
+        yield
+        return
+    ctx = _context()
+    try:
+        yield
+    finally:
+        ctx.close()
 
 
 def _lock(command: str, ctx=None):
     """The work directory's lock (see pipeline.lock): a second run exits with code 75."""
     from .lock import WorkdirLock
 
-    return WorkdirLock(G.workdir, command, log=ctx.log if ctx else (lambda m: console.print(m, highlight=False)))
+    return WorkdirLock(ctx.workdir if ctx else G.workdir, command, log=ctx.log if ctx else (lambda m: console.print(m, highlight=False)))
 
 
 def _one(stage: str, options: dict | None = None, **sections) -> None:
@@ -200,6 +226,7 @@ app.add_typer(tokenizer_app, name="tokenizer")
 
 
 @tokenizer_app.command("train")
+@_mirrored()
 def tokenizer_train(
     vocab_size: Annotated[int, typer.Option(help="Vocabulary size, <|endoftext|> included.")] = 50257,
     source: Annotated[str, typer.Option(help="Work-directory folder whose Parquet shards hold the text.")] = "clean",
@@ -272,6 +299,7 @@ Device = Annotated[str, typer.Option(help="auto | cpu | cuda.")]
 
 
 @app.command("eval")
+@_mirrored()
 def eval_(
     run_name: RunName = None,
     benchmark: Annotated[Optional[list[str]], typer.Option(
@@ -295,6 +323,7 @@ def eval_(
 
 
 @app.command()
+@_mirrored()
 def sample(
     prompt: Annotated[str, typer.Option(help="Text to continue (empty: start a new document).")] = "",
     run_name: RunName = None,
@@ -317,6 +346,7 @@ def sample(
 
 
 @app.command()
+@_mirrored()
 def export(
     hf: Annotated[bool, typer.Option("--hf", help="Write a Hugging Face GPT-2 folder (config.json + model.safetensors).")] = False,
     run_name: RunName = None,
@@ -373,6 +403,10 @@ def demo(
     from .run import parse_stages
 
     (last,) = parse_stages(until)
+    if is_url(G.spec):
+        from .errors import ConfigError
+
+        raise ConfigError("the demo needs a local work directory", "Use --workdir PATH (a bucket works with run and refresh)")
     with _lock("demo"):
         run_demo(G.workdir, G.config, articles=articles, steps=steps, workers=G.workers, console=console,
                  until=last)
@@ -424,14 +458,14 @@ def schedule_install(
     from .errors import ConfigError
 
     if systemd:
-        service, timer = S.systemd_units(G.workdir, G.config, on_calendar)
+        service, timer = S.systemd_units(G.spec, G.config, on_calendar)
         print("# ~/.config/systemd/user/webtext-refresh.service\n" + service)
         print("# ~/.config/systemd/user/webtext-refresh.timer\n" + timer)
         print("# then: systemctl --user daemon-reload && systemctl --user enable --now webtext-refresh.timer")
         return
     if not cron:
         raise ConfigError("choose a schedule", 'Use --cron "0 3 * * *", or --systemd')
-    console.print(f"crontab entry written: {S.install(cron, G.workdir, G.config, tabfile)}", highlight=False)
+    console.print(f"crontab entry written: {S.install(cron, G.spec, G.config, tabfile)}", highlight=False)
 
 
 @schedule_app.command("show")
@@ -439,8 +473,8 @@ def schedule_show(tabfile: Tabfile = None):
     """Print this work directory's refresh entry, if any."""
     from . import schedule as S
 
-    entries = S.show(G.workdir, tabfile)
-    print("\n".join(entries) if entries else f"no refresh scheduled for {G.workdir}")
+    entries = S.show(G.spec, tabfile)
+    print("\n".join(entries) if entries else f"no refresh scheduled for {G.spec}")
 
 
 @schedule_app.command("remove")
@@ -448,7 +482,7 @@ def schedule_remove(tabfile: Tabfile = None):
     """Remove this work directory's refresh entry."""
     from . import schedule as S
 
-    console.print(f"{S.remove(G.workdir, tabfile)} crontab entry(ies) removed")
+    console.print(f"{S.remove(G.spec, tabfile)} crontab entry(ies) removed")
 
 
 @app.command()
@@ -489,6 +523,7 @@ def remove(
 
 
 @app.command()
+@_mirrored()
 def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print the same as JSON.")] = False,
 ):
@@ -503,6 +538,7 @@ def status(
 
 
 @app.command()
+@_mirrored()
 def report(
     as_json: Annotated[bool, typer.Option("--json", help="Write reports/report.json and print it, instead of the HTML.")] = False,
 ):

@@ -28,6 +28,7 @@ class ExecutorConfig:
     ray_address: str = ""          # "" = start a local Ray instance; "auto" or host:port = join a cluster
     ray_max_retries: int = 3       # retries of a task whose worker or node died
     ray_fetch_cpus: float = 0.25   # CPUs a fetch task reserves: I/O bound, so 4 run per core
+    scratch: str = ""              # local mirror of an s3:// or gs:// work directory; "" = <tmp>/webtext-<hash>
 
     def __post_init__(self):
         if self.executor not in ("local", "ray"):

@@ -27,7 +27,6 @@ import hashlib
 import json
 import multiprocessing
 import os
-import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -40,8 +39,9 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColu
 from rich.text import Text
 
 from .config import Config
-from .errors import ConfigError, WebtextError
+from .errors import WebtextError
 from .io import read_json, sha256_file, write_json
+from .remote import is_url, open_store, store_for
 from .state import State
 from .stats import Stats
 
@@ -68,21 +68,44 @@ class PhaseResult:
 class Context:
     """What a stage needs to run: work directory, config, state and an executor."""
 
-    def __init__(self, workdir: Path, cfg: Config, console: Console | None = None):
-        if re.match(r"^[A-Za-z][A-Za-z0-9+.-]+:/", str(workdir)):
-            raise ConfigError(f"work directory {workdir} is a URL; object storage is not supported yet",
-                              "Use a local path, or a shared file system mounted on every node (NFS, or the "
-                              "bucket through a FUSE mount such as mountpoint-s3)")
-        self.workdir = Path(workdir)
+    def __init__(self, workdir: Path | str, cfg: Config, console: Console | None = None):
         self.cfg = cfg
         self.console = console or Console(stderr=True)
-        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.json_logs = False     # --log-json: one JSON object per line on stderr, no progress bars
+        self.store = None          # the bucket, when the work directory is s3:// or gs:// (pipeline.remote)
+        self._pulled = False       # this context mirrored the bucket, so it may publish to it
+        if is_url(workdir):
+            self.store = open_store(str(workdir), cfg.run.scratch)
+            self.workdir = self.store.scratch
+            self.workdir.mkdir(parents=True, exist_ok=True)
+            self.pull()
+        else:
+            self.workdir = Path(workdir)
+            self.workdir.mkdir(parents=True, exist_ok=True)
         self.state = State(self.workdir)
         workers = cfg.run.workers or os.cpu_count() or 1
         self.workers = max(1, workers)
         self.run_id: int | None = None
-        self.json_logs = False     # --log-json: one JSON object per line on stderr, no progress bars
         self._ray_started = False
+
+    def pull(self) -> None:
+        """Mirror the bucket into the scratch (not while another run holds it: that run
+        exits at its lock, and must not have its files replaced under it)."""
+        from .lock import WorkdirLock
+
+        if WorkdirLock(self.workdir, "").inspect()["state"] == "held":
+            return
+        got = self.store.pull()
+        self._pulled = True
+        self.log(f"work directory {self.store.url}: {got['objects']} objects, {got['downloaded']} downloaded "
+                 f"({got['bytes'] / 2**20:.1f} MiB) into {self.workdir}"
+                 + (f", {got['deleted']} stale local file(s) removed" if got["deleted"] else ""))
+
+    def publish(self) -> None:
+        """Upload what changed in the scratch to the bucket (no-op for a local work directory)."""
+        if self.store is not None and self._pulled:
+            self.state.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            self.store.publish()
 
     def ray(self):
         """The ``ray`` module, connected: to ``run.ray_address`` if set, else to a local
@@ -120,7 +143,10 @@ class Context:
             self.state.finish_run(self.run_id, status)
 
     def close(self) -> None:
-        self.state.close()
+        try:
+            self.publish()
+        finally:
+            self.state.close()
         if self._ray_started:
             import ray
 
@@ -167,7 +193,12 @@ def _output_name(folder: Path, path: Path) -> str:
 
 
 def _execute(task: Task) -> tuple[dict, dict]:
-    """Run one task (in a worker) and describe its outputs."""
+    """Run one task (in a worker) and describe its outputs. With the work directory on
+    object storage, inputs missing on this node are downloaded first, and the outputs are
+    uploaded before the task reports back (the driver then uploads the completion marker)."""
+    store = store_for(task.options.get("_store"))
+    if store is not None:
+        store.stage_in([*task.inputs, *_paths_in(task.options)])
     stats = task.fn(task)
     # A task may add outputs it decided on while running (e.g. rotated WARC segments).
     extra = [Path(p) for p in stats.info.pop("_outputs", [])]
@@ -176,7 +207,20 @@ def _execute(task: Task) -> tuple[dict, dict]:
         if not p.exists():
             raise RuntimeError(f"task {task.phase}/{task.name} did not write {p.name}")
         outputs[_output_name(task.outputs[0].parent, p)] = {"size": p.stat().st_size, "sha256": sha256_file(p)}
+    if store is not None:
+        store.parallel(store.put, [*task.outputs, *extra])
     return stats.to_dict(), outputs
+
+
+def _paths_in(obj) -> list[Path]:
+    """Paths named anywhere in a task's options (files a task reads besides its inputs)."""
+    if isinstance(obj, Path):
+        return [obj]
+    if isinstance(obj, dict):
+        return [p for v in obj.values() for p in _paths_in(v)]
+    if isinstance(obj, (list, tuple)):
+        return [p for v in obj for p in _paths_in(v)]
+    return []
 
 
 def remove_stale_temporaries(folder: Path) -> int:
@@ -220,12 +264,19 @@ def run_phase(ctx: Context, folder: Path, phase: str, tasks: list[Task]) -> Phas
     def finished(task: Task, rec_path: Path, fp: str, result: tuple[dict, dict]) -> None:
         stats, outputs = result
         folder = task.outputs[0].parent if task.outputs else None
+        if ctx.store is not None:      # written on another node: the driver's mirror needs it too
+            ctx.store.stage_in([folder / name for name in outputs])
         for name, info in outputs.items():
             ctx.state.remember_digest(folder / name, info["sha256"])
         write_json(rec_path, {"fingerprint": fp, "stats": stats, "outputs": outputs, "finished": time.time()})
+        if ctx.store is not None:      # the marker: only now is the task done in the bucket
+            ctx.store.put(rec_path)
         total.merge(Stats.from_dict(stats))
         fresh.merge(Stats.from_dict(stats))
 
+    if ctx.store is not None:
+        for task, _, _ in todo:
+            task.options = {**task.options, "_store": ctx.store.spec}
     workers = min(ctx.workers, len(todo))
     label = f"  {phase}" + (f" ({skipped} already done)" if skipped else "")
     with _progress(ctx, label, len(todo)) as advance:

@@ -34,12 +34,15 @@ def run_stage(ctx: Context, name: str, **options) -> dict:
         ran = summary["_trained"]
         if ctx.run_id is not None:
             ctx.state.record_stage(ctx.run_id, "train", started, int(ran), int(not ran), summary)
+        ctx.publish()
         return summary
     import importlib
 
     module = importlib.import_module(f"stages.{name}")
     ctx.log(f"[bold]{name}[/bold]")
-    return module.run(ctx, **options)
+    result = module.run(ctx, **options)
+    ctx.publish()           # an s3:// or gs:// work directory gets the stage's files now
+    return result
 
 
 def run_all(ctx: Context, stages: list[str] | None = None) -> list[dict]:

@@ -17,10 +17,21 @@ import sys
 from pathlib import Path
 
 from .errors import ConfigError
+from .remote import default_scratch, is_url, redact
 
 
-def _tag(workdir: Path) -> str:
-    return f"webtext refresh {Path(workdir).resolve()}"
+def _where(workdir: Path | str) -> str:
+    """The work directory as the refresh command names it: a bucket URL as given, a path absolute."""
+    return str(workdir) if is_url(workdir) else str(Path(workdir).resolve())
+
+
+def _local(workdir: Path | str) -> Path:
+    """Where logs go: the work directory, or for a bucket its default scratch mirror."""
+    return default_scratch(str(workdir)) if is_url(workdir) else Path(workdir).resolve()
+
+
+def _tag(workdir: Path | str) -> str:
+    return f"webtext refresh {redact(_where(workdir)) if is_url(workdir) else _where(workdir)}"
 
 
 def _webtext() -> list[str]:
@@ -32,14 +43,14 @@ def _webtext() -> list[str]:
 
 
 def refresh_argv(workdir: Path, config: Path | None) -> list[str]:
-    argv = _webtext() + ["--workdir", str(Path(workdir).resolve())]
+    argv = _webtext() + ["--workdir", _where(workdir)]
     if config:
         argv += ["--config", str(Path(config).resolve())]
     return argv + ["refresh"]
 
 
 def cron_command(workdir: Path, config: Path | None) -> str:
-    log = Path(workdir).resolve() / "logs" / "refresh.log"
+    log = _local(workdir) / "logs" / "refresh.log"
     return (f"mkdir -p {shlex.quote(str(log.parent))} && "
             f"{shlex.join(refresh_argv(workdir, config))} >> {shlex.quote(str(log))} 2>&1")
 
@@ -80,9 +91,9 @@ def remove(workdir: Path, tabfile: Path | None = None) -> int:
 
 def systemd_units(workdir: Path, config: Path | None = None, on_calendar: str = "*-*-* 03:00:00") -> tuple[str, str]:
     """(webtext-refresh.service, webtext-refresh.timer) for ``systemctl --user``."""
-    wd = Path(workdir).resolve()
+    wd = _local(workdir)
     service = (
-        "[Unit]\nDescription=webtext refresh of " + str(wd) + "\n\n"
+        "[Unit]\nDescription=webtext refresh of " + _tag(workdir).split(" ", 2)[2] + "\n\n"
         "[Service]\nType=oneshot\n"
         f"ExecStart={shlex.join(refresh_argv(workdir, config))}\n"
         "# 3: nothing new; 75: another run holds the work directory\n"

@@ -1,0 +1,270 @@
+"""A work directory on object storage: ``--workdir s3://bucket/prefix`` (or ``gs://``).
+
+The bucket is the work directory of record; every stage still reads and writes plain
+files, in a local *scratch* mirror of it (``run.scratch``, default
+``<tmp>/webtext-<hash of the URL>``, the same path on every node). The rules:
+
+- **Pull** (when a run starts, under the lock): the scratch becomes an exact mirror of the
+  bucket. Objects whose size or time differ from the local copy are downloaded (to a
+  temporary name, then renamed), and local files the bucket does not hold are deleted, so
+  a scratch left behind by a crashed run or another machine can never leak into a run.
+- **Task outputs** are uploaded by the worker that wrote them, as soon as the task ends;
+  the driver then uploads the task's completion record (``_done/...json``). A store has no
+  rename, so this order is the atomic commit: an object without its marker is an
+  unfinished task, which a rerun redoes, producing the same bytes.
+- **Publish** (after every stage and at the end of the run): every other file the driver
+  changed goes up, completion records and stage summaries (``_stats.json``,
+  ``manifest.json``, ``state.sqlite``) last, and objects whose local file was deleted are
+  deleted. The state database is uploaded through SQLite's backup API, so the object is
+  always a consistent database; only the driver touches it.
+- After an upload, the local file's mtime is set to the object's, so "changed" is just
+  (size, mtime) differing between the two sides; no ledger is needed.
+
+A task on a node whose scratch lacks one of its inputs downloads it first. Credentials
+come from the environment (``AWS_ACCESS_KEY_ID``..., ``GOOGLE_APPLICATION_CREDENTIALS``)
+or pyarrow's URL options (``?endpoint_override=host:port&scheme=http``); URLs are shown
+with their query and user part removed, so no credential reaches a log.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import hashlib
+import os
+import re
+import shutil
+import sqlite3
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+from .errors import ConfigError, WebtextError
+
+_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):/")
+SCHEMES = ("s3", "gs", "gcs")
+_LOCAL_ONLY = (".lock", ".state-upload.sqlite")       # never uploaded, never deleted by a pull
+_SQLITE_SIDE = ("state.sqlite-wal", "state.sqlite-shm", "state.sqlite-journal")
+_THREADS = 8
+
+
+def is_url(spec) -> bool:
+    return bool(_URL.match(str(spec)))
+
+
+def redact(url: str) -> str:
+    """``s3://key:secret@bucket/p?secret_key=...`` -> ``s3://bucket/p``."""
+    scheme, _, rest = str(url).partition("://")
+    rest = rest.split("?", 1)[0].rsplit("@", 1)[-1]
+    return f"{scheme}://{rest}"
+
+
+def scrub(text: str, url: str) -> str:
+    """``text`` with the URL's user part and query values (where credentials go) masked."""
+    _, _, rest = str(url).partition("://")
+    base, _, query = rest.partition("?")
+    secrets = [base.rsplit("@", 1)[0]] if "@" in base else []
+    secrets += [v for kv in query.split("&") for v in [kv.partition("=")[2]] if len(v) >= 4]
+    for s in sorted(secrets, key=len, reverse=True):
+        text = text.replace(s, "***")
+    return text
+
+
+def default_scratch(url: str) -> Path:
+    digest = hashlib.sha256(redact(url).encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / f"webtext-{digest}"
+
+
+@dataclass(frozen=True)
+class StoreSpec:
+    """What a worker needs to reach the store (it pickles; the file system does not)."""
+
+    url: str
+    scratch: str
+
+
+def _local_only(rel: str) -> bool:
+    name = rel.rsplit("/", 1)[-1]
+    return ".tmp-" in name or name in _SQLITE_SIDE or rel in _LOCAL_ONLY
+
+
+def _commit_rank(rel: str) -> int:
+    """Upload order: data first, then completion records, then summaries and the state."""
+    if rel == "state.sqlite":
+        return 3
+    if rel.endswith(("_stats.json", "manifest.json")):
+        return 2
+    return 1 if "/_done/" in f"/{rel}" else 0
+
+
+class ObjectStore:
+    def __init__(self, spec: StoreSpec):
+        import pyarrow.fs as pafs
+
+        scheme = _URL.match(spec.url).group(1).lower()
+        if scheme not in SCHEMES:
+            raise ConfigError(f"work directory {redact(spec.url)}: scheme '{scheme}' is not supported",
+                              "Use a local path, s3://bucket/prefix or gs://bucket/prefix")
+        try:
+            fs, root = pafs.FileSystem.from_uri(spec.url)
+        except Exception as e:      # pyarrow: ArrowInvalid / OSError, message names the option
+            raise ConfigError(f"cannot open work directory {redact(spec.url)}: {scrub(str(e), spec.url)}") from None
+        self.spec = spec
+        self.fs = fs
+        self.root = root.rstrip("/")
+        self.scratch = Path(spec.scratch)
+        self.url = redact(spec.url)
+        self._pafs = pafs
+
+    # -- naming --------------------------------------------------------------
+    def rel(self, local: Path) -> str:
+        return Path(local).resolve().relative_to(self.scratch.resolve()).as_posix()
+
+    def key(self, rel: str) -> str:
+        return f"{self.root}/{rel}"
+
+    def holds(self, local: Path) -> bool:
+        """Is ``local`` inside the scratch mirror (so it has an object)?"""
+        try:
+            self.rel(local)
+            return True
+        except ValueError:
+            return False
+
+    # -- single files ---------------------------------------------------------
+    def _io(self, what: str, rel: str, fn: Callable):
+        try:
+            return fn()
+        except (OSError, RuntimeError) as e:
+            raise WebtextError(f"object storage: cannot {what} {self.url}/{rel}: {scrub(str(e), self.spec.url)}",
+                               "Check the credentials, the endpoint and the bucket; finished shards are "
+                               "kept, so a rerun resumes") from None
+
+    def put(self, local: Path, rel: str | None = None, source: Path | None = None) -> None:
+        """Upload ``source or local`` as the object for ``local``; then give ``local`` the object's mtime."""
+        local = Path(local)
+        rel = rel or self.rel(local)
+        src = Path(source or local)
+
+        def go():
+            with open(src, "rb") as f, self.fs.open_output_stream(self.key(rel)) as out:
+                shutil.copyfileobj(f, out, 8 << 20)
+            info = self.fs.get_file_info(self.key(rel))
+            os.utime(local, ns=(info.mtime_ns, info.mtime_ns))
+        self._io("upload", rel, go)
+
+    def get(self, local: Path, rel: str | None = None, mtime_ns: int | None = None) -> None:
+        """Download the object for ``local`` (atomically) and give the file the object's mtime."""
+        local = Path(local)
+        rel = rel or self.rel(local)
+
+        def go():
+            local.parent.mkdir(parents=True, exist_ok=True)
+            tmp = local.with_name(f"{local.name}.tmp-{os.getpid()}")
+            try:
+                with self.fs.open_input_stream(self.key(rel)) as src, open(tmp, "wb") as out:
+                    shutil.copyfileobj(src, out, 8 << 20)
+                t = mtime_ns if mtime_ns is not None else self.fs.get_file_info(self.key(rel)).mtime_ns
+                os.utime(tmp, ns=(t, t))
+                os.replace(tmp, local)
+            finally:
+                tmp.unlink(missing_ok=True)
+        self._io("download", rel, go)
+
+    # -- whole mirror ----------------------------------------------------------
+    def listing(self) -> dict[str, tuple[int, int]]:
+        """Every object under the prefix: relative path -> (size, mtime_ns)."""
+        sel = self._pafs.FileSelector(self.root, recursive=True, allow_not_found=True)
+        infos = self._io("list", "", lambda: self.fs.get_file_info(sel))
+        n = len(self.root) + 1
+        return {i.path[n:]: (i.size, i.mtime_ns) for i in infos
+                if i.type == self._pafs.FileType.File and not _local_only(i.path[n:])}
+
+    def _local(self) -> dict[str, tuple[int, int]]:
+        out = {}
+        if self.scratch.exists():
+            for p in self.scratch.rglob("*"):
+                if p.is_file():
+                    rel = p.relative_to(self.scratch).as_posix()
+                    if not _local_only(rel):
+                        st = p.stat()
+                        out[rel] = (st.st_size, st.st_mtime_ns)
+        return out
+
+    def pull(self) -> dict:
+        """Make the scratch an exact mirror of the bucket; returns counts."""
+        self.scratch.mkdir(parents=True, exist_ok=True)
+        remote, local = self.listing(), self._local()
+        todo = [(rel, stamp) for rel, stamp in sorted(remote.items()) if local.get(rel) != stamp]
+        gone = sorted(set(local) - set(remote))
+        self.parallel(lambda item: self.get(self.scratch / item[0], item[0], item[1][1]), todo)
+        for rel in gone:
+            (self.scratch / rel).unlink(missing_ok=True)
+        return {"downloaded": len(todo), "bytes": sum(s for _, (s, _) in todo), "deleted": len(gone),
+                "objects": len(remote)}
+
+    def publish(self) -> dict:
+        """Upload every changed local file (commit markers last); delete objects whose file is gone."""
+        remote, local = self.listing(), self._local()
+        changed = [rel for rel, stamp in local.items() if remote.get(rel) != stamp]
+        for rank in range(4):
+            batch = sorted(r for r in changed if _commit_rank(r) == rank)
+            if rank == 3 and batch:
+                self._put_state()
+            else:
+                self.parallel(lambda rel: self.put(self.scratch / rel, rel), batch)
+        gone = sorted(set(remote) - set(local))
+        if gone:
+            self._io("delete", gone[0], lambda: self.parallel(lambda r: self.fs.delete_file(self.key(r)), gone))
+        return {"uploaded": len(changed), "bytes": sum(local[r][0] for r in changed), "deleted": len(gone)}
+
+    def _put_state(self) -> None:
+        """state.sqlite through the backup API: the object is a consistent database even
+        while the driver's connection is open in WAL mode."""
+        db = self.scratch / "state.sqlite"
+        copy = self.scratch / ".state-upload.sqlite"
+        src, dst = sqlite3.connect(db), sqlite3.connect(copy)
+        try:
+            src.backup(dst)
+        finally:
+            src.close()
+            dst.close()
+        try:
+            self.put(db, "state.sqlite", source=copy)
+        finally:
+            copy.unlink(missing_ok=True)
+
+    def stage_in(self, paths: Iterable[Path]) -> int:
+        """Download the files among ``paths`` that belong to the mirror but are missing here
+        (a task on another node); returns how many."""
+        missing = [Path(p) for p in paths if self.holds(p) and not Path(p).exists()]
+        self.parallel(self.get, missing)
+        return len(missing)
+
+    @staticmethod
+    def parallel(fn, items) -> None:
+        items = list(items)
+        if len(items) <= 1:
+            for it in items:
+                fn(it)
+            return
+        with cf.ThreadPoolExecutor(min(_THREADS, len(items))) as pool:
+            for fut in [pool.submit(fn, it) for it in items]:
+                fut.result()
+
+
+_opened: dict[StoreSpec, ObjectStore] = {}
+
+
+def store_for(spec: StoreSpec | None) -> ObjectStore | None:
+    """The process's ``ObjectStore`` for ``spec`` (workers open one once and keep it)."""
+    if spec is None:
+        return None
+    if spec not in _opened:
+        _opened[spec] = ObjectStore(spec)
+    return _opened[spec]
+
+
+def open_store(url: str, scratch: str = "") -> ObjectStore:
+    return store_for(StoreSpec(str(url), str(Path(scratch).expanduser().resolve()) if scratch
+                               else str(default_scratch(str(url)))))

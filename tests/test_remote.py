@@ -1,0 +1,199 @@
+"""A work directory on object storage: the demo pipeline with ``--workdir s3://...`` against
+moto's S3 server on loopback gives the local run's bytes, keeps everything it needs in the
+bucket (a fresh scratch redoes nothing), and commits a task only with its marker."""
+
+import hashlib
+import importlib.util
+import io
+import os
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+import pytest
+from rich.console import Console
+
+from pipeline.config import load_config
+from pipeline.demo import demo_overrides
+from pipeline.demoweb import DemoProxy, build_demo_web
+from pipeline.errors import ConfigError, WebtextError
+from pipeline.executor import Context, Task, _execute
+from pipeline.remote import StoreSpec, open_store, redact
+from pipeline.run import ORDER, run_all
+from pipeline.stats import Stats
+
+if importlib.util.find_spec("moto") is None:
+    pytest.skip("moto is not installed (pip install 'moto[server]')", allow_module_level=True)
+
+DATA = ("urls", "docs", "dedup", "clean", "tokens")
+KEY, SECRET = "AKIDWEBTEXTTEST", "s3cr3t-never-logged-5a1b"
+
+
+@pytest.fixture(scope="module")
+def s3():
+    """moto's S3 server on 127.0.0.1 (a real HTTP server speaking the S3 protocol), with a bucket."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    fs = pafs.S3FileSystem(access_key=KEY, secret_key=SECRET, region="us-east-1",
+                           endpoint_override=f"{host}:{port}", scheme="http", allow_bucket_creation=True)
+    fs.create_dir("webtext-test")
+    try:
+        yield fs, f"{host}:{port}"
+    finally:
+        server.stop()
+
+
+def _url(endpoint: str, prefix: str) -> str:
+    return f"s3://{KEY}:{SECRET}@webtext-test/{prefix}?endpoint_override={endpoint}&scheme=http&region=us-east-1"
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("s3")
+    web = build_demo_web(tmp / "web", n_articles=40)
+    with DemoProxy(web.pages) as proxy:
+        _pipeline(tmp / "local", web, proxy)
+        yield tmp, web, proxy
+
+
+def _pipeline(workdir, web, proxy, scratch: Path | None = None, log: io.StringIO | None = None) -> list[dict]:
+    over = demo_overrides(web, proxy.url, steps=1, workers=2)
+    if scratch:
+        over["run"]["scratch"] = str(scratch)
+    console = Console(file=log or io.StringIO(), width=200)
+    ctx = Context(workdir, load_config(None, over), console)
+    try:
+        return run_all(ctx, ORDER[:-1])
+    finally:
+        ctx.close()
+
+
+def _outputs(workdir: Path) -> dict:
+    """Every data file of the stages after fetch by sha256, and fetch's logs without timings."""
+    out = {}
+    for folder in DATA:
+        for p in sorted((workdir / folder).rglob("*")):
+            rel = p.relative_to(workdir)
+            if p.is_file() and not {"_done", "_partial", "_versions"} & set(rel.parts) \
+                    and p.name not in ("_config.json", "_stats.json"):
+                out[rel.as_posix()] = hashlib.sha256(p.read_bytes()).hexdigest()
+    logs = pa.concat_tables(pq.read_table(f) for f in sorted((workdir / "warc").glob("fetchlog-*.parquet")))
+    out["fetchlog"] = sorted(map(str, logs.drop_columns(["elapsed_ms", "fetched_at", "warc_offset"]).to_pylist()))
+    return out
+
+
+def _download(fs, prefix: str, dest: Path) -> None:
+    for info in fs.get_file_info(pafs.FileSelector(f"webtext-test/{prefix}", recursive=True)):
+        if info.type == pafs.FileType.File:
+            p = dest / info.path[len(f"webtext-test/{prefix}/"):]
+            p.parent.mkdir(parents=True, exist_ok=True)
+            with fs.open_input_stream(info.path) as src:
+                p.write_bytes(src.read())
+
+
+def test_s3_workdir_gives_the_local_bytes_and_a_fresh_scratch_redoes_nothing(s3, demo, tmp_path):
+    fs, endpoint = s3
+    tmp, web, proxy = demo
+    url, log = _url(endpoint, "corpus"), io.StringIO()
+    _pipeline(url, web, proxy, scratch=tmp_path / "scratch1", log=log)
+    local = _outputs(tmp / "local")
+    assert len(local) > 50 and any(k.startswith("tokens/train-") for k in local)
+    assert _outputs(tmp_path / "scratch1") == local
+    # the bucket itself holds the whole work directory, state database included
+    _download(fs, "corpus", tmp_path / "bucket")
+    assert _outputs(tmp_path / "bucket") == local
+    assert (tmp_path / "bucket" / "state.sqlite").stat().st_size > 0
+    assert not list((tmp_path / "bucket").rglob("*.tmp-*")) and not (tmp_path / "bucket" / ".lock").exists()
+    assert SECRET not in log.getvalue() and KEY not in log.getvalue()
+    assert "s3://webtext-test/corpus" in log.getvalue()
+
+    # another machine (an empty scratch): everything comes from the bucket and nothing runs again
+    results = _pipeline(url, web, proxy, scratch=tmp_path / "scratch2")
+    assert sum(r.get("tasks_run", 0) for r in results) == 0
+    assert _outputs(tmp_path / "scratch2") == local
+
+
+def _done_markers(fs, prefix: str) -> list[str]:
+    sel = pafs.FileSelector(f"webtext-test/{prefix}/docs/_done", recursive=True)
+    return sorted(i.path for i in fs.get_file_info(sel) if i.type == pafs.FileType.File)
+
+
+def test_an_object_without_its_marker_is_redone_with_the_same_bytes(s3, demo, tmp_path):
+    """A store has no rename: a task's outputs go up first and its completion record last.
+    Without the record (a crash between the two), the next run redoes the task."""
+    fs, endpoint = s3
+    tmp, web, proxy = demo
+    url = _url(endpoint, "crash")
+    _pipeline(url, web, proxy, scratch=tmp_path / "a")
+    markers = _done_markers(fs, "crash")
+    assert markers
+    fs.delete_file(markers[0])                       # the run "died" before this marker was written
+    results = _pipeline(url, web, proxy, scratch=tmp_path / "b")
+    extract = next(r for r in results if r.get("stage") == "extract")
+    assert extract["tasks_run"] == 1
+    assert _done_markers(fs, "crash") == markers
+    assert _outputs(tmp_path / "b") == _outputs(tmp / "local")
+
+
+def _copy_first_line(task: Task) -> Stats:
+    src, dst = task.inputs[0], task.outputs[0]
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_text(src.read_text().splitlines()[0] + "\n")
+    return Stats(records_in=1, records_out=1)
+
+
+def test_a_task_on_another_node_downloads_its_inputs_and_uploads_its_outputs(s3, tmp_path):
+    fs, endpoint = s3
+    url = _url(endpoint, "node")
+    with fs.open_output_stream("webtext-test/node/in/a.txt") as f:
+        f.write(b"first line\nsecond\n")
+    scratch = tmp_path / "node2"                       # this node has never seen the input
+    store = open_store(url, str(scratch))
+    task = Task("copy", "a", _copy_first_line, [scratch / "in" / "a.txt"], [scratch / "out" / "a.txt"],
+                options={"_store": store.spec})
+    stats, outputs = _execute(task)
+    assert stats["out"] == 1 and outputs["a.txt"]["size"] == len("first line\n")
+    with fs.open_input_stream("webtext-test/node/out/a.txt") as f:
+        assert f.read() == b"first line\n"
+    # uploaded files carry the object's time, so the next publish has nothing to send
+    assert store.publish() == {"uploaded": 0, "bytes": 0, "deleted": 0}
+    (scratch / "out" / "a.txt").unlink()               # a file deleted here is deleted there
+    assert store.publish()["deleted"] == 1
+    assert not fs.get_file_info("webtext-test/node/out/a.txt").is_file
+
+
+def test_bad_urls_and_unreachable_stores_are_clear_errors(tmp_path):
+    assert redact(f"s3://{KEY}:{SECRET}@b/p?secret_key={SECRET}") == "s3://b/p"
+    with pytest.raises(ConfigError, match="scheme 'ftp' is not supported"):
+        open_store("ftp://host/dir", str(tmp_path / "x"))
+    # a closed port: a clear, resumable error naming the bucket, and no credential in it
+    with pytest.raises(ConfigError, match="Unexpected query parameter in S3 URI: 'nonsense'"):
+        open_store("s3://b/p?nonsense=1", str(tmp_path / "x"))
+    dead = open_store(f"s3://{KEY}:{SECRET}@nobucket/p?endpoint_override=127.0.0.1:9&scheme=http"
+                      "&region=us-east-1", str(tmp_path / "y"))
+    with pytest.raises(WebtextError, match="object storage: cannot list s3://nobucket/p") as e:
+        dead.pull()
+    assert SECRET not in str(e.value)
+    assert StoreSpec("s3://b/p", "/x") == StoreSpec("s3://b/p", "/x")   # hashable: one store per process
+
+
+def test_cli_status_mirrors_a_bucket_workdir(s3, tmp_path):
+    """Read-only commands on a bucket work directory see its files (mirrored into the scratch)."""
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    fs, endpoint = s3
+    with fs.open_output_stream("webtext-test/cli/tokens/manifest.json") as f:
+        f.write(b'{"versions": []}')
+    env = {**os.environ, "WEBTEXT_WORKDIR": _url(endpoint, "cli")}
+    cfg = tmp_path / "webtext.toml"
+    cfg.write_text(f'[run]\nscratch = "{tmp_path / "scr"}"\n')
+    r = CliRunner().invoke(app, ["--config", str(cfg), "status", "--json"], env=env)
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "scr" / "tokens" / "manifest.json").read_bytes() == b'{"versions": []}'
+    assert SECRET not in r.output
