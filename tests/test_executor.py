@@ -84,14 +84,15 @@ def test_atomic_path_and_stale_temporaries(tmp_path):
     assert not dead.exists() and live.exists()
 
 
-def test_object_store_work_directory_is_refused_with_a_clear_error(tmp_path):
+def test_unsupported_work_directory_urls_are_refused_with_a_clear_error(tmp_path, monkeypatch):
     from pipeline.config import load_config
     from pipeline.errors import ConfigError
     from pipeline.executor import Context
 
-    for url in ("s3://bucket/prefix", "gs://bucket/x"):
-        with pytest.raises(ConfigError, match="object storage is not supported yet"):
-            Context(Path(url), load_config(None, {}))
-    assert not Path("s3:").exists() and not Path("gs:").exists()
+    monkeypatch.chdir(tmp_path)
+    for url in ("ftp://host/prefix", "hdfs://namenode/x"):
+        with pytest.raises(ConfigError, match="is not supported"):
+            Context(url, load_config(None, {}))
+    assert not list(tmp_path.iterdir())          # no "ftp:" folder made on the way
     with pytest.raises(ConfigError, match="unknown executor 'spark'"):
         load_config(None, {"run": {"executor": "spark"}})
