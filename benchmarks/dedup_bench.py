@@ -15,7 +15,7 @@
    datasketch's bulk path on bytes shingles with xxh32, and its default per-shingle
    ``update()`` with SHA-1, in this process.
 3. **Clustering memory** on N synthetic documents (random signatures with planted
-   duplicate groups): peak RSS of the bands, pairs and cluster phases, each in a fresh
+   duplicate groups): peak RSS of the bands, pairs, verify and cluster phases, each in a fresh
    process. Synthetic documents have no text, so their candidates are verified by
    estimate.
 """
@@ -185,12 +185,18 @@ elif phase == "pairs":
     for i in range(P):
         files = sorted((d / "_bands").glob(f"*/part-{i:03d}.parquet"))
         dedup.pairs_partition(Task("pairs", str(i), None, files, [d / "_pairs" / f"pairs-{i:03d}.parquet"], bp))
-else:
+elif phase == "verify":
     pairs = sorted((d / "_pairs").glob("pairs-*.parquet"))
+    shards = [int(f.stem.split("-")[1]) for f in sigs]
+    for i in range(P):
+        dedup.verify_partition(Task("verify", f"{i:03d}", None, pairs + sigs, [d / "_verified" / f"verified-{i:03d}.parquet"],
+                                    {**bp, "threshold": 0.8, "verify": "estimate", "n_pair_files": len(pairs), "shards": shards}))
+else:
+    ver = sorted((d / "_verified").glob("verified-*.parquet"))
     outs = [d / "_clusters.parquet"] + [d / "_drops" / f"drops-{f.stem.split('-')[1]}.parquet" for f in sigs]
-    st = dedup.cluster(Task("cluster", "all", None, pairs + sigs, outs,
+    st = dedup.cluster(Task("cluster", "all", None, ver + sigs, outs,
                             {**bp, "threshold": 0.8, "verify": "estimate", "keep": "witness", "replace_existing": False,
-                             "pair_files": [p.name for p in pairs], "drop_shards": [int(f.stem.split("-")[1]) for f in sigs]}))
+                             "n_verified_files": len(ver), "drop_shards": [int(f.stem.split("-")[1]) for f in sigs]}))
     print(json.dumps(st.info), file=sys.stderr)
 # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across fork + exec.
 hwm = next(int(x.split()[1]) for x in open("/proc/self/status") if x.startswith("VmHWM:"))
@@ -203,7 +209,7 @@ def clustering_memory(n: int, tmp: Path) -> dict:
     (d / "_signatures").mkdir(parents=True)
     subprocess.run([sys.executable, "-c", SYNTH, str(n), str(d / "_signatures"), str(ROOT)], check=True)
     out = {}
-    for phase in ("bands", "pairs", "cluster"):
+    for phase in ("bands", "pairs", "verify", "cluster"):
         r = subprocess.run([sys.executable, "-c", PHASE, phase, str(d), str(ROOT)], capture_output=True, text=True)
         if r.returncode:
             raise SystemExit(r.stderr[-3000:])
@@ -244,7 +250,7 @@ def main() -> None:
             return
         m = clustering_memory(args.synthetic, tmp)
         print(f"clustering {args.synthetic:,} synthetic documents (10% planted near copies), one process per phase:")
-        for phase in ("bands", "pairs", "cluster"):
+        for phase in ("bands", "pairs", "verify", "cluster"):
             print(f"  {phase:8} {m[phase]['secs']:7.1f} s   peak RSS {m[phase]['rss']:7,.0f} MiB")
         print(f"  cluster stats: {m['info']}")
 

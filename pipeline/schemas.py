@@ -113,6 +113,16 @@ PAIRS = _schema("pairs", [
     pa.field("a", pa.uint64(), nullable=False),
     pa.field("b", pa.uint64(), nullable=False),
     pa.field("exact", pa.bool_(), nullable=False),          # same exact-text hash: needs no verification
+    pa.field("part", pa.uint16(), nullable=False),          # the verify task of this pair (a hash of a, b)
+])
+
+# dedup/_verified/verified-PPP.parquet: the candidate pairs of one pair partition that are
+# duplicates (exact, or Jaccard >= threshold; similarity NaN when verify = "off").
+VERIFIED = _schema("verified", [
+    pa.field("a", pa.uint64(), nullable=False),
+    pa.field("b", pa.uint64(), nullable=False),
+    pa.field("exact", pa.bool_(), nullable=False),
+    pa.field("similarity", pa.float32()),
 ])
 
 # dedup/_drops/drops-NNNNN.parquet: the rows of one docs shard that dedup removes.

@@ -17,27 +17,32 @@ Phases, each resumable per task:
 3. *pairs*, one task per partition -> ``_pairs/pairs-PPP.parquet``: an external group-by.
    Each task sorts only its partition of every shard's band index and emits the pairs
    of documents sharing a bucket (every pair up to ``max_bucket_pairs`` members, a star
-   beyond).
-4. *cluster*, one task: candidate pairs verified (``verify``: ``exact`` Jaccard from
-   the texts by default, or the MinHash ``estimate``, or ``off``), two shards at a time.
-   Documents with a verified pair are then taken in keep-rule order: already in the
+   beyond), once each, with a second partition number (a hash of the pair) and one
+   Parquet row group per such number.
+4. *verify*, one task per partition -> ``_verified/verified-PPP.parquet``: the row groups
+   of its number from every pairs file (a pair found in several bands of several band
+   partitions meets in one task), verified against ``threshold`` (``verify``: ``exact``
+   Jaccard from the texts by default, or the MinHash ``estimate``, or ``off``), two shards
+   at a time. Only the duplicate pairs are written.
+5. *cluster*, one task, over the verified pairs only:
+   documents with a verified pair are taken in keep-rule order: already in the
    corpus (a shard deduplicated by an earlier run, unless ``replace_existing``), then the
    highest karma, the earliest submission, the smallest doc_id. A document is removed
    only if it has a verified pair with a document already kept (its ``duplicate_of``),
    so removals never chain; a document kept only because its neighbour m was dropped
    (for k) gets the pair (k, it) verified, and the pass reruns (star buckets collapse). Writes ``_clusters.parquet`` (the audit table; connected
    components name the clusters) and one drop list per shard.
-5. *filter*, one task per shard -> ``dedup-NNNNN.parquet``. A shard whose drop list did
+6. *filter*, one task per shard -> ``dedup-NNNNN.parquet``. A shard whose drop list did
    not change is not rewritten.
 
 Incremental: a new docs shard is signed and banded alone; pairs and clusters are
 recomputed from the persisted index (a sort, no re-signing).
 
 Memory per task, bounded by configuration (n_shard documents per docs shard, N in
-the corpus, P = ``partitions``, B bands): signatures and bands ~ n_shard x (4 x
-num_perm + 18 x (B + 1)) bytes; pairs ~ 18 x N x (B + 1) / P bytes; cluster ~ 40 bytes
-per candidate pair + two shards' signatures and texts + ~150 bytes per document that has
-a duplicate.
+the corpus, P = ``partitions``, B bands, C candidate pairs, V verified pairs, D documents
+with a duplicate): signatures and bands ~ n_shard x (4 x num_perm + 18 x (B + 1)) bytes;
+pairs ~ 18 x N x (B + 1) / P bytes; verify ~ 40 x C / P bytes + two shards' signatures and
+texts; cluster ~ 20 x V + 150 x D bytes + two shards' signatures and texts.
 
 Drop reasons: exact_duplicate, near_duplicate.
 """
@@ -57,8 +62,8 @@ from datasketch.minhash import _fmix     # the affine32 scheme's pre-mix; tests 
 
 from pipeline.config import DedupConfig, to_dict
 from pipeline.executor import Context, Task, finish_stage, run_phase
-from pipeline.io import require_shards, shard_id, write_parquet
-from pipeline.schemas import BANDS, CLUSTERS, DEDUP, DROPS, PAIRS, SIGNATURES
+from pipeline.io import atomic_path, require_shards, shard_id, write_parquet
+from pipeline.schemas import BANDS, CLUSTERS, DEDUP, DROPS, PAIRS, SIGNATURES, VERIFIED
 from pipeline.stats import Stats
 
 from .ngrams import WORDS_VERSION, shingle_hashes
@@ -202,10 +207,78 @@ def pairs_partition(task: Task) -> Stats:
             a.append(np.full(k - 1, members[0])), b.append(members[1:])
         exact.append(np.full(len(a[-1]), band[s] == p["bands"]))
     cat = (lambda xs, dt: np.concatenate(xs) if xs else np.empty(0, dt))
-    table = pa.table({"a": cat(a, np.uint64), "b": cat(b, np.uint64), "exact": cat(exact, bool)}, schema=PAIRS)
-    write_parquet(table, task.outputs[0], PAIRS)
+    a, b, exact = _unique_pairs(cat(a, np.uint64), cat(b, np.uint64), cat(exact, bool))
+    part = pair_partition(a, b, p["partitions"])
+    order = np.lexsort((b, a, part))
+    table = pa.table({"a": a[order], "b": b[order], "exact": exact[order], "part": part[order]}, schema=PAIRS)
+    # one row group per verify partition, so that verify task j reads only its own rows
+    with atomic_path(task.outputs[0]) as tmp, pq.ParquetWriter(tmp, PAIRS, compression="zstd") as w:
+        bounds = np.searchsorted(part[order], np.arange(p["partitions"] + 1))
+        for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+            if hi > lo:
+                w.write_table(table.slice(lo, hi - lo))
+        if not len(table):
+            w.write_table(table)
     stats = Stats(records_in=t.num_rows, records_out=table.num_rows)
     stats.add_info("buckets_with_duplicates", int((sizes > 1).sum()))
+    return stats
+
+
+def _unique_pairs(a: np.ndarray, b: np.ndarray, exact: np.ndarray):
+    """One row per pair; a pair found in several bands counts once (exact wins)."""
+    if not len(a):
+        return a, b, exact
+    u, inverse = np.unique(np.stack([a, b], axis=1), axis=0, return_inverse=True)
+    any_exact = np.zeros(len(u), dtype=bool)
+    np.logical_or.at(any_exact, inverse.reshape(-1), exact)
+    return u[:, 0], u[:, 1], any_exact
+
+
+def pair_partition(a: np.ndarray, b: np.ndarray, partitions: int) -> np.ndarray:
+    """The verify partition of each pair: a hash of both keys, so that the same pair found
+    in several band partitions meets in one verify task."""
+    with np.errstate(over="ignore"):
+        return (_mix(a * BAND_MIX + b) % np.uint64(partitions)).astype(np.uint16)
+
+
+def _read_part(path: Path, part: int) -> pa.Table:
+    """The rows of one pairs file that belong to verify partition ``part`` (its row groups)."""
+    f = pq.ParquetFile(path)
+    col = f.schema_arrow.get_field_index("part")
+    groups = []
+    for g in range(f.metadata.num_row_groups):
+        st = f.metadata.row_group(g).column(col).statistics
+        if f.metadata.row_group(g).num_rows and (st is None or not st.has_min_max or st.min <= part <= st.max):
+            groups.append(g)
+    t = f.read_row_groups(groups) if groups else PAIRS.empty_table()
+    return t.filter(pc.equal(t["part"], part)) if len(t) else t
+
+
+def verify_partition(task: Task) -> Stats:
+    """Verify partition j: its candidate pairs from every pairs file, deduplicated, checked
+    against ``threshold`` as ``verify`` says -> the duplicate pairs. Memory: 1/partitions
+    of the candidate pairs plus two shards' signatures and texts."""
+    p = task.params
+    n_pairs, n_sigs = p["n_pair_files"], len(p["shards"])
+    part = int(task.name)
+    pairs = pa.concat_tables([_read_part(f, part) for f in task.inputs[:n_pairs]])
+    files = {int(shard_id(f)): f for f in task.inputs[n_pairs:n_pairs + n_sigs]}
+    doc_files = {int(shard_id(f)): f for f in task.inputs[n_pairs + n_sigs:]}
+    a, b, exact = _unique_pairs(pairs["a"].to_numpy(), pairs["b"].to_numpy(),
+                                pairs["exact"].to_numpy(zero_copy_only=False))
+    near = ~exact
+    jac = exact.astype(np.float32)
+    if p["verify"] != "off" and near.any():
+        jac[near] = pair_jaccard(a[near], b[near], files, doc_files, p)
+    elif near.any():
+        jac[near] = np.nan                      # not verified: LSH candidates are taken as they are
+    ok = exact | (near & ~(jac < p["threshold"]))
+    write_parquet(pa.table({"a": a[ok], "b": b[ok], "exact": exact[ok], "similarity": jac[ok]}, schema=VERIFIED),
+                  task.outputs[0], VERIFIED)
+    stats = Stats(records_in=len(a), records_out=int(ok.sum()))
+    stats.add_info("lsh_candidate_pairs", int(near.sum()))
+    stats.add_info("lsh_verified_pairs", int((ok & near).sum()))
+    stats.add_info("exact_pairs", int(exact.sum()))
     return stats
 
 
@@ -320,34 +393,22 @@ def _greedy(n: int, order: list[int], pos: np.ndarray, ia: np.ndarray, ib: np.nd
 
 
 def cluster(task: Task) -> Stats:
-    """Candidate pairs -> verified pairs -> clusters (union-find) -> the cluster table and
-    one drop list per shard. Memory: the candidate pairs, two shards' signatures, and the
-    union-find over documents that have a duplicate."""
+    """Verified pairs (every verify partition's) -> clusters -> the cluster table and one
+    drop list per shard. Memory: the verified pairs and ~150 bytes per document that has
+    a duplicate, plus two shards' signatures and texts for the witness pairs."""
     p = task.params
-    n_pairs, n_sigs = len(p["pair_files"]), len(p["drop_shards"])
-    pairs = pa.concat_tables([pq.read_table(f) for f in task.inputs[:n_pairs]]) if n_pairs else PAIRS.empty_table()
-    files = {int(shard_id(f)): f for f in task.inputs[n_pairs:n_pairs + n_sigs]}
-    doc_files = {int(shard_id(f)): f for f in task.inputs[n_pairs + n_sigs:]}
-    a, b, exact = pairs["a"].to_numpy(), pairs["b"].to_numpy(), pairs["exact"].to_numpy(zero_copy_only=False)
-    if len(a):   # one row per pair; a pair found in several bands counts once (exact wins)
-        u, inverse = np.unique(np.stack([a, b], axis=1), axis=0, return_inverse=True)
-        any_exact = np.zeros(len(u), dtype=bool)
-        np.logical_or.at(any_exact, inverse.reshape(-1), exact)
-        a, b, exact = u[:, 0], u[:, 1], any_exact
-    near = ~exact
-    jac = exact.astype(np.float32)
-    if p["verify"] != "off" and near.any():
-        jac[near] = pair_jaccard(a[near], b[near], files, doc_files, p)
-    elif near.any():
-        jac[near] = np.nan                      # not verified: LSH candidates are taken as they are
-    ok = exact | (near & ~(jac < p["threshold"]))
+    n_ver, n_sigs = p["n_verified_files"], len(p["drop_shards"])
+    ver = pa.concat_tables([pq.read_table(f) for f in task.inputs[:n_ver]]) if n_ver else VERIFIED.empty_table()
+    files = {int(shard_id(f)): f for f in task.inputs[n_ver:n_ver + n_sigs]}
+    doc_files = {int(shard_id(f)): f for f in task.inputs[n_ver + n_sigs:]}
     stats = Stats()
     stats.add_info("lsh_bands", p["bands"])
     stats.add_info("lsh_rows", p["rows"])
-    stats.add_info("lsh_candidate_pairs", int(near.sum()))
-    stats.add_info("lsh_verified_pairs", int((ok & near).sum()))
-    stats.add_info("exact_pairs", int(exact.sum()))
-    ea, eb, ej = a[ok], b[ok], jac[ok]
+    ea, eb = ver["a"].to_numpy(), ver["b"].to_numpy()
+    ej = ver["similarity"].to_numpy(zero_copy_only=False).astype(np.float32)     # NaN: not verified
+    if len(ea):     # partitions are disjoint; sorted, the result does not depend on their order
+        o = np.lexsort((eb, ea))
+        ea, eb, ej = ea[o], eb[o], ej[o]
     members = np.unique(np.concatenate([ea, eb]))               # documents with a duplicate
     n = len(members)
     ia, ib = np.searchsorted(members, ea), np.searchsorted(members, eb)
@@ -473,7 +534,7 @@ def run(ctx: Context) -> dict:
     # datasketch's optimizer: bands x rows minimizing false positives + negatives at
     # lsh_threshold, below the verification threshold so that pairs at it are candidates.
     bands, rows = _optimal_param(cfg.lsh_threshold, cfg.num_perm, 0.5, 0.5)
-    bparams = {**params, "bands": bands, "rows": rows, "partitions": cfg.partitions}
+    bparams = {**params, "bands": bands, "rows": rows, "partitions": cfg.partitions, "pairs_layout": 2}
     band_dir = out / "_bands"
     band_files = {s: [band_dir / shard_of[s] / f"part-{i:03d}.parquet" for i in range(cfg.partitions)]
                   for s in inputs}
@@ -485,14 +546,22 @@ def run(ctx: Context) -> dict:
         Task("pairs", f"{i:03d}", pairs_partition, [band_files[s][i] for s in inputs], [pair_files[i]],
              {**bparams, "max_bucket_pairs": cfg.max_bucket_pairs}) for i in range(cfg.partitions)
     ])
+    ver_files = [out / "_verified" / f"verified-{i:03d}.parquet" for i in range(cfg.partitions)]
+    vparams = {**bparams, "threshold": cfg.threshold, "verify": cfg.verify, "n_pair_files": len(pair_files),
+               "shards": [int(shard_of[s]) for s in inputs]}
+    verified = run_phase(ctx, out, "verify", [
+        Task("verify", f"{i:03d}", verify_partition, pair_files + sig_files + inputs, [ver_files[i]], vparams)
+        for i in range(cfg.partitions)
+    ])
     clusters = out / "_clusters.parquet"
     drop_files = [out / "_drops" / f"drops-{shard_of[s]}.parquet" for s in inputs]
     # Shards deduplicated by an earlier run are "in the corpus": by default their documents
     # win against new ones (replace_existing = false), so earlier output is not rewritten.
     existing = [int(shard_of[s]) for s in inputs if (out / "_done" / f"filter-{shard_of[s]}.json").exists()]
     clustered = run_phase(ctx, out, "cluster", [
-        Task("cluster", "all", cluster, pair_files + sig_files + inputs, [clusters] + drop_files,
-             {**bparams, "threshold": cfg.threshold, "verify": cfg.verify, "keep": cfg.keep, "pair_files": [f.name for f in pair_files],
+        Task("cluster", "all", cluster, ver_files + sig_files + inputs, [clusters] + drop_files,
+             {**bparams, "threshold": cfg.threshold, "verify": cfg.verify, "keep": cfg.keep,
+              "n_verified_files": len(ver_files),
               "drop_shards": [int(shard_of[s]) for s in inputs], "replace_existing": cfg.replace_existing},
              options={"existing_shards": existing})
     ])
@@ -502,8 +571,9 @@ def run(ctx: Context) -> dict:
     ])
     stats = filtered.stats
     stats.info.update(clustered.stats.info)
+    stats.info.update(verified.stats.info)
     stats.add_info("candidate_pair_rows", paired.stats.records_out)
     stats.add_info("docs_signed", signed.fresh.records_in)      # this run: new shards only
-    ran = signed.ran + banded.ran + paired.ran + clustered.ran + filtered.ran
-    skipped = signed.skipped + banded.skipped + paired.skipped + clustered.skipped + filtered.skipped
+    phases = (signed, banded, paired, verified, clustered, filtered)
+    ran, skipped = sum(ph.ran for ph in phases), sum(ph.skipped for ph in phases)
     return finish_stage(ctx, "dedup", out, stats, to_dict(cfg), ran, skipped, started)

@@ -334,3 +334,37 @@ def test_big_buckets_keep_one_copy(tmp_path):
     assert stats["info"]["witness_rounds"] >= 1
     c = pq.read_table(tmp_path / "dedup" / "_clusters.parquet").to_pylist()
     assert {r["duplicate_of"] for r in c if not r["kept"]} == {"e39", "n39"}
+
+
+def test_verification_is_partitioned_and_independent_of_the_partition_count(tmp_path):
+    """Candidate pairs go to ``partitions`` verify tasks by a hash of the pair: each task
+    reads only its own row groups, a pair found in many bands is verified in one task only,
+    and the outcome is the same with 1 or 7 partitions."""
+    import numpy as np
+
+    old, new = _corpus()
+    one_stats, one = _dedup(tmp_path / "one", [old, new], partitions=1)
+    many_stats, many = _dedup(tmp_path / "many", [old, new], partitions=7)
+    assert one == many
+    clusters = lambda d: pq.read_table(d / "dedup" / "_clusters.parquet").to_pylist()   # noqa: E731
+    assert clusters(tmp_path / "one") == clusters(tmp_path / "many")
+    for k in ("lsh_candidate_pairs", "lsh_verified_pairs", "exact_pairs"):
+        assert one_stats["info"][k] == many_stats["info"][k] > 0
+    ver = sorted((tmp_path / "many" / "dedup" / "_verified").glob("verified-*.parquet"))
+    assert len(ver) == 7
+    seen = set()
+    for i, f in enumerate(ver):
+        t = pq.read_table(f)
+        pairs = set(zip(t["a"].to_pylist(), t["b"].to_pylist()))
+        assert not pairs & seen                                  # every pair verified once
+        seen |= pairs
+        if len(t):
+            part = dedup.pair_partition(t["a"].to_numpy(), t["b"].to_numpy(), 7)
+            assert (part == i).all()
+    assert len(seen) == one_stats["info"]["lsh_verified_pairs"] + one_stats["info"]["exact_pairs"]
+    # a pairs file holds one row group per verify partition present in it
+    for f in (tmp_path / "many" / "dedup" / "_pairs").glob("pairs-*.parquet"):
+        meta = pq.ParquetFile(f).metadata
+        parts = [pq.read_table(f).column("part").to_numpy()]
+        assert meta.num_row_groups == max(1, len(np.unique(parts[0])))
+        assert dedup._read_part(f, 3)["part"].to_pylist() == [3] * int((parts[0] == 3).sum())
