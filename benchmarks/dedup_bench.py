@@ -15,7 +15,7 @@
    datasketch's bulk path on bytes shingles with xxh32, and its default per-shingle
    ``update()`` with SHA-1, in this process.
 3. **Clustering memory** on N synthetic documents (random signatures with planted
-   duplicate groups): peak RSS of the bands, pairs, verify and cluster phases, each in a fresh
+   duplicate groups): time and peak RSS of each phase after signatures, each in a fresh
    process. Synthetic documents have no text, so their candidates are verified by
    estimate.
 """
@@ -191,17 +191,29 @@ elif phase == "verify":
     for i in range(P):
         dedup.verify_partition(Task("verify", f"{i:03d}", None, pairs + sigs, [d / "_verified" / f"verified-{i:03d}.parquet"],
                                     {**bp, "threshold": 0.8, "verify": "estimate", "n_pair_files": len(pairs), "shards": shards}))
-else:
+elif phase == "components":
     ver = sorted((d / "_verified").glob("verified-*.parquet"))
-    outs = [d / "_clusters.parquet"] + [d / "_drops" / f"drops-{f.stem.split('-')[1]}.parquet" for f in sigs]
-    st = dedup.cluster(Task("cluster", "all", None, ver + sigs, outs,
-                            {**bp, "threshold": 0.8, "verify": "estimate", "keep": "witness", "replace_existing": False,
-                             "n_verified_files": len(ver), "drop_shards": [int(f.stem.split("-")[1]) for f in sigs]}))
+    st = dedup.components(Task("components", "all", None, ver, [d / "_components" / f"edges-{i:03d}.parquet" for i in range(P)], bp))
     print(json.dumps(st.info), file=sys.stderr)
+elif phase == "resolve":
+    shards = [int(f.stem.split("-")[1]) for f in sigs]
+    for i in range(P):
+        dedup.resolve(Task("resolve", f"{i:03d}", None, [d / "_components" / f"edges-{i:03d}.parquet"] + sigs,
+                           [d / "_resolved" / f"resolved-{i:03d}.parquet"],
+                           {**bp, "threshold": 0.8, "verify": "estimate", "keep": "witness", "replace_existing": False,
+                            "drop_shards": shards}))
+else:
+    res = sorted((d / "_resolved").glob("resolved-*.parquet"))
+    outs = [d / "_clusters.parquet"] + [d / "_drops" / f"drops-{f.stem.split('-')[1]}.parquet" for f in sigs]
+    st = dedup.merge_clusters(Task("cluster", "all", None, res, outs,
+                                   {**bp, "drop_shards": [int(f.stem.split("-")[1]) for f in sigs]}))
 # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across fork + exec.
 hwm = next(int(x.split()[1]) for x in open("/proc/self/status") if x.startswith("VmHWM:"))
 print(json.dumps({"secs": time.perf_counter() - t, "rss": hwm / 1024}))
 """
+
+
+PHASES = ("bands", "pairs", "verify", "components", "resolve", "cluster")
 
 
 def clustering_memory(n: int, tmp: Path) -> dict:
@@ -209,12 +221,12 @@ def clustering_memory(n: int, tmp: Path) -> dict:
     (d / "_signatures").mkdir(parents=True)
     subprocess.run([sys.executable, "-c", SYNTH, str(n), str(d / "_signatures"), str(ROOT)], check=True)
     out = {}
-    for phase in ("bands", "pairs", "verify", "cluster"):
+    for phase in PHASES:
         r = subprocess.run([sys.executable, "-c", PHASE, phase, str(d), str(ROOT)], capture_output=True, text=True)
         if r.returncode:
             raise SystemExit(r.stderr[-3000:])
         out[phase] = json.loads(r.stdout.strip().splitlines()[-1])
-        if phase == "cluster":
+        if phase == "components":
             out["info"] = json.loads(r.stderr.strip().splitlines()[-1])
     return out
 
@@ -250,8 +262,8 @@ def main() -> None:
             return
         m = clustering_memory(args.synthetic, tmp)
         print(f"clustering {args.synthetic:,} synthetic documents (10% planted near copies), one process per phase:")
-        for phase in ("bands", "pairs", "verify", "cluster"):
-            print(f"  {phase:8} {m[phase]['secs']:7.1f} s   peak RSS {m[phase]['rss']:7,.0f} MiB")
+        for phase in PHASES:
+            print(f"  {phase:10} {m[phase]['secs']:7.1f} s   peak RSS {m[phase]['rss']:7,.0f} MiB")
         print(f"  cluster stats: {m['info']}")
 
 

@@ -141,6 +141,10 @@ CLUSTERS = _schema("clusters", [
     pa.field("similarity", pa.float32()),                   # Jaccard with duplicate_of (exact or estimated)
 ])
 
+# dedup/_resolved/resolved-PPP.parquet: one partition of the components, resolved: the
+# CLUSTERS rows and each document's key (docs shard << 32 | row).
+RESOLVED = _schema("resolved", [*CLUSTERS, pa.field("key", pa.uint64(), nullable=False)])
+
 # clean/_scan/hits-NNNNN.parquet: every n-gram of a document found in a benchmark.
 HITS = _schema("hits", [
     pa.field("row", pa.int64(), nullable=False),            # the document's row in its dedup shard

@@ -24,15 +24,21 @@ Phases, each resumable per task:
    partitions meets in one task), verified against ``threshold`` (``verify``: ``exact``
    Jaccard from the texts by default, or the MinHash ``estimate``, or ``off``), two shards
    at a time. Only the duplicate pairs are written.
-5. *cluster*, one task, over the verified pairs only:
-   documents with a verified pair are taken in keep-rule order: already in the
+5. *components*, one task: connected components of the verified pairs (keys only), and
+   each component's pairs routed whole to one of ``partitions`` files by a hash of its
+   smallest key (``_components/edges-PPP.parquet``).
+6. *resolve*, one task per partition -> ``_resolved/resolved-PPP.parquet``: documents
+   with a verified pair are taken in keep-rule order: already in the
    corpus (a shard deduplicated by an earlier run, unless ``replace_existing``), then the
    highest karma, the earliest submission, the smallest doc_id. A document is removed
    only if it has a verified pair with a document already kept (its ``duplicate_of``),
    so removals never chain; a document kept only because its neighbour m was dropped
-   (for k) gets the pair (k, it) verified, and the pass reruns (star buckets collapse). Writes ``_clusters.parquet`` (the audit table; connected
-   components name the clusters) and one drop list per shard.
-6. *filter*, one task per shard -> ``dedup-NNNNN.parquet``. A shard whose drop list did
+   (for k) gets the pair (k, it) verified, and the pass reruns (star buckets collapse).
+   That pair lies inside the component, so components resolve independently and the
+   result does not depend on ``partitions`` (tested).
+7. *cluster*, one task: the resolved partitions streamed into ``_clusters.parquet`` (the
+   audit table; the best-ranked member names each cluster) and one drop list per shard.
+8. *filter*, one task per shard -> ``dedup-NNNNN.parquet``. A shard whose drop list did
    not change is not rewritten.
 
 Incremental: a new docs shard is signed and banded alone; pairs and clusters are
@@ -42,7 +48,8 @@ Memory per task, bounded by configuration (n_shard documents per docs shard, N i
 the corpus, P = ``partitions``, B bands, C candidate pairs, V verified pairs, D documents
 with a duplicate): signatures and bands ~ n_shard x (4 x num_perm + 18 x (B + 1)) bytes;
 pairs ~ 18 x N x (B + 1) / P bytes; verify ~ 40 x C / P bytes + two shards' signatures and
-texts; cluster ~ 20 x V + 150 x D bytes + two shards' signatures and texts.
+texts; components ~ 40 x (V + D) bytes; resolve ~ (20 x V + 150 x D) / P bytes + two
+shards' signatures and texts; cluster ~ one partition's rows + 16 bytes per removal.
 
 Drop reasons: exact_duplicate, near_duplicate.
 """
@@ -63,7 +70,7 @@ from datasketch.minhash import _fmix     # the affine32 scheme's pre-mix; tests 
 from pipeline.config import DedupConfig, to_dict
 from pipeline.executor import Context, Task, finish_stage, run_phase
 from pipeline.io import atomic_path, require_shards, shard_id, write_parquet
-from pipeline.schemas import BANDS, CLUSTERS, DEDUP, DROPS, PAIRS, SIGNATURES, VERIFIED
+from pipeline.schemas import BANDS, CLUSTERS, DEDUP, DROPS, PAIRS, RESOLVED, SIGNATURES, VERIFIED
 from pipeline.stats import Stats
 
 from .ngrams import WORDS_VERSION, shingle_hashes
@@ -392,23 +399,50 @@ def _greedy(n: int, order: list[int], pos: np.ndarray, ia: np.ndarray, ib: np.nd
     return kept, dup_of, dup_sim
 
 
-def cluster(task: Task) -> Stats:
-    """Verified pairs (every verify partition's) -> clusters -> the cluster table and one
-    drop list per shard. Memory: the verified pairs and ~150 bytes per document that has
-    a duplicate, plus two shards' signatures and texts for the witness pairs."""
+def components(task: Task) -> Stats:
+    """Verified pairs (every verify partition's) -> connected components, and each
+    component's pairs routed to one of ``partitions`` resolve tasks (by a hash of the
+    component's smallest key). Components are independent under the keep rule (a witness
+    pair never leaves its component), so resolving them apart gives the global result.
+    Memory: ~40 bytes per verified pair and per document that has a duplicate; keys only."""
     p = task.params
-    n_ver, n_sigs = p["n_verified_files"], len(p["drop_shards"])
-    ver = pa.concat_tables([pq.read_table(f) for f in task.inputs[:n_ver]]) if n_ver else VERIFIED.empty_table()
-    files = {int(shard_id(f)): f for f in task.inputs[n_ver:n_ver + n_sigs]}
-    doc_files = {int(shard_id(f)): f for f in task.inputs[n_ver + n_sigs:]}
+    ver = pa.concat_tables([pq.read_table(f) for f in task.inputs]) if task.inputs else VERIFIED.empty_table()
+    ea, eb = ver["a"].to_numpy(), ver["b"].to_numpy()
+    members = np.unique(np.concatenate([ea, eb]))
+    n = len(members)
+    ia, ib = np.searchsorted(members, ea), np.searchsorted(members, eb)
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    n_comp, comp = connected_components(coo_matrix((np.ones(len(ia)), (ia, ib)), shape=(n, n)), directed=False) \
+        if n else (0, np.empty(0, np.int64))
+    root = np.full(n_comp, n, dtype=np.int64)
+    np.minimum.at(root, comp, np.arange(n))                     # members are sorted: the smallest key
+    with np.errstate(over="ignore"):
+        part = (_mix(members[root[comp]] * BAND_MIX) % np.uint64(p["partitions"])).astype(np.int64) if n else \
+            np.empty(0, np.int64)
+    edge_part = part[ia]
+    for j, out in enumerate(task.outputs):
+        m = edge_part == j
+        o = np.lexsort((eb[m], ea[m]))
+        write_parquet(ver.filter(pa.array(m)).take(pa.array(o)), out, VERIFIED)
+    stats = Stats(records_in=len(ea), records_out=len(ea))
+    stats.add_info("clusters", int(n_comp))
+    return stats
+
+
+def resolve(task: Task) -> Stats:
+    """One partition of the components -> the keep rule applied, as audit rows.
+    Memory: its pairs, ~150 bytes per document in it, and two shards' signatures and texts
+    for the witness pairs."""
+    p = task.params
+    n_sigs = len(p["drop_shards"])
+    ver = pq.read_table(task.inputs[0])
+    files = {int(shard_id(f)): f for f in task.inputs[1:1 + n_sigs]}
+    doc_files = {int(shard_id(f)): f for f in task.inputs[1 + n_sigs:]}
     stats = Stats()
-    stats.add_info("lsh_bands", p["bands"])
-    stats.add_info("lsh_rows", p["rows"])
     ea, eb = ver["a"].to_numpy(), ver["b"].to_numpy()
     ej = ver["similarity"].to_numpy(zero_copy_only=False).astype(np.float32)     # NaN: not verified
-    if len(ea):     # partitions are disjoint; sorted, the result does not depend on their order
-        o = np.lexsort((eb, ea))
-        ea, eb, ej = ea[o], eb[o], ej[o]
     members = np.unique(np.concatenate([ea, eb]))               # documents with a duplicate
     n = len(members)
     ia, ib = np.searchsorted(members, ea), np.searchsorted(members, eb)
@@ -471,7 +505,6 @@ def cluster(task: Task) -> Stats:
     for i in order:
         if head[comp[i]] < 0:
             head[comp[i]] = i
-    stats.add_info("clusters", int(len(head)))
     if p["keep"] == "one_per_cluster":     # union-find's rule: the best-ranked member stays, the rest go
         dup_of = head[comp]
         kept = dup_of == np.arange(n)
@@ -490,16 +523,42 @@ def cluster(task: Task) -> Stats:
         "reason": reasons,
         "duplicate_of": [None if d < 0 else ids[d] for d in dup_of.tolist()],
         "similarity": pa.array(dup_sim, pa.float32(), mask=kept | np.isnan(dup_sim)),
-    }, schema=CLUSTERS).sort_by([("cluster_id", "ascending"), ("doc_id", "ascending")])
-    write_parquet(table, task.outputs[0], CLUSTERS)
-    drops: dict[int, list] = {}
-    for i in np.flatnonzero(~kept).tolist():
-        drops.setdefault(int(shards[i]), []).append((int(rows[i]), reasons[i]))
-    for s, path in zip(p["drop_shards"], task.outputs[1:]):
-        rows_, reasons_ = zip(*sorted(drops[s])) if s in drops else ((), ())
-        write_parquet(pa.table({"row": pa.array(rows_, pa.int64()), "reason": pa.array(reasons_, pa.string())},
-                               schema=DROPS), path, DROPS)
+        "key": members,
+    }, schema=RESOLVED).sort_by([("cluster_id", "ascending"), ("doc_id", "ascending")])
+    write_parquet(table, task.outputs[0], RESOLVED)
     stats.records_in = stats.records_out = n
+    return stats
+
+
+def merge_clusters(task: Task) -> Stats:
+    """Every resolve partition's rows -> ``_clusters.parquet`` (streamed, a partition at a
+    time) and one drop list per docs shard. Memory: one partition's rows, and 16 bytes
+    per removed document."""
+    p = task.params
+    drops: list[tuple[np.ndarray, np.ndarray]] = []
+    n = 0
+    with atomic_path(task.outputs[0]) as tmp, pq.ParquetWriter(tmp, CLUSTERS, compression="zstd") as w:
+        for f in task.inputs:
+            t = pq.read_table(f)
+            n += t.num_rows
+            w.write_table(t.select(CLUSTERS.names).cast(CLUSTERS))
+            gone = t.filter(pc.invert(t["kept"]))
+            code = (pc.equal(gone["reason"], "exact_duplicate")).to_numpy(zero_copy_only=False)
+            drops.append((gone["key"].to_numpy(), code))
+        if not n:
+            w.write_table(CLUSTERS.empty_table())
+    keys = np.concatenate([k for k, _ in drops]) if drops else np.empty(0, np.uint64)
+    exact = np.concatenate([c for _, c in drops]) if drops else np.empty(0, bool)
+    shards, rows = _shard_of(keys), _row_of(keys)
+    for s, path in zip(p["drop_shards"], task.outputs[1:]):
+        m = shards == s
+        o = np.argsort(rows[m], kind="stable")
+        reason = np.where(exact[m][o], "exact_duplicate", "near_duplicate")
+        write_parquet(pa.table({"row": pa.array(rows[m][o], pa.int64()), "reason": pa.array(reason.tolist(), pa.string())},
+                               schema=DROPS), path, DROPS)
+    stats = Stats(records_in=n, records_out=n)
+    stats.add_info("lsh_bands", p["bands"])
+    stats.add_info("lsh_rows", p["rows"])
     return stats
 
 
@@ -553,27 +612,37 @@ def run(ctx: Context) -> dict:
         Task("verify", f"{i:03d}", verify_partition, pair_files + sig_files + inputs, [ver_files[i]], vparams)
         for i in range(cfg.partitions)
     ])
-    clusters = out / "_clusters.parquet"
-    drop_files = [out / "_drops" / f"drops-{shard_of[s]}.parquet" for s in inputs]
+    comp_files = [out / "_components" / f"edges-{i:03d}.parquet" for i in range(cfg.partitions)]
+    comps = run_phase(ctx, out, "components", [
+        Task("components", "all", components, ver_files, comp_files, {"partitions": cfg.partitions})
+    ])
+    res_files = [out / "_resolved" / f"resolved-{i:03d}.parquet" for i in range(cfg.partitions)]
     # Shards deduplicated by an earlier run are "in the corpus": by default their documents
     # win against new ones (replace_existing = false), so earlier output is not rewritten.
     existing = [int(shard_of[s]) for s in inputs if (out / "_done" / f"filter-{shard_of[s]}.json").exists()]
-    clustered = run_phase(ctx, out, "cluster", [
-        Task("cluster", "all", cluster, ver_files + sig_files + inputs, [clusters] + drop_files,
+    drop_shards = [int(shard_of[s]) for s in inputs]
+    resolved = run_phase(ctx, out, "resolve", [
+        Task("resolve", f"{i:03d}", resolve, [comp_files[i]] + sig_files + inputs, [res_files[i]],
              {**bparams, "threshold": cfg.threshold, "verify": cfg.verify, "keep": cfg.keep,
-              "n_verified_files": len(ver_files),
-              "drop_shards": [int(shard_of[s]) for s in inputs], "replace_existing": cfg.replace_existing},
+              "drop_shards": drop_shards, "replace_existing": cfg.replace_existing},
              options={"existing_shards": existing})
+        for i in range(cfg.partitions)
+    ])
+    clusters = out / "_clusters.parquet"
+    drop_files = [out / "_drops" / f"drops-{shard_of[s]}.parquet" for s in inputs]
+    clustered = run_phase(ctx, out, "cluster", [
+        Task("cluster", "all", merge_clusters, res_files, [clusters] + drop_files,
+             {"bands": bands, "rows": rows, "drop_shards": drop_shards})
     ])
     filtered = run_phase(ctx, out, "filter", [
         Task("filter", shard_of[s], filter_shard, [s, d], [out / f"dedup-{shard_of[s]}.parquet"])
         for s, d in zip(inputs, drop_files)
     ])
     stats = filtered.stats
-    stats.info.update(clustered.stats.info)
-    stats.info.update(verified.stats.info)
+    for ph in (verified, comps, resolved, clustered):
+        stats.info.update(ph.stats.info)
     stats.add_info("candidate_pair_rows", paired.stats.records_out)
     stats.add_info("docs_signed", signed.fresh.records_in)      # this run: new shards only
-    phases = (signed, banded, paired, verified, clustered, filtered)
+    phases = (signed, banded, paired, verified, comps, resolved, clustered, filtered)
     ran, skipped = sum(ph.ran for ph in phases), sum(ph.skipped for ph in phases)
     return finish_stage(ctx, "dedup", out, stats, to_dict(cfg), ran, skipped, started)

@@ -338,16 +338,25 @@ def test_big_buckets_keep_one_copy(tmp_path):
 
 def test_verification_is_partitioned_and_independent_of_the_partition_count(tmp_path):
     """Candidate pairs go to ``partitions`` verify tasks by a hash of the pair: each task
-    reads only its own row groups, a pair found in many bands is verified in one task only,
-    and the outcome is the same with 1 or 7 partitions."""
+    reads only its own row groups, and a pair found in many bands is verified in one task
+    only. Components go to ``partitions`` resolve tasks whole. The outcome is the same with
+    1 or 7 partitions."""
     import numpy as np
 
     old, new = _corpus()
     one_stats, one = _dedup(tmp_path / "one", [old, new], partitions=1)
     many_stats, many = _dedup(tmp_path / "many", [old, new], partitions=7)
     assert one == many
-    clusters = lambda d: pq.read_table(d / "dedup" / "_clusters.parquet").to_pylist()   # noqa: E731
+    clusters = lambda d: sorted(pq.read_table(d / "dedup" / "_clusters.parquet").to_pylist(),   # noqa: E731
+                                key=lambda r: (r["cluster_id"], r["doc_id"]))
     assert clusters(tmp_path / "one") == clusters(tmp_path / "many")
+    assert one_stats["info"]["clusters"] == many_stats["info"]["clusters"] >= 3
+    resolved = [pq.read_table(f) for f in sorted((tmp_path / "many" / "dedup" / "_resolved").glob("*.parquet"))]
+    assert len(resolved) == 7 and sum(t.num_rows > 0 for t in resolved) >= 2      # spread over tasks
+    homes = [set(t["cluster_id"].to_pylist()) for t in resolved]
+    assert sum(map(len, homes)) == len(set().union(*homes))                       # a cluster is resolved whole
+    for f in (tmp_path / "one" / "dedup" / "_drops").glob("*.parquet"):
+        assert pq.read_table(f).equals(pq.read_table(tmp_path / "many" / "dedup" / "_drops" / f.name))
     for k in ("lsh_candidate_pairs", "lsh_verified_pairs", "exact_pairs"):
         assert one_stats["info"][k] == many_stats["info"][k] > 0
     ver = sorted((tmp_path / "many" / "dedup" / "_verified").glob("verified-*.parquet"))
