@@ -17,11 +17,11 @@ Phases, each resumable per task:
 3. *pairs*, one task per partition -> ``_pairs/pairs-PPP.parquet``: an external group-by.
    Each task sorts only its partition of every shard's band index and emits the pairs
    of documents sharing a bucket (every pair up to ``max_bucket_pairs`` members, a star
-   beyond), once each, with a second partition number (a hash of the pair) and one
-   Parquet row group per such number.
+   beyond), once each, with a second partition number (a hash of the pair's two docs
+   shards) and one Parquet row group per such number.
 4. *verify*, one task per partition -> ``_verified/verified-PPP.parquet``: the row groups
    of its number from every pairs file (a pair found in several bands of several band
-   partitions meets in one task), verified against ``threshold`` (``verify``: ``exact``
+   partitions meets in one task, and a task reads only the shards of its shard pairs), verified against ``threshold`` (``verify``: ``exact``
    Jaccard from the texts by default, or the MinHash ``estimate``, or ``off``), two shards
    at a time. Only the duplicate pairs are written.
 5. *components*, one task: connected components of the verified pairs (keys only), and
@@ -242,10 +242,12 @@ def _unique_pairs(a: np.ndarray, b: np.ndarray, exact: np.ndarray):
 
 
 def pair_partition(a: np.ndarray, b: np.ndarray, partitions: int) -> np.ndarray:
-    """The verify partition of each pair: a hash of both keys, so that the same pair found
-    in several band partitions meets in one verify task."""
+    """The verify partition of each pair: a hash of the pair's two docs shards. The same
+    pair found in several band partitions meets in one verify task, and a task reads only
+    the shards of its shard pairs (each shard pair once, as one task over everything would)."""
     with np.errstate(over="ignore"):
-        return (_mix(a * BAND_MIX + b) % np.uint64(partitions)).astype(np.uint16)
+        sp = ((a >> np.uint64(32)) << np.uint64(32)) | (b >> np.uint64(32))
+        return (_mix(sp * BAND_MIX) % np.uint64(partitions)).astype(np.uint16)
 
 
 def _read_part(path: Path, part: int) -> pa.Table:

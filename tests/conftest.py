@@ -3,6 +3,7 @@ and one small demo pipeline run reused by the contract tests."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import socket
 import struct
@@ -29,6 +30,33 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+KEY, SECRET = "AKIDWEBTEXTTEST", "s3cr3t-never-logged-5a1b"     # moto accepts any credentials
+
+
+@contextlib.contextmanager
+def moto_s3():
+    """moto's S3 server on 127.0.0.1 (a real HTTP server speaking the S3 protocol) with a
+    bucket ``webtext-test``: yields (pyarrow S3FileSystem, "host:port")."""
+    import pyarrow.fs as pafs
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    fs = pafs.S3FileSystem(access_key=KEY, secret_key=SECRET, region="us-east-1",
+                           endpoint_override=f"{host}:{port}", scheme="http", allow_bucket_creation=True)
+    fs.create_dir("webtext-test")
+    try:
+        yield fs, f"{host}:{port}"
+    finally:
+        server.stop()
+
+
+def s3_url(endpoint: str, prefix: str) -> str:
+    """A work directory in the moto bucket, credentials in the URL (they must never be logged)."""
+    return f"s3://{KEY}:{SECRET}@webtext-test/{prefix}?endpoint_override={endpoint}&scheme=http&region=us-east-1"
 
 
 def shared_path(*parts: str) -> Path:

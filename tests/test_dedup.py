@@ -337,7 +337,7 @@ def test_big_buckets_keep_one_copy(tmp_path):
 
 
 def test_verification_is_partitioned_and_independent_of_the_partition_count(tmp_path):
-    """Candidate pairs go to ``partitions`` verify tasks by a hash of the pair: each task
+    """Candidate pairs go to ``partitions`` verify tasks by a hash of the pair's docs shards: each task
     reads only its own row groups, and a pair found in many bands is verified in one task
     only. Components go to ``partitions`` resolve tasks whole. The outcome is the same with
     1 or 7 partitions."""

@@ -23,7 +23,7 @@ from pipeline.demoweb import DemoProxy, build_demo_web
 from pipeline.executor import Context
 from pipeline.run import ORDER, run_all
 
-from conftest import free_port
+from conftest import free_port, moto_s3, s3_url
 
 # ray itself is imported only after the cluster fixture set the auth token: Ray reads it once
 if importlib.util.find_spec("ray") is None:
@@ -96,6 +96,21 @@ def test_ray_cluster_gives_the_local_executors_bytes(cluster, demo):
     assert on_ray == local
     cfg = (tmp / "ray" / "docs" / "_config.json").read_text()
     assert '"executor": "ray"' in cfg
+
+
+def test_ray_with_the_work_directory_in_a_bucket(cluster, demo):
+    """Ray tasks read their inputs from and write their outputs to an s3:// work directory
+    (moto on loopback): the same bytes again, in the scratch and in the bucket."""
+    if importlib.util.find_spec("moto") is None:
+        pytest.skip("moto is not installed")
+    tmp, web, proxy = demo
+    with moto_s3() as (fs, endpoint):
+        _pipeline(s3_url(endpoint, "ray"), web, proxy, executor="ray", ray_address=cluster,
+                  scratch=str(tmp / "ray-s3"))
+        with fs.open_input_stream("webtext-test/ray/tokens/manifest.json") as f:
+            manifest = f.read()
+    assert _outputs(tmp / "ray-s3") == _outputs(tmp / "local")
+    assert manifest == (tmp / "ray-s3" / "tokens" / "manifest.json").read_bytes()
 
 
 def _ray_workers(prefix: str) -> list[int]:

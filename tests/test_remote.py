@@ -23,32 +23,18 @@ from pipeline.remote import StoreSpec, open_store, redact
 from pipeline.run import ORDER, run_all
 from pipeline.stats import Stats
 
+from conftest import KEY, SECRET, moto_s3, s3_url as _url
+
 if importlib.util.find_spec("moto") is None:
     pytest.skip("moto is not installed (pip install 'moto[server]')", allow_module_level=True)
 
 DATA = ("urls", "docs", "dedup", "clean", "tokens")
-KEY, SECRET = "AKIDWEBTEXTTEST", "s3cr3t-never-logged-5a1b"
 
 
 @pytest.fixture(scope="module")
 def s3():
-    """moto's S3 server on 127.0.0.1 (a real HTTP server speaking the S3 protocol), with a bucket."""
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    fs = pafs.S3FileSystem(access_key=KEY, secret_key=SECRET, region="us-east-1",
-                           endpoint_override=f"{host}:{port}", scheme="http", allow_bucket_creation=True)
-    fs.create_dir("webtext-test")
-    try:
-        yield fs, f"{host}:{port}"
-    finally:
-        server.stop()
-
-
-def _url(endpoint: str, prefix: str) -> str:
-    return f"s3://{KEY}:{SECRET}@webtext-test/{prefix}?endpoint_override={endpoint}&scheme=http&region=us-east-1"
+    with moto_s3() as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
@@ -197,3 +183,17 @@ def test_cli_status_mirrors_a_bucket_workdir(s3, tmp_path):
     assert r.exit_code == 0, r.output
     assert (tmp_path / "scr" / "tokens" / "manifest.json").read_bytes() == b'{"versions": []}'
     assert SECRET not in r.output
+
+
+def test_schedule_names_the_bucket_and_logs_in_its_scratch():
+    import shlex
+
+    from pipeline import schedule as S
+    from pipeline.remote import default_scratch
+
+    url = "s3://bucket/prefix?endpoint_override=minio:9000&scheme=http"
+    cmd = S.cron_command(url, None)
+    assert f"--workdir {shlex.quote(url)}" in cmd
+    assert str(default_scratch(url) / "logs" / "refresh.log") in cmd
+    service, _ = S.systemd_units(url)
+    assert "Description=webtext refresh of s3://bucket/prefix\n" in service
