@@ -59,6 +59,26 @@ def s3_url(endpoint: str, prefix: str) -> str:
     return f"s3://{KEY}:{SECRET}@webtext-test/{prefix}?endpoint_override={endpoint}&scheme=http&region=us-east-1"
 
 
+def pipeline_outputs(workdir: Path) -> dict:
+    """Every data file of the stages after fetch by sha256, and fetch's logs without timings
+    and offsets (WARC records carry their fetch date, and pages land in a segment in the
+    order they complete, so only what was fetched is compared there)."""
+    import hashlib
+
+    import pyarrow.parquet as pq
+
+    out = {}
+    for folder in ("urls", "docs", "dedup", "clean", "tokens"):
+        for p in sorted((workdir / folder).rglob("*")):
+            rel = p.relative_to(workdir)
+            if p.is_file() and not {"_done", "_partial", "_versions"} & set(rel.parts) \
+                    and p.name not in ("_config.json", "_stats.json"):
+                out[rel.as_posix()] = hashlib.sha256(p.read_bytes()).hexdigest()
+    logs = pa.concat_tables(pq.read_table(f) for f in sorted((workdir / "warc").glob("fetchlog-*.parquet")))
+    out["fetchlog"] = sorted(map(str, logs.drop_columns(["elapsed_ms", "fetched_at", "warc_offset"]).to_pylist()))
+    return out
+
+
 def shared_path(*parts: str) -> Path:
     p = SHARED.joinpath(*parts)
     if not p.exists():

@@ -2,7 +2,6 @@
 127.0.0.1, a head and a worker node, one CPU each) gives the same bytes as the local
 executor, also when a worker process is SIGKILLed in the middle of a stage."""
 
-import hashlib
 import importlib.util
 import os
 import secrets
@@ -23,13 +22,12 @@ from pipeline.demoweb import DemoProxy, build_demo_web
 from pipeline.executor import Context
 from pipeline.run import ORDER, run_all
 
-from conftest import free_port, moto_s3, s3_url
+from conftest import free_port, moto_s3, pipeline_outputs, s3_url
 
 # ray itself is imported only after the cluster fixture set the auth token: Ray reads it once
 if importlib.util.find_spec("ray") is None:
     pytest.skip("ray is not installed (pip install webtext[ray])", allow_module_level=True)
 RAY = str(Path(sys.executable).parent / "ray")
-DATA = ("urls", "docs", "dedup", "clean", "tokens")
 
 
 @pytest.fixture(scope="module")
@@ -72,26 +70,10 @@ def _pipeline(workdir, web, proxy, **run):
         ctx.close()
 
 
-def _outputs(workdir: Path) -> dict:
-    """Every data file of the stages after fetch by sha256, and fetch's logs without timings
-    and offsets (WARC records carry their fetch date, and pages land in a segment in the
-    order they complete, so only what was fetched is compared there)."""
-    out = {}
-    for folder in DATA:
-        for p in sorted((workdir / folder).rglob("*")):
-            rel = p.relative_to(workdir)
-            if p.is_file() and not {"_done", "_partial", "_versions"} & set(rel.parts) \
-                    and p.name not in ("_config.json", "_stats.json"):
-                out[rel.as_posix()] = hashlib.sha256(p.read_bytes()).hexdigest()
-    logs = pa.concat_tables(pq.read_table(f) for f in sorted((workdir / "warc").glob("fetchlog-*.parquet")))
-    out["fetchlog"] = sorted(map(str, logs.drop_columns(["elapsed_ms", "fetched_at", "warc_offset"]).to_pylist()))
-    return out
-
-
 def test_ray_cluster_gives_the_local_executors_bytes(cluster, demo):
     tmp, web, proxy = demo
     _pipeline(tmp / "ray", web, proxy, executor="ray", ray_address=cluster)
-    local, on_ray = _outputs(tmp / "local"), _outputs(tmp / "ray")
+    local, on_ray = pipeline_outputs(tmp / "local"), pipeline_outputs(tmp / "ray")
     assert len(local) > 50 and any(k.startswith("tokens/train-") for k in local)
     assert on_ray == local
     cfg = (tmp / "ray" / "docs" / "_config.json").read_text()
@@ -109,7 +91,7 @@ def test_ray_with_the_work_directory_in_a_bucket(cluster, demo):
                   scratch=str(tmp / "ray-s3"))
         with fs.open_input_stream("webtext-test/ray/tokens/manifest.json") as f:
             manifest = f.read()
-    assert _outputs(tmp / "ray-s3") == _outputs(tmp / "local")
+    assert pipeline_outputs(tmp / "ray-s3") == pipeline_outputs(tmp / "local")
     assert manifest == (tmp / "ray-s3" / "tokens" / "manifest.json").read_bytes()
 
 
@@ -148,7 +130,7 @@ def test_a_killed_worker_is_retried_and_the_outputs_are_the_same(cluster, demo):
         done.set()
         t.join()
     assert killed, "no extract task was caught running"
-    assert _outputs(tmp / "killed") == _outputs(tmp / "local")
+    assert pipeline_outputs(tmp / "killed") == pipeline_outputs(tmp / "local")
     assert not list((tmp / "killed").rglob("*.tmp-*"))          # the killed writer's temporaries are gone
 
 

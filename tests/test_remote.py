@@ -2,15 +2,12 @@
 moto's S3 server on loopback gives the local run's bytes, keeps everything it needs in the
 bucket (a fresh scratch redoes nothing), and commits a task only with its marker."""
 
-import hashlib
 import importlib.util
 import io
 import os
 from pathlib import Path
 
-import pyarrow as pa
 import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 import pytest
 from rich.console import Console
 
@@ -23,12 +20,11 @@ from pipeline.remote import StoreSpec, open_store, redact
 from pipeline.run import ORDER, run_all
 from pipeline.stats import Stats
 
-from conftest import KEY, SECRET, moto_s3, s3_url as _url
+from conftest import KEY, SECRET, moto_s3, pipeline_outputs, s3_url as _url
 
 if importlib.util.find_spec("moto") is None:
     pytest.skip("moto is not installed (pip install 'moto[server]')", allow_module_level=True)
 
-DATA = ("urls", "docs", "dedup", "clean", "tokens")
 
 
 @pytest.fixture(scope="module")
@@ -58,20 +54,6 @@ def _pipeline(workdir, web, proxy, scratch: Path | None = None, log: io.StringIO
         ctx.close()
 
 
-def _outputs(workdir: Path) -> dict:
-    """Every data file of the stages after fetch by sha256, and fetch's logs without timings."""
-    out = {}
-    for folder in DATA:
-        for p in sorted((workdir / folder).rglob("*")):
-            rel = p.relative_to(workdir)
-            if p.is_file() and not {"_done", "_partial", "_versions"} & set(rel.parts) \
-                    and p.name not in ("_config.json", "_stats.json"):
-                out[rel.as_posix()] = hashlib.sha256(p.read_bytes()).hexdigest()
-    logs = pa.concat_tables(pq.read_table(f) for f in sorted((workdir / "warc").glob("fetchlog-*.parquet")))
-    out["fetchlog"] = sorted(map(str, logs.drop_columns(["elapsed_ms", "fetched_at", "warc_offset"]).to_pylist()))
-    return out
-
-
 def _download(fs, prefix: str, dest: Path) -> None:
     for info in fs.get_file_info(pafs.FileSelector(f"webtext-test/{prefix}", recursive=True)):
         if info.type == pafs.FileType.File:
@@ -86,12 +68,12 @@ def test_s3_workdir_gives_the_local_bytes_and_a_fresh_scratch_redoes_nothing(s3,
     tmp, web, proxy = demo
     url, log = _url(endpoint, "corpus"), io.StringIO()
     _pipeline(url, web, proxy, scratch=tmp_path / "scratch1", log=log)
-    local = _outputs(tmp / "local")
+    local = pipeline_outputs(tmp / "local")
     assert len(local) > 50 and any(k.startswith("tokens/train-") for k in local)
-    assert _outputs(tmp_path / "scratch1") == local
+    assert pipeline_outputs(tmp_path / "scratch1") == local
     # the bucket itself holds the whole work directory, state database included
     _download(fs, "corpus", tmp_path / "bucket")
-    assert _outputs(tmp_path / "bucket") == local
+    assert pipeline_outputs(tmp_path / "bucket") == local
     assert (tmp_path / "bucket" / "state.sqlite").stat().st_size > 0
     assert not list((tmp_path / "bucket").rglob("*.tmp-*")) and not (tmp_path / "bucket" / ".lock").exists()
     assert SECRET not in log.getvalue() and KEY not in log.getvalue()
@@ -100,7 +82,7 @@ def test_s3_workdir_gives_the_local_bytes_and_a_fresh_scratch_redoes_nothing(s3,
     # another machine (an empty scratch): everything comes from the bucket and nothing runs again
     results = _pipeline(url, web, proxy, scratch=tmp_path / "scratch2")
     assert sum(r.get("tasks_run", 0) for r in results) == 0
-    assert _outputs(tmp_path / "scratch2") == local
+    assert pipeline_outputs(tmp_path / "scratch2") == local
 
 
 def _done_markers(fs, prefix: str) -> list[str]:
@@ -122,7 +104,7 @@ def test_an_object_without_its_marker_is_redone_with_the_same_bytes(s3, demo, tm
     extract = next(r for r in results if r.get("stage") == "extract")
     assert extract["tasks_run"] == 1
     assert _done_markers(fs, "crash") == markers
-    assert _outputs(tmp_path / "b") == _outputs(tmp / "local")
+    assert pipeline_outputs(tmp_path / "b") == pipeline_outputs(tmp / "local")
 
 
 def _copy_first_line(task: Task) -> Stats:
@@ -132,7 +114,7 @@ def _copy_first_line(task: Task) -> Stats:
     return Stats(records_in=1, records_out=1)
 
 
-def test_a_task_on_another_node_downloads_its_inputs_and_uploads_its_outputs(s3, tmp_path):
+def test_a_task_on_another_node_downloads_its_inputs_and_uploads_itspipeline_outputs(s3, tmp_path):
     fs, endpoint = s3
     url = _url(endpoint, "node")
     with fs.open_output_stream("webtext-test/node/in/a.txt") as f:
