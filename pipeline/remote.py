@@ -84,8 +84,10 @@ class StoreSpec:
 
 
 def _local_only(rel: str) -> bool:
+    """Files never uploaded nor deleted by a pull: temporaries, the lock, SQLite's side files,
+    and ``logs/`` (a cron job's log is opened by the shell before webtext starts)."""
     name = rel.rsplit("/", 1)[-1]
-    return ".tmp-" in name or name in _SQLITE_SIDE or rel in _LOCAL_ONLY
+    return ".tmp-" in name or name in _SQLITE_SIDE or rel in _LOCAL_ONLY or rel.startswith("logs/")
 
 
 def _commit_rank(rel: str) -> int:
@@ -197,6 +199,9 @@ class ObjectStore:
         remote, local = self.listing(), self._local()
         todo = [(rel, stamp) for rel, stamp in sorted(remote.items()) if local.get(rel) != stamp]
         gone = sorted(set(local) - set(remote))
+        if "state.sqlite" in gone or any(rel == "state.sqlite" for rel, _ in todo):
+            for side in _SQLITE_SIDE:       # a stale WAL would be replayed into the new database
+                (self.scratch / side).unlink(missing_ok=True)
         self.parallel(lambda item: self.get(self.scratch / item[0], item[0], item[1][1]), todo)
         for rel in gone:
             (self.scratch / rel).unlink(missing_ok=True)

@@ -179,3 +179,32 @@ def test_schedule_names_the_bucket_and_logs_in_its_scratch():
     assert str(default_scratch(url) / "logs" / "refresh.log") in cmd
     service, _ = S.systemd_units(url)
     assert "Description=webtext refresh of s3://bucket/prefix\n" in service
+
+
+def test_pull_replaces_a_stale_state_database_with_its_wal_and_keeps_logs(s3, tmp_path):
+    """A scratch left by a crashed run: its state.sqlite (and WAL) are replaced by the
+    bucket's, stale data files are removed, and a cron log opened before the run is kept."""
+    import sqlite3
+
+    fs, endpoint = s3
+    url = _url(endpoint, "stale")
+    src = tmp_path / "bucket-state.sqlite"
+    db = sqlite3.connect(src)
+    db.execute("CREATE TABLE t (x)")
+    db.execute("INSERT INTO t VALUES ('from the bucket')")
+    db.commit()
+    db.close()
+    with fs.open_output_stream("webtext-test/stale/state.sqlite") as f:
+        f.write(src.read_bytes())
+    scratch = tmp_path / "scratch"
+    (scratch / "docs").mkdir(parents=True)
+    (scratch / "state.sqlite").write_bytes(b"left by a crashed run")
+    (scratch / "state.sqlite-wal").write_bytes(b"stale write-ahead log")
+    (scratch / "docs" / "docs-00009.parquet").write_bytes(b"not in the bucket")
+    (scratch / "logs").mkdir()
+    (scratch / "logs" / "refresh.log").write_text("cron output\n")
+    got = open_store(url, str(scratch)).pull()
+    assert got["downloaded"] == 1 and got["deleted"] == 1
+    assert not (scratch / "state.sqlite-wal").exists() and not (scratch / "docs" / "docs-00009.parquet").exists()
+    assert sqlite3.connect(scratch / "state.sqlite").execute("SELECT x FROM t").fetchall() == [("from the bucket",)]
+    assert (scratch / "logs" / "refresh.log").read_text() == "cron output\n"
