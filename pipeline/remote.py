@@ -22,7 +22,8 @@ files, in a local *scratch* mirror of it (``run.scratch``, default
 
 A task on a node whose scratch lacks one of its inputs downloads it first. Credentials
 come from the environment (``AWS_ACCESS_KEY_ID``..., ``GOOGLE_APPLICATION_CREDENTIALS``)
-or pyarrow's URL options (``?endpoint_override=host:port&scheme=http``); URLs are shown
+or pyarrow's URL options (``?endpoint_override=host:port&scheme=http``; for gs:// also
+``anonymous=true`` and ``project_id``); URLs are shown
 with their query and user part removed, so no credential reaches a log.
 """
 
@@ -99,6 +100,27 @@ def _commit_rank(rel: str) -> int:
     return 1 if "/_done/" in f"/{rel}" else 0
 
 
+_GCS_OPTIONS = {"scheme": str, "endpoint_override": str, "project_id": str, "default_bucket_location": str,
+                "anonymous": lambda v: v.lower() in ("1", "true", "yes")}
+
+
+def _gcs(url: str):
+    """pyarrow's GcsFileSystem from ``gs://bucket/prefix?option=value``: pyarrow's own URI
+    parser lacks ``anonymous`` (public buckets, emulators), so the options are read here."""
+    import urllib.parse
+
+    import pyarrow.fs as pafs
+
+    u = urllib.parse.urlsplit(url)
+    opts = {}
+    for key, value in urllib.parse.parse_qsl(u.query, keep_blank_values=True):
+        if key not in _GCS_OPTIONS:
+            raise ValueError(f"Unexpected query parameter in GCS URI: '{key}' "
+                             f"(known: {', '.join(sorted(_GCS_OPTIONS))})")
+        opts[key] = _GCS_OPTIONS[key](value)
+    return pafs.GcsFileSystem(**opts), f"{u.netloc}{u.path}".rstrip("/")
+
+
 class ObjectStore:
     def __init__(self, spec: StoreSpec):
         import pyarrow.fs as pafs
@@ -108,7 +130,7 @@ class ObjectStore:
             raise ConfigError(f"work directory {redact(spec.url)}: scheme '{scheme}' is not supported",
                               "Use a local path, s3://bucket/prefix or gs://bucket/prefix")
         try:
-            fs, root = pafs.FileSystem.from_uri(spec.url)
+            fs, root = _gcs(spec.url) if scheme in ("gs", "gcs") else pafs.FileSystem.from_uri(spec.url)
         except Exception as e:      # pyarrow: ArrowInvalid / OSError, message names the option
             raise ConfigError(f"cannot open work directory {redact(spec.url)}: {scrub(str(e), spec.url)}") from None
         self.spec = spec

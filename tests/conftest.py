@@ -54,6 +54,20 @@ def moto_s3():
         server.stop()
 
 
+@contextlib.contextmanager
+def gcs_emulator():
+    """gcp-storage-emulator (the GCS JSON API, in memory) on 127.0.0.1 with a bucket
+    ``webtext-gs``: yields "host:port"."""
+    from gcp_storage_emulator.server import create_server
+
+    server = create_server("127.0.0.1", 0, in_memory=True, default_bucket="webtext-gs")
+    server.start()
+    try:
+        yield f"127.0.0.1:{server._api._httpd.server_address[1]}"
+    finally:
+        server.stop()
+
+
 def s3_url(endpoint: str, prefix: str) -> str:
     """A work directory in the moto bucket, credentials in the URL (they must never be logged)."""
     return f"s3://{KEY}:{SECRET}@webtext-test/{prefix}?endpoint_override={endpoint}&scheme=http&region=us-east-1"

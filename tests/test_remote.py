@@ -20,7 +20,7 @@ from pipeline.remote import StoreSpec, open_store, redact
 from pipeline.run import ORDER, run_all
 from pipeline.stats import Stats
 
-from conftest import KEY, SECRET, moto_s3, pipeline_outputs, s3_url as _url
+from conftest import KEY, SECRET, gcs_emulator, moto_s3, pipeline_outputs, s3_url as _url
 
 if importlib.util.find_spec("moto") is None:
     pytest.skip("moto is not installed (pip install 'moto[server]')", allow_module_level=True)
@@ -83,6 +83,24 @@ def test_s3_workdir_gives_the_local_bytes_and_a_fresh_scratch_redoes_nothing(s3,
     results = _pipeline(url, web, proxy, scratch=tmp_path / "scratch2")
     assert sum(r.get("tasks_run", 0) for r in results) == 0
     assert pipeline_outputs(tmp_path / "scratch2") == local
+
+
+def test_gs_workdir_gives_the_local_bytes(demo, tmp_path):
+    """The same pipeline with the work directory in a Google Cloud Storage bucket
+    (gcp-storage-emulator on loopback, anonymous access through pyarrow's GcsFileSystem)."""
+    if importlib.util.find_spec("gcp_storage_emulator") is None:
+        pytest.skip("gcp-storage-emulator is not installed")
+    tmp, web, proxy = demo
+    with gcs_emulator() as endpoint:
+        url = f"gs://webtext-gs/corpus?endpoint_override={endpoint}&scheme=http&anonymous=true"
+        _pipeline(url, web, proxy, scratch=tmp_path / "scratch")
+        fs = pafs.GcsFileSystem(anonymous=True, scheme="http", endpoint_override=endpoint)
+        with fs.open_input_stream("webtext-gs/corpus/tokens/manifest.json") as f:
+            manifest = f.read()
+        with pytest.raises(ConfigError, match="Unexpected query parameter in GCS URI: 'colour'"):
+            open_store("gs://webtext-gs/x?colour=blue", str(tmp_path / "x"))
+    assert pipeline_outputs(tmp_path / "scratch") == pipeline_outputs(tmp / "local")
+    assert manifest == (tmp_path / "scratch" / "tokens" / "manifest.json").read_bytes()
 
 
 def _done_markers(fs, prefix: str) -> list[str]:
