@@ -83,6 +83,7 @@ def _mirrored():
         return
     ctx = _context()
     try:
+        ctx.store.materialize_all()     # these commands read any file: all of them, here
         yield
     finally:
         ctx.close()

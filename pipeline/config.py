@@ -29,6 +29,7 @@ class ExecutorConfig:
     ray_max_retries: int = 3       # retries of a task whose worker or node died
     ray_fetch_cpus: float = 0.25   # CPUs a fetch task reserves: I/O bound, so 4 run per core
     scratch: str = ""              # local mirror of an s3:// or gs:// work directory; "" = <tmp>/webtext-<hash>
+    scratch_data: str = "on_demand"  # bulk data in the scratch: on_demand (placeholders between uses) | mirror
 
     def __post_init__(self):
         if self.executor not in ("local", "ray"):
@@ -37,6 +38,8 @@ class ExecutorConfig:
             raise ConfigError("run.ray_max_retries must be >= 0 and run.ray_fetch_cpus in (0, 64]")
         if self.workers < 0:
             raise ConfigError("workers must be >= 0", "Use 0 for one worker per core")
+        if self.scratch_data not in ("on_demand", "mirror"):
+            raise ConfigError(f"unknown run.scratch_data '{self.scratch_data}'", 'Use "on_demand" or "mirror"')
 
 
 @dataclass

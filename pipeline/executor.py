@@ -41,7 +41,7 @@ from rich.text import Text
 from .config import Config
 from .errors import WebtextError
 from .io import read_json, sha256_file, write_json
-from .remote import is_url, open_store, store_for
+from .remote import LAZY_DEFAULT, is_url, open_store, store_for
 from .state import State
 from .stats import Stats
 
@@ -75,7 +75,8 @@ class Context:
         self.store = None          # the bucket, when the work directory is s3:// or gs:// (pipeline.remote)
         self._pulled = False       # this context mirrored the bucket, so it may publish to it
         if is_url(workdir):
-            self.store = open_store(str(workdir), cfg.run.scratch)
+            self.store = open_store(str(workdir), cfg.run.scratch,
+                                    LAZY_DEFAULT if cfg.run.scratch_data == "on_demand" else ())
             self.workdir = self.store.scratch
             self.workdir.mkdir(parents=True, exist_ok=True)
             self.pull()
@@ -83,6 +84,8 @@ class Context:
             self.workdir = Path(workdir)
             self.workdir.mkdir(parents=True, exist_ok=True)
         self.state = State(self.workdir)
+        if self.store is not None:      # a placeholder's digest needs its bytes (when not cached)
+            self.state.materialize = lambda path: self.store.stage_in([path])
         workers = cfg.run.workers or os.cpu_count() or 1
         self.workers = max(1, workers)
         self.run_id: int | None = None
@@ -100,6 +103,14 @@ class Context:
         self.log(f"work directory {self.store.url}: {got['objects']} objects, {got['downloaded']} downloaded "
                  f"({got['bytes'] / 2**20:.1f} MiB) into {self.workdir}"
                  + (f", {got['deleted']} stale local file(s) removed" if got["deleted"] else ""))
+
+    def materialize(self, paths) -> list[Path]:
+        """Make sure the driver has the bytes of ``paths`` (bulk data in a bucket work
+        directory is a placeholder between uses); returns them as a list."""
+        paths = [Path(p) for p in paths]
+        if self.store is not None:
+            self.store.stage_in(paths)
+        return paths
 
     def publish(self) -> None:
         """Upload what changed in the scratch to the bucket (no-op for a local work directory)."""
@@ -208,7 +219,13 @@ def _execute(task: Task) -> tuple[dict, dict]:
             raise RuntimeError(f"task {task.phase}/{task.name} did not write {p.name}")
         outputs[_output_name(task.outputs[0].parent, p)] = {"size": p.stat().st_size, "sha256": sha256_file(p)}
     if store is not None:
-        store.parallel(store.put, [*task.outputs, *extra])
+        written = [*task.outputs, *extra]
+        store.parallel(store.put, written)
+        for p in written:          # uploaded: bulk data leaves the scratch (a phase reads it later)
+            st = p.stat()
+            outputs[_output_name(task.outputs[0].parent, p)]["_mtime_ns"] = st.st_mtime_ns
+            if store.is_lazy(store.rel(p)):
+                store.placeholder(p, st.st_size, st.st_mtime_ns)
     return stats.to_dict(), outputs
 
 
@@ -265,7 +282,14 @@ def run_phase(ctx: Context, folder: Path, phase: str, tasks: list[Task]) -> Phas
         stats, outputs = result
         folder = task.outputs[0].parent if task.outputs else None
         if ctx.store is not None:      # written on another node: the driver's mirror needs it too
-            ctx.store.stage_in([folder / name for name in outputs])
+            for name, info in outputs.items():
+                mtime = info.pop("_mtime_ns", None)
+                p = folder / name
+                if not p.exists():
+                    if ctx.store.is_lazy(ctx.store.rel(p)):
+                        ctx.store.placeholder(p, info["size"], mtime)
+                    else:
+                        ctx.store.get(p)
         for name, info in outputs.items():
             ctx.state.remember_digest(folder / name, info["sha256"])
         write_json(rec_path, {"fingerprint": fp, "stats": stats, "outputs": outputs, "finished": time.time()})
@@ -281,7 +305,11 @@ def run_phase(ctx: Context, folder: Path, phase: str, tasks: list[Task]) -> Phas
     label = f"  {phase}" + (f" ({skipped} already done)" if skipped else "")
     with _progress(ctx, label, len(todo)) as advance:
         if ctx.cfg.run.executor == "ray":
-            _run_on_ray(ctx, phase, todo, finished, advance)
+            try:
+                _run_on_ray(ctx, phase, todo, finished, advance)
+            finally:
+                if ctx.store is not None:
+                    _evict_on_every_node(ctx)
             remove_stale_temporaries(folder)        # left by a worker killed mid-write
         elif workers <= 1:
             for task, rec_path, fp in todo:
@@ -300,7 +328,25 @@ def run_phase(ctx: Context, folder: Path, phase: str, tasks: list[Task]) -> Phas
                     for f in futures:
                         f.cancel()
                     raise
+    if ctx.store is not None:
+        ctx.store.evict()          # inputs the tasks downloaded here become placeholders again
     return PhaseResult(total, len(todo), skipped, fresh)
+
+
+def _evict_here(spec) -> int:
+    return store_for(spec).evict()
+
+
+def _evict_on_every_node(ctx: Context) -> None:
+    """After a phase on Ray: every node turns the inputs its tasks downloaded back into
+    placeholders (no task of the phase runs any more, so none is about to read one)."""
+    ray = ctx.ray()
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    evict = ray.remote(_evict_here)
+    refs = [evict.options(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
+            .remote(ctx.store.spec) for n in ray.nodes() if n.get("Alive")]
+    ray.get(refs)
 
 
 def _run_on_ray(ctx: Context, phase: str, todo: list[tuple[Task, Path, str]], finished, advance) -> None:

@@ -30,6 +30,7 @@ with their query and user part removed, so no credential reaches a log.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import fnmatch
 import hashlib
 import os
 import re
@@ -82,6 +83,29 @@ class StoreSpec:
 
     url: str
     scratch: str
+    lazy: tuple[str, ...] = ()      # fnmatch patterns (relative paths) of bulk files kept as placeholders
+
+
+# Bulk data that only tasks read (or the driver reads through ``Context.materialize``): in
+# the scratch these are placeholders between uses. Everything else is mirrored for real.
+LAZY_DEFAULT = (
+    "warc/warc-*.warc.gz", "urls/_parts/*", "docs/docs-*.parquet",
+    "dedup/dedup-*.parquet", "dedup/_signatures/*", "dedup/_bands/*", "dedup/_pairs/*",
+    "dedup/_verified/*", "dedup/_components/*", "dedup/_resolved/*",
+    "clean/clean-*.parquet", "clean/_scan/*.parquet", "clean/_filters/*",
+    "tokens/_parts/*", "tokens/train-*", "tokens/val-*",
+)
+
+
+def is_placeholder(path: Path) -> bool:
+    """A placeholder is a sparse file of the object's size and time with no data blocks:
+    existence, size and time checks and directory listings see the object, and any
+    reader fails loudly on it (all zeros: no Parquet, Arrow, gzip, npy or JSON magic)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return False
+    return st.st_size > 0 and st.st_blocks == 0
 
 
 def _local_only(rel: str) -> bool:
@@ -140,6 +164,19 @@ class ObjectStore:
         self.url = redact(spec.url)
         self._pafs = pafs
 
+    def is_lazy(self, rel: str) -> bool:
+        return any(fnmatch.fnmatchcase(rel, pat) for pat in self.spec.lazy)
+
+    def placeholder(self, local: Path, size: int, mtime_ns: int) -> None:
+        """Replace ``local`` (atomically) by a placeholder of ``size`` bytes and time ``mtime_ns``."""
+        local = Path(local)
+        local.parent.mkdir(parents=True, exist_ok=True)
+        tmp = local.with_name(f"{local.name}.tmp-{os.getpid()}")
+        with open(tmp, "wb") as f:
+            f.truncate(size)
+        os.utime(tmp, ns=(mtime_ns, mtime_ns))
+        os.replace(tmp, local)
+
     # -- naming --------------------------------------------------------------
     def rel(self, local: Path) -> str:
         return Path(local).resolve().relative_to(self.scratch.resolve()).as_posix()
@@ -170,8 +207,11 @@ class ObjectStore:
         rel = rel or self.rel(local)
         src = Path(source or local)
 
+        if is_placeholder(src):
+            raise WebtextError(f"refusing to upload {rel}: the local file is a placeholder, not its data")
+
         def go():
-            with open(src, "rb") as f, self.fs.open_output_stream(self.key(rel)) as out:
+            with open(src, "rb") as f, self.fs.open_output_stream(self.key(rel), compression=None) as out:
                 shutil.copyfileobj(f, out, 8 << 20)
             info = self.fs.get_file_info(self.key(rel))
             os.utime(local, ns=(info.mtime_ns, info.mtime_ns))
@@ -186,7 +226,7 @@ class ObjectStore:
             local.parent.mkdir(parents=True, exist_ok=True)
             tmp = local.with_name(f"{local.name}.tmp-{os.getpid()}")
             try:
-                with self.fs.open_input_stream(self.key(rel)) as src, open(tmp, "wb") as out:
+                with self.fs.open_input_stream(self.key(rel), compression=None) as src, open(tmp, "wb") as out:
                     shutil.copyfileobj(src, out, 8 << 20)
                 t = mtime_ns if mtime_ns is not None else self.fs.get_file_info(self.key(rel)).mtime_ns
                 os.utime(tmp, ns=(t, t))
@@ -224,15 +264,23 @@ class ObjectStore:
         if "state.sqlite" in gone or any(rel == "state.sqlite" for rel, _ in todo):
             for side in _SQLITE_SIDE:       # a stale WAL would be replayed into the new database
                 (self.scratch / side).unlink(missing_ok=True)
+        lazy = [(rel, stamp) for rel, stamp in todo if self.is_lazy(rel)]
+        todo = [(rel, stamp) for rel, stamp in todo if not self.is_lazy(rel)]
+        for rel, (size, mtime) in lazy:
+            self.placeholder(self.scratch / rel, size, mtime)
         self.parallel(lambda item: self.get(self.scratch / item[0], item[0], item[1][1]), todo)
         for rel in gone:
             (self.scratch / rel).unlink(missing_ok=True)
         return {"downloaded": len(todo), "bytes": sum(s for _, (s, _) in todo), "deleted": len(gone),
-                "objects": len(remote)}
+                "objects": len(remote), "placeholders": len(lazy)}
 
     def publish(self) -> dict:
         """Upload every changed local file (commit markers last); delete objects whose file is gone."""
         remote, local = self.listing(), self._local()
+        stale = [rel for rel in local if rel not in remote and is_placeholder(self.scratch / rel)]
+        for rel in stale:           # its object is gone (deleted elsewhere): so is the placeholder
+            (self.scratch / rel).unlink(missing_ok=True)
+            del local[rel]
         changed = [rel for rel, stamp in local.items() if remote.get(rel) != stamp]
         for rank in range(4):
             batch = sorted(r for r in changed if _commit_rank(r) == rank)
@@ -243,7 +291,23 @@ class ObjectStore:
         gone = sorted(set(remote) - set(local))
         if gone:
             self._io("delete", gone[0], lambda: self.parallel(lambda r: self.fs.delete_file(self.key(r)), gone))
-        return {"uploaded": len(changed), "bytes": sum(local[r][0] for r in changed), "deleted": len(gone)}
+        evicted = self.evict()
+        return {"uploaded": len(changed), "bytes": sum(local[r][0] for r in changed), "deleted": len(gone),
+                "evicted": evicted}
+
+    def evict(self) -> int:
+        """Turn every real local copy of a lazy object back into a placeholder, once the
+        bucket holds it (same size and time). Call it only while no task runs: a task may be
+        about to open an input. Returns how many."""
+        if not self.spec.lazy:
+            return 0
+        remote = self.listing()
+        n = 0
+        for rel, stamp in self._local().items():
+            if self.is_lazy(rel) and remote.get(rel) == stamp and not is_placeholder(self.scratch / rel):
+                self.placeholder(self.scratch / rel, *stamp)
+                n += 1
+        return n
 
     def _put_state(self) -> None:
         """state.sqlite through the backup API: the object is a consistent database even
@@ -261,10 +325,14 @@ class ObjectStore:
         finally:
             copy.unlink(missing_ok=True)
 
+    def materialize_all(self) -> int:
+        """Download the data of every placeholder in the scratch; returns how many."""
+        return self.stage_in(p for p in self.scratch.rglob("*") if is_placeholder(p))
+
     def stage_in(self, paths: Iterable[Path]) -> int:
         """Download the files among ``paths`` that belong to the mirror but are missing here
         (a task on another node); returns how many."""
-        missing = [Path(p) for p in paths if self.holds(p) and not Path(p).exists()]
+        missing = [Path(p) for p in paths if self.holds(p) and (not Path(p).exists() or is_placeholder(Path(p)))]
         self.parallel(self.get, missing)
         return len(missing)
 
@@ -292,6 +360,6 @@ def store_for(spec: StoreSpec | None) -> ObjectStore | None:
     return _opened[spec]
 
 
-def open_store(url: str, scratch: str = "") -> ObjectStore:
+def open_store(url: str, scratch: str = "", lazy: Iterable[str] = LAZY_DEFAULT) -> ObjectStore:
     return store_for(StoreSpec(str(url), str(Path(scratch).expanduser().resolve()) if scratch
-                               else str(default_scratch(str(url)))))
+                               else str(default_scratch(str(url))), tuple(lazy)))

@@ -63,6 +63,7 @@ class State:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
+        self.materialize = None     # set for a bucket work directory: fetches a placeholder's bytes
         self.db.executescript(_SCHEMA)
 
     def close(self) -> None:
@@ -135,6 +136,8 @@ class State:
         ).fetchone()
         if row:
             return row[0]
+        if self.materialize is not None:
+            self.materialize(path)
         digest = sha256_file(path)
         self.remember_digest(path, digest)
         return digest

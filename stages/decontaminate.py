@@ -489,6 +489,7 @@ def run(ctx: Context, report_only: bool = False) -> dict:
             for s in inputs
         ])
         phases.append(checked)
+    ctx.materialize([*hit_files, *npys.values(), *(out / "_filters").glob("*.bloom")])   # read here, on the driver
     report = overlap_report(out, names, npys, hit_files, checked.stats.info if checked else None, cfg)
     print_report(report)
     stats = checked.stats if checked else Stats(records_in=scanned.stats.records_in, records_out=scanned.stats.records_in)

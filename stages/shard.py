@@ -389,7 +389,7 @@ def run(ctx: Context, export: str | None = None) -> dict:
     ])
     versions = _versions(prev)
     files: dict[str, dict] = dict(prev.get("shard_files") or {x["file"]: x for x in prev["shards"]}) if prev else {}
-    idx = [_part_index(p) for p in parts]
+    idx = [_part_index(p) for p in ctx.materialize(parts)]     # (bucket work directory: read here)
     live = live_masks([k for k, _, _ in idx])
     # keys held by several parts (revisited pages): those of the superseded rows
     revised = np.unique(np.concatenate([k[~m] for (k, _, _), m in zip(idx, live)])) if idx else np.empty(0, np.uint64)
@@ -404,7 +404,8 @@ def run(ctx: Context, export: str | None = None) -> dict:
     stats = Stats(records_in=tokenized.stats.records_in)
     ran, skipped = tokenized.ran, tokenized.skipped
     last = versions[-1] if versions else None
-    old_keys = {f: shard_keys(out / f, cfg.seed) for f in last["shards"]} if last else {}
+    old_keys = {f: shard_keys(p, cfg.seed) for f, p in zip(last["shards"], ctx.materialize(out / f for f in last["shards"]))} \
+        if last else {}
     previous = np.concatenate(list(old_keys.values())) if old_keys else np.empty(0, np.uint64)
     changed = _changed(out, parts, old_keys, np.intersect1d(np.intersect1d(revised, previous), current))
     new = np.union1d(np.setdiff1d(current, previous), changed) if last or takedowns else None
@@ -438,6 +439,7 @@ def run(ctx: Context, export: str | None = None) -> dict:
                                       {"seed": cfg.seed}))
         done = run_phase(ctx, out, "assemble", tasks)
         ran, skipped = ran + done.ran, skipped + done.skipped
+        ctx.materialize([f for _, f in made] + [g for _, g in replaced.values()])
         shards = []
         for f in last["shards"] if last else []:
             split, g = replaced.get(f, (files[f]["split"], None))
@@ -479,6 +481,7 @@ def run(ctx: Context, export: str | None = None) -> dict:
         stats.add_info(key, made_now.get(key, 0))
     stats.add_info("tokenizer", f"{spec.name} ({spec.backend})")
     if export == "nanogpt":
+        ctx.materialize(out / f for f in latest["shards"])
         for split, n in export_nanogpt(out, [(files[f]["split"], out / f) for f in latest["shards"]],
                                        spec.dtype).items():
             stats.add_info(f"nanogpt_{split}_tokens", n)

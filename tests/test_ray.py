@@ -91,6 +91,9 @@ def test_ray_with_the_work_directory_in_a_bucket(cluster, demo):
                   scratch=str(tmp / "ray-s3"))
         with fs.open_input_stream("webtext-test/ray/tokens/manifest.json") as f:
             manifest = f.read()
+        from pipeline.remote import open_store
+
+        open_store(s3_url(endpoint, "ray"), str(tmp / "ray-s3")).materialize_all()
     assert pipeline_outputs(tmp / "ray-s3") == pipeline_outputs(tmp / "local")
     assert manifest == (tmp / "ray-s3" / "tokens" / "manifest.json").read_bytes()
 

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 import pytest
 from rich.console import Console
 
@@ -59,29 +60,58 @@ def _download(fs, prefix: str, dest: Path) -> None:
         if info.type == pafs.FileType.File:
             p = dest / info.path[len(f"webtext-test/{prefix}/"):]
             p.parent.mkdir(parents=True, exist_ok=True)
-            with fs.open_input_stream(info.path) as src:
+            with fs.open_input_stream(info.path, compression=None) as src:
                 p.write_bytes(src.read())
 
 
+def _allocated(folder: Path) -> tuple[int, int]:
+    """(bytes of the data files, bytes they occupy on disk) under ``folder``."""
+    files = [p for p in folder.rglob("*") if p.is_file()]
+    return sum(p.stat().st_size for p in files), sum(p.stat().st_blocks * 512 for p in files)
+
+
 def test_s3_workdir_gives_the_local_bytes_and_a_fresh_scratch_redoes_nothing(s3, demo, tmp_path):
+    import gzip
+
+    from pipeline.remote import is_placeholder
+
     fs, endpoint = s3
     tmp, web, proxy = demo
     url, log = _url(endpoint, "corpus"), io.StringIO()
     _pipeline(url, web, proxy, scratch=tmp_path / "scratch1", log=log)
     local = pipeline_outputs(tmp / "local")
     assert len(local) > 50 and any(k.startswith("tokens/train-") for k in local)
-    assert pipeline_outputs(tmp_path / "scratch1") == local
-    # the bucket itself holds the whole work directory, state database included
+    # the bucket holds the whole work directory, state database included
     _download(fs, "corpus", tmp_path / "bucket")
     assert pipeline_outputs(tmp_path / "bucket") == local
     assert (tmp_path / "bucket" / "state.sqlite").stat().st_size > 0
     assert not list((tmp_path / "bucket").rglob("*.tmp-*")) and not (tmp_path / "bucket" / ".lock").exists()
+    segments = sorted((tmp_path / "bucket" / "warc").glob("warc-*.warc.gz"))
+    assert segments and all(gzip.open(f).read(8) == b"WARC/1.1" for f in segments)   # stored as written
     assert SECRET not in log.getvalue() and KEY not in log.getvalue()
     assert "s3://webtext-test/corpus" in log.getvalue()
+    # the scratch keeps bulk data as placeholders (no blocks on disk), and the rest for real
+    scratch = tmp_path / "scratch1"
+    store = open_store(url, str(scratch))
+    files = [p for p in scratch.rglob("*") if p.is_file() and p.name != ".lock"]
+    lazy = [p for p in files if store.is_lazy(store.rel(p))]
+    assert len(lazy) > 100 and all(is_placeholder(p) for p in lazy)
+    assert not any(is_placeholder(p) for p in files if p not in lazy)
+    size, disk = _allocated(scratch)
+    real = sum(p.stat().st_size for p in files if p not in lazy)
+    assert size == _allocated(tmp_path / "bucket")[0] and real < size / 2, (real, size)   # the bulk stays there
+    assert sum(p.stat().st_blocks for p in lazy) == 0
+    assert is_placeholder(scratch / "docs" / "docs-00000.parquet")
+    assert not is_placeholder(scratch / "warc" / "fetchlog-00000.parquet")
+    with pytest.raises(Exception):          # a placeholder is never mistaken for data
+        pq.read_table(scratch / "docs" / "docs-00000.parquet")
+    assert store.materialize_all() == len(lazy)
+    assert pipeline_outputs(scratch) == local
 
     # another machine (an empty scratch): everything comes from the bucket and nothing runs again
     results = _pipeline(url, web, proxy, scratch=tmp_path / "scratch2")
     assert sum(r.get("tasks_run", 0) for r in results) == 0
+    assert open_store(url, str(tmp_path / "scratch2")).materialize_all() > 20
     assert pipeline_outputs(tmp_path / "scratch2") == local
 
 
@@ -99,6 +129,7 @@ def test_gs_workdir_gives_the_local_bytes(demo, tmp_path):
             manifest = f.read()
         with pytest.raises(ConfigError, match="Unexpected query parameter in GCS URI: 'colour'"):
             open_store("gs://webtext-gs/x?colour=blue", str(tmp_path / "x"))
+        open_store(url, str(tmp_path / "scratch")).materialize_all()
     assert pipeline_outputs(tmp_path / "scratch") == pipeline_outputs(tmp / "local")
     assert manifest == (tmp_path / "scratch" / "tokens" / "manifest.json").read_bytes()
 
@@ -122,6 +153,7 @@ def test_an_object_without_its_marker_is_redone_with_the_same_bytes(s3, demo, tm
     extract = next(r for r in results if r.get("stage") == "extract")
     assert extract["tasks_run"] == 1
     assert _done_markers(fs, "crash") == markers
+    open_store(url, str(tmp_path / "b")).materialize_all()
     assert pipeline_outputs(tmp_path / "b") == pipeline_outputs(tmp / "local")
 
 
@@ -146,7 +178,7 @@ def test_a_task_on_another_node_downloads_its_inputs_and_uploads_itspipeline_out
     with fs.open_input_stream("webtext-test/node/out/a.txt") as f:
         assert f.read() == b"first line\n"
     # uploaded files carry the object's time, so the next publish has nothing to send
-    assert store.publish() == {"uploaded": 0, "bytes": 0, "deleted": 0}
+    assert store.publish() == {"uploaded": 0, "bytes": 0, "deleted": 0, "evicted": 0}
     (scratch / "out" / "a.txt").unlink()               # a file deleted here is deleted there
     assert store.publish()["deleted"] == 1
     assert not fs.get_file_info("webtext-test/node/out/a.txt").is_file
