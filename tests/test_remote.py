@@ -258,3 +258,42 @@ def test_pull_replaces_a_stale_state_database_with_its_wal_and_keeps_logs(s3, tm
     assert not (scratch / "state.sqlite-wal").exists() and not (scratch / "docs" / "docs-00009.parquet").exists()
     assert sqlite3.connect(scratch / "state.sqlite").execute("SELECT x FROM t").fetchall() == [("from the bucket",)]
     assert (scratch / "logs" / "refresh.log").read_text() == "cron output\n"
+
+
+def test_refresh_takedown_and_training_on_a_bucket(s3, tmp_path):
+    """The service loop on a bucket work directory, each step from a fresh scratch (another
+    machine, or a cron job whose scratch was wiped): January, then a refresh with February,
+    a takedown, and training. Every step reads what it needs from the bucket."""
+    from pipeline.refresh import refresh
+    from pipeline.run import run_stage
+    from stages.urls import normalize_url_id
+
+    fs, endpoint = s3
+    url = _url(endpoint, "service")
+    web = build_demo_web(tmp_path / "web", n_articles=40, months=2)
+
+    def ctx_for(scratch: str, dumps) -> Context:
+        over = demo_overrides(web, proxy.url, steps=2, workers=1)
+        over["harvest"]["dumps"] = [str(d) for d in dumps]
+        over["run"]["scratch"] = str(tmp_path / scratch)
+        return Context(url, load_config(None, over), Console(file=io.StringIO()))
+
+    with DemoProxy(web.pages) as proxy:
+        ctx = ctx_for("a", web.dumps[:1])
+        run_all(ctx, ORDER[:-1])
+        ctx.close()
+        ctx = ctx_for("b", web.dumps)
+        diff = refresh(ctx)
+        ctx.close()
+        assert diff["updated"] and diff["documents_added"] > 0 and diff["tokens_added"] > 0
+        ctx = ctx_for("c", web.dumps)
+        docs = pq.read_table(ctx.materialize([sorted((ctx.workdir / "clean").glob("clean-*.parquet"))[0]])[0])
+        assert ctx.state.add_takedown(docs["doc_id"][0].as_py(), normalize_url_id(docs["url"][0].as_py())[1], "test")
+        shard = run_stage(ctx, "shard")
+        assert shard["info"]["removed_docs"] == 1
+        summary = run_stage(ctx, "train")
+        ctx.close()
+    assert summary["_trained"]
+    names = {i.path.split("/service/", 1)[1] for i in fs.get_file_info(pafs.FileSelector("webtext-test/service", recursive=True))}
+    assert "runs/demo/ckpt.pt" in names and "refresh/latest.json" in names
+    assert sum(n.startswith("tokens/_versions/v") and n.endswith(".json") for n in names) == 3
