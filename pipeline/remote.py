@@ -1,30 +1,38 @@
 """A work directory on object storage: ``--workdir s3://bucket/prefix`` (or ``gs://``).
 
 The bucket is the work directory of record; every stage still reads and writes plain
-files, in a local *scratch* mirror of it (``run.scratch``, default
-``<tmp>/webtext-<hash of the URL>``, the same path on every node). The rules:
+files, in a local *scratch* directory (``run.scratch``, default ``<tmp>/webtext-<hash of
+the URL>``, the same path on every node) that can be wiped at any time. The rules:
 
-- **Pull** (when a run starts, under the lock): the scratch becomes an exact mirror of the
-  bucket. Objects whose size or time differ from the local copy are downloaded (to a
-  temporary name, then renamed), and local files the bucket does not hold are deleted, so
-  a scratch left behind by a crashed run or another machine can never leak into a run.
-- **Task outputs** are uploaded by the worker that wrote them, as soon as the task ends;
-  the driver then uploads the task's completion record (``_done/...json``). A store has no
-  rename, so this order is the atomic commit: an object without its marker is an
-  unfinished task, which a rerun redoes, producing the same bytes.
+- **Small files are mirrored; bulk data is on demand.** Files matching ``LAZY_DEFAULT``
+  (WARC segments, docs, dedup/decontaminate data, clean and token shards) are
+  *placeholders* in the scratch between uses: sparse files with the object's size and
+  time and no data blocks (``is_placeholder``). Listings and size checks see the object;
+  any reader fails loudly on the zeros; ``put`` refuses to upload one. ``stage_in``
+  downloads the real bytes; ``evict`` turns real copies back into placeholders once the
+  bucket holds them. ``run.scratch_data = "mirror"`` keeps everything (no lazy files).
+- **Pull** (when a run starts, under the lock): the scratch is made to match the bucket.
+  Changed small objects are downloaded (to a temporary name, then renamed), changed bulk
+  objects become placeholders, and local files the bucket does not hold are deleted.
+- **Task outputs** are uploaded by the worker that wrote them, as soon as the task ends
+  (bulk ones then become placeholders); the driver then uploads the task's completion
+  record (``_done/...json``). A store has no rename, so this order is the atomic commit:
+  an object without its marker is an unfinished task, which a rerun redoes.
 - **Publish** (after every stage and at the end of the run): every other file the driver
   changed goes up, completion records and stage summaries (``_stats.json``,
   ``manifest.json``, ``state.sqlite``) last, and objects whose local file was deleted are
   deleted. The state database is uploaded through SQLite's backup API, so the object is
   always a consistent database; only the driver touches it.
 - After an upload, the local file's mtime is set to the object's, so "changed" is just
-  (size, mtime) differing between the two sides; no ledger is needed.
+  (size, mtime) differing between the two sides; no ledger is needed. Objects are
+  written and read with ``compression=None``: pyarrow would otherwise gzip a ``.gz``
+  file again on the way up.
 
-A task on a node whose scratch lacks one of its inputs downloads it first. Credentials
-come from the environment (``AWS_ACCESS_KEY_ID``..., ``GOOGLE_APPLICATION_CREDENTIALS``)
-or pyarrow's URL options (``?endpoint_override=host:port&scheme=http``; for gs:// also
-``anonymous=true`` and ``project_id``); URLs are shown
-with their query and user part removed, so no credential reaches a log.
+Credentials come from the environment (``AWS_ACCESS_KEY_ID``...,
+``GOOGLE_APPLICATION_CREDENTIALS``) or the URL's options (``?endpoint_override=host:port&
+scheme=http``; for gs:// also ``anonymous=true`` and ``project_id``); URLs are shown
+with their query and user part removed, and error texts scrubbed of them, so no
+credential reaches a log.
 """
 
 from __future__ import annotations
