@@ -7,6 +7,7 @@ import io
 import os
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
@@ -297,3 +298,27 @@ def test_refresh_takedown_and_training_on_a_bucket(s3, tmp_path):
     names = {i.path.split("/service/", 1)[1] for i in fs.get_file_info(pafs.FileSelector("webtext-test/service", recursive=True))}
     assert "runs/demo/ckpt.pt" in names and "refresh/latest.json" in names
     assert sum(n.startswith("tokens/_versions/v") and n.endswith(".json") for n in names) == 3
+
+
+def test_placeholders_come_and_go_and_mirror_mode_keeps_everything(s3, tmp_path):
+    from pipeline.config import load_config as load
+    from pipeline.remote import is_placeholder
+
+    fs, endpoint = s3
+    url = _url(endpoint, "lazy")
+    pq.write_table(pa.table({"x": list(range(1000))}), tmp_path / "docs.parquet")
+    with fs.open_output_stream("webtext-test/lazy/docs/docs-00000.parquet", compression=None) as f:
+        f.write((tmp_path / "docs.parquet").read_bytes())
+    lazy = open_store(url, str(tmp_path / "a"))
+    assert lazy.pull()["placeholders"] == 1
+    p = tmp_path / "a" / "docs" / "docs-00000.parquet"
+    assert is_placeholder(p) and p.stat().st_size == (tmp_path / "docs.parquet").stat().st_size
+    with pytest.raises(WebtextError, match="placeholder"):
+        lazy.put(p)
+    assert lazy.stage_in([p]) == 1 and pq.read_table(p)["x"].to_pylist() == list(range(1000))
+    assert lazy.evict() == 1 and is_placeholder(p)
+    mirror = open_store(url, str(tmp_path / "b"), lazy=())
+    assert mirror.pull()["placeholders"] == 0
+    assert pq.read_table(tmp_path / "b" / "docs" / "docs-00000.parquet").num_rows == 1000
+    with pytest.raises(ConfigError, match="scratch_data"):
+        load(None, {"run": {"scratch_data": "sometimes"}})
