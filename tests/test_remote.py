@@ -71,15 +71,24 @@ def _allocated(folder: Path) -> tuple[int, int]:
     return sum(p.stat().st_size for p in files), sum(p.stat().st_blocks * 512 for p in files)
 
 
-def test_s3_workdir_gives_the_local_bytes_and_a_fresh_scratch_redoes_nothing(s3, demo, tmp_path):
+@pytest.fixture(scope="module")
+def in_bucket(s3, demo, tmp_path_factory):
+    """The demo pipeline run once with its work directory at s3://webtext-test/corpus."""
+    fs, endpoint = s3
+    tmp, web, proxy = demo
+    url, log, scratch = _url(endpoint, "corpus"), io.StringIO(), tmp_path_factory.mktemp("scratch1")
+    _pipeline(url, web, proxy, scratch=scratch, log=log)
+    return url, scratch, log
+
+
+def test_s3_workdir_gives_the_local_bytes_and_a_fresh_scratch_redoes_nothing(s3, demo, in_bucket, tmp_path):
     import gzip
 
     from pipeline.remote import is_placeholder
 
     fs, endpoint = s3
     tmp, web, proxy = demo
-    url, log = _url(endpoint, "corpus"), io.StringIO()
-    _pipeline(url, web, proxy, scratch=tmp_path / "scratch1", log=log)
+    url, scratch, log = in_bucket
     local = pipeline_outputs(tmp / "local")
     assert len(local) > 50 and any(k.startswith("tokens/train-") for k in local)
     # the bucket holds the whole work directory, state database included
@@ -92,7 +101,6 @@ def test_s3_workdir_gives_the_local_bytes_and_a_fresh_scratch_redoes_nothing(s3,
     assert SECRET not in log.getvalue() and KEY not in log.getvalue()
     assert "s3://webtext-test/corpus" in log.getvalue()
     # the scratch keeps bulk data as placeholders (no blocks on disk), and the rest for real
-    scratch = tmp_path / "scratch1"
     store = open_store(url, str(scratch))
     files = [p for p in scratch.rglob("*") if p.is_file() and p.name != ".lock"]
     lazy = [p for p in files if store.is_lazy(store.rel(p))]
@@ -140,13 +148,15 @@ def _done_markers(fs, prefix: str) -> list[str]:
     return sorted(i.path for i in fs.get_file_info(sel) if i.type == pafs.FileType.File)
 
 
-def test_an_object_without_its_marker_is_redone_with_the_same_bytes(s3, demo, tmp_path):
+def test_an_object_without_its_marker_is_redone_with_the_same_bytes(s3, demo, in_bucket, tmp_path):
     """A store has no rename: a task's outputs go up first and its completion record last.
     Without the record (a crash between the two), the next run redoes the task."""
     fs, endpoint = s3
     tmp, web, proxy = demo
     url = _url(endpoint, "crash")
-    _pipeline(url, web, proxy, scratch=tmp_path / "a")
+    for info in fs.get_file_info(pafs.FileSelector("webtext-test/corpus", recursive=True)):   # a copy of the run
+        if info.type == pafs.FileType.File:
+            fs.copy_file(info.path, "webtext-test/crash/" + info.path.split("/corpus/", 1)[1])
     markers = _done_markers(fs, "crash")
     assert markers
     fs.delete_file(markers[0])                       # the run "died" before this marker was written
