@@ -344,9 +344,13 @@ def _evict_on_every_node(ctx: Context) -> None:
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     evict = ray.remote(_evict_here)
-    refs = [evict.options(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
-            .remote(ctx.store.spec) for n in ray.nodes() if n.get("Alive")]
-    ray.get(refs)
+    try:
+        refs = [evict.options(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
+                .remote(ctx.store.spec) for n in ray.nodes() if n.get("Alive")]
+        ray.get(refs, timeout=600)
+    except Exception as e:      # housekeeping: a node lost meanwhile must not fail the phase
+        ctx.log(f"[yellow]warning:[/yellow] could not clear every node's scratch after the phase: "
+                f"{type(e).__name__}: {e}")
 
 
 def _run_on_ray(ctx: Context, phase: str, todo: list[tuple[Task, Path, str]], finished, advance) -> None:
