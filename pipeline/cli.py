@@ -74,16 +74,21 @@ def _context(**sections):
 
 
 @contextlib.contextmanager
-def _mirrored():
+def _mirrored(bulk: bool = True, keep: bool = False):
     """For a command that works on files without running a stage (status, report, eval, ...):
-    with a bucket work directory, mirror it into the scratch first and upload what the
-    command wrote afterwards. Nothing to do for a local work directory."""
+    with a bucket work directory, bring it into the scratch first (with ``bulk``, the data
+    behind every placeholder too) and upload what the command wrote afterwards (``keep``:
+    leave the data there, not placeholders). Nothing to do for a local work directory."""
     if not is_url(G.spec):
         yield
         return
     ctx = _context()
+    ctx.keep_data = keep
     try:
-        ctx.store.materialize_all()     # these commands read any file: all of them, here
+        if bulk:
+            n = ctx.store.materialize_all()
+            if n:
+                ctx.log(f"{n} data file(s) downloaded into {ctx.workdir}")
         yield
     finally:
         ctx.close()
@@ -524,7 +529,7 @@ def remove(
 
 
 @app.command()
-@_mirrored()
+@_mirrored(bulk=False)    # status reads only small files
 def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print the same as JSON.")] = False,
 ):
@@ -536,6 +541,17 @@ def status(
         print(json.dumps(st, indent=2, default=str))
     else:
         render_status(st, Console())
+
+
+@app.command()
+@_mirrored(keep=True)
+def pull():
+    """Download a bucket work directory (--workdir s3://... or gs://...) into the local
+    scratch, bulk data included: e.g. on each node before `torchrun ... webtext train`."""
+    if not is_url(G.spec):
+        console.print(f"{G.spec} is a local work directory: nothing to download")
+        return
+    console.print(f"work directory ready in {G.workdir}")
 
 
 @app.command()

@@ -74,6 +74,7 @@ class Context:
         self.json_logs = False     # --log-json: one JSON object per line on stderr, no progress bars
         self.store = None          # the bucket, when the work directory is s3:// or gs:// (pipeline.remote)
         self._pulled = False       # this context mirrored the bucket, so it may publish to it
+        self.keep_data = False     # publish leaves downloaded bulk data in the scratch (webtext pull)
         if is_url(workdir):
             self.store = open_store(str(workdir), cfg.run.scratch,
                                     LAZY_DEFAULT if cfg.run.scratch_data == "on_demand" else ())
@@ -116,7 +117,7 @@ class Context:
         """Upload what changed in the scratch to the bucket (no-op for a local work directory)."""
         if self.store is not None and self._pulled:
             self.state.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
-            self.store.publish()
+            self.store.publish(evict=not self.keep_data)
 
     def ray(self):
         """The ``ray`` module, connected: to ``run.ray_address`` if set, else to a local

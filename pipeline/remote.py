@@ -282,7 +282,7 @@ class ObjectStore:
         return {"downloaded": len(todo), "bytes": sum(s for _, (s, _) in todo), "deleted": len(gone),
                 "objects": len(remote), "placeholders": len(lazy)}
 
-    def publish(self) -> dict:
+    def publish(self, evict: bool = True) -> dict:
         """Upload every changed local file (commit markers last); delete objects whose file is gone."""
         remote, local = self.listing(), self._local()
         stale = [rel for rel in local if rel not in remote and is_placeholder(self.scratch / rel)]
@@ -299,7 +299,7 @@ class ObjectStore:
         gone = sorted(set(remote) - set(local))
         if gone:
             self._io("delete", gone[0], lambda: self.parallel(lambda r: self.fs.delete_file(self.key(r)), gone))
-        evicted = self.evict()
+        evicted = self.evict() if evict else 0
         return {"uploaded": len(changed), "bytes": sum(local[r][0] for r in changed), "deleted": len(gone),
                 "evicted": evicted}
 

@@ -332,3 +332,26 @@ def test_placeholders_come_and_go_and_mirror_mode_keeps_everything(s3, tmp_path)
     assert pq.read_table(tmp_path / "b" / "docs" / "docs-00000.parquet").num_rows == 1000
     with pytest.raises(ConfigError, match="scratch_data"):
         load(None, {"run": {"scratch_data": "sometimes"}})
+
+
+def test_cli_pull_downloads_bulk_data_and_status_does_not(s3, tmp_path):
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+    from pipeline.remote import is_placeholder
+
+    fs, endpoint = s3
+    pq.write_table(pa.table({"x": [1, 2, 3]}), tmp_path / "d.parquet")
+    with fs.open_output_stream("webtext-test/pull/docs/docs-00000.parquet", compression=None) as f:
+        f.write((tmp_path / "d.parquet").read_bytes())
+    env = {**os.environ, "WEBTEXT_WORKDIR": _url(endpoint, "pull")}
+    cfg = tmp_path / "webtext.toml"
+    cfg.write_text(f'[run]\nscratch = "{tmp_path / "scr"}"\n')
+    docs = tmp_path / "scr" / "docs" / "docs-00000.parquet"
+    r = CliRunner().invoke(app, ["--config", str(cfg), "status", "--json"], env=env)
+    assert r.exit_code == 0, r.output
+    assert is_placeholder(docs)
+    r = CliRunner().invoke(app, ["--config", str(cfg), "pull"], env=env)
+    assert r.exit_code == 0, r.output
+    assert pq.read_table(docs)["x"].to_pylist() == [1, 2, 3]
+    assert "work directory ready" in r.output and SECRET not in r.output
