@@ -41,7 +41,7 @@ from rich.text import Text
 from .config import Config
 from .errors import WebtextError
 from .io import read_json, sha256_file, write_json
-from .remote import LAZY_DEFAULT, is_url, open_store, store_for
+from .remote import LAZY_DEFAULT, is_url, open_store, sparse_files_work, store_for
 from .state import State
 from .stats import Stats
 
@@ -80,6 +80,10 @@ class Context:
                                     LAZY_DEFAULT if cfg.run.scratch_data == "on_demand" else ())
             self.workdir = self.store.scratch
             self.workdir.mkdir(parents=True, exist_ok=True)
+            if self.store.spec.lazy and not sparse_files_work(self.workdir):
+                self.log(f"[yellow]warning:[/yellow] {self.workdir}'s file system keeps no sparse files, so bulk "
+                         "data cannot wait in the bucket: keeping a full copy (run.scratch_data = \"mirror\")")
+                self.store = open_store(str(workdir), cfg.run.scratch, ())
             self.pull()
         else:
             self.workdir = Path(workdir)

@@ -116,6 +116,18 @@ def is_placeholder(path: Path) -> bool:
     return st.st_size > 0 and st.st_blocks == 0
 
 
+def sparse_files_work(folder: Path) -> bool:
+    """Does ``folder``'s file system keep a truncated-up file free of data blocks (what a
+    placeholder needs)? Not every one does (some network and FUSE file systems)."""
+    probe = Path(folder) / f".sparse-probe.tmp-{os.getpid()}"
+    try:
+        with open(probe, "wb") as f:
+            f.truncate(1 << 20)
+        return is_placeholder(probe)
+    finally:
+        probe.unlink(missing_ok=True)
+
+
 def _local_only(rel: str) -> bool:
     """Files never uploaded nor deleted by a pull: temporaries, the lock, SQLite's side files,
     and ``logs/`` (a cron job's log is opened by the shell before webtext starts)."""

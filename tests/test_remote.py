@@ -355,3 +355,17 @@ def test_cli_pull_downloads_bulk_data_and_status_does_not(s3, tmp_path):
     assert r.exit_code == 0, r.output
     assert pq.read_table(docs)["x"].to_pylist() == [1, 2, 3]
     assert "work directory ready" in r.output and SECRET not in r.output
+
+
+def test_a_scratch_without_sparse_files_falls_back_to_a_full_copy(s3, tmp_path, monkeypatch):
+    import pipeline.executor as E
+
+    fs, endpoint = s3
+    monkeypatch.setattr(E, "sparse_files_work", lambda folder: False)    # e.g. a FUSE mount
+    log = io.StringIO()
+    ctx = Context(_url(endpoint, "nosparse"), load_config(None, {"run": {"scratch": str(tmp_path / "s")}}),
+                  Console(file=log, width=300))
+    try:
+        assert ctx.store.spec.lazy == () and "keeps no sparse files" in log.getvalue()
+    finally:
+        ctx.close()
