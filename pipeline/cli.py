@@ -45,7 +45,8 @@ G = _Global()
 def main_options(
     workdir: Annotated[str, typer.Option(
         help="Work directory holding every stage's folder and state.sqlite: a path, or s3://bucket/prefix or "
-             "gs://bucket/prefix (mirrored in a local scratch, [run] scratch).", envvar="WEBTEXT_WORKDIR")] = "work",
+             "gs://bucket/prefix (worked on through a local scratch: the run.scratch setting).",
+        envvar="WEBTEXT_WORKDIR")] = "work",
     config: Annotated[Optional[Path], typer.Option(help="TOML config file (one table per stage, e.g. fetch).",
                                                    envvar="WEBTEXT_CONFIG")] = None,
     workers: Annotated[Optional[int], typer.Option(help="Worker processes; 0 = one per core.")] = None,
