@@ -57,10 +57,9 @@ def main_options(
 ):
     G.spec, G.config, G.workers = workdir, config, workers
     if is_url(workdir):
-        from .remote import default_scratch
+        from .remote import scratch_path
 
-        scratch = load_config(config, {}).run.scratch
-        G.workdir = Path(scratch).expanduser().resolve() if scratch else default_scratch(workdir)
+        G.workdir = scratch_path(workdir, load_config(config, {}).run.scratch)
     else:
         G.workdir = Path(workdir)
     G.executor, G.ray_address = executor, ray_address

@@ -294,7 +294,7 @@ def run_phase(ctx: Context, folder: Path, phase: str, tasks: list[Task]) -> Phas
                     if ctx.store.is_lazy(ctx.store.rel(p)):
                         ctx.store.placeholder(p, info["size"], mtime)
                     else:
-                        ctx.store.get(p)
+                        ctx.store.get(p, mtime_ns=mtime)
         for name, info in outputs.items():
             ctx.state.remember_digest(folder / name, info["sha256"])
         write_json(rec_path, {"fingerprint": fp, "stats": stats, "outputs": outputs, "finished": time.time()})

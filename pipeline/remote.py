@@ -85,6 +85,11 @@ def default_scratch(url: str) -> Path:
     return Path(tempfile.gettempdir()) / f"webtext-{digest}"
 
 
+def scratch_path(url: str, scratch: str = "") -> Path:
+    """The scratch of a bucket work directory: ``run.scratch`` if set, else the default."""
+    return Path(scratch).expanduser().resolve() if scratch else default_scratch(str(url))
+
+
 @dataclass(frozen=True)
 class StoreSpec:
     """What a worker needs to reach the store (it pickles; the file system does not)."""
@@ -311,17 +316,23 @@ class ObjectStore:
         gone = sorted(set(remote) - set(local))
         if gone:
             self._io("delete", gone[0], lambda: self.parallel(lambda r: self.fs.delete_file(self.key(r)), gone))
-        evicted = self.evict() if evict else 0
+        evicted = 0
+        if evict:    # the bucket now: what was there, less what was deleted, plus what went up
+            now = {rel: stamp for rel, stamp in remote.items() if rel in local}
+            for rel in changed:
+                st = (self.scratch / rel).stat()         # put gave it the object's time
+                now[rel] = (st.st_size, st.st_mtime_ns)
+            evicted = self.evict(now)
         return {"uploaded": len(changed), "bytes": sum(local[r][0] for r in changed), "deleted": len(gone),
                 "evicted": evicted}
 
-    def evict(self) -> int:
+    def evict(self, remote: dict[str, tuple[int, int]] | None = None) -> int:
         """Turn every real local copy of a lazy object back into a placeholder, once the
-        bucket holds it (same size and time). Call it only while no task runs: a task may be
-        about to open an input. Returns how many."""
+        bucket holds it (same size and time; ``remote``: the bucket's listing, if known).
+        Call it only while no task runs: a task may be about to open an input. Returns how many."""
         if not self.spec.lazy:
             return 0
-        remote = self.listing()
+        remote = self.listing() if remote is None else remote
         n = 0
         for rel, stamp in self._local().items():
             if self.is_lazy(rel) and remote.get(rel) == stamp and not is_placeholder(self.scratch / rel):
@@ -345,9 +356,10 @@ class ObjectStore:
         finally:
             copy.unlink(missing_ok=True)
 
-    def materialize_all(self) -> int:
-        """Download the data of every placeholder in the scratch; returns how many."""
-        return self.stage_in(p for p in self.scratch.rglob("*") if is_placeholder(p))
+    def materialize_all(self, folder: Path | None = None) -> int:
+        """Download the data of every placeholder in the scratch (or in ``folder`` of it);
+        returns how many."""
+        return self.stage_in(p for p in Path(folder or self.scratch).rglob("*") if is_placeholder(p))
 
     def stage_in(self, paths: Iterable[Path]) -> int:
         """Download the files among ``paths`` that belong to the mirror but are missing here
@@ -381,5 +393,4 @@ def store_for(spec: StoreSpec | None) -> ObjectStore | None:
 
 
 def open_store(url: str, scratch: str = "", lazy: Iterable[str] = LAZY_DEFAULT) -> ObjectStore:
-    return store_for(StoreSpec(str(url), str(Path(scratch).expanduser().resolve()) if scratch
-                               else str(default_scratch(str(url))), tuple(lazy)))
+    return store_for(StoreSpec(str(url), str(scratch_path(url, scratch)), tuple(lazy)))

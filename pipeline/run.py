@@ -31,9 +31,7 @@ def run_stage(ctx: Context, name: str, **options) -> dict:
         started = time.time()
         ctx.log("[bold]train[/bold]")
         if ctx.store is not None:       # the trainer memory-maps the token shards: their bytes, here
-            from .remote import is_placeholder
-
-            ctx.materialize(p for p in ctx.dir("tokens").rglob("*") if is_placeholder(p))
+            ctx.store.materialize_all(ctx.dir("tokens"))
         summary = train(ctx.dir("tokens"), ctx.dir("runs"), ctx.cfg.train, log=ctx.log)
         ran = summary["_trained"]
         if ctx.run_id is not None:

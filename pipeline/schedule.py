@@ -30,8 +30,13 @@ def _local(workdir: Path | str) -> Path:
     return default_scratch(str(workdir)) if is_url(workdir) else Path(workdir).resolve()
 
 
+def _shown(workdir: Path | str) -> str:
+    """The work directory in comments and descriptions: a bucket URL without credentials."""
+    return redact(_where(workdir)) if is_url(workdir) else _where(workdir)
+
+
 def _tag(workdir: Path | str) -> str:
-    return f"webtext refresh {redact(_where(workdir)) if is_url(workdir) else _where(workdir)}"
+    return f"webtext refresh {_shown(workdir)}"
 
 
 def _webtext() -> list[str]:
@@ -93,7 +98,7 @@ def systemd_units(workdir: Path, config: Path | None = None, on_calendar: str = 
     """(webtext-refresh.service, webtext-refresh.timer) for ``systemctl --user``."""
     wd = _local(workdir)
     service = (
-        "[Unit]\nDescription=webtext refresh of " + _tag(workdir).split(" ", 2)[2] + "\n\n"
+        "[Unit]\nDescription=webtext refresh of " + _shown(workdir) + "\n\n"
         "[Service]\nType=oneshot\n"
         f"ExecStart={shlex.join(refresh_argv(workdir, config))}\n"
         "# 3: nothing new; 75: another run holds the work directory\n"

@@ -250,6 +250,11 @@ def pair_partition(a: np.ndarray, b: np.ndarray, partitions: int) -> np.ndarray:
         return (_mix(sp * BAND_MIX) % np.uint64(partitions)).astype(np.uint16)
 
 
+def _by_shard(paths: list[Path]) -> dict[int, Path]:
+    """Signature or docs files by their shard number."""
+    return {int(shard_id(f)): f for f in paths}
+
+
 def _read_part(path: Path, part: int) -> pa.Table:
     """The rows of one pairs file that belong to verify partition ``part`` (its row groups)."""
     f = pq.ParquetFile(path)
@@ -271,8 +276,8 @@ def verify_partition(task: Task) -> Stats:
     n_pairs, n_sigs = p["n_pair_files"], len(p["shards"])
     part = int(task.name)
     pairs = pa.concat_tables([_read_part(f, part) for f in task.inputs[:n_pairs]])
-    files = {int(shard_id(f)): f for f in task.inputs[n_pairs:n_pairs + n_sigs]}
-    doc_files = {int(shard_id(f)): f for f in task.inputs[n_pairs + n_sigs:]}
+    files = _by_shard(task.inputs[n_pairs:n_pairs + n_sigs])
+    doc_files = _by_shard(task.inputs[n_pairs + n_sigs:])
     a, b, exact = _unique_pairs(pairs["a"].to_numpy(), pairs["b"].to_numpy(),
                                 pairs["exact"].to_numpy(zero_copy_only=False))
     near = ~exact
@@ -440,8 +445,8 @@ def resolve(task: Task) -> Stats:
     p = task.params
     n_sigs = len(p["drop_shards"])
     ver = pq.read_table(task.inputs[0])
-    files = {int(shard_id(f)): f for f in task.inputs[1:1 + n_sigs]}
-    doc_files = {int(shard_id(f)): f for f in task.inputs[1 + n_sigs:]}
+    files = _by_shard(task.inputs[1:1 + n_sigs])
+    doc_files = _by_shard(task.inputs[1 + n_sigs:])
     stats = Stats()
     ea, eb = ver["a"].to_numpy(), ver["b"].to_numpy()
     ej = ver["similarity"].to_numpy(zero_copy_only=False).astype(np.float32)     # NaN: not verified
