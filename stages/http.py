@@ -74,6 +74,8 @@ def check_target(url: str, allow_private: bool) -> str | None:
     host = parts.hostname
     if host == "localhost" or host.endswith(".localhost"):
         return "private_address"
+    if not (host[-1].isdigit() or ":" in host):
+        return None     # a name (an IP literal ends in a digit or has a colon): SafeResolver checks it
     try:
         if not is_public_ip(host):
             return "private_address"

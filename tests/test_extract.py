@@ -1,8 +1,7 @@
 """extract: WARC in, Document rows out; boilerplate removed, filters counted, charsets honoured."""
 
-import io
-
 import pyarrow.parquet as pq
+from fastwarc.warc import WarcRecordType
 
 from pipeline.config import ExtractConfig, to_dict
 from pipeline.demoweb import _html, docstring_paragraphs
@@ -30,8 +29,8 @@ def _warc(path, pages, orphan=None):
                     charset=detect_charset(body, ctype))      # as fetch records it
         segs.write(_meta(url), o)
     if orphan:   # a response with no metadata record beside it
-        segs.write_record(segs.writer.create_warc_record(
-            orphan, "response", payload=io.BytesIO(b"HTTP/1.1 200 OK\r\n\r\n<html></html>")))
+        segs._append(segs._record(WarcRecordType.response, orphan, b"HTTP/1.1 200 OK\r\n\r\n<html></html>",
+                                  "application/http; msgtype=response"))
     segs.close()
     assert path.exists()
 
