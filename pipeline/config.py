@@ -122,6 +122,8 @@ class ExtractConfig:
     min_words: int = 100           # about 128 GPT-2 tokens, OpenWebText's cut
     langs: list[str] = field(default_factory=lambda: ["en"])   # [] = keep every language
     min_lang_score: float = 0.5
+    lang_prefilter_score: float = 0.9  # skip extraction when the page's long paragraphs are in another
+                                       # language with at least this score; above 1 = never skip
     short_line_words: int = 4      # a line with fewer words is "short"
     max_short_line_share: float = 0.5
     max_boilerplate_line_share: float = 0.3
@@ -135,6 +137,9 @@ class ExtractConfig:
             raise ConfigError(f"extract.extractor must be auto, trafilatura, newspaper3k or both, not '{self.extractor}'")
         if not 0 <= self.fallback_share <= 1 or self.fallback_gain <= 0:
             raise ConfigError("extract.fallback_share must be in [0, 1] and extract.fallback_gain > 0")
+        if self.lang_prefilter_score <= 0:
+            raise ConfigError(f"extract.lang_prefilter_score must be > 0, not {self.lang_prefilter_score}",
+                              "Use a score in (0, 1], or 2 to extract every page before its language is checked")
 
 
 VERIFY_MODES = ("exact", "estimate", "off")

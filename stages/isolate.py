@@ -2,10 +2,18 @@
 
 trafilatura can run for minutes on a huge or pathological page (45 MB of nested markup
 took over 2 minutes here) and extractors leak memory over many pages. ``Isolated`` runs
-``extract_page`` in a one-process pool: a page that exceeds ``timeout_s`` has its
-process killed and is reported as ``timeout``; an exception is reported as ``error``;
-the process is replaced every ``recycle_after`` pages. Children come from a forkserver
-that has trafilatura preloaded, so replacing one is cheap.
+``extract_page`` in one child process that it talks to over a pipe:
+
+- a page that exceeds ``timeout_s`` has its process killed and is reported as
+  ``timeout``;
+- an exception is reported as ``error``, and so is a child that dies on a page (a crash
+  in C code, the kernel's OOM killer);
+- the process is replaced every ``recycle_after`` pages.
+
+Children come from a forkserver that has trafilatura preloaded, so replacing one is
+cheap. A bare pipe costs about 0.2 ms of the parent's CPU per 145 KB page, where a
+one-process ``multiprocessing.Pool`` (its task, result and worker-handler threads) cost
+0.9 ms and 1.6 ms of wall time.
 """
 
 from __future__ import annotations
@@ -32,11 +40,24 @@ def _safe_extract(html, url: str, settings: tuple):
         return "error", f"{type(e).__name__}: {e}"[:200]
 
 
+def _serve(conn, settings: tuple) -> None:
+    """The child: extract each (html, url) received until the pipe closes or None comes."""
+    while True:
+        try:
+            msg = conn.recv()
+        except EOFError:
+            return
+        if msg is None:
+            return
+        conn.send(_safe_extract(*msg, settings))
+
+
 class Isolated:
     def __init__(self, timeout_s: float, recycle_after: int, settings: tuple = ()):
         """``settings``: extract_page's arguments after the page and its URL."""
         self.timeout_s, self.recycle_after, self.settings = timeout_s, recycle_after, settings
-        self.pool = None
+        self.proc = self.conn = None
+        self.served = 0
 
     def __enter__(self) -> "Isolated":
         return self
@@ -44,21 +65,42 @@ class Isolated:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    def _start(self) -> None:
+        ctx = _context()
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_serve, args=(child, self.settings), daemon=True)
+        self.proc.start()
+        child.close()
+        self.served = 0
+
     def __call__(self, html, url: str) -> tuple:
         """("ok", Extraction), ("error", message) or ("timeout", None)."""
-        if self.pool is None:
-            self.pool = _context().Pool(1, maxtasksperchild=self.recycle_after)
-        pending = self.pool.apply_async(_safe_extract, (html, url, self.settings))
+        if self.proc is None or self.served >= self.recycle_after:
+            self.close()
+            self._start()
+        self.served += 1
         try:
-            return pending.get(self.timeout_s)
-        except multiprocessing.TimeoutError:
-            self.pool.terminate()           # kills the stuck child; a new pool starts on demand
-            self.pool.join()
-            self.pool = None
-            return "timeout", None
+            self.conn.send((html, url))
+            if self.conn.poll(self.timeout_s):
+                return self.conn.recv()
+        except (EOFError, OSError):     # the child died on this page
+            self._kill()
+            return "error", "the extraction process died"
+        self._kill()                    # stuck: a fresh process takes the next page
+        return "timeout", None
+
+    def _kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.join()
+            self.conn.close()
+            self.proc = self.conn = None
 
     def close(self) -> None:
-        if self.pool is not None:
-            self.pool.close()
-            self.pool.join()
-            self.pool = None
+        if self.proc is not None:
+            try:
+                self.conn.send(None)
+                self.proc.join(self.timeout_s)
+            except OSError:
+                pass
+            self._kill()

@@ -72,6 +72,31 @@ def test_extract_filters_and_boilerplate(tmp_path):
     assert docs_de["http://b.example/de"]["lang"] == "de"
 
 
+def test_language_prefilter_reads_long_paragraphs_only(tmp_path):
+    """English main text in a German site's chrome (menus, footer, cookie notice: short
+    elements) is extracted and kept; a page whose long paragraphs are German is skipped
+    before extraction; a page with too little paragraph text is left to the full pipeline."""
+    paras = docstring_paragraphs()[:5]
+    chrome = "".join(f"<li><a href='/{i}'>{w}</a></li>" for i, w in enumerate(
+        ["Startseite", "Nachrichten", "Über uns", "Kontakt", "Impressum", "Datenschutzerklärung"]))
+    mixed = (f"<html lang='de'><body><nav><ul>{chrome}</ul></nav><article>"
+             + "".join(f"<p>{p}</p>" for p in paras)
+             + "</article><footer><span>Alle Rechte vorbehalten. Wir verwenden Cookies.</span></footer>"
+             + "</body></html>").encode()
+    german = ("<html><body><article>" + "".join(f"<p>{GERMAN}</p>" for _ in range(3))
+              + "</article></body></html>").encode()
+    table_only = ("<html><body><table>" + f"<tr><td>{GERMAN}</td></tr>" * 2 + "</table></body></html>").encode()
+    pages = [("http://a.example/mixed", mixed, "text/html"), ("http://b.example/de", german, "text/html"),
+             ("http://c.example/table", table_only, "text/html")]
+    stats, docs = _run(tmp_path, pages)
+    assert list(docs) == ["http://a.example/mixed"] and docs["http://a.example/mixed"]["lang"] == "en"
+    assert dict(stats.dropped) == {"wrong_lang": 2}
+    assert stats.info["wrong_lang_before_extraction"] == 1        # the table page was extracted first
+    assert extract.paragraph_language(extract.load_html(table_only)) == (None, 0.0)
+    lang, score = extract.paragraph_language(extract.load_html(german))
+    assert lang == "de" and score > 0.9
+
+
 def test_normalize_text_keeps_paragraphs():
     assert extract.normalize_text("  a   b \n\n\n c\u0301  d \n") == "a b\n\u0107 d"
 
@@ -91,6 +116,35 @@ def test_hanging_page_is_cut_off_and_the_shard_survives(tmp_path):
     assert dict(stats.dropped) == {"extract_timeout": 1}
     assert list(docs) == ["http://a.example/fine"]          # the next page, in a fresh process
     assert time.monotonic() - t0 < 60
+
+
+def test_extraction_process_death_is_an_error_and_processes_are_recycled():
+    """A child killed mid-page (as the OOM killer would) costs that page, counted as an
+    error, at once rather than after the timeout; the process is replaced every
+    ``recycle_after`` pages."""
+    import os
+    import signal
+    import threading
+    import time
+
+    from stages.isolate import Isolated
+
+    page = _html("a.example", "Fine", docstring_paragraphs()[5:10])
+    huge = ("<html><body>" + "".join(f"<div><p>paragraph {i} with some words in it</p><table><tr><td>c{i}</td>"
+                                     "</tr></table></div>" for i in range(400000)) + "</body></html>")  # minutes
+    with Isolated(timeout_s=60, recycle_after=2, settings=("trafilatura",)) as iso:
+        first = iso(page, "http://a.example/1")
+        pid = iso.proc.pid
+        assert first[0] == "ok" and docstring_paragraphs()[5] in first[1].text.replace("\n", " ")
+        assert iso(page, "http://a.example/2")[0] == "ok" and iso.proc.pid == pid
+        assert iso(page, "http://a.example/3")[0] == "ok" and iso.proc.pid != pid   # recycled
+        victim = iso.proc.pid
+        threading.Timer(1.0, os.kill, (victim, signal.SIGKILL)).start()
+        t0 = time.monotonic()
+        status, message = iso(huge, "http://slow.example/huge")
+        assert (status, message) == ("error", "the extraction process died")
+        assert time.monotonic() - t0 < 30                  # not the 60 s timeout
+        assert iso(page, "http://a.example/4")[0] == "ok" and iso.proc.pid != victim
 
 
 def test_newspaper_fallback_and_switch(tmp_path):
@@ -149,6 +203,13 @@ def test_real_pages_language_and_latin1(tmp_path):
               latin1, "text/html")]
     stats, docs = _run(tmp_path, pages)
     assert dict(stats.dropped) == {"wrong_lang": 2} and not docs
+    # heise's long paragraphs are German, so the prefilter skips its extraction; the farm
+    # page's text is not in <p> paragraphs, so it is extracted and dropped after.
+    assert extract.paragraph_language(extract.load_html(heise))[0] == "de"
+    assert extract.paragraph_language(extract.load_html(latin1)) == (None, 0.0)
+    assert stats.info["wrong_lang_before_extraction"] == 1
+    stats, docs = _run(tmp_path, pages, lang_prefilter_score=2.0)      # prefilter off: extracted, then dropped
+    assert dict(stats.dropped) == {"wrong_lang": 2} and "wrong_lang_before_extraction" not in stats.info
     stats, docs = _run(tmp_path, pages, langs=["de"])
     assert stats.records_out == 2
     heise_doc, farm_doc = docs[pages[0][0]], docs[pages[1][0]]
