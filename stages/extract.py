@@ -130,14 +130,28 @@ def _trafilatura(html: str | bytes, url: str, tree=None) -> tuple[str | None, st
 
 
 def _newspaper(html: str | bytes, url: str) -> tuple[str | None, str | None]:
+    """newspaper3k's text and title: the steps of ``Article.parse`` that make them (parse,
+    title, document cleaning, best node, post-cleanup, formatting), without the ones whose
+    results we drop (authors, meta tags, publishing date, videos, images, and a deep copy
+    of the whole document for them). The same text and title as ``Article.parse`` on 148
+    evaluation pages, in 66 instead of 97 ms per page. newspaper3k 0.2.8 is the last
+    release, so these steps do not move."""
     from newspaper import Article   # needs lxml_html_clean beside lxml >= 5.2
+    from newspaper.cleaners import DocumentCleaner
+    from newspaper.outputformatters import OutputFormatter
 
     if isinstance(html, bytes):
         html = html.decode("utf-8", errors="replace")
     a = Article(url, language="en", fetch_images=False)
-    a.download(input_html=html)
-    a.parse()
-    return (a.text or None), (a.title or None)
+    doc = a.config.get_parser().fromstring(html)
+    if doc is None:
+        return None, None
+    title = a.extractor.get_title(doc) or None
+    top = a.extractor.calculate_best_node(DocumentCleaner(a.config).clean(doc))
+    if top is None:
+        return None, title
+    text, _ = OutputFormatter(a.config).get_formatted(a.extractor.post_cleanup(top))
+    return (text or None), title
 
 
 class Extraction(NamedTuple):

@@ -279,3 +279,22 @@ def test_visible_chars_is_linear_and_skips_scripts():
     code = "from stages.extract import visible_chars; print(visible_chars('<script' * 200000 + '<p>x</p>'))"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.stdout.strip() == "0"
+
+
+def test_trimmed_newspaper_matches_article_parse_on_real_pages():
+    """``_newspaper`` runs only the steps of newspaper3k's Article.parse that make the text
+    and title: on real pages they must come out the same as from the full parse."""
+    import gzip
+
+    from newspaper import Article
+
+    from conftest import shared_path
+
+    files = sorted(shared_path("extraction", "trafilatura-eval", "tests", "eval").glob("*.html.gz"))[:40:4]
+    assert len(files) == 10
+    for i, f in enumerate(files):
+        html = gzip.decompress(f.read_bytes()).decode("utf-8", errors="replace")
+        a = Article(f"http://x.example/{i}", language="en", fetch_images=False)
+        a.download(input_html=html)
+        a.parse()
+        assert extract._newspaper(html, f"http://x.example/{i}") == ((a.text or None), (a.title or None)), f.name
