@@ -259,8 +259,9 @@ def extract_page(html: str | bytes, url: str, extractor: str = "auto", dates: bo
     alone. ``both``: runs the two on every page, keeps ``auto``'s choice, and records
     their ``agreement``.
     """
-    tree = load_html(html) if (extractor != "newspaper3k" or dates or langs) else None
-    if langs and prefilter_score <= 1 and tree is not None:
+    prefilter = bool(langs) and prefilter_score <= 1
+    tree = load_html(html) if (extractor != "newspaper3k" or dates or prefilter) else None
+    if prefilter and tree is not None:
         lang, score = paragraph_language(tree)
         if lang is not None and lang not in langs and score >= prefilter_score:
             return Extraction(None, None, extractor, skipped_lang=lang)
