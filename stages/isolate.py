@@ -8,7 +8,10 @@ took over 2 minutes here) and extractors leak memory over many pages. ``Isolated
   ``timeout``;
 - an exception is reported as ``error``, and so is a child that dies on a page (a crash
   in C code, the kernel's OOM killer);
-- the process is replaced every ``recycle_after`` pages.
+- the process is replaced every ``recycle_after`` pages;
+- a process that cannot start, or dies before it says it is ready, is not a page's fault:
+  that raises ``ExtractionProcessError`` (with the exit code and the likely cause) instead
+  of turning every page of the shard into an ``error``.
 
 Children come from a forkserver that has trafilatura preloaded, so replacing one is
 cheap. A bare pipe costs about 0.2 ms of the parent's CPU per 145 KB page, where a
@@ -21,6 +24,11 @@ from __future__ import annotations
 import multiprocessing
 
 _CTX = None
+START_TIMEOUT_S = 120.0     # a fresh process says it is ready within this (it is forked, not spawned)
+
+
+class ExtractionProcessError(RuntimeError):
+    """The extraction process could not be started."""
 
 
 def _context():
@@ -41,7 +49,9 @@ def _safe_extract(html, url: str, settings: tuple):
 
 
 def _serve(conn, settings: tuple) -> None:
-    """The child: extract each (html, url) received until the pipe closes or None comes."""
+    """The child: say it is ready, then extract each (html, url) received until the pipe
+    closes or None comes."""
+    conn.send("ready")
     while True:
         try:
             msg = conn.recv()
@@ -67,11 +77,31 @@ class Isolated:
 
     def _start(self) -> None:
         ctx = _context()
-        self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_serve, args=(child, self.settings), daemon=True)
-        self.proc.start()
-        child.close()
-        self.served = 0
+        conn, child = ctx.Pipe()
+        proc = ctx.Process(target=_serve, args=(child, self.settings), daemon=True)
+        try:
+            proc.start()
+        except BaseException:
+            conn.close()
+            raise
+        finally:
+            child.close()
+        answered = conn.poll(START_TIMEOUT_S)
+        try:
+            ready = answered and conn.recv() == "ready"
+        except (EOFError, OSError):     # it died while starting
+            ready = False
+        if not ready:
+            proc.kill()
+            proc.join()
+            conn.close()
+            if not answered:
+                raise ExtractionProcessError(f"the extraction process did not start within {START_TIMEOUT_S:.0f} s")
+            raise ExtractionProcessError(
+                f"the extraction process exited (code {proc.exitcode}) before it was ready. If webtext runs "
+                "from your own script, put the script's entry point under `if __name__ == \"__main__\":`; "
+                "multiprocessing runs the main module again in each new process")
+        self.proc, self.conn, self.served = proc, conn, 0
 
     def __call__(self, html, url: str) -> tuple:
         """("ok", Extraction), ("error", message) or ("timeout", None)."""

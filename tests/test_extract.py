@@ -147,6 +147,29 @@ def test_extraction_process_death_is_an_error_and_processes_are_recycled():
         assert iso(page, "http://a.example/4")[0] == "ok" and iso.proc.pid != victim
 
 
+def test_extraction_process_that_cannot_start_is_a_clear_error(tmp_path):
+    """A script that calls webtext without a ``__main__`` guard makes every new process
+    run the script again, which fails in the child. That is not the pages' fault: it
+    raises a clear error at once, instead of counting every page as ``extract_error``
+    (and then failing on shutdown with an unrelated AssertionError)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    script = tmp_path / "unguarded.py"
+    script.write_text("from stages.isolate import Isolated\n"
+                      "with Isolated(timeout_s=30, recycle_after=10, settings=('trafilatura',)) as iso:\n"
+                      "    print(iso('<html><body><p>hello</p></body></html>', 'http://a.example/'))\n")
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                       env={**__import__("os").environ, "PYTHONPATH": str(root)})
+    assert r.returncode != 0
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("stages.isolate.ExtractionProcessError: the extraction process exited (code 1) "
+                           "before it was ready"), r.stderr[-2000:]
+    assert "__main__" in last and "AssertionError" not in r.stderr
+    assert "('ok'" not in r.stdout and "('error'" not in r.stdout
+
 def test_newspaper_fallback_and_switch(tmp_path):
     """trafilatura treats <aside> as boilerplate and finds nothing; newspaper3k takes over."""
     body = "".join(f"<p>{p}</p>" for p in docstring_paragraphs()[12:18])
