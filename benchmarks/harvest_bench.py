@@ -10,6 +10,8 @@ article links with a heavy-tailed score), then measures, each in its own process
   3. the reader plus msgspec decoding, with no filtering (the floor for this design);
   4. the harvest map task (decompress, decode, filter, normalize, write Parquet);
   5. a json.loads-per-line baseline on the first 200k lines;
+  6. Arrow's C++ NDJSON reader (pyarrow.json, one thread, an explicit schema of the
+     fields harvest reads, other fields ignored) in place of msgspec, on the same batches;
 and peak RSS of the map at two dump sizes (memory must not grow with the dump).
 """
 
@@ -157,6 +159,20 @@ for buf in iter_batches(Path({p!r})):
 print(b, time.perf_counter() - t)
 """
 
+ARROWJSON = """
+import time; from pathlib import Path; from stages.reddit import iter_batches
+import pyarrow as pa, pyarrow.json as pj
+schema = pa.schema([("url", pa.string()), ("score", pa.int64()), ("is_self", pa.bool_()), ("over_18", pa.bool_()),
+                    ("created_utc", pa.int64()), ("subreddit", pa.string()), ("id", pa.string()), ("title", pa.string()),
+                    ("domain", pa.string()), ("removed_by_category", pa.string()), ("banned_by", pa.string())])
+po = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
+ro = pj.ReadOptions(use_threads=False, block_size=1 << 22)
+t = time.perf_counter(); n = 0
+for buf in iter_batches(Path({p!r})):
+    pj.read_json(pa.BufferReader(buf), read_options=ro, parse_options=po); n += len(buf)
+print(n, time.perf_counter() - t)
+"""
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -190,6 +206,8 @@ def main() -> None:
     f_bytes, f_secs = (float(x) for x in res.split())
     _, _, res = _child(JSONLOADS.format(p=str(dump)))
     j_bytes, j_secs = (float(x) for x in res.split())
+    _, _, res = _child(ARROWJSON.format(p=str(dump)))
+    a_bytes, a_secs = (float(x) for x in res.split())
     mb = nbytes / 1e6
     print(f"\nharvest benchmark: {lines:,} lines, {mb:,.0f} MB decompressed ({nbytes / n_in:,.0f} B/line), "
           f"{dump.stat().st_size / 1e6:,.0f} MB .zst; one core (`nproc`={os.cpu_count()})")
@@ -200,6 +218,7 @@ def main() -> None:
     print(f"{'+ msgspec decode, no filtering (the floor)':44} {f_bytes / 1e6 / f_secs:8,.0f} {n_in / f_secs:10,.0f}")
     print(f"{'webtext harvest map (end to end, Parquet out)':44} {mb / h_secs:8,.0f} {n_in / h_secs:10,.0f}")
     print(f"{'json.loads per line (first 200k lines)':44} {j_bytes / 1e6 / j_secs:8,.0f}")
+    print(f"{'reader + pyarrow.json instead of msgspec':44} {a_bytes / 1e6 / a_secs:8,.0f} {n_in / a_secs:10,.0f}")
     if zstd:
         print(f"ratio harvest / zstd -d: {(mb / h_secs) / (mb / z_secs):.2f}x  (target >= 0.5x); "
               f"decompress + decode alone: {(f_bytes / f_secs) / (mb / z_secs * 1e6):.2f}x; "
