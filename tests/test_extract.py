@@ -92,9 +92,36 @@ def test_language_prefilter_reads_long_paragraphs_only(tmp_path):
     assert list(docs) == ["http://a.example/mixed"] and docs["http://a.example/mixed"]["lang"] == "en"
     assert dict(stats.dropped) == {"wrong_lang": 2}
     assert stats.info["wrong_lang_before_extraction"] == 1        # the table page was extracted first
-    assert extract.paragraph_language(extract.load_html(table_only)) == (None, 0.0)
-    lang, score = extract.paragraph_language(extract.load_html(german))
+    assert extract.paragraph_language(table_only) == (None, 0.0)
+    lang, score = extract.paragraph_language(german)
     assert lang == "de" and score > 0.9
+    assert extract.paragraph_language(mixed)[0] == "en"
+
+
+def test_language_prefilter_skips_hidden_markup_and_is_linear():
+    """German paragraphs inside a script, a template or a comment do not count, nor do
+    English ones there; a paragraph ends where a block element would close it; hostile
+    markup (stray "<", unclosed paragraphs, endless <p> openings) stays linear."""
+    import time
+
+    german_p = "".join(f"<p>{GERMAN}</p>" for _ in range(3))
+    english = "".join(f"<p>{p}</p>" for p in docstring_paragraphs()[:4])
+    hidden = (f"<html><head><script>var t = '{german_p}';</script><style>p {{}}</style></head><body>"
+              f"<!-- {german_p} --><template>{german_p}</template><article>{english}</article></body></html>")
+    assert extract.paragraph_language(hidden)[0] == "en"
+    only_hidden = f"<html><body><script>document.write('{english}')</script><!-- {english} --></body></html>"
+    assert extract.paragraph_language(only_hidden) == (None, 0.0)
+    # An unclosed <p> ends at the next block: the German text in the <div> is not its.
+    unclosed = f"<html><body><p>{docstring_paragraphs()[0]}<div>{GERMAN * 3}</div></body></html>"
+    assert extract.paragraph_language(unclosed)[0] == "en"
+    # Entities and inline tags inside a paragraph are text.
+    inline = "<p>" + GERMAN.replace("Pläne", "Pl&auml;ne").replace("Radwege", "<b>Radwege</b>") + "</p>"
+    assert extract.paragraph_language(inline)[0] == "de"
+    for hostile in ("<p>" + "a < b " * 400_000, "<p>x" * 400_000, "<p " + "<" * 2_000_000,
+                    "<script>" + "<p>" * 500_000, "<!--" + "<p>long " * 300_000):
+        t0 = time.process_time()
+        extract.paragraph_language(hostile)
+        assert time.process_time() - t0 < 2.0, hostile[:20]
 
 
 def test_normalize_text_keeps_paragraphs():
@@ -228,8 +255,8 @@ def test_real_pages_language_and_latin1(tmp_path):
     assert dict(stats.dropped) == {"wrong_lang": 2} and not docs
     # heise's long paragraphs are German, so the prefilter skips its extraction; the farm
     # page's text is not in <p> paragraphs, so it is extracted and dropped after.
-    assert extract.paragraph_language(extract.load_html(heise))[0] == "de"
-    assert extract.paragraph_language(extract.load_html(latin1)) == (None, 0.0)
+    assert extract.paragraph_language(heise)[0] == "de"
+    assert extract.paragraph_language(latin1) == (None, 0.0)
     assert stats.info["wrong_lang_before_extraction"] == 1
     stats, docs = _run(tmp_path, pages, lang_prefilter_score=2.0)      # prefilter off: extracted, then dropped
     assert dict(stats.dropped) == {"wrong_lang": 2} and "wrong_lang_before_extraction" not in stats.info
