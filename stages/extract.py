@@ -169,7 +169,7 @@ class Extraction(NamedTuple):
 
 PREFILTER_MIN_CHARS = 200     # below this much paragraph text the prefilter decides nothing
 PREFILTER_PARA_CHARS = 80     # paragraphs shorter than this are mostly navigation and captions
-PREFILTER_SAMPLE_CHARS = 3000  # enough paragraph text for a confident language ID
+PREFILTER_SAMPLE_CHARS = 1000  # enough paragraph text for a confident language ID (3,000 decided the same)
 PREFILTER_MAX_PARAS = 2000    # <p> openings looked at before giving up (bounds the scan)
 PREFILTER_MAX_PARA = 20000    # characters of markup read from one paragraph
 
@@ -193,7 +193,7 @@ def _hidden_end(html: str, m: re.Match) -> int:
 
 
 def paragraph_language(html: str | bytes) -> tuple[str | None, float]:
-    """(language, score) of the page's long ``<p>`` paragraphs (up to about 3,000
+    """(language, score) of the page's long ``<p>`` paragraphs (up to about 1,000
     characters of them), or (None, 0.0) when they hold under 200 characters.
 
     Main text sits in long paragraphs; menus, footers and cookie banners rarely do. On
@@ -207,8 +207,9 @@ def paragraph_language(html: str | bytes) -> tuple[str | None, float]:
     templates and comments are skipped, and a paragraph ends at its end tag or at the
     block element that would close it. It runs in the worker, unisolated, so every step
     is linear and bounded (2,000 paragraphs, 20,000 characters of each); it costs about
-    1.4 ms on a 145 KB page, where parsing the page with lxml first cost 4.3 ms, and it
+    0.8 ms on a 145 KB page, where parsing the page with lxml first cost 4.3 ms, and it
     made the same decisions on all but 5 of the 1,032 pages (4 of them left undecided).
+    Reading 3,000 characters of paragraphs instead of 1,000 changed no decision there.
     """
     if isinstance(html, bytes):
         html = html.decode("utf-8", errors="replace")
@@ -242,7 +243,7 @@ def paragraph_language(html: str | bytes) -> tuple[str | None, float]:
         if len(text) >= PREFILTER_PARA_CHARS:
             parts.append(text)
             n += len(text)
-    return detect_language(" ".join(parts)) if n >= PREFILTER_MIN_CHARS else (None, 0.0)
+    return detect_language(" ".join(parts)[:PREFILTER_SAMPLE_CHARS]) if n >= PREFILTER_MIN_CHARS else (None, 0.0)
 
 
 def token_agreement(a: str | None, b: str | None) -> float:
