@@ -50,16 +50,18 @@ from pipeline.stats import Stats
 
 from . import urls as U
 from . import quality
-from .http import header_charset
+from .http import header_charset, safe_codec, web_codec
 from .isolate import Isolated
 
 def decode_html(body: bytes, content_type: str | None, charset: str | None = None) -> str | bytes:
-    """Decode with the charset fetch recorded, else the header's; bytes for trafilatura to sniff otherwise."""
-    for name in (charset, header_charset(content_type)):
+    """Decode with the charset fetch recorded, else the header's (as a browser reads its
+    label); bytes for trafilatura to sniff otherwise. A codec that is unknown, or unsafe
+    on hostile bytes (utf-7, unicode_escape, idna: ``http.UNSAFE_CODECS``), is skipped."""
+    for name in (safe_codec(charset), web_codec(header_charset(content_type))):
         if name:
             try:
                 return body.decode(name, errors="replace")
-            except LookupError:  # an unknown charset name
+            except (LookupError, UnicodeError):
                 continue
     return body
 
@@ -107,7 +109,10 @@ def detect_language(text: str) -> tuple[str | None, float]:
     sample = " ".join(text[:LANG_SAMPLE_CHARS].split())
     if not sample:
         return None, 0.0
-    best = _DETECTOR.detect(sample, model="lite", k=1)[0]
+    try:
+        best = _DETECTOR.detect(sample, model="lite", k=1)[0]
+    except (TypeError, UnicodeError):   # lone surrogates, which fastText cannot take
+        best = _DETECTOR.detect(sample.encode("utf-8", "replace").decode("utf-8"), model="lite", k=1)[0]
     return best["lang"], float(best["score"])
 
 

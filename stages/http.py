@@ -18,6 +18,10 @@ body limits and charset detection. ``stages.fetch`` drives it and writes WARC.
   304 answer is the outcome ``not_modified`` (nothing archived, the old document stays).
 - **Charset**: the Content-Type header, else a ``<meta>`` declaration in the first
   4 KiB, else UTF-8 if the body decodes as UTF-8, else charset_normalizer's guess.
+  Declared labels mean what they mean to a browser (the WHATWG Encoding Standard, via
+  webencodings): ISO-8859-1 and ASCII are windows-1252, Shift_JIS is cp932. A label
+  that is no web encoding (utf-7, unicode_escape, idna) is ignored: those codecs turn
+  hostile bytes into lone surrogates or raise.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
+import webencodings
 from protego import Protego
 
 from pipeline.config import FetchConfig
@@ -90,17 +95,45 @@ def header_charset(content_type: str | None) -> str | None:
     return m.group(1) if m else None
 
 
-def detect_charset(body: bytes, content_type: str | None) -> str:
-    """The page's character set, lowercased: header, then meta tag, then sniffing."""
+# Python text codecs that no web page is decoded with, and that are unsafe on hostile
+# bytes: they produce lone surrogates (which fastText, lxml and Arrow reject) or raise
+# even with errors="replace".
+UNSAFE_CODECS = frozenset({"utf-7", "unicode-escape", "raw-unicode-escape", "idna", "punycode", "undefined"})
+
+
+def web_codec(label: str | None) -> str | None:
+    """The Python codec a browser decodes a page labelled ``label`` with (WHATWG Encoding
+    Standard, through webencodings), or None for a label that is no web encoding or has
+    no decoder (``replacement``, ``x-user-defined``)."""
+    enc = webencodings.lookup(label) if label else None
+    if enc is None or enc.name in ("replacement", "x-user-defined"):
+        return None
+    return enc.codec_info.name
+
+
+def safe_codec(name: str | None) -> str | None:
+    """``name`` as a Python codec's canonical name, or None when it names no text codec or
+    an unsafe one (``UNSAFE_CODECS``). For names that are already decisions (what fetch
+    recorded, what charset_normalizer guessed), not labels from the page."""
     import codecs
 
+    try:
+        info = codecs.lookup(name) if name else None
+    except LookupError:
+        return None
+    if info is None or not getattr(info, "_is_text_encoding", True) or info.name in UNSAFE_CODECS:
+        return None
+    return info.name
+
+
+def detect_charset(body: bytes, content_type: str | None) -> str:
+    """The page's character set as a Python codec name: header, then meta tag, then sniffing."""
     for m in (_HEADER_CHARSET.search(content_type or ""), _META_CHARSET.search(body[:4096])):
         if m:
-            name = m.group(1).decode() if isinstance(m.group(1), bytes) else m.group(1)
-            try:
-                return codecs.lookup(name).name
-            except LookupError:
-                pass
+            name = m.group(1).decode("ascii", "replace") if isinstance(m.group(1), bytes) else m.group(1)
+            codec = web_codec(name)
+            if codec:
+                return codec
     try:
         body.decode("utf-8")
         return "utf-8"
@@ -108,7 +141,7 @@ def detect_charset(body: bytes, content_type: str | None) -> str:
         from charset_normalizer import from_bytes
 
         best = from_bytes(body[:65536]).best()
-        return best.encoding if best else "utf-8"
+        return (safe_codec(best.encoding) if best else None) or "utf-8"
 
 
 def looks_binary(body: bytes) -> bool:

@@ -124,6 +124,34 @@ def test_language_prefilter_skips_hidden_markup_and_is_linear():
         assert time.process_time() - t0 < 2.0, hostile[:20]
 
 
+def test_hostile_charsets_do_not_break_the_shard(tmp_path):
+    """A WARC whose records name charsets that no browser uses (utf-7, unicode_escape:
+    they make lone surrogates of hostile bytes; idna, undefined: they raise) must not
+    crash extract. Written by another crawler or an older webtext, so the metadata holds
+    the label as it came. Those pages are decoded by sniffing instead, and the shard goes on."""
+    english = "".join(f"<p>{p}</p>" for p in docstring_paragraphs()[:6])
+    pages = {
+        "http://a.example/utf7": ("utf-7", f"<html><body><article><p>+2AA- {'word ' * 40}</p>{english}</article></body></html>"),
+        "http://b.example/escape": ("unicode_escape", "<html><body><article><p>\\ud800 " + "word " * 40 + "</p>"
+                                                       + english + "</article></body></html>"),
+        "http://c.example/idna": ("idna", f"<html><body><article>{english}</article></body></html>"),
+        "http://d.example/undefined": ("undefined", f"<html><body><article>{english}</article></body></html>"),
+    }
+    warc, out = tmp_path / "warc-00000-000.warc.gz", tmp_path / "docs-00000.parquet"
+    segs = WarcSegments(tmp_path, "00000", "test-agent", 1 << 30, {})
+    for url, (label, html) in pages.items():
+        segs.write(_meta(url), Outcome(final_url=url, status=200, body=html.encode(), reason="OK",
+                                       headers=[("Content-Type", f"text/html; charset={label}")], charset=label))
+    segs.close()
+    stats = extract.extract_shard(Task("extract", "00000", extract.extract_shard, [warc], [out],
+                                       {"extract": to_dict(ExtractConfig())}))
+    docs = {r["url"]: r for r in pq.read_table(out).to_pylist()}
+    assert stats.records_in == 4 and set(docs) == set(pages), dict(stats.dropped)
+    for doc in docs.values():
+        assert docstring_paragraphs()[2] in doc["text"].replace("\n", " ") and doc["lang"] == "en"
+    assert extract.detect_language("English words here, and a lone \ud800 surrogate in them")[0] == "en"
+
+
 def test_normalize_text_keeps_paragraphs():
     assert extract.normalize_text("  a   b \n\n\n c\u0301  d \n") == "a b\n\u0107 d"
 

@@ -199,15 +199,26 @@ def test_charsets_detected_and_recorded(tmp_path, loopback_web):
         "/sjis-sniffed": Route(body=f"<html><body><p>{jp}</p></body></html>".encode("shift_jis"),
                                headers={"Content-Type": "text/html"}),
         "/utf8": Route(body=f"<html><body><p>{text}</p></body></html>".encode(), headers={"Content-Type": "text/html"}),
+        # Labelled ISO-8859-1 but with cp1252's curly quotes, as on many old pages.
+        "/latin1-label": Route(body=f"<html><body><p>\u201c{text}\u201d</p></body></html>".encode("cp1252"),
+                               headers={"Content-Type": "text/html; charset=ISO-8859-1"}),
+        # A label that no browser honours, and whose codec makes lone surrogates of "+2AA-".
+        "/utf7-label": Route(body=f"<html><body><p>+2AA- {text}</p></body></html>".encode(),
+                             headers={"Content-Type": "text/html; charset=utf-7"}),
     })
-    stats, log, warc = _fetch(tmp_path, [f"{w.base}{p}" for p in ("/cp1252-meta", "/sjis-header", "/sjis-sniffed", "/utf8")])
+    paths = ("/cp1252-meta", "/sjis-header", "/sjis-sniffed", "/utf8", "/latin1-label", "/utf7-label")
+    stats, log, warc = _fetch(tmp_path, [f"{w.base}{p}" for p in paths])
     got = {u.rsplit("/", 1)[1]: r["charset"] for u, r in log.items()}
     sniffed = got.pop("sjis-sniffed")
     assert sniffed in ("shift_jis", "cp932")                        # cp932: the Windows superset
-    assert got == {"cp1252-meta": "cp1252", "sjis-header": "shift_jis", "utf8": "utf-8"}
+    # Labels read as a browser reads them (WHATWG): Shift_JIS is cp932, ISO-8859-1 is
+    # windows-1252; utf-7 is no web encoding, so the body is sniffed (UTF-8).
+    assert got == {"cp1252-meta": "cp1252", "sjis-header": "cp932", "utf8": "utf-8", "latin1-label": "cp1252",
+                   "utf7-label": "utf-8"}
     bodies = {u.rsplit("/", 1)[1]: b for t, u, b in _records(warc) if t == "response"}
     assert text in bodies["cp1252-meta"].decode(got["cp1252-meta"])
     assert jp in bodies["sjis-sniffed"].decode(sniffed)
+    assert f"\u201c{text}\u201d" in bodies["latin1-label"].decode(got["latin1-label"])
 
 
 def test_warc_rotation(tmp_path, loopback_web):
