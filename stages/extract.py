@@ -178,13 +178,14 @@ PREFILTER_SAMPLE_CHARS = 1000  # enough paragraph text for a confident language 
 PREFILTER_MAX_PARAS = 2000    # <p> openings looked at before giving up (bounds the scan)
 PREFILTER_MAX_PARA = 20000    # characters of markup read from one paragraph
 
+_HIDDEN_TAGS = ("script", "style", "noscript", "template", "textarea")   # content that is not page text
 _P_OPEN = re.compile(r"<p[\s>]", re.I)
 # What ends a paragraph: its end tag, a block element that would close it, hidden content.
 _P_END = re.compile(r"</p\s*>|<!--|<(?:p|div|h[1-6]|ul|ol|li|table|section|article|blockquote|pre|form|header|"
-                    r"footer|nav|script|style|noscript|template|textarea)[\s>/]|"
+                    rf"footer|nav|{'|'.join(_HIDDEN_TAGS)})[\s>/]|"
                     r"</(?:div|td|li|section|article|blockquote|body)\s*>", re.I)
-_HIDDEN = re.compile(r"<(script|style|noscript|template|textarea)[\s>/]|<!--", re.I)
-_HIDDEN_CLOSE = {t: re.compile(rf"</{t}\s*>", re.I) for t in ("script", "style", "noscript", "template", "textarea")}
+_HIDDEN = re.compile(rf"<({'|'.join(_HIDDEN_TAGS)})[\s>/]|<!--", re.I)
+_HIDDEN_CLOSE = {t: re.compile(rf"</{t}\s*>", re.I) for t in _HIDDEN_TAGS}
 _INNER_TAG = re.compile(r"<[^<>]*>")   # no nested "<": linear even on a page full of stray "<"
 
 

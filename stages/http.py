@@ -27,6 +27,7 @@ body limits and charset detection. ``stages.fetch`` drives it and writes WARC.
 from __future__ import annotations
 
 import asyncio
+import codecs
 import ipaddress
 import random
 import re
@@ -115,8 +116,6 @@ def safe_codec(name: str | None) -> str | None:
     """``name`` as a Python codec's canonical name, or None when it names no text codec or
     an unsafe one (``UNSAFE_CODECS``). For names that are already decisions (what fetch
     recorded, what charset_normalizer guessed), not labels from the page."""
-    import codecs
-
     try:
         info = codecs.lookup(name) if name else None
     except LookupError:

@@ -207,6 +207,7 @@ def test_extraction_process_that_cannot_start_is_a_clear_error(tmp_path):
     run the script again, which fails in the child. That is not the pages' fault: it
     raises a clear error at once, instead of counting every page as ``extract_error``
     (and then failing on shutdown with an unrelated AssertionError)."""
+    import os
     import subprocess
     import sys
     from pathlib import Path
@@ -217,7 +218,7 @@ def test_extraction_process_that_cannot_start_is_a_clear_error(tmp_path):
                       "with Isolated(timeout_s=30, recycle_after=10, settings=('trafilatura',)) as iso:\n"
                       "    print(iso('<html><body><p>hello</p></body></html>', 'http://a.example/'))\n")
     r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path, timeout=120,
-                       env={**__import__("os").environ, "PYTHONPATH": str(root)})
+                       env={**os.environ, "PYTHONPATH": str(root)})
     assert r.returncode != 0
     last = r.stderr.strip().splitlines()[-1]
     assert last.startswith("stages.isolate.ExtractionProcessError: the extraction process exited (code 1) "
