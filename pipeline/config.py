@@ -52,6 +52,7 @@ class HarvestConfig:
     num_shards: int = 4            # urls/ output shards (partitioned by url hash)
     blocklist: str = ""            # domain blocklist file; "" = data/blocklist_domains.txt
     media_extensions: list[str] = field(default_factory=lambda: list(_MEDIA))  # dropped by URL extension
+    max_url_length: int = 2083     # longer URLs are dropped as bad_url (the limit of Heritrix and browsers)
     # Live API (source = "api"). Credentials come from praw.ini (praw_site) or the
     # environment (praw_client_id, praw_client_secret), never from this file.
     subreddits: list[str] = field(default_factory=list)
@@ -80,6 +81,8 @@ class HarvestConfig:
 class FetchConfig:
     concurrency: int = 64          # requests in flight, all hosts together
     per_host: int = 2              # connections per host
+    per_domain: int = 4            # connections per registered domain, all its hosts together (*.blogspot.com)
+    per_ip: int = 4                # connections per resolved IP address (without a proxy: nothing resolves behind one)
     timeout_s: float = 30.0        # total time for one request (cuts off trickling servers)
     connect_timeout_s: float = 10.0
     read_timeout_s: float = 15.0   # time to first byte, and between reads
