@@ -30,7 +30,8 @@ Only HTML/XHTML is archived; the detected charset is recorded for extract.
 The stored response is the decoded body: Content-Encoding and Transfer-Encoding are
 removed from the archived headers and Content-Length is set to the stored length.
 
-Drop reasons: bad_scheme, private_address, robots_disallowed, robots_unavailable,
+Drop reasons: bad_scheme, bad_url (a host that is no valid host, e.g. ``1.2.3.999``),
+private_address, robots_disallowed, robots_unavailable,
 crawl_delay_too_long, http_3xx/4xx/5xx, timeout, connection_error, too_many_redirects,
 redirect_loop, too_large, not_html, not_modified.
 """

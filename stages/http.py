@@ -1,10 +1,15 @@
 """The crawler's HTTP client: safety checks, politeness, robots.txt, redirects, retries,
 body limits and charset detection. ``stages.fetch`` drives it and writes WARC.
 
-- **Safety.** Only http(s). Hosts resolving to private, loopback, link-local, multicast
-  or reserved addresses are refused by ``SafeResolver`` (so after every redirect hop
-  too); IP-literal targets are checked before connecting. Behind a forward proxy the
-  proxy resolves names, and IP literals are still refused.
+- **Safety.** Only http(s). Every URL and every redirect hop goes through
+  ``check_target`` before any connection: its host is parsed as a browser or a forward
+  proxy parses it (``stages.hosts``, the WHATWG host parser), so ``2852039166``,
+  ``0xa9.0xfe.0xa9.0xfe``, ``0251.0376.0251.0376`` and ``169.254.43518`` are all
+  169.254.169.254. Non-public addresses (private, loopback, link-local, multicast,
+  reserved, unspecified; IPv4-mapped IPv6 by its IPv4 address) and ``localhost`` names
+  are ``private_address``; a host that is no valid host is ``bad_url``. Names resolving
+  to non-public addresses are refused by ``SafeResolver``. Behind a forward proxy the
+  proxy resolves names, so only the literal and localhost checks apply there.
 - **Politeness.** ``HostGate`` spaces requests to one host by ``host_delay_s``, or by
   the host's robots.txt Crawl-delay when larger (up to ``max_crawl_delay_s``; beyond
   that the host is skipped as ``crawl_delay_too_long``). The connector limits
@@ -39,8 +44,11 @@ from urllib.parse import urljoin, urlsplit
 import aiohttp
 import webencodings
 from protego import Protego
+from yarl import URL
 
 from pipeline.config import FetchConfig
+
+from .hosts import host_verdict, is_public_address
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 RETRY_STATUS = {429, 500, 502, 503, 504}
@@ -55,8 +63,8 @@ class PrivateAddressError(OSError):
 
 
 def is_public_ip(ip: str) -> bool:
-    addr = ipaddress.ip_address(ip.split("%", 1)[0])
-    return addr.is_global and not (addr.is_multicast or addr.is_reserved)
+    """For a resolved address as text (an IPv6 zone, ``%eth0``, is ignored)."""
+    return is_public_address(ipaddress.ip_address(ip.split("%", 1)[0]))
 
 
 class SafeResolver(aiohttp.ThreadedResolver):
@@ -71,23 +79,25 @@ class SafeResolver(aiohttp.ThreadedResolver):
 
 
 def check_target(url: str, allow_private: bool) -> str | None:
-    """A drop reason for a URL we must not request, or None."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return "bad_scheme"
+    """A drop reason for a URL we must not request (``bad_scheme``, ``bad_url``,
+    ``private_address``), or None. The host is judged both as written and as aiohttp
+    sends it (yarl's IDNA form), each read by the WHATWG host parser. A name other than
+    localhost passes: ``SafeResolver`` checks what it resolves to (without a proxy)."""
+    try:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            return "bad_scheme"
+        sent = URL(url).raw_host or ""
+    except ValueError:                     # unbalanced brackets, a backslash in the authority
+        return "bad_url"
+    hostinfo = parts.netloc.rpartition("@")[2]
+    written = hostinfo[:hostinfo.find("]") + 1] if hostinfo.startswith("[") else hostinfo.partition(":")[0]
+    verdicts = {host_verdict(written), host_verdict(f"[{sent}]" if ":" in sent else sent)}
+    if "bad_url" in verdicts:
+        return "bad_url"
     if allow_private:
         return None
-    host = parts.hostname
-    if host == "localhost" or host.endswith(".localhost"):
-        return "private_address"
-    if not (host[-1].isdigit() or ":" in host):
-        return None     # a name (an IP literal ends in a digit or has a colon): SafeResolver checks it
-    try:
-        if not is_public_ip(host):
-            return "private_address"
-    except ValueError:
-        pass  # a name: SafeResolver checks it when it is resolved
-    return None
+    return "private_address" if "private_address" in verdicts else None
 
 
 def header_charset(content_type: str | None) -> str | None:
