@@ -246,8 +246,16 @@ def _set_rng_state(state: dict, device: str) -> None:
 
 
 def load_checkpoint(path: Path, device: str = "cpu") -> dict:
-    if not Path(path).is_file():
-        raise MissingInputError(f"no checkpoint {path}", "Train first: webtext train --run-name NAME")
+    """``runs/<name>/ckpt.pt``. A missing one is a MissingInputError that lists the runs
+    with a checkpoint beside it (``runs/*/ckpt.pt``)."""
+    path = Path(path)
+    if not path.is_file():
+        runs = sorted(p.parent.name for p in path.parent.parent.glob("*/ckpt.pt"))
+        if runs:
+            raise MissingInputError(f"no checkpoint for run '{path.parent.name}' ({path})",
+                                    f"Runs with a checkpoint: {', '.join(runs)}. Use --run-name NAME")
+        raise MissingInputError(f"no checkpoint {path}: no run in {path.parent.parent} has one",
+                                "Train first: webtext train --run-name NAME")
     return torch.load(path, map_location=device, weights_only=False)
 
 
@@ -364,7 +372,8 @@ def _train(tokens_dir, runs_dir, cfg: TrainConfig, d: Dist, device: str, log, st
                         _, loss = net(x, y)
                     (loss / accum).backward()
                 loss_sum += loss.detach()
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            # grad_clip 0 = no clipping (as in nanoGPT): the norm is still measured and logged
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip or float("inf"))
             lr = sched.get_last_lr()[0]
             opt.step()
             sched.step()

@@ -536,7 +536,14 @@ def status(
     """One screen about the work directory: stages done, corpus versions, last runs and refresh, lock state."""
     from .status import collect_status, render_status
 
+    if G.workdir.exists() and not G.workdir.is_dir():
+        from .errors import ConfigError
+
+        raise ConfigError(f"work directory {G.workdir} is a file, not a directory", "Pass --workdir a directory")
     st = collect_status(G.workdir)
+    if G.config is not None:        # checked like every other command's: a missing or invalid file is an error
+        load_config(G.config, {})
+        st["config"] = str(G.config)
     if as_json:
         print(json.dumps(st, indent=2, default=str))
     else:
@@ -575,21 +582,44 @@ def report(
         console.print(f"report written: {path}")
 
 
+GLOBAL_OPTIONS = ("--workdir", "--config", "--workers", "--executor", "--ray-address")
+
+
+def _usage_error(e) -> str:
+    """A click usage error (unknown option, bad value, missing argument) as one line."""
+    msg = e.format_message().strip().rstrip(".")
+    name = getattr(e, "option_name", None)
+    cmd = e.ctx.command_path if e.ctx else "webtext"
+    if name in GLOBAL_OPTIONS and e.ctx and e.ctx.parent is not None:
+        return f"{msg}. {name} is a global option: put it before the command (webtext {name} ... {e.ctx.info_name})"
+    return f"{msg}. See `{cmd} --help`"
+
+
 def main() -> None:
     try:
-        app(standalone_mode=True)
+        rv = app(standalone_mode=False)
+    except typer.TyperException as e:       # click's errors, as typer exports them (public name: the base)
+        if type(e).__name__ == "NoArgsIsHelpError":     # bare `webtext`: the help text
+            print(e.ctx.get_help())
+            sys.exit(e.exit_code)
+        # usage errors (unknown option, bad value, missing argument): one line and exit 2
+        text = _usage_error(e) if hasattr(e, "ctx") else e.format_message()
+        console.print(f"[red]error:[/red] {escape(text)}", highlight=False, soft_wrap=True)
+        sys.exit(e.exit_code)
     except WebtextError as e:
         console.print(f"[red]error:[/red] {escape(e.message)}", highlight=False, soft_wrap=True)
         sys.exit(e.exit_code)
-    except KeyboardInterrupt:
-        console.print("interrupted; finished shards are kept and a rerun resumes")
-        sys.exit(130)
+    except (KeyboardInterrupt, typer.Abort):
+        rv = 130
     except Exception as e:  # noqa: BLE001 -- one line, not a traceback, unless debugging
         if os.environ.get("WEBTEXT_DEBUG"):
             raise
         console.print(f"[red]internal error:[/red] {escape(f'{type(e).__name__}: {e}')} "
                       "(set WEBTEXT_DEBUG=1 for a traceback)", highlight=False, soft_wrap=True)
         sys.exit(1)
+    if rv == 130:       # typer turns Ctrl-C into exit code 130
+        console.print("interrupted; finished shards are kept and a rerun resumes")
+    sys.exit(rv if isinstance(rv, int) else 0)
 
 
 if __name__ == "__main__":

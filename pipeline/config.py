@@ -21,8 +21,71 @@ _MEDIA = (
 ).split()
 
 
+INT64 = (-(2**63), 2**63 - 1)
+MODEL_SIZES = ("tiny", "gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")   # model.gpt.CONFIGS (a test checks)
+
+
+@dataclass(frozen=True, slots=True)
+class Range:
+    """The allowed values of a numeric setting: ``lo``..``hi``, each end inclusive unless
+    ``open_lo``/``open_hi``. Every value must also be finite (no NaN, no inf)."""
+    lo: float | None = None
+    hi: float | None = None
+    open_lo: bool = False
+    open_hi: bool = False
+    fix: str = ""
+
+    def describe(self) -> str:
+        def num(v: float) -> str:
+            return str(int(v)) if float(v).is_integer() and abs(v) < 1e16 else f"{v:g}"
+        parts = []
+        if self.lo is not None:
+            parts.append(f"{'>' if self.open_lo else '>='} {num(self.lo)}")
+        if self.hi is not None:
+            parts.append(f"{'<' if self.open_hi else '<='} {num(self.hi)}")
+        return " and ".join(parts) or "finite"
+
+    def ok(self, v) -> bool:
+        if v != v or v in (float("inf"), float("-inf")):
+            return False
+        if self.lo is not None and (v <= self.lo if self.open_lo else v < self.lo):
+            return False
+        return not (self.hi is not None and (v >= self.hi if self.open_hi else v > self.hi))
+
+
+def positive(hi: float | None = None, fix: str = "") -> Range:
+    """> 0 (and <= hi)."""
+    return Range(0, hi, open_lo=True, fix=fix)
+
+
+def at_least(lo: float, hi: float | None = None, fix: str = "") -> Range:
+    return Range(lo, hi, fix=fix)
+
+
+SHARE = Range(0, 1)
+
+
+class Section:
+    """A config section: its numeric settings are range-checked on construction, so the CLI,
+    the TOML file and the Python API reject the same values. ``RANGES`` maps every int or
+    float field to its ``Range`` (a test checks that none is missing)."""
+
+    SECTION = ""
+    RANGES: dict[str, Range] = {}
+
+    def __post_init__(self):
+        hints = typing.get_type_hints(type(self))
+        for name, rng in self.RANGES.items():
+            v, kind = getattr(self, name), hints[name]
+            where = f"{self.SECTION}.{name}"
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or (kind is int and not isinstance(v, int)):
+                raise ConfigError(f"{where} must be {kind.__name__}, not {v!r}")
+            if not rng.ok(v):
+                raise ConfigError(f"{where} must be {rng.describe()}, not {v!r}", rng.fix or None)
+
+
 @dataclass
-class ExecutorConfig:
+class ExecutorConfig(Section):
     executor: str = "local"        # local (a process pool) | ray (tasks on a Ray cluster)
     workers: int = 0               # 0 = one per CPU core (local; with ray, a local cluster's CPUs)
     ray_address: str = ""          # "" = start a local Ray instance; "auto" or host:port = join a cluster
@@ -31,19 +94,20 @@ class ExecutorConfig:
     scratch: str = ""              # local mirror of an s3:// or gs:// work directory; "" = <tmp>/webtext-<hash>
     scratch_data: str = "on_demand"  # bulk data in the scratch: on_demand (placeholders between uses) | mirror
 
+    SECTION = "run"
+    RANGES = {"workers": at_least(0, 4096, "Use 0 for one worker per core"), "ray_max_retries": at_least(0, 100),
+              "ray_fetch_cpus": positive(64)}
+
     def __post_init__(self):
+        super().__post_init__()
         if self.executor not in ("local", "ray"):
             raise ConfigError(f"unknown executor '{self.executor}'", "Use executor = \"local\" or \"ray\"")
-        if self.ray_max_retries < 0 or not 0 < self.ray_fetch_cpus <= 64:
-            raise ConfigError("run.ray_max_retries must be >= 0 and run.ray_fetch_cpus in (0, 64]")
-        if self.workers < 0:
-            raise ConfigError("workers must be >= 0", "Use 0 for one worker per core")
         if self.scratch_data not in ("on_demand", "mirror"):
             raise ConfigError(f"unknown run.scratch_data '{self.scratch_data}'", 'Use "on_demand" or "mirror"')
 
 
 @dataclass
-class HarvestConfig:
+class HarvestConfig(Section):
     source: str = "dumps"          # "dumps" (Pushshift/Arctic-Shift files) or "api" (praw)
     dumps: list[str] = field(default_factory=list)   # dump files or folders of RS_* files
     min_score: int = 3             # keep URLs whose aggregated score is >= this
@@ -64,13 +128,16 @@ class HarvestConfig:
     oauth_url: str = "https://oauth.reddit.com"
     api_user_agent: str = "webtext/0.1 harvest (+https://github.com/webtext-project/webtext)"
 
+    SECTION = "harvest"
+    RANGES = {"min_score": Range(*INT64), "num_shards": at_least(1, 100_000), "api_limit": at_least(1, 100_000),
+              "max_url_length": at_least(16, 1 << 20, "2083 is the limit of browsers and Heritrix")}
+
     def __post_init__(self):
+        super().__post_init__()
         if self.source not in ("dumps", "api"):
             raise ConfigError(f"harvest.source must be 'dumps' or 'api', not '{self.source}'")
         if self.score_agg not in ("sum", "max"):
             raise ConfigError(f"score_agg must be 'sum' or 'max', not '{self.score_agg}'")
-        if self.num_shards < 1:
-            raise ConfigError("harvest.num_shards must be >= 1")
         if self.listing not in ("new", "top", "hot"):
             raise ConfigError(f"harvest.listing must be new, top or hot, not '{self.listing}'")
         if self.time_filter not in ("hour", "day", "week", "month", "year", "all"):
@@ -78,7 +145,7 @@ class HarvestConfig:
 
 
 @dataclass
-class FetchConfig:
+class FetchConfig(Section):
     concurrency: int = 64          # requests in flight, all hosts together
     per_host: int = 2              # connections per host
     per_domain: int = 4            # connections per registered domain, all its hosts together (*.blogspot.com)
@@ -103,10 +170,22 @@ class FetchConfig:
     allow_private: bool = False    # allow loopback/private targets (tests and demo only)
     refetch_after_days: float = 0.0  # revisit URLs last fetched this long ago (conditional GET); 0 = never
 
+    SECTION = "fetch"
+    HOUR, DAY = 3600.0, 86400.0
+    RANGES = {
+        "concurrency": at_least(1, 100_000), "per_host": at_least(1, 1000), "per_domain": at_least(1, 10_000),
+        "per_ip": at_least(1, 10_000), "timeout_s": positive(HOUR), "connect_timeout_s": positive(HOUR),
+        "read_timeout_s": positive(HOUR), "host_delay_s": at_least(0, HOUR), "max_crawl_delay_s": at_least(0, DAY),
+        "max_retry_after_s": at_least(0, DAY), "max_bytes": at_least(1024, 2**31 - 1),
+        "warc_max_bytes": at_least(1024, 2**40), "batch_urls": at_least(1, 10_000_000),
+        "warc_gzip_level": at_least(0, 9), "max_redirects": at_least(0, 100), "retries": at_least(0, 100),
+        "backoff_s": at_least(0, HOUR),
+        "refetch_after_days": at_least(0, 36_500, "Use 0 to never revisit, or the age in days after which a "
+                                                  "page is fetched again"),
+    }
+
     def __post_init__(self):
-        if self.refetch_after_days < 0:
-            raise ConfigError(f"fetch.refetch_after_days must be >= 0, not {self.refetch_after_days}",
-                              "Use 0 to never revisit, or the age in days after which a page is fetched again")
+        super().__post_init__()
         levels = {"isal": range(0, 4), "zlib": range(1, 10)}
         if self.warc_gzip not in levels:
             raise ConfigError(f"fetch.warc_gzip must be 'isal' or 'zlib', not '{self.warc_gzip}'")
@@ -117,7 +196,7 @@ class FetchConfig:
 
 
 @dataclass
-class ExtractConfig:
+class ExtractConfig(Section):
     extractor: str = "auto"        # auto (trafilatura, newspaper3k fallback) | trafilatura | newspaper3k | both
     dates: bool = True             # publication date with htmldate (fast mode)
     fallback_share: float = 0.1    # auto: trafilatura's text under this share of the visible text is "short"...
@@ -135,14 +214,19 @@ class ExtractConfig:
     page_timeout_s: float = 5.0    # per-page extraction limit (the page's process is killed)
     recycle_after: int = 1000      # replace the extraction process after this many pages
 
+    SECTION = "extract"
+    RANGES = {"fallback_share": SHARE, "fallback_gain": positive(1e6), "min_words": at_least(0, 1_000_000),
+              "min_lang_score": SHARE,
+              "lang_prefilter_score": positive(100, "Use a score in (0, 1], or 2 to extract every page before "
+                                                    "its language is checked"),
+              "short_line_words": at_least(0, 10_000), "max_short_line_share": SHARE,
+              "max_boilerplate_line_share": SHARE, "max_html_bytes": at_least(1024, 2**31 - 1),
+              "page_timeout_s": positive(3600), "recycle_after": at_least(1, 10**9)}
+
     def __post_init__(self):
+        super().__post_init__()
         if self.extractor not in ("auto", "trafilatura", "newspaper3k", "both"):
             raise ConfigError(f"extract.extractor must be auto, trafilatura, newspaper3k or both, not '{self.extractor}'")
-        if not 0 <= self.fallback_share <= 1 or self.fallback_gain <= 0:
-            raise ConfigError("extract.fallback_share must be in [0, 1] and extract.fallback_gain > 0")
-        if self.lang_prefilter_score <= 0:
-            raise ConfigError(f"extract.lang_prefilter_score must be > 0, not {self.lang_prefilter_score}",
-                              "Use a score in (0, 1], or 2 to extract every page before its language is checked")
 
 
 VERIFY_MODES = ("exact", "estimate", "off")
@@ -150,7 +234,7 @@ KEEP_RULES = ("witness", "one_per_cluster")
 
 
 @dataclass
-class DedupConfig:
+class DedupConfig(Section):
     num_perm: int = 128
     threshold: float = 0.8         # target Jaccard similarity
     shingle_words: int = 5
@@ -162,24 +246,26 @@ class DedupConfig:
     max_bucket_pairs: int = 32     # buckets up to this size give all pairs, larger ones a star
     replace_existing: bool = False  # let a new document replace its duplicate already in the corpus
 
+    SECTION = "dedup"
+    RANGES = {"num_perm": at_least(16, 1024), "threshold": Range(0, 1, open_lo=True),
+              "shingle_words": at_least(1, 100), "seed": at_least(0, 2**32 - 1), "partitions": at_least(1, 4096),
+              "lsh_threshold": Range(0, 1, open_lo=True), "max_bucket_pairs": at_least(2, 1_000_000)}
+
     def __post_init__(self):
-        if not 0 < self.threshold <= 1:
-            raise ConfigError("dedup.threshold must be in (0, 1]")
-        if not 0 < self.lsh_threshold <= self.threshold:
+        super().__post_init__()
+        if self.lsh_threshold > self.threshold:
             raise ConfigError("dedup.lsh_threshold must be in (0, dedup.threshold]")
         if self.verify not in VERIFY_MODES:
             raise ConfigError(f"dedup.verify must be one of {', '.join(VERIFY_MODES)}, not {self.verify!r}")
         if self.keep not in KEEP_RULES:
             raise ConfigError(f"dedup.keep must be one of {', '.join(KEEP_RULES)}, not {self.keep!r}")
-        if self.partitions < 1 or self.max_bucket_pairs < 2:
-            raise ConfigError("dedup.partitions must be >= 1 and dedup.max_bucket_pairs >= 2")
 
 
 POLICIES = ("drop", "spans")
 
 
 @dataclass
-class DecontaminateConfig:
+class DecontaminateConfig(Section):
     benchmarks: list[str] = field(default_factory=list)  # registry names, or files (see data/benchmarks.toml)
     benchmark_dir: str = "benchmarks"   # where registry names' files live
     registry: str = ""                  # an extra registry file: benchmarks added without code
@@ -196,36 +282,33 @@ class DecontaminateConfig:
     wikipedia_sample: int = 1           # keep 1/k of Wikipedia's n-grams (by hash): 1/k of the memory
     fp_probes: int = 1_000_000          # random probes per filter in the false-positive check (0: off)
 
+    SECTION = "decontaminate"
+    RANGES = {"ngram": at_least(1, 100), "fp_rate": Range(0, 1, open_lo=True, open_hi=True),
+              "window": at_least(0, 1_000_000), "min_piece": at_least(0, 1_000_000),
+              "max_pieces": at_least(0, 1_000_000), "common_docs": at_least(0, 10**12), "wikipedia_share": SHARE,
+              "wikipedia_sample": at_least(1, 1_000_000), "fp_probes": at_least(0, 10**10)}
+
     def __post_init__(self):
-        if self.ngram < 1:
-            raise ConfigError("decontaminate.ngram must be >= 1")
+        super().__post_init__()
         if self.policy not in POLICIES:
             raise ConfigError(f"decontaminate.policy must be one of {', '.join(POLICIES)}, not {self.policy!r}")
-        if not 0 < self.fp_rate < 1 or not 0 <= self.wikipedia_share <= 1:
-            raise ConfigError("decontaminate.fp_rate must be in (0, 1) and decontaminate.wikipedia_share in [0, 1]")
-        if min(self.window, self.min_piece, self.max_pieces, self.common_docs, self.fp_probes) < 0 \
-                or self.wikipedia_sample < 1:
-            raise ConfigError("decontaminate.window, min_piece, max_pieces, common_docs and fp_probes must be >= 0, "
-                              "and wikipedia_sample >= 1")
 
 
 @dataclass
-class ShardConfig:
+class ShardConfig(Section):
     val_fraction: float = 0.05     # the paper held out 5% of WebText
     tokenizer: str = "gpt2"        # gpt2, or a tokenizer.json (`webtext tokenizer train`)
     backend: str = "auto"          # auto (tiktoken for gpt2) | tiktoken | hf
     shard_tokens: int = 100_000_000  # tokens per output shard, about
     seed: int = 0                  # document shuffle across shards
 
-    def __post_init__(self):
-        if not 0 <= self.val_fraction < 1:
-            raise ConfigError("shard.val_fraction must be in [0, 1)")
-        if self.shard_tokens < 1:
-            raise ConfigError("shard.shard_tokens must be >= 1")
+    SECTION = "shard"
+    RANGES = {"val_fraction": Range(0, 1, open_hi=True), "shard_tokens": at_least(1, 2**40),
+              "seed": at_least(0, 2**32 - 1)}
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(Section):
     model: str = "tiny"            # tiny | gpt2 | gpt2-medium | gpt2-large | gpt2-xl
     steps: int = 200               # optimizer steps
     batch_size: int = 8            # sequences per micro-batch, per rank
@@ -237,7 +320,7 @@ class TrainConfig:
     min_lr: float = 1e-4
     warmup_steps: int = 20
     weight_decay: float = 0.1
-    grad_clip: float = 1.0
+    grad_clip: float = 1.0         # max gradient norm; 0 = no clipping
     eval_every: int = 50           # validation loss every N steps (and at the end)
     eval_batches: int = 8
     log_every: int = 10            # a metrics line every N steps (and at eval steps)
@@ -250,12 +333,19 @@ class TrainConfig:
     device: str = "auto"           # auto | cpu | cuda
     run_name: str = "default"
 
+    SECTION = "train"
+    BIG = 10**12
+    RANGES = {"steps": at_least(1, BIG), "batch_size": at_least(1, 1 << 20), "block_size": at_least(1, 1 << 20),
+              "tokens_per_step": at_least(0, BIG), "corpus_version": at_least(0, BIG), "lr": positive(10),
+              "min_lr": at_least(0, 10), "warmup_steps": at_least(0, BIG), "weight_decay": at_least(0, 10),
+              "grad_clip": at_least(0, 1e6, "Use 0 for no clipping"), "eval_every": at_least(1, BIG),
+              "eval_batches": at_least(1, BIG), "log_every": at_least(1, BIG), "ckpt_every": at_least(0, BIG),
+              "peak_tflops": at_least(0, 1e9, "Use 0 for the known GPUs' peak"), "seed": at_least(0, 2**63 - 1)}
+
     def __post_init__(self):
-        for name in ("steps", "batch_size", "block_size", "eval_every", "eval_batches", "log_every"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"train.{name} must be >= 1")
-        if self.tokens_per_step < 0 or self.ckpt_every < 0 or self.warmup_steps < 0:
-            raise ConfigError("train.tokens_per_step, ckpt_every and warmup_steps must be >= 0")
+        super().__post_init__()
+        if self.model not in MODEL_SIZES:
+            raise ConfigError(f"unknown model size {self.model!r}", f"Use one of {', '.join(MODEL_SIZES)}")
         if self.sampling not in ("random", "epoch"):
             raise ConfigError(f"train.sampling must be random or epoch, not {self.sampling!r}")
         if self.compile not in ("auto", "on", "off"):

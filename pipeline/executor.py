@@ -40,7 +40,7 @@ from rich.text import Text
 
 from .config import Config
 from .errors import WebtextError
-from .io import read_json, sha256_file, write_json
+from .io import ensure_workdir, read_json, sha256_file, write_json
 from .remote import LAZY_DEFAULT, is_url, open_store, sparse_files_work, store_for
 from .state import State
 from .stats import Stats
@@ -86,8 +86,7 @@ class Context:
                 self.store = open_store(str(workdir), cfg.run.scratch, ())
             self.pull()
         else:
-            self.workdir = Path(workdir)
-            self.workdir.mkdir(parents=True, exist_ok=True)
+            self.workdir = ensure_workdir(Path(workdir))
         self.state = State(self.workdir)
         if self.store is not None:      # a placeholder's digest needs its bytes (when not cached)
             self.state.materialize = lambda path: self.store.stage_in([path])
@@ -139,9 +138,9 @@ class Context:
     def dir(self, name: str) -> Path:
         return self.workdir / name
 
-    def log(self, msg: str) -> None:
+    def log(self, msg: str, level: str = "info") -> None:
         if self.json_logs:
-            sys.stderr.write(json.dumps({"ts": round(time.time(), 3), "level": "info",
+            sys.stderr.write(json.dumps({"ts": round(time.time(), 3), "level": level,
                                          "msg": Text.from_markup(msg).plain.strip()}) + "\n")
             sys.stderr.flush()
         else:

@@ -16,6 +16,31 @@ from typing import Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .errors import ConfigError
+
+
+def ensure_workdir(path: Path) -> Path:
+    """Create the work directory ``path`` if needed and check that files can be written
+    there; a path that is a file, lies under a file, or is read-only is a ConfigError."""
+    path = Path(path)
+    fix = "Pass --workdir a directory you can write to"
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"work directory {path} is a file, not a directory", fix)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocker = next((p for p in reversed(path.parents) if p.exists() and not p.is_dir()), None)
+        raise ConfigError(f"work directory {path} cannot be created: {blocker or 'a parent'} is a file", fix) from None
+    except OSError as e:
+        raise ConfigError(f"work directory {path} cannot be created: {e.strerror or e}", fix) from None
+    probe = path / f".write-test-{os.getpid()}"
+    try:
+        probe.touch()
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"work directory {path} is not writable: {e.strerror or e}", fix) from None
+    return path
+
 
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:

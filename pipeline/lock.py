@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from .errors import WebtextError
+from .io import ensure_workdir
 
 LOCKED_EXIT = 75
 
@@ -73,7 +74,7 @@ class WorkdirLock:
             return {}
 
     def acquire(self) -> "WorkdirLock":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        ensure_workdir(self.path.parent)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -60,13 +60,32 @@ def cron_command(workdir: Path, config: Path | None) -> str:
             f"{shlex.join(refresh_argv(workdir, config))} >> {shlex.quote(str(log))} 2>&1")
 
 
+NO_CRONTAB_FIX = ("Install cron (Debian/Ubuntu: apt-get install cron; Fedora: dnf install cronie), "
+                  "or use --tabfile FILE, or --systemd for a systemd timer")
+
+
 def _crontab(tabfile: Path | None):
+    """The user's crontab (through the ``crontab`` program), or ``tabfile``. A missing
+    program or an unreadable file is a ConfigError that says what to install or use."""
     from crontab import CronTab
 
-    if tabfile:
-        Path(tabfile).touch(exist_ok=True)
-        return CronTab(tabfile=str(tabfile))
-    return CronTab(user=True)
+    try:
+        if tabfile:
+            Path(tabfile).touch(exist_ok=True)
+            return CronTab(tabfile=str(tabfile))
+        if shutil.which("crontab") is None:
+            raise ConfigError("no crontab program on this machine", NO_CRONTAB_FIX)
+        return CronTab(user=True)
+    except OSError as e:
+        raise ConfigError(f"cannot read the crontab{f' {tabfile}' if tabfile else ''}: {e.strerror or e}",
+                          NO_CRONTAB_FIX) from None
+
+
+def _write(cron) -> None:
+    try:
+        cron.write()
+    except OSError as e:
+        raise ConfigError(f"cannot write the crontab: {e.strerror or e}", NO_CRONTAB_FIX) from None
 
 
 def install(expr: str, workdir: Path, config: Path | None = None, tabfile: Path | None = None) -> str:
@@ -78,7 +97,7 @@ def install(expr: str, workdir: Path, config: Path | None = None, tabfile: Path 
     cron.remove_all(comment=_tag(workdir))
     job = cron.new(command=cron_command(workdir, config), comment=_tag(workdir))
     job.setall(expr)
-    cron.write()
+    _write(cron)
     return str(job)
 
 
@@ -90,7 +109,7 @@ def remove(workdir: Path, tabfile: Path | None = None) -> int:
     cron = _crontab(tabfile)
     n = len(list(cron.find_comment(_tag(workdir))))
     cron.remove_all(comment=_tag(workdir))
-    cron.write()
+    _write(cron)
     return n
 
 

@@ -79,6 +79,8 @@ def render_status(st: dict, console: Console) -> None:
         t.add_row(s["stage"], "yes" if s["done"] else "no", f"{s['out']:,}" if s["done"] else "-",
                   str(s.get("tasks", "-")), _when(s.get("when")))
     console.print(t)
+    if st.get("config"):
+        console.print(f"config: {st['config']} (valid)")
     if st["versions"]:
         last = st["versions"][-1]
         console.print(f"corpus: version {last['version']} of {len(st['versions'])}, {last['docs']:,} documents, "

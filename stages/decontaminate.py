@@ -445,6 +445,10 @@ def run(ctx: Context, report_only: bool = False) -> dict:
     inputs = require_shards(ctx.dir("dedup"), "dedup-*.parquet", "deduplicated shards", "dedup")
     registry = load_registry(cfg.registry or None)
     benches = [resolve(b, cfg.benchmark_dir, registry) for b in cfg.benchmarks]
+    if not benches:
+        ctx.log("[yellow]warning:[/yellow] no benchmark configured, so no benchmark overlap is removed: use "
+                "--benchmark NAME (lambada, wikitext2, ptb, ...; see data/benchmarks.toml) or "
+                "[decontaminate] benchmarks", level="warning")
     names = [b.name for b in benches]
     if len(set(names)) != len(names):
         raise ConfigError(f"two benchmarks share a name in {names}", "Give each file a distinct name")

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from pathlib import Path
 
 from pipeline import cli
 
@@ -94,3 +95,112 @@ def test_example_config_is_complete_and_valid():
     data = tomllib.loads(path.read_text())
     for f in dataclasses.fields(Config):
         assert set(data[f.name]) == {x.name for x in dataclasses.fields(getattr(cfg, f.name))}
+
+
+# ---- values a user can get wrong: one line on stderr, exit code 2, never a hang or a traceback ----
+
+def _one_line_error(r, *needles):
+    assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
+    assert "Traceback" not in r.stderr and "internal error" not in r.stderr
+    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1, r.stderr
+    for n in needles:
+        assert n in errors[0], errors[0]
+    return errors[0]
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["fetch", "--concurrency", "-5"], "fetch.concurrency must be >= 1"),
+    (["fetch", "--retries", "-3"], "fetch.retries must be >= 0"),
+    (["fetch", "--timeout", "-1"], "fetch.timeout_s must be > 0"),
+    (["fetch", "--timeout", "0"], "fetch.timeout_s must be > 0"),
+    (["fetch", "--per-host", "0"], "fetch.per_host must be >= 1"),
+    (["--workers", "-1", "dedup"], "run.workers must be >= 0"),
+    (["dedup", "--threshold", "1.5"], "dedup.threshold must be"),
+    (["train", "--model", "gpt3"], "unknown model size 'gpt3'"),
+    (["train", "--steps", "0"], "train.steps must be >= 1"),
+])
+def test_out_of_range_flags_are_one_line_errors(tmp_path, args, needle):
+    r = webtext("--workdir", str(tmp_path / "w"), *args)
+    _one_line_error(r, needle)
+
+
+def test_train_unknown_model_lists_the_sizes(tmp_path):
+    r = webtext("--workdir", str(tmp_path / "w"), "train", "--model", "gpt3")
+    _one_line_error(r, "tiny", "gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
+
+
+def test_out_of_range_config_value_is_one_line_error(tmp_path):
+    cfg = tmp_path / "webtext.toml"
+    cfg.write_text("[fetch]\nmax_bytes = -1\n")
+    r = webtext("--workdir", str(tmp_path / "w"), "--config", str(cfg), "fetch")
+    _one_line_error(r, "fetch.max_bytes must be >= 1024")
+
+
+def test_workdir_that_is_a_file_or_under_one(tmp_path):
+    f = tmp_path / "afile"
+    f.write_text("x")
+    _one_line_error(webtext("--workdir", str(f), "dedup"), "is a file")
+    _one_line_error(webtext("--workdir", str(f / "sub"), "dedup"), "cannot be created", str(f))
+    _one_line_error(webtext("--workdir", str(f), "status"), "is a file")
+
+
+def test_usage_errors_are_one_line(tmp_path):
+    _one_line_error(webtext("fetch", "--concurency", "5"), "No such option: --concurency", "fetch --help")
+    _one_line_error(webtext("fetch", "--concurrency", "many"), "--concurrency")
+    _one_line_error(webtext("nosuch"), "No such command 'nosuch'")
+    r = webtext()
+    assert r.returncode == 2 and "Usage: " in r.stdout and "harvest" in r.stdout     # bare `webtext`: the help
+
+
+def test_read_only_workdir(tmp_path):
+    import os
+    import shutil
+    import tempfile
+
+    if os.geteuid() == 0 and not shutil.which("setpriv"):
+        pytest.skip("running as root without setpriv: permissions cannot be dropped")
+    base = Path(tempfile.mkdtemp(prefix="webtext-ro-"))     # a place another user can reach
+    try:
+        base.chmod(0o755)
+        ro = base / "ro"
+        ro.mkdir()
+        ro.chmod(0o555)
+        argv = [sys.executable, "-m", "pipeline.cli", "--workdir", str(ro), "dedup"]
+        if os.geteuid() == 0:               # root ignores permissions: run as nobody
+            argv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *argv]
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=120,
+                           cwd=Path(__file__).resolve().parent.parent)
+        _one_line_error(r, "not writable", str(ro))
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_schedule_without_crontab_program(tmp_path):
+    import os
+
+    env = {**os.environ, "PATH": str(tmp_path)}          # no crontab program on the PATH
+    r = subprocess.run([sys.executable, "-m", "pipeline.cli", "--workdir", str(tmp_path / "w"), "schedule",
+                        "install", "--cron", "0 3 * * *"], capture_output=True, text=True, timeout=120, env=env)
+    _one_line_error(r, "no crontab program", "apt-get install cron", "--tabfile", "--systemd")
+
+
+@pytest.mark.parametrize("command", [["export", "--hf"], ["sample"], ["eval"]])
+def test_checkpoint_commands_list_the_runs(tmp_path, command):
+    for name in ("demo", "other"):
+        (tmp_path / "runs" / name).mkdir(parents=True)
+        (tmp_path / "runs" / name / "ckpt.pt").write_bytes(b"")
+    (tmp_path / "runs" / "empty").mkdir()                  # no checkpoint: not listed
+    _one_line_error(webtext("--workdir", str(tmp_path), *command), "run 'default'", "demo, other")
+    assert "empty" not in webtext("--workdir", str(tmp_path), *command).stderr
+
+
+def test_status_checks_its_config(tmp_path):
+    _one_line_error(webtext("--workdir", str(tmp_path), "status", "--config", "nope.toml"),
+                    "--config is a global option: put it before the command")
+    _one_line_error(webtext("--workdir", str(tmp_path), "--config", str(tmp_path / "nope.toml"), "status"),
+                    "not found")
+    cfg = tmp_path / "webtext.toml"
+    cfg.write_text("[fetch]\nconcurrency = 8\n")
+    r = webtext("--workdir", str(tmp_path), "--config", str(cfg), "status", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["config"] == str(cfg)

@@ -200,3 +200,19 @@ def test_clean_schema(tmp_path, bench_dir):
     _write(tmp_path, [doc_row("a", "plain words " * 100)])
     _run(tmp_path, bench_dir)
     assert pq.read_table(tmp_path / "clean" / "clean-00000.parquet").schema.equals(CLEAN)
+
+
+def test_no_benchmark_configured_warns(tmp_path):
+    """Without a benchmark the stage still runs (Wikipedia by URL), but says that nothing
+    was checked for benchmark overlap and how to name one."""
+    import io
+
+    from rich.console import Console
+
+    _write(tmp_path, [doc_row("a", "plain words " * 80, url="http://example.com/a")])
+    ctx = make_context(tmp_path, decontaminate={"fp_probes": 0})
+    ctx.console = Console(file=(buf := io.StringIO()), width=400)
+    D.run(ctx)
+    out = buf.getvalue()
+    assert "warning:" in out and "no benchmark configured" in out and "--benchmark" in out
+    assert (tmp_path / "clean" / "clean-00000.parquet").exists()
