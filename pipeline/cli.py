@@ -234,7 +234,9 @@ app.add_typer(tokenizer_app, name="tokenizer")
 @tokenizer_app.command("train")
 @_mirrored()
 def tokenizer_train(
-    vocab_size: Annotated[int, typer.Option(help="Vocabulary size, <|endoftext|> included.")] = 50257,
+    vocab_size: Annotated[int, typer.Option(help="Vocabulary size, <|endoftext|> included (257 to 65536: "
+                                                 "256 bytes plus EOT at least; token ids are stored as uint16).",
+                                            min=257, max=65536)] = 50257,
     source: Annotated[str, typer.Option(help="Work-directory folder whose Parquet shards hold the text.")] = "clean",
     out: Annotated[Optional[Path], typer.Option(help="Output tokenizer.json (default tokenizers/bpe-<vocab>.json).")] = None,
 ):
@@ -313,8 +315,10 @@ def eval_(
                             "Default: wikitext2, ptb, lambada.")] = None,
     benchmark_dir: Annotated[Optional[str], typer.Option(
         help="Folder of the registry's files (default: [decontaminate] benchmark_dir).")] = None,
-    stride: Annotated[Optional[int], typer.Option(help="Tokens scored per perplexity window (default: half the context).")] = None,
-    limit: Annotated[Optional[int], typer.Option(help="Only the first N tokens (perplexity) or passages (LAMBADA).")] = None,
+    stride: Annotated[Optional[int], typer.Option(help="Tokens scored per perplexity window (default: half the context).",
+                                                  min=1)] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Only the first N tokens (perplexity) or passages (LAMBADA).",
+                                                 min=1)] = None,
     device: Device = "auto",
 ):
     """Zero-shot perplexity on WikiText-2 and PTB, and LAMBADA accuracy, as in the GPT-2 paper (runs/<name>/eval.json)."""
@@ -333,10 +337,11 @@ def eval_(
 def sample(
     prompt: Annotated[str, typer.Option(help="Text to continue (empty: start a new document).")] = "",
     run_name: RunName = None,
-    max_new_tokens: Annotated[int, typer.Option(help="Tokens to generate.")] = 100,
-    temperature: Annotated[float, typer.Option(help="Softmax temperature.")] = 0.8,
-    top_k: Annotated[int, typer.Option(help="Sample among the k likeliest tokens (0 = all).")] = 50,
-    num_samples: Annotated[int, typer.Option(help="Independent samples.")] = 1,
+    max_new_tokens: Annotated[int, typer.Option(help="Tokens to generate.", min=1, max=1_000_000)] = 100,
+    temperature: Annotated[float, typer.Option(help="Softmax temperature (0.01 to 100).", min=0.01,
+                                               max=100)] = 0.8,
+    top_k: Annotated[int, typer.Option(help="Sample among the k likeliest tokens (0 = all).", min=0)] = 50,
+    num_samples: Annotated[int, typer.Option(help="Independent samples.", min=1, max=10_000)] = 1,
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
     device: Device = "auto",
 ):
@@ -400,8 +405,8 @@ def run(
 
 @app.command()
 def demo(
-    articles: Annotated[int, typer.Option(help="Articles in the generated demo web.")] = 200,
-    steps: Annotated[int, typer.Option(help="Training steps for the tiny model.")] = 150,
+    articles: Annotated[int, typer.Option(help="Articles in the generated demo web.", min=1, max=100_000)] = 200,
+    steps: Annotated[int, typer.Option(help="Training steps for the tiny model.", min=1)] = 150,
     until: Annotated[str, typer.Option(help="Last stage to run (earlier finished stages are skipped).")] = "train",
 ):
     """Offline demo: January through every stage, February through refresh, then training, funnel and report."""

@@ -119,6 +119,9 @@ def _one_line_error(r, *needles):
     (["dedup", "--threshold", "1.5"], "dedup.threshold must be"),
     (["train", "--model", "gpt3"], "unknown model size 'gpt3'"),
     (["train", "--steps", "0"], "train.steps must be >= 1"),
+    (["sample", "--temperature", "0"], "--temperature"),
+    (["tokenizer", "train", "--vocab-size", "10"], "--vocab-size"),
+    (["demo", "--articles", "0"], "--articles"),
 ])
 def test_out_of_range_flags_are_one_line_errors(tmp_path, args, needle):
     r = webtext("--workdir", str(tmp_path / "w"), *args)
