@@ -13,6 +13,12 @@ article links with a heavy-tailed score), then measures, each in its own process
   6. Arrow's C++ NDJSON reader (pyarrow.json, one thread, an explicit schema of the
      fields harvest reads, other fields ignored) in place of msgspec, on the same batches;
 and peak RSS of the map at two dump sizes (memory must not grow with the dump).
+
+    python benchmarks/harvest_bench.py --reduce [--lines 1000000]
+
+measures instead the peak RSS of one reduce task (one output shard, so it reads every
+submission) over generated map parts (``make_parts``: 4 parts, repeated submissions and
+several raw forms per URL) at --lines/10 and --lines submissions: it must stay flat.
 """
 
 from __future__ import annotations
@@ -174,12 +180,76 @@ print(n, time.perf_counter() - t)
 """
 
 
+REDUCE = """
+import resource, sys, time; from pathlib import Path
+from pipeline.executor import Task; from stages.harvest import aggregate_urls
+parts = sorted(Path({d!r}).glob("RS_*.parquet"))
+params = {{"min_score": 3, "score_agg": "sum", "num_shards": 1, "shard": 0, "latest": 2,
+          "versions": {{p.name: 1 + i % 2 for i, p in enumerate(parts)}}}}
+t = time.perf_counter()
+s = aggregate_urls(Task("reduce", "00000", aggregate_urls, parts, [Path({o!r})], params))
+print(s.records_in, s.records_out, time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+
+
+def make_parts(folder: Path, n: int, parts: int = 4, seed: int = 0) -> None:
+    """``parts`` SUBMISSIONS files holding ``n`` submission rows together: ~0.6 n distinct
+    URLs (heavy-tailed reposts), each submission in one part and ~10% again in a later one
+    (another score), and a URL's submissions in one to three raw forms."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipeline.schemas import SUBMISSIONS
+    from stages import urls as U
+
+    rng = random.Random(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    nurls = max(1, int(n * 0.6))
+    rows: list[list[dict]] = [[] for _ in range(parts)]
+    i = 0
+    while i < n:
+        k = min(int(rng.paretovariate(1.5)), 50) if rng.random() < 0.3 else 1
+        u = rng.randrange(nurls)
+        url = f"https://site{u % 5000}.example.com/{_text(rng, 3).replace(' ', '/')}/{u}?a={u % 7}&b="
+        for _ in range(k):
+            raw = url if rng.random() < 0.7 else url.replace("?a=", "?b=&a=")   # another parameter order
+            r = {"url": U.normalize(url) or url, "score": int(rng.paretovariate(0.9)) - 1,
+                 "created_utc": 1_546_300_800 + i, "subreddit": f"sub{rng.randrange(20000)}", "id": f"{i:07x}",
+                 "title": _text(rng, rng.randint(5, 20)), "raw_url": raw}
+            r["domain"], r["url_hash"] = U.raw_host(r["url"]), U.url_hash(r["url"])
+            p = rng.randrange(parts)
+            rows[p].append(r)
+            if rng.random() < 0.1 and p + 1 < parts:
+                rows[rng.randrange(p + 1, parts)].append(dict(r, score=r["score"] + rng.randrange(1, 20)))
+            i += 1
+    for p, rs in enumerate(rows):
+        schema = pa.schema([f for f in SUBMISSIONS if f.name in rs[0]], metadata=SUBMISSIONS.metadata)
+        pq.write_table(pa.Table.from_pylist(rs, schema=schema), folder / f"RS_part{p}.parquet", compression="zstd")
+
+
+def reduce_main(args) -> None:
+    sizes = (args.lines // 10, args.lines)
+    for n in sizes:
+        d = args.dir / f"reduce-{n}"
+        if not d.exists():
+            t = time.perf_counter()
+            make_parts(d, n)
+            print(f"generated {n:,} submissions in {time.perf_counter() - t:.0f}s", flush=True)
+        _, _, res = _child(REDUCE.format(d=str(d), o=str(args.dir / f"urls-{n}.parquet")))
+        n_in, n_out, secs, rss = res.split()
+        print(f"reduce of {int(n_in):,} submission rows -> {int(n_out):,} URLs: {float(secs):.1f}s, "
+              f"peak RSS {float(rss):,.0f} MiB", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--lines", type=int, default=2_000_000)
     ap.add_argument("--dir", type=Path, default=Path("/tmp/webtext-bench"))
+    ap.add_argument("--reduce", action="store_true", help="peak RSS of a reduce task instead (see above)")
     args = ap.parse_args()
     args.dir.mkdir(parents=True, exist_ok=True)
+    if args.reduce:
+        return reduce_main(args)
     results = {}
     for lines in (args.lines // 2, args.lines):
         dump = args.dir / f"RS_bench-{lines}.zst"

@@ -21,15 +21,19 @@ Each URL's ``harvest_version`` is the earliest version of any of its submissions
 Harvesting dumps A and B in two runs gives the same URLs and karma as one run over both.
 
 Drop reasons (in submissions): malformed_json, no_url, self_post, nsfw, deleted (by
-its author), removed (by moderators or Reddit), bad_scheme, reddit_link, media_url,
-blocklisted_domain, truncated_file / corrupt_file (the unreadable rest of a damaged
-file, counted as 1), duplicate_submission (the same submission id seen again; the
-newest observation is kept), low_score (the URL's aggregate is below the threshold),
-and merged_duplicate_url (a submission merged into a URL kept through another one).
+its author), removed (by moderators or Reddit), bad_scheme, bad_url (longer than
+``max_url_length``, or a host or port no client can use), reddit_link, media_url,
+blocklisted_domain, bad_value (a score or created_utc outside int64), truncated_file /
+corrupt_file (the unreadable rest of a damaged file, counted as 1; every complete line
+the decompressor produces before the damage is kept), duplicate_submission (the same
+submission id seen again; the newest observation is kept), low_score (the URL's
+aggregate is below the threshold), and merged_duplicate_url (a submission merged into a
+URL kept through another one).
 """
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
@@ -41,7 +45,7 @@ import pyarrow.parquet as pq
 from pipeline.config import HarvestConfig, to_dict
 from pipeline.errors import MissingInputError
 from pipeline.executor import Context, Task, finish_stage, run_phase
-from pipeline.io import atomic_path, read_json, safe_name, sorted_files, write_parquet
+from pipeline.io import atomic_path, read_json, safe_name, sorted_files
 from pipeline.schemas import SUBMISSIONS, URLS
 from pipeline.stats import Stats
 
@@ -105,7 +109,8 @@ def filter_into(keep: Filter, subs: list, stats: Stats, writer: SubmissionWriter
 
 
 def make_filter(p: dict) -> Filter:
-    return Filter(p["allow_nsfw"], frozenset(p["blocklist"]), p["media_extensions"])
+    return Filter(p["allow_nsfw"], frozenset(p["blocklist"]), p["media_extensions"],
+                  p.get("max_url_length", HarvestConfig.max_url_length))
 
 
 def harvest_dump(task: Task) -> Stats:
@@ -129,19 +134,105 @@ def harvest_dump(task: Task) -> Stats:
     return stats
 
 
-def read_part(path: Path) -> pa.Table:
-    """A map part as SUBMISSIONS; parts written before ``url_hash`` existed get it computed."""
-    t = pq.read_table(path)
-    if "url_hash" not in t.column_names:
+# The reduce phase works in buckets so that its memory does not grow with the harvest:
+# at most about REDUCE_BUCKET_ROWS submissions are held at once (~1 KB each in Arrow,
+# with their sort and group-by). Spilled rows wait in Arrow IPC files under urls/_spill/.
+REDUCE_BUCKET_ROWS = 250_000
+READ_ROWS = 65_536                 # rows per record batch read from a part, and per spill write
+WORK = SUBMISSIONS.append(pa.field("version", pa.int32(), nullable=False))   # a submission and its source's version
+
+
+def _cast_part(t: pa.Table) -> pa.Table:
+    """Rows of a map part as SUBMISSIONS; columns that older parts lack are filled in."""
+    if "url_hash" not in t.column_names:    # parts written before url_hash existed
         t = t.append_column("url_hash", pa.array([U.url_hash(u) for u in t["url"].to_pylist()], pa.uint64()))
     return t.select(SUBMISSIONS.names).cast(SUBMISSIONS)
+
+
+def iter_part(path: Path, rows: int = READ_ROWS):
+    """A map part as SUBMISSIONS tables of at most ``rows`` rows (memory: one row group's pages)."""
+    with pq.ParquetFile(path) as f:
+        for batch in f.iter_batches(batch_size=rows):
+            yield _cast_part(pa.Table.from_batches([batch]))
+
+
+def read_part(path: Path) -> pa.Table:
+    """A whole map part as SUBMISSIONS (for small parts and tests; the reduce streams them)."""
+    return _cast_part(pq.read_table(path))
+
+
+class Spill:
+    """Rows routed to ``n`` bucket files, then read back one bucket at a time.
+
+    Each bucket keeps its rows in the order they were added. Rows wait in memory until
+    ``hold`` of them are pending (across all buckets), then go to the bucket files.
+    """
+
+    def __init__(self, folder: Path, name: str, n: int, hold: int = READ_ROWS, schema: pa.Schema = WORK):
+        self.folder, self.name, self.n, self.hold, self.schema = folder, name, n, hold, schema
+        self.writers: dict[int, pa.ipc.RecordBatchStreamWriter] = {}
+        self.pending: list[list[pa.Table]] = [[] for _ in range(n)]
+        self.pending_rows = 0
+
+    def path(self, b: int) -> Path:
+        return self.folder / f"{self.name}-{b:05d}.arrow"
+
+    def add(self, table: pa.Table, bucket: np.ndarray | None = None) -> None:
+        """Append rows; ``bucket`` holds each row's bucket (all in bucket 0 when None)."""
+        if not table.num_rows:
+            return
+        if bucket is None or self.n == 1:
+            self.pending[0].append(table)
+        else:
+            order = np.argsort(bucket, kind="stable")       # stable: a bucket keeps the rows' order
+            table, ends = table.take(order), np.cumsum(np.bincount(bucket, minlength=self.n))
+            for b in np.flatnonzero(np.diff(ends, prepend=0)):
+                start = ends[b - 1] if b else 0
+                self.pending[b].append(table.slice(start, ends[b] - start))
+        self.pending_rows += table.num_rows
+        if self.pending_rows >= self.hold:
+            self.flush()
+
+    def flush(self) -> None:
+        for b, tables in enumerate(self.pending):
+            if tables:
+                if b not in self.writers:
+                    opts = pa.ipc.IpcWriteOptions(compression="lz4")
+                    self.writers[b] = pa.ipc.new_stream(self.path(b), self.schema, options=opts)
+                self.writers[b].write_table(pa.concat_tables(tables))
+        self.pending, self.pending_rows = [[] for _ in range(self.n)], 0
+
+    def buckets(self):
+        """Each bucket's rows as one table, in bucket order; its file is deleted once read."""
+        self.flush()
+        for w in self.writers.values():
+            w.close()
+        for b in range(self.n):
+            if b in self.writers:
+                with pa.ipc.open_stream(self.path(b)) as r:
+                    table = r.read_all()
+                self.path(b).unlink()
+                yield table
+            else:
+                yield self.schema.empty_table()
+
+
+def url_buckets(url_hash: pa.ChunkedArray | pa.Array, n: int) -> np.ndarray:
+    """Bucket of each url_hash: floor(hash * n / 2^64), so bucket order is url_id order."""
+    h = url_hash.to_numpy()
+    return (((h >> np.uint64(32)) * np.uint64(n)) >> np.uint64(32)).astype(np.int64)
+
+
+def id_buckets(ids: list[str], n: int) -> np.ndarray:
+    return np.array([U.url_hash(i) % n for i in ids], dtype=np.int64)
 
 
 def latest_observations(subs: pa.Table) -> tuple[pa.Table, int]:
     """One row per submission id: the one from the newest source (then the highest score).
 
     A submission seen in two sources (a dump and the API, or overlapping dumps) must not
-    have its karma counted twice. Rows without an id are all kept.
+    have its karma counted twice. Rows without an id are all kept. Ties keep the rows'
+    order (the sort is stable).
     """
     subs = subs.sort_by([("id", "ascending"), ("version", "descending"), ("score", "descending"),
                          ("url", "ascending")])
@@ -152,24 +243,13 @@ def latest_observations(subs: pa.Table) -> tuple[pa.Table, int]:
     return subs.filter(pa.array(first)), int((~first).sum())
 
 
-def aggregate_urls(task: Task) -> Stats:
-    """Reduce task: every part's submissions whose URL hashes to this shard -> URL rows."""
-    p = task.params
-    shard, nshards = p["shard"], p["num_shards"]
-    tables = []
-    for part in task.inputs:
-        t = read_part(part)
-        if t.num_rows:
-            t = t.filter(pa.array(t["url_hash"].to_numpy() % np.uint64(nshards) == shard))
-            version = pa.array(np.full(t.num_rows, p["versions"][part.name], dtype=np.int32))
-            tables.append(t.append_column("version", version))
-    schema = SUBMISSIONS.append(pa.field("version", pa.int32(), nullable=False))
-    subs = pa.concat_tables(tables) if tables else schema.empty_table()
-    stats = Stats(records_in=subs.num_rows)
-    subs, repeated = latest_observations(subs)
-    stats.drop("duplicate_submission", repeated)
-    # Sorted so that the aggregation, and the lists it builds, are deterministic.
-    subs = subs.sort_by([("url", "ascending"), ("created_utc", "ascending"), ("id", "ascending")])
+def url_rows(subs: pa.Table, p: dict, stats: Stats) -> pa.Table:
+    """URLS rows (sorted by url_id) of deduplicated submissions holding every row of their URLs."""
+    # Sorted so that the aggregation, and the lists it builds, are deterministic. Rows
+    # without an id can tie on (url, created_utc, id): they keep latest_observations'
+    # order (version, then score, descending), then the order they were read in.
+    subs = subs.sort_by([("url", "ascending"), ("created_utc", "ascending"), ("id", "ascending"),
+                         ("version", "descending"), ("score", "descending")])
     agg = "sum" if p["score_agg"] == "sum" else "max"
     g = subs.group_by("url", use_threads=False).aggregate([
         ("score", agg), ("url", "count"), ("created_utc", "min"), ("created_utc", "max"),
@@ -180,25 +260,79 @@ def aggregate_urls(task: Task) -> Stats:
     kept = g.filter(keep)
     stats.drop("low_score", int(pc.sum(g.filter(pc.invert(keep))["url_count"]).as_py() or 0))
     stats.drop("merged_duplicate_url", int(pc.sum(kept["url_count"]).as_py() or 0) - kept.num_rows)
-    stats.records_out = kept.num_rows
+    stats.records_out += kept.num_rows
+    stats.add_info("unique_urls", g.num_rows)
     domains = kept["domain_first"].to_pylist()
     table = pa.table({
-        "url_id": [f"{h:016x}" for h in kept["url_hash_first"].to_pylist()],
+        "url_id": pa.array([f"{h:016x}" for h in kept["url_hash_first"].to_pylist()], pa.string()),
         "url": kept["url"],
-        "domain": domains,
-        "registered_domain": [U.registered_domain(d) for d in domains],
+        "domain": pa.array(domains, pa.string()),
+        "registered_domain": pa.array([U.registered_domain(d) for d in domains], pa.string()),
         "score": kept[f"score_{agg}"],
         "num_submissions": pc.cast(kept["url_count"], pa.int32()),
         "first_seen": kept["created_utc_min"],
         "last_seen": kept["created_utc_max"],
-        "subreddits": [sorted(s) for s in kept["subreddit_distinct"].to_pylist()],
+        "subreddits": pa.array([sorted(s) for s in kept["subreddit_distinct"].to_pylist()], pa.list_(pa.string())),
         "submission_ids": kept["id_list"],
         "title": kept["title_first"],
         "harvest_version": kept["version_min"],
     }).sort_by("url_id")
-    write_parquet(table, task.outputs[0], URLS)
-    stats.add_info("unique_urls", g.num_rows)
     stats.add_info("new_urls", int(pc.sum(pc.equal(table["harvest_version"], p["latest"])).as_py() or 0))
+    return table.select(URLS.names).cast(URLS)
+
+
+def aggregate_urls(task: Task) -> Stats:
+    """Reduce task: every part's submissions whose URL hashes to this shard -> URL rows.
+
+    In three passes over the shard's rows, each holding one bucket at a time:
+    1. stream the parts and spill the shard's rows into ``n`` buckets by a hash of the
+       submission id (rows without an id go straight to step 2's buckets);
+    2. per id bucket, keep each submission's latest observation (``latest_observations``),
+       spilled into ``n`` buckets by the top bits of url_hash;
+    3. per URL bucket, aggregate; bucket order is url_id order, so the buckets' rows are
+       appended to the output as they come and the file is sorted by url_id.
+    The output is the same as aggregating the whole shard at once (and whatever ``n``).
+    Deduplication is by submission id within this shard: the same id under two URLs (a
+    URL normalized differently by two harvest versions) is deduplicated when both URLs
+    fall in this shard, and counted in each shard otherwise, as before bucketing.
+    """
+    p, out = task.params, task.outputs[0]
+    shard, nshards = p["shard"], p["num_shards"]
+    limit = task.options.get("bucket_rows", REDUCE_BUCKET_ROWS)
+    expected = sum(pq.read_metadata(part).num_rows for part in task.inputs) / nshards
+    n = max(1, int(np.ceil(expected / limit)))          # hashing spreads rows evenly over buckets
+    spill_dir = out.parent / "_spill" / task.name
+    shutil.rmtree(spill_dir, ignore_errors=True)        # left by an attempt that was killed
+    spill_dir.mkdir(parents=True)
+    stats, peak = Stats(), 0
+    try:
+        rows = min(READ_ROWS, limit)
+        by_id, by_url = Spill(spill_dir, "id", n, rows), Spill(spill_dir, "url", n, rows)
+        for part in task.inputs:
+            version = p["versions"][part.name]
+            for t in iter_part(part, rows):
+                t = t.filter(pa.array(t["url_hash"].to_numpy() % np.uint64(nshards) == shard))
+                t = t.append_column("version", pa.array(np.full(t.num_rows, version, dtype=np.int32))).cast(WORK)
+                stats.records_in += t.num_rows
+                no_id = pc.equal(t["id"], "").to_numpy(zero_copy_only=False)
+                if no_id.any():
+                    anon = t.filter(pa.array(no_id))
+                    by_url.add(anon, url_buckets(anon["url_hash"], n))
+                    t = t.filter(pa.array(~no_id))
+                by_id.add(t, id_buckets(t["id"].to_pylist(), n) if n > 1 else None)
+        for subs in by_id.buckets():
+            subs, repeated = latest_observations(subs)
+            stats.drop("duplicate_submission", repeated)
+            by_url.add(subs, url_buckets(subs["url_hash"], n))
+        with atomic_path(out) as tmp, pq.ParquetWriter(tmp, URLS, compression="zstd") as w:
+            for subs in by_url.buckets():
+                stats.add_info("reduce_buckets", 1)
+                peak = max(peak, subs.num_rows)
+                if subs.num_rows:
+                    w.write_table(url_rows(subs, p, stats))
+    finally:
+        shutil.rmtree(spill_dir, ignore_errors=True)
+    stats.info["reduce_bucket_peak"] = peak      # the most rows aggregated at once (a maximum: this task only)
     return stats
 
 
@@ -223,7 +357,7 @@ def find_dumps(specs: list[str]) -> list[Path]:
 
 def filter_params(cfg: HarvestConfig) -> dict:
     return {"allow_nsfw": cfg.allow_nsfw, "blocklist": sorted(load_blocklist(cfg.blocklist)),
-            "media_extensions": sorted(cfg.media_extensions)}
+            "media_extensions": sorted(cfg.media_extensions), "max_url_length": cfg.max_url_length}
 
 
 def run(ctx: Context) -> dict:
