@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "2"   # 2: fetchlog gained fetched_at, etag and last_modified
+SCHEMA_VERSION = "3"   # 2: fetchlog gained fetched_at, etag and last_modified; 3: fetchlog gained wait_ms,
+#                        submissions gained raw_url
 
 
 def _list(t: pa.DataType) -> pa.ListType:
@@ -36,6 +37,9 @@ URLS = _schema("urls", [
     pa.field("submission_ids", _list(pa.string()), nullable=False),
     pa.field("title", pa.string()),                         # title of the earliest submission
     pa.field("harvest_version", pa.int32(), nullable=False),  # harvest that first saw the URL
+    # What fetch requests: the URL's most-submitted raw form (submissions' raw_url: query as
+    # submitted), or url when none is known. Frontier files planned before v3 lack it.
+    pa.field("fetch_url", pa.string(), nullable=False),
 ])
 
 # urls/_parts/: one row per kept submission (harvest's map output, before aggregation).
@@ -48,6 +52,10 @@ SUBMISSIONS = _schema("submissions", [
     pa.field("id", pa.string(), nullable=False),
     pa.field("title", pa.string()),
     pa.field("url_hash", pa.uint64(), nullable=False),      # xxh3_64 of url: url_id as an integer
+    # The URL as submitted, for fetching: fragment and tracking parameters removed, scheme and
+    # host lowercased, everything else (parameter order, empty parameters, path case) kept.
+    # Null in parts written before it existed.
+    pa.field("raw_url", pa.string()),
 ])
 
 # warc/fetchlog-*.parquet: one row per URL the crawler tried.
@@ -60,13 +68,14 @@ FETCHLOG = _schema("fetchlog", [
     pa.field("bytes", pa.int64(), nullable=False),          # decoded body bytes
     pa.field("content_type", pa.string()),
     pa.field("charset", pa.string()),                       # detected: header, meta tag or sniffed
-    pa.field("elapsed_ms", pa.int32(), nullable=False),
+    pa.field("elapsed_ms", pa.int32(), nullable=False),     # sending to end of body, over tries and hops
     pa.field("tries", pa.int32(), nullable=False),
     pa.field("warc_file", pa.string()),                     # file name inside warc/
     pa.field("warc_offset", pa.int64()),                    # offset of the response record
     pa.field("fetched_at", pa.int64()),                     # unix s of the outcome (null in version-1 logs)
     pa.field("etag", pa.string()),                          # validators of the archived response, for
     pa.field("last_modified", pa.string()),                 # --refetch-after's conditional GET
+    pa.field("wait_ms", pa.int32()),                        # waits: politeness, robots.txt, retries (v3+)
 ])
 
 # docs/, dedup/, clean/: Document rows. Later stages keep the schema and drop rows.

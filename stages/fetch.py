@@ -21,11 +21,21 @@ response and metadata record per archived page, one gzip member per record, rota
 URL). A shard resumes URL by URL after a crash (``stages.warcstore``).
 
 The crawler (``stages.http``) is asyncio + aiohttp: ``concurrency`` workers share a queue
-of URLs interleaved across hosts; a per-host connection limit and minimum delay; robots.txt
-per host; manual redirects (at most ``max_redirects``, loops detected, every hop
-re-checked); a cap on the *decoded* body (so a gzip bomb is cut off); retries with
-exponential backoff and jitter for 429/5xx/connection errors, honouring Retry-After.
+of URLs interleaved across hosts; per host a connection limit and a minimum delay, and
+limits on requests in flight per site (``per_domain``: the ICANN registrable domain, so
+``*.blogspot.com`` is one site) and per resolved address (``per_ip``); robots.txt per
+host (its first 500 KiB); manual redirects (at most ``max_redirects``, loops detected,
+every hop re-checked); a cap on the *decoded* body (so a gzip bomb is cut off); retries
+with exponential backoff and jitter for 429/5xx/connection errors, waiting at least a
+Retry-After (seconds or HTTP-date), during which its whole host is held.
 Only HTML/XHTML is archived; the detected charset is recorded for extract.
+
+What is requested is the URL as submitted (``fetch_url``: harvest removed only the
+fragment and tracking parameters), or ``url`` in frontiers written before that column
+existed; the normalized ``url`` and ``url_id`` stay the keys of the fetch log. The WARC
+records name the URL actually requested (after redirects). ``elapsed_ms`` is the
+servers' time (sending to end of body, over tries and hops); ``wait_ms`` is the rest of
+the URL's time: politeness, robots.txt and retry sleeps.
 
 The stored response is the decoded body: Content-Encoding and Transfer-Encoding are
 removed from the archived headers and Content-Length is set to the stored length.
@@ -75,34 +85,38 @@ async def _crawl(batches, cfg: FetchConfig, segs: WarcSegments, journal: Journal
     """Fetch every row of every batch; one session (robots.txt and DNS caches) for all batches."""
     timeout = aiohttp.ClientTimeout(total=cfg.timeout_s, sock_connect=cfg.connect_timeout_s,
                                     sock_read=cfg.read_timeout_s)
-    connector = aiohttp.TCPConnector(
-        limit=cfg.concurrency, limit_per_host=cfg.per_host, ttl_dns_cache=300,
-        resolver=None if cfg.allow_private else SafeResolver(),
-    )
+    resolver = aiohttp.ThreadedResolver() if cfg.allow_private else SafeResolver()
+    connector = aiohttp.TCPConnector(limit=cfg.concurrency, limit_per_host=cfg.per_host, ttl_dns_cache=300,
+                                     resolver=resolver)
     headers = {"User-Agent": cfg.user_agent, "Accept": "text/html,application/xhtml+xml;q=0.9,*/*;q=0.1"}
     queue: asyncio.Queue = asyncio.Queue()
 
-    def record(row: dict, o: Outcome, ms: int) -> None:
+    def record(row: dict, o: Outcome, total_s: float) -> None:
         name = offset = end = None
+        elapsed_ms = int(o.elapsed_s * 1000)
         if o.error is None:
             name, offset, end = segs.write(row, o)     # records first, then the journal line
         journal.add({"url_id": row["url_id"], "url": row["url"], "final_url": o.final_url, "status": o.status,
                      "error": o.error, "bytes": len(o.body), "content_type": o.content_type,
-                     "charset": o.charset, "elapsed_ms": ms, "tries": o.tries, "warc_file": name,
+                     "charset": o.charset, "elapsed_ms": elapsed_ms, "tries": o.tries, "warc_file": name,
                      "warc_offset": offset, "fetched_at": int(time.time()), "etag": o.etag,
-                     "last_modified": o.last_modified, "revisit": bool(row.get("revisit")), "_end": end})
+                     "last_modified": o.last_modified, "revisit": bool(row.get("revisit")),
+                     "wait_ms": max(0, int(total_s * 1000) - elapsed_ms), "_end": end})
 
     async with aiohttp.ClientSession(connector=connector, timeout=timeout, headers=headers,
                                      trust_env=not cfg.proxy) as session:
-        client = Client(session, cfg)
+        client = Client(session, cfg, resolver)
 
         async def worker():
             while not queue.empty():
                 row = queue.get_nowait()
                 t0 = time.monotonic()
+                target = row.get("fetch_url") or row["url"]     # as submitted; url is the key
                 v = row.get("validator_url")
-                o = await client.get(row["url"], Validators(v, row.get("etag"), row.get("last_modified")) if v else None)
-                record(row, o, int((time.monotonic() - t0) * 1000))
+                if v == row["url"]:         # from a log that requested the normalized form
+                    v = target
+                o = await client.get(target, Validators(v, row.get("etag"), row.get("last_modified")) if v else None)
+                record(row, o, time.monotonic() - t0)
 
         for rows in batches:
             for r in rows:

@@ -10,14 +10,23 @@ body limits and charset detection. ``stages.fetch`` drives it and writes WARC.
   are ``private_address``; a host that is no valid host is ``bad_url``. Names resolving
   to non-public addresses are refused by ``SafeResolver``. Behind a forward proxy the
   proxy resolves names, so only the literal and localhost checks apply there.
-- **Politeness.** ``HostGate`` spaces requests to one host by ``host_delay_s``, or by
-  the host's robots.txt Crawl-delay when larger (up to ``max_crawl_delay_s``; beyond
-  that the host is skipped as ``crawl_delay_too_long``). The connector limits
-  connections per host.
-- **robots.txt** (RFC 9309) is fetched once per host and parsed with protego. A 4xx
+- **Politeness** (``stages.politeness``). Requests to one host (``host:port``) are sent
+  ``host_delay_s`` apart, or the host's robots.txt Crawl-delay when larger (up to
+  ``max_crawl_delay_s``; beyond that the host is skipped as ``crawl_delay_too_long``).
+  A 429 or 5xx with Retry-After (seconds or an HTTP-date, capped at
+  ``max_retry_after_s``) holds the whole host that long; the retry waits at least that,
+  and our own jittered backoff. In flight at once: ``per_host`` connections per host
+  (the connector), ``per_domain`` requests per site (the ICANN registrable domain, so
+  all of ``*.blogspot.com`` share one limit) and, without a proxy, ``per_ip`` per
+  resolved address. robots.txt requests count too.
+- **robots.txt** (RFC 9309) is fetched once per host and parsed with protego; only its
+  first ``ROBOTS_MAX_BYTES`` (500 KiB, cut at the last line end) are read. A 4xx
   answer allows everything; 5xx, a timeout or a connection error defers the host's
   URLs (``robots_unavailable``); disallowed URLs are never requested
   (``robots_disallowed``).
+- **Timing.** ``Outcome.elapsed_s`` is the time from sending to the end of the body,
+  summed over tries and redirect hops: the servers' time, without politeness waits,
+  robots.txt or retry sleeps.
 - **Conditional GET.** A revisit (``--refetch-after``) sends the ETag and Last-Modified of
   the earlier fetch as If-None-Match and If-Modified-Since to the URL they came from; a
   304 answer is the outcome ``not_modified`` (nothing archived, the old document stays).
@@ -33,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import contextlib
 import ipaddress
 import random
 import re
@@ -49,11 +59,13 @@ from yarl import URL
 from pipeline.config import FetchConfig
 
 from .hosts import host_verdict, is_public_address
+from .politeness import HostGate, KeyedLimit, retry_after_s, site_of
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 RETRY_STATUS = {429, 500, 502, 503, 504}
 REDIRECT_STATUS = {301, 302, 303, 307, 308}
 DROP_HEADERS = {"content-encoding", "transfer-encoding", "content-length"}
+ROBOTS_MAX_BYTES = 500 * 1024      # RFC 9309 2.5: parse at least the first 500 KiB, ignore the rest
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.I)
 _HEADER_CHARSET = re.compile(r"""charset\s*=\s*["']?([A-Za-z0-9_.:-]+)""", re.I)
 
@@ -171,6 +183,7 @@ class Outcome:
     tries: int = 0
     etag: str | None = None        # validators of the archived response, for a later conditional GET
     last_modified: str | None = None
+    elapsed_s: float = 0.0         # sending to end of body, summed over tries and hops (no waits)
 
 
 @dataclass(slots=True)
@@ -190,46 +203,24 @@ class Validators:
         return h or None
 
 
-class HostGate:
-    """Per-host spacing of requests: each request waits until ``delay`` after the previous."""
-
-    def __init__(self):
-        self.next_at: dict[str, float] = {}
-        self.last_at: dict[str, float] = {}
-        self.delay: dict[str, float] = {}
-        self.locks: dict[str, asyncio.Lock] = {}
-
-    def set_delay(self, host: str, delay: float) -> None:
-        """A host's own delay (robots.txt Crawl-delay); it also spaces the request just made."""
-        if self.delay.get(host) != delay:
-            self.delay[host] = delay
-            if host in self.last_at:
-                self.next_at[host] = max(self.next_at.get(host, 0.0), self.last_at[host] + delay)
-
-    async def wait(self, host: str, default_delay: float) -> None:
-        lock = self.locks.setdefault(host, asyncio.Lock())
-        async with lock:
-            now = time.monotonic()
-            at = self.next_at.get(host, now)
-            if at > now:
-                await asyncio.sleep(at - now)
-            self.last_at[host] = start = max(at, now)
-            self.next_at[host] = start + self.delay.get(host, default_delay)
-
-
 class Client:
-    """One crawl's HTTP client: session, politeness gate and robots cache."""
+    """One crawl's HTTP client: session, politeness (host gate, per-site and per-IP
+    limits) and robots cache. ``resolver`` is the connector's: the per-IP limit asks it
+    (once per host) which address a name connects to."""
 
-    def __init__(self, session: aiohttp.ClientSession, cfg: FetchConfig):
+    def __init__(self, session: aiohttp.ClientSession, cfg: FetchConfig, resolver=None):
         self.session, self.cfg = session, cfg
         self.proxy = cfg.proxy or None
         self.gate = HostGate()
+        self.per_site, self.per_ip = KeyedLimit(cfg.per_domain), KeyedLimit(cfg.per_ip)
+        self.resolver = None if self.proxy else resolver     # behind a proxy, the proxy resolves
+        self.addresses: dict[str, asyncio.Task] = {}
         self.robots: dict[str, asyncio.Task] = {}
         self.robots_log: list[tuple[str, int | None, str | None]] = []   # (host, status, error)
 
     async def _robots_for(self, origin: str):
         """Protego rules for an origin, or a drop reason string when unavailable."""
-        o = await self._request_following(f"{origin}/robots.txt", read_any_type=True)
+        o = await self._request_following(f"{origin}/robots.txt", robots=True)
         self.robots_log.append((origin, o.status, o.error))
         if o.error is None:
             return Protego.parse(o.body.decode(o.charset or "utf-8", errors="replace"))
@@ -271,18 +262,18 @@ class Client:
             return Outcome(error=reason)
         return await self._request_following(url, validators=validators)
 
-    async def _request_following(self, url: str, read_any_type: bool = False,
+    async def _request_following(self, url: str, robots: bool = False,
                                  validators: Validators | None = None) -> Outcome:
         seen, out = {url}, Outcome()
         for _hop in range(self.cfg.max_redirects + 1):
             if reason := check_target(url, self.cfg.allow_private):
                 out.error = reason
                 return out
-            if not read_any_type and out.tries and (reason := await self.allowed(url)):
+            if not robots and out.tries and (reason := await self.allowed(url)):
                 out.error = reason             # a redirect into a disallowed path
                 return out
             conditional = validators.headers() if validators and validators.url == url else None
-            location = await self._request(url, out, read_any_type, conditional)
+            location = await self._request(url, out, robots, conditional)
             if location is None:
                 return out
             if location in seen:
@@ -293,73 +284,109 @@ class Client:
         out.error = "too_many_redirects"
         return out
 
-    async def _request(self, url: str, out: Outcome, read_any_type: bool,
+    async def _address(self, hostname: str, port: int) -> str | None:
+        """The address the connector connects ``hostname`` to (the resolver's first), asked
+        once per host; None behind a proxy or when the name does not resolve (the request
+        then fails on its own)."""
+        if self.resolver is None:
+            return None
+        if hostname not in self.addresses:
+            self.addresses[hostname] = asyncio.ensure_future(self.resolver.resolve(hostname, port, socket.AF_UNSPEC))
+        try:
+            return (await self.addresses[hostname])[0]["host"]
+        except (OSError, IndexError, aiohttp.ClientError):
+            return None
+
+    @contextlib.asynccontextmanager
+    async def _slot(self, url: str):
+        """Politeness around one request: the host's turn (spacing, Retry-After holds), in
+        which a place under the site's and the address's limits is taken; the places are
+        held until the body is read. Always host, then site, then address: no deadlock."""
+        p = urlsplit(url)
+        async with contextlib.AsyncExitStack() as places:
+            async with self.gate.turn(p.netloc, self.cfg.host_delay_s):
+                address = await self._address(p.hostname, p.port or (443 if p.scheme == "https" else 80))
+                await places.enter_async_context(self.per_site.hold(site_of(p.hostname)))
+                await places.enter_async_context(self.per_ip.hold(address))
+            yield
+
+    async def _request(self, url: str, out: Outcome, robots: bool,
                        conditional: dict[str, str] | None = None) -> str | None:
-        """One URL with retries; returns a redirect target, or None when ``out`` is final."""
+        """One URL with retries; returns a redirect target, or None when ``out`` is final.
+        Before a retry: the server's Retry-After holds the whole host (capped), and this URL
+        also sleeps our own backoff, jittered (so the wait is at least what was asked)."""
         cfg = self.cfg
         for attempt in range(cfg.retries + 1):
             out.tries += 1
-            out.error, delay = None, None
-            await self.gate.wait(urlsplit(url).netloc, cfg.host_delay_s)
-            try:
-                async with self.session.get(url, allow_redirects=False, proxy=self.proxy,
-                                            headers=conditional) as resp:
-                    out.final_url, out.status, out.reason = url, resp.status, resp.reason or ""
-                    if resp.status == 304 and conditional:
-                        out.error = "not_modified"
-                        return None
-                    if resp.status in REDIRECT_STATUS and "Location" in resp.headers:
-                        return urljoin(url, resp.headers["Location"])
-                    if resp.status in RETRY_STATUS and attempt < cfg.retries:
-                        delay = _retry_after(resp.headers.get("Retry-After"), cfg.backoff_s * 2**attempt,
-                                             cfg.max_retry_after_s)
-                    elif not 200 <= resp.status < 300:
-                        out.error = f"http_{resp.status // 100}xx"
-                        return None
-                    else:
-                        out.error = await _read_body(resp, cfg, out, read_any_type)
-                        return None
-            except PrivateAddressError:
-                out.error = "private_address"
-                return None
-            except aiohttp.ClientConnectorError as e:
-                out.error = "private_address" if isinstance(e.os_error, PrivateAddressError) else "connection_error"
-                if out.error == "private_address":
-                    return None
-            except asyncio.TimeoutError:       # before ClientError: ServerTimeoutError is both
-                out.error = "timeout"
-            except (aiohttp.ClientError, ConnectionError) as e:
-                out.error = "connection_error"
-                out.reason = f"{type(e).__name__}: {e}"[:200]
-            if out.error in ("timeout", "connection_error") and attempt < cfg.retries:
-                delay = cfg.backoff_s * 2**attempt
-            if delay is None:
-                return None
-            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            async with self._slot(url):
+                sent = time.monotonic()
+                try:
+                    location, retry, asked = await self._send(url, out, robots, conditional)
+                finally:
+                    out.elapsed_s += time.monotonic() - sent
+            if asked:
+                self.gate.hold(urlsplit(url).netloc, min(asked, cfg.max_retry_after_s))
+            if not retry or attempt == cfg.retries:
+                return location
+            await asyncio.sleep(cfg.backoff_s * 2**attempt * random.uniform(0.5, 1.0))
         return None
 
+    async def _send(self, url: str, out: Outcome, robots: bool,
+                    conditional: dict[str, str] | None) -> tuple[str | None, bool, float | None]:
+        """One request: (redirect target, whether it may be retried, the server's Retry-After
+        in seconds). Sets ``out``'s status and error (None: archived)."""
+        out.error = None
+        try:
+            async with self.session.get(url, allow_redirects=False, proxy=self.proxy,
+                                        headers=conditional) as resp:
+                out.final_url, out.status, out.reason = url, resp.status, resp.reason or ""
+                if resp.status == 304 and conditional:
+                    out.error = "not_modified"
+                elif resp.status in REDIRECT_STATUS and "Location" in resp.headers:
+                    return urljoin(url, resp.headers["Location"]), False, None
+                elif not 200 <= resp.status < 300:
+                    out.error = f"http_{resp.status // 100}xx"
+                    if resp.status in RETRY_STATUS:
+                        return None, True, retry_after_s(resp.headers.get("Retry-After"))
+                else:
+                    out.error = await _read_body(resp, self.cfg, out, robots)
+                return None, False, None
+        except PrivateAddressError:
+            out.error = "private_address"
+            return None, False, None
+        except aiohttp.ClientConnectorError as e:
+            if isinstance(e.os_error, PrivateAddressError):
+                out.error = "private_address"
+                return None, False, None
+            out.error = "connection_error"
+        except asyncio.TimeoutError:       # before ClientError: ServerTimeoutError is both
+            out.error = "timeout"
+        except (aiohttp.ClientError, ConnectionError) as e:
+            out.error = "connection_error"
+            out.reason = f"{type(e).__name__}: {e}"[:200]
+        return None, True, None
 
-def _retry_after(value: str | None, default: float, cap: float) -> float:
-    try:
-        return min(float(value), cap) if value else default
-    except ValueError:
-        return default
 
-
-async def _read_body(resp: aiohttp.ClientResponse, cfg: FetchConfig, out: Outcome, any_type: bool) -> str | None:
+async def _read_body(resp: aiohttp.ClientResponse, cfg: FetchConfig, out: Outcome, robots: bool) -> str | None:
+    """Read an archivable body into ``out``, or return a drop reason. robots.txt may have
+    any type, and past ``ROBOTS_MAX_BYTES`` its body is cut at the last line end."""
     ctype = resp.headers.get("Content-Type", "")
     out.content_type = ctype or None
     mime = ctype.split(";", 1)[0].strip().lower()
-    if not any_type and mime and mime not in HTML_TYPES:
+    if not robots and mime and mime not in HTML_TYPES:
         return "not_html"
+    limit = ROBOTS_MAX_BYTES if robots else cfg.max_bytes
     buf = bytearray()
     async for chunk in resp.content.iter_chunked(1 << 16):   # decoded bytes: bombs are capped too
         buf += chunk
-        if len(buf) > cfg.max_bytes:
+        if len(buf) > limit:
             resp.close()
-            return "too_large"
+            if not robots:
+                return "too_large"
+            del buf[buf.rfind(b"\n", 0, limit) + 1:]
+            break
     body = bytes(buf)
-    if not any_type and looks_binary(body):
+    if not robots and looks_binary(body):
         return "not_html"
     out.body = body
     out.charset = detect_charset(body, ctype)
