@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "3"   # 2: fetchlog gained fetched_at, etag and last_modified; 3: fetchlog gained wait_ms,
-#                        submissions gained raw_url
+SCHEMA_VERSION = "3"   # 2: fetchlog gained fetched_at, etag and last_modified; 3: fetchlog gained wait_ms
 
 
 def _list(t: pa.DataType) -> pa.ListType:
@@ -37,9 +36,6 @@ URLS = _schema("urls", [
     pa.field("submission_ids", _list(pa.string()), nullable=False),
     pa.field("title", pa.string()),                         # title of the earliest submission
     pa.field("harvest_version", pa.int32(), nullable=False),  # harvest that first saw the URL
-    # What fetch requests: the URL's most-submitted raw form (submissions' raw_url: query as
-    # submitted), or url when none is known. Frontier files planned before v3 lack it.
-    pa.field("fetch_url", pa.string(), nullable=False),
 ])
 
 # urls/_parts/: one row per kept submission (harvest's map output, before aggregation).
@@ -52,10 +48,6 @@ SUBMISSIONS = _schema("submissions", [
     pa.field("id", pa.string(), nullable=False),
     pa.field("title", pa.string()),
     pa.field("url_hash", pa.uint64(), nullable=False),      # xxh3_64 of url: url_id as an integer
-    # The URL as submitted, for fetching: fragment and tracking parameters removed, scheme and
-    # host lowercased, everything else (parameter order, empty parameters, path case) kept.
-    # Null in parts written before it existed.
-    pa.field("raw_url", pa.string()),
 ])
 
 # warc/fetchlog-*.parquet: one row per URL the crawler tried.
