@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "3"   # 2: fetchlog gained fetched_at, etag and last_modified; 3: fetchlog gained wait_ms
+SCHEMA_VERSION = "3"   # 2: fetchlog gained fetched_at, etag and last_modified; 3: fetchlog gained wait_ms,
+#                        submissions gained raw_url
 
 
 def _list(t: pa.DataType) -> pa.ListType:
@@ -48,6 +49,10 @@ SUBMISSIONS = _schema("submissions", [
     pa.field("id", pa.string(), nullable=False),
     pa.field("title", pa.string()),
     pa.field("url_hash", pa.uint64(), nullable=False),      # xxh3_64 of url: url_id as an integer
+    # The URL as submitted, for fetching: fragment and tracking parameters removed, scheme and
+    # host lowercased, everything else (parameter order, empty parameters, path case) kept.
+    # Null in parts written before it existed.
+    pa.field("raw_url", pa.string()),
 ])
 
 # warc/fetchlog-*.parquet: one row per URL the crawler tried.

@@ -146,6 +146,8 @@ def _cast_part(t: pa.Table) -> pa.Table:
     """Rows of a map part as SUBMISSIONS; columns that older parts lack are filled in."""
     if "url_hash" not in t.column_names:    # parts written before url_hash existed
         t = t.append_column("url_hash", pa.array([U.url_hash(u) for u in t["url"].to_pylist()], pa.uint64()))
+    if "raw_url" not in t.column_names:     # parts written before raw_url existed: unknown
+        t = t.append_column("raw_url", pa.nulls(t.num_rows, pa.string()))
     return t.select(SUBMISSIONS.names).cast(SUBMISSIONS)
 
 
@@ -276,9 +278,29 @@ def url_rows(subs: pa.Table, p: dict, stats: Stats) -> pa.Table:
         "submission_ids": kept["id_list"],
         "title": kept["title_first"],
         "harvest_version": kept["version_min"],
+        "fetch_url": fetch_urls(subs, kept["url"]),
     }).sort_by("url_id")
     stats.add_info("new_urls", int(pc.sum(pc.equal(table["harvest_version"], p["latest"])).as_py() or 0))
     return table.select(URLS.names).cast(URLS)
+
+
+def fetch_urls(subs: pa.Table, urls: pa.ChunkedArray) -> pa.Array:
+    """Each URL's most-submitted raw form (ties: the earliest first submission, then the
+    smallest string), or the URL itself where no raw form is known (parts written before
+    raw_url). Normalization makes keys; servers may need the query as it was submitted."""
+    if "raw_url" not in subs.column_names:       # a SUBMISSIONS schema without it (before v3)
+        return urls.combine_chunks()
+    raw = subs["raw_url"]
+    forms = subs.filter(pc.fill_null(pc.greater(pc.utf8_length(raw), 0), False))
+    forms = forms.group_by(["url", "raw_url"], use_threads=False).aggregate([("id", "count"), ("created_utc", "min")])
+    forms = forms.sort_by([("url", "ascending"), ("id_count", "descending"), ("created_utc_min", "ascending"),
+                           ("raw_url", "ascending")])
+    u = forms["url"].to_numpy(zero_copy_only=False)
+    first = np.ones(len(u), dtype=bool)
+    first[1:] = u[1:] != u[:-1]
+    best = forms.filter(pa.array(first))
+    at = pc.index_in(urls, value_set=best["url"].combine_chunks())
+    return pc.coalesce(best["raw_url"].combine_chunks().take(at), urls.combine_chunks())
 
 
 def aggregate_urls(task: Task) -> Stats:
@@ -387,7 +409,8 @@ def run(ctx: Context) -> dict:
     versions = ctx.state.source_versions()
     all_parts = [p for p in sorted_files(parts_dir, "*.parquet") if p.name in versions]
     latest = max(versions.values(), default=version)
-    rparams = {"min_score": cfg.min_score, "score_agg": cfg.score_agg, "num_shards": cfg.num_shards,
+    # "format" 2: URLS gained fetch_url (so reduce tasks done before it run again).
+    rparams = {"format": 2, "min_score": cfg.min_score, "score_agg": cfg.score_agg, "num_shards": cfg.num_shards,
                "versions": {p.name: versions[p.name] for p in all_parts}, "latest": latest}
     tasks = [Task("reduce", f"{i:05d}", aggregate_urls, all_parts, [out_dir / f"urls-{i:05d}.parquet"],
                   {**rparams, "shard": i}) for i in range(cfg.num_shards)]

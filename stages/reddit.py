@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import bz2
 import lzma
+import math
 import re
 import zlib
 from pathlib import Path
@@ -36,6 +37,8 @@ from . import urls as U
 
 READ_BYTES = 32 * 1024         # compressed input per step (bounds what corruption can cost)
 BATCH_BYTES = 4 * 1024 * 1024  # decompressed NDJSON per msgspec batch
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 # removed_by_category values Reddit uses when the author deleted the post.
 DELETED_CATEGORIES = frozenset({"deleted", "author"})
@@ -68,6 +71,9 @@ class Submission(msgspec.Struct):
 _DECODER = msgspec.json.Decoder(Submission)
 
 
+_ZLIB_DECOMPRESS = type(zlib.decompressobj())
+
+
 def _decompressor(name: str):
     if name.endswith(".zst"):
         return zstandard.ZstdDecompressor(max_window_size=2**31).decompressobj
@@ -81,7 +87,11 @@ def _decompressor(name: str):
 
 
 def iter_chunks(path: Path) -> Iterator[bytes]:
-    """Decompressed bytes of a dump, in chunks; raises TruncatedDumpError after the last good byte."""
+    """Decompressed bytes of a dump, in chunks; raises TruncatedDumpError after the last good byte.
+
+    Corrupt data raises the decompressor's error after every byte it could produce first
+    (``_salvage``), as ``xz -dc``, ``zstd -dc``, ``bzip2 -dc`` and ``gzip -dc`` write them.
+    """
     make = _decompressor(path.name)
     with open(path, "rb") as f:
         if make is None:
@@ -89,39 +99,98 @@ def iter_chunks(path: Path) -> Iterator[bytes]:
                 yield chunk
             return
         d, in_stream = make(), False
+        start = at = done = 0     # file offsets of the current stream and of `data`; bytes it produced
         while data := f.read(READ_BYTES):
             while data:
                 in_stream = True
-                out = d.decompress(data)
+                try:
+                    out = d.decompress(data)
+                except CORRUPT_ERRORS:
+                    if rest := _salvage(path, make, start, at, len(data), done):
+                        yield rest
+                    raise
                 if out:
+                    done += len(out)
                     yield out
-                data = b""
                 if d.eof:                 # stream/frame complete; what follows starts the next one
-                    data, in_stream, d = d.unused_data, False, make()
+                    at += len(data) - len(d.unused_data)
+                    data, in_stream, d, start, done = d.unused_data, False, make(), at, 0
+                else:
+                    at, data = at + len(data), b""
         if in_stream:
             raise TruncatedDumpError("compressed data ends inside a stream")
 
 
+def _salvage(path: Path, make, start: int, at: int, size: int, done: int) -> bytes:
+    """What the failed step (``size`` bytes at offset ``at``) decodes to before the error.
+
+    A decompressor returns nothing from a call that fails, and none can be copied, so the
+    damaged stream is decoded again from ``start``: quietly up to ``at`` (``done`` bytes,
+    already yielded), then the failed step one input byte at a time, with at most one output
+    byte per call where the decompressor can bound it (zstd fails a whole block at once).
+    This costs one more pass over the damaged stream, once per damaged file.
+    """
+    d = make()
+    out: list[bytes] = []
+    try:
+        with open(path, "rb") as f:
+            f.seek(start)
+            seen, left = 0, at - start
+            while left > 0 and (data := f.read(min(READ_BYTES, left))):
+                left -= len(data)
+                seen += len(d.decompress(data))
+            step = f.read(size)
+        if seen != done:
+            return b""
+        for i in range(len(step)):
+            _feed_byte(d, step[i:i + 1], out)
+            if d.eof:
+                break
+    except CORRUPT_ERRORS:
+        pass
+    return b"".join(out)
+
+
+def _feed_byte(d, byte: bytes, out: list[bytes]) -> None:
+    if isinstance(d, (lzma.LZMADecompressor, bz2.BZ2Decompressor)):
+        out.append(d.decompress(byte, max_length=1))
+        while not d.needs_input and not d.eof:
+            out.append(d.decompress(b"", max_length=1))
+    elif isinstance(d, _ZLIB_DECOMPRESS):   # unused input comes back in unconsumed_tail
+        piece = d.decompress(byte, 1)
+        while piece and not d.eof:
+            out.append(piece)
+            piece = d.decompress(d.unconsumed_tail, 1)
+        out.append(piece)
+    else:
+        out.append(d.decompress(byte))
+
+
 def iter_batches(path: Path) -> Iterator[bytes]:
-    """Whole lines of the decompressed dump, about BATCH_BYTES at a time."""
-    tail, pending, size = b"", [], 0
+    """Whole lines of the decompressed dump, about BATCH_BYTES at a time.
+
+    Each byte is copied a bounded number of times, however long a line is (no quadratic
+    re-joining of an unfinished line). After damage, only complete lines are yielded: a
+    partial last line is not a line, and the unreadable rest counts once as
+    ``truncated_file`` / ``corrupt_file``.
+    """
+    pending: list[bytes] = []     # decompressed chunks not yet yielded; the first may start mid-line
+    size = 0
     try:
         for chunk in iter_chunks(path):
             pending.append(chunk)
             size += len(chunk)
-            if size >= BATCH_BYTES:
-                buf = tail + b"".join(pending)
-                cut = buf.rfind(b"\n") + 1
-                tail, pending, size = buf[cut:], [], 0
-                if cut:
-                    yield buf[:cut]
+            if size >= BATCH_BYTES and (cut := chunk.rfind(b"\n") + 1):
+                pending[-1] = chunk[:cut]
+                yield b"".join(pending)
+                pending, size = [chunk[cut:]], len(chunk) - cut
     except (TruncatedDumpError, *CORRUPT_ERRORS):
-        buf = tail + b"".join(pending)
+        buf = b"".join(pending)
         cut = buf.rfind(b"\n") + 1
         if cut:
             yield buf[:cut]            # every complete line before the damage
         raise
-    rest = tail + b"".join(pending)
+    rest = b"".join(pending)
     if rest.strip():
         yield rest
 
@@ -141,16 +210,38 @@ def decode_batch(buf: bytes) -> tuple[list[Submission], int]:
         return subs, bad
 
 
-def as_int(v, default: int = 0) -> int:
-    """Dumps hold numbers as ints, floats or strings ("1119552233"); anything else is ``default``."""
+def as_int(v, default: int = 0) -> int | None:
+    """Dumps hold numbers as ints, floats or strings ("1119552233", "12.0"), truncated to an
+    int here; anything else (missing, a bool, a word) is ``default``. None for a number that
+    is not finite ("1e400" as a string, "nan").
+    """
     if isinstance(v, bool):
         return default
     if isinstance(v, int):
         return v
+    if isinstance(v, str):
+        try:
+            return int(v)              # exact, however long; "12.5" and "1e3" go on to float
+        except ValueError:
+            pass
     try:
-        return int(float(v))
-    except (TypeError, ValueError):
+        f = float(v)
+    except (TypeError, ValueError, OverflowError):
         return default
+    return int(f) if math.isfinite(f) else None
+
+
+def int64_column(values: list) -> pa.Array:
+    """``as_int`` of each value as int64; null where it is None or outside int64.
+
+    Valid values cost one list comprehension and one Arrow conversion; only a batch that
+    holds an out-of-range integer (Arrow raises OverflowError) is checked value by value.
+    """
+    ints = [v if type(v) is int else as_int(v) for v in values]
+    try:
+        return pa.array(ints, pa.int64())
+    except OverflowError:
+        return pa.array([v if v is not None and INT64_MIN <= v <= INT64_MAX else None for v in ints], pa.int64())
 
 
 class Filter:
@@ -162,9 +253,15 @@ class Filter:
     path's extension. The first matching reason wins, in the order of ``REASONS``. URL
     normalization runs only for what survives (``urls.normalize``: fast paths for plain
     URLs, courlan for the rest), through a bounded cache.
+
+    ``bad_url`` is a URL no client can fetch: longer than ``max_url_length`` characters
+    (decided on the length alone, before any other work on it), a host that is not a DNS
+    name or IP literal (``urls.valid_host``), or a port outside 0-65535. ``bad_value`` is
+    decided last, on the rows that pass everything else: a score or created_utc that is a
+    number outside int64 or not finite. A missing or non-numeric one is 0, as before.
     """
 
-    REASONS = ("no_url", "self_post", "nsfw", "deleted", "removed", "bad_scheme", "reddit_link",
+    REASONS = ("no_url", "self_post", "nsfw", "deleted", "removed", "bad_scheme", "bad_url", "reddit_link",
                "media_url", "blocklisted_domain")
     CACHE_LIMIT = 1 << 16
 
@@ -172,23 +269,25 @@ class Filter:
     _SCHEME = r"^https?://"
     _HOST = r"^https?://(?P<h>[a-z0-9.\-]+)(?:[/?#\\]|$)"   # the common case; others via urls.raw_host
 
-    def __init__(self, allow_nsfw: bool, blocklist: frozenset[str], media_extensions):
+    def __init__(self, allow_nsfw: bool, blocklist: frozenset[str], media_extensions, max_url_length: int = 2083):
         self.allow_nsfw = allow_nsfw
+        self.max_url_length = max_url_length
         self.blocklist = blocklist
         media = sorted(frozenset(e.lower().lstrip(".") for e in media_extensions))
         # The last path segment ends in ".<ext>", before any query or fragment.
         alternatives = "|".join(re.escape(e) for e in media) or "(?!)"
         self.media_re = rf"(?s)^https?://[^?#]*/[^/?#]*\.(?:{alternatives})(?:[?#].*)?$"
         self.cache: dict[str, str | None] = {}
-        self.host_verdicts: dict[str, tuple[bool, bool]] = {}
+        self.host_verdicts: dict[str, tuple[bool, bool, bool]] = {}
 
-    def _host_verdict(self, hostname: str) -> tuple[bool, bool]:
-        """(is a Reddit host, is blocklisted), cached."""
+    def _host_verdict(self, hostname: str) -> tuple[bool, bool, bool]:
+        """(is not a valid host, is a Reddit host, is blocklisted), cached."""
         v = self.host_verdicts.get(hostname)
         if v is None:
             if len(self.host_verdicts) >= self.CACHE_LIMIT:
                 self.host_verdicts.clear()
-            v = self.host_verdicts[hostname] = (U.domain_matches(hostname, U.REDDIT_DOMAINS),
+            v = self.host_verdicts[hostname] = (not U.valid_host(hostname),
+                                                U.domain_matches(hostname, U.REDDIT_DOMAINS),
                                                 U.domain_matches(hostname, self.blocklist))
         return v
 
@@ -200,16 +299,19 @@ class Filter:
             url = self.cache[raw] = U.normalize(raw)
         return url
 
-    def _hosts(self, low: pa.Array, candidates: np.ndarray) -> pa.Array:
-        """The raw host of every (lowercased) URL ("" where there is none to judge)."""
+    def _hosts(self, low: pa.Array, candidates: np.ndarray) -> tuple[pa.Array, np.ndarray]:
+        """(the raw host of every lowercased URL, "" where there is none to judge; where the
+        port is unusable). The common case has no port, so only odd URLs can have a bad one."""
         h = pc.utf8_rtrim(pc.struct_field(pc.extract_regex(low, self._HOST), "h"), characters=".")
         odd = np.flatnonzero(candidates & _mask(pc.is_null(h)))
+        bad_port = np.zeros(len(low), dtype=bool)
         if len(odd):    # userinfo, ports, IPv6 brackets, non-ASCII: the exact string splitter
             hosts = h.to_pylist()
             for i in odd.tolist():
-                hosts[i] = U.raw_host(low[i].as_py())
+                hosts[i], port_ok = U.raw_authority(low[i].as_py())
+                bad_port[i] = not port_ok
             h = pa.array(hosts, pa.string())
-        return pc.fill_null(h, "")
+        return pc.fill_null(h, ""), bad_port
 
     def batch(self, subs: list) -> tuple[dict[str, int], pa.Table]:
         """(drop counts by reason, kept rows as a SUBMISSIONS table) for a list of submissions."""
@@ -218,7 +320,11 @@ class Filter:
             return {}, SUBMISSIONS.empty_table()
         raw = [s.url for s in subs]
         url = pc.utf8_trim_whitespace(pa.array([u if type(u) is str else None for u in raw], pa.string()))
-        no_url = ~_mask(pc.greater(pc.utf8_length(url), 0))
+        length = pc.utf8_length(url)
+        no_url = ~_mask(pc.greater(length, 0))
+        too_long = _mask(pc.greater(length, self.max_url_length))
+        if too_long.any():   # judged on the length alone: keep only enough of it for the scheme test
+            url = pc.if_else(pa.array(too_long), pc.utf8_slice_codeunits(url, 0, 16), url)
         domain = pa.array([d if type(d) is str else None for d in (s.domain for s in subs)], pa.string())
         self_post = np.array([s.is_self is True for s in subs]) | _mask(pc.starts_with(domain, "self."))
         nsfw = np.array([s.over_18 is True for s in subs]) & (not self.allow_nsfw)
@@ -227,33 +333,46 @@ class Filter:
         removed = np.array([bool(s.removed_by_category) or bool(s.banned_by) for s in subs])
         low = pc.utf8_lower(url)
         bad_scheme = ~_mask(pc.match_substring_regex(low, self._SCHEME))
-        early = no_url | self_post | nsfw | deleted | removed | bad_scheme
-        hosts = pc.dictionary_encode(self._hosts(low, ~early))
+        early = no_url | self_post | nsfw | deleted | removed | bad_scheme | too_long
+        hosts, bad_port = self._hosts(low, ~early)
+        hosts = pc.dictionary_encode(hosts)
         verdicts = np.array([self._host_verdict(h) for h in hosts.dictionary.to_pylist()], dtype=bool)
-        verdicts = verdicts.reshape(-1, 2)[hosts.indices.to_numpy()]
+        verdicts = verdicts.reshape(-1, 3)[hosts.indices.to_numpy()]
+        bad_url = too_long | bad_port | verdicts[:, 0]
         media = _mask(pc.match_substring_regex(low, self.media_re))
-        conditions = [no_url, self_post, nsfw, deleted, removed, bad_scheme, verdicts[:, 0], media, verdicts[:, 1]]
+        conditions = [no_url, self_post, nsfw, deleted, removed, bad_scheme, bad_url, verdicts[:, 1], media,
+                      verdicts[:, 2]]
         reason = np.select(conditions, np.arange(1, len(conditions) + 1, dtype=np.int8), 0)
         keep = np.flatnonzero(reason == 0)
         counts = np.bincount(reason, minlength=len(conditions) + 1)
         drops = {name: int(c) for name, c in zip(self.REASONS, counts[1:]) if c}
-        urls = [self.normalize(u) for u in url.take(keep).to_pylist()]
+        raw_kept = url.take(keep).to_pylist()
+        urls = [self.normalize(u) for u in raw_kept]
         ok = [i for i, u in enumerate(urls) if u is not None]
         if len(ok) < len(urls):             # courlan found no usable scheme and host
             drops["bad_scheme"] = drops.get("bad_scheme", 0) + len(urls) - len(ok)
         kept = [subs[keep[i]] for i in ok]
         urls = [urls[i] for i in ok]
+        raws = [raw_kept[i] for i in ok]
+        score = int64_column([s.score for s in kept])
+        created = int64_column([s.created_utc for s in kept])
+        if score.null_count or created.null_count:     # a number no int64 holds
+            good = ~_mask(pc.or_(pc.is_null(score), pc.is_null(created)))
+            drops["bad_value"] = int((~good).sum())
+            idx = np.flatnonzero(good)
+            kept, urls, raws = [kept[i] for i in idx], [urls[i] for i in idx], [raws[i] for i in idx]
+            score, created = score.take(idx), created.take(idx)
         table = pa.table({
             "url": pa.array(urls, pa.string()),
             "domain": pa.array([U.raw_host(u) for u in urls], pa.string()),
-            "score": pa.array([v if type(v) is int else as_int(v) for v in (s.score for s in kept)], pa.int64()),
-            "created_utc": pa.array([v if type(v) is int else as_int(v) for v in (s.created_utc for s in kept)],
-                                    pa.int64()),
+            "score": score,
+            "created_utc": created,
             "subreddit": pa.array([v if type(v) is str else str(v or "") for v in (s.subreddit for s in kept)],
                                   pa.string()),
             "id": pa.array([v if type(v) is str else str(v or "") for v in (s.id for s in kept)], pa.string()),
             "title": pa.array([v if type(v) is str else None for v in (s.title for s in kept)], pa.string()),
             "url_hash": pa.array([U.url_hash(u) for u in urls], pa.uint64()),
+            "raw_url": pa.array([U.fetch_form(u) for u in raws], pa.string()),
         }, schema=SUBMISSIONS)
         return drops, table
 

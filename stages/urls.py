@@ -4,18 +4,23 @@
 tracking parameters (utm_*, fbclid, gclid, mc_*, ref, ...), sorts the query and makes
 percent-encoding consistent, through courlan's ``normalize_url``.
 ``url_id`` is the xxh3_64 hex digest of the normalized URL: the document id everywhere.
+``fetch_form`` is the URL as submitted, less its fragment and tracking parameters: what a
+crawler should request. ``raw_authority`` and ``valid_host`` tell a fetchable host (and
+port) from one no client can use.
 """
 
 from __future__ import annotations
 
 import functools
 import re
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
 import tld
 import xxhash
 from courlan import normalize_url
 from courlan.clean import TRACKERS_RE
+
+from .hosts import parse_host
 
 REDDIT_DOMAINS = ("reddit.com", "redd.it", "redditmedia.com", "redditstatic.com")
 
@@ -98,6 +103,74 @@ def raw_host(url: str) -> str:
     if netloc.startswith("["):
         return netloc[1:netloc.find("]")].lower()
     return netloc.partition(":")[0].lower().rstrip(".")
+
+
+def raw_authority(url: str) -> tuple[str, bool]:
+    """(``raw_host(url)``, whether the port is usable): empty or 0-65535 after the host, and
+    nothing after an IPv6 literal's "]" but such a port. By string splitting; never raises."""
+    rest = url.partition("://")[2]
+    end = len(rest)
+    for sep in "/?#\\":
+        i = rest.find(sep)
+        if 0 <= i < end:
+            end = i
+    netloc = rest[:end].rpartition("@")[2]
+    if netloc.startswith("["):
+        close = netloc.find("]")
+        if close < 0:
+            return "", False
+        host, after = netloc[1:close], netloc[close + 1:]
+        if after and not after.startswith(":"):
+            return host.lower(), False
+        port = after[1:]
+    else:
+        host, _, port = netloc.partition(":")
+    ok = not port or (len(port) <= 5 and port.isascii() and port.isdigit() and int(port) <= 65535)
+    return host.lower().rstrip("."), ok
+
+
+def valid_host(hostname: str) -> bool:
+    """Whether a lowercase host as ``raw_host`` returns it (IPv6 without brackets) is one a
+    client can request: the WHATWG host parser accepts it (``hosts.parse_host``, as fetch
+    reads hosts: no spaces, control characters or "<>^|", a valid IPv4 or IPv6 literal)
+    and, for a domain, every label has 1-63 octets and the whole at most 253 after IDNA.
+    """
+    parsed = parse_host(f"[{hostname}]" if ":" in hostname else hostname)
+    if not isinstance(parsed, str):
+        return parsed is not None
+    labels = parsed.removesuffix(".").split(".")
+    return len(parsed) <= 253 and all(0 < len(label) <= 63 for label in labels)
+
+
+def fetch_form(url: str) -> str:
+    """The URL as submitted, for fetching: scheme and host lowercased, the fragment and the
+    tracking parameters (``TRACKERS_RE``, as ``normalize`` drops them) removed; the order of
+    the remaining parameters, empty ones ("&find=") and the path's case are kept.
+
+    ``http://x.kr/v.html?idx=8&find=&utm_source=fb#top`` -> ``http://x.kr/v.html?idx=8&find=``
+    """
+    url = url.strip().partition("#")[0]
+    scheme, sep, rest = url.partition("://")
+    end = len(rest)
+    for c in "/?\\":
+        i = rest.find(c)
+        if 0 <= i < end:
+            end = i
+    user, at, hostport = rest[:end].rpartition("@")
+    head = f"{scheme.lower()}{sep}{user}{at}{hostport.lower()}"
+    path, q, query = rest[end:].partition("?")
+    if q:
+        params = query.split("&")
+        kept = [p for p in params if not _tracker(p.partition("=")[0])]
+        if len(kept) < len(params):
+            query = "&".join(kept)
+            q = "?" if kept else ""
+    return f"{head}{path}{q}{query}"
+
+
+def _tracker(key: str) -> bool:
+    key = unquote_plus(key) if "%" in key or "+" in key else key   # courlan's parse_qs decodes keys
+    return TRACKERS_RE.search(key.lower()) is not None
 
 
 def host(url: str) -> str:

@@ -108,7 +108,7 @@ def url_table(urls: list[str], score: int = 10) -> pa.Table:
     rows = [{"url_id": U.url_id(u), "url": u, "domain": U.host(u), "registered_domain": U.host(u),
              "score": score, "num_submissions": 1, "first_seen": 1_700_000_000 + i,
              "last_seen": 1_700_000_000 + i, "subreddits": ["test"], "submission_ids": [f"s{i}"],
-             "title": f"t{i}", "harvest_version": 1} for i, u in enumerate(urls)]
+             "title": f"t{i}", "harvest_version": 1, "fetch_url": u} for i, u in enumerate(urls)]
     return pa.Table.from_pylist(rows, schema=URLS)
 
 

@@ -24,14 +24,16 @@ def make_parts(folder: Path, n: int, parts: int = 4, seed: int = 0, row_group: i
     """``parts`` map parts holding ``n`` submission rows: reposts of a URL, ~15% of the
     submissions seen again in another part (another score), a few ids without a URL of
     their own (the same id under two URLs), rows without an id that tie on (url,
-    created_utc), and the oldest part written before url_hash existed."""
+    created_utc), one to three raw forms per URL, and the oldest part written before
+    url_hash and raw_url existed."""
     rng = random.Random(seed)
     nurls = max(1, n // 3)
     rows: list[list[dict]] = [[] for _ in range(parts)]
     for i in range(n):
         u = rng.randrange(max(1, nurls // 50) if rng.random() < 0.3 else nurls)   # 2% of the URLs: reposted
         url = f"https://s{u % 97}.example.com/a/{u}?x={u % 5}"
-        r = {"url": url, "domain": U.raw_host(url), "score": rng.randrange(-5, 40),
+        raw = rng.choice([url, url, f"{url}&e=", f"https://s{u % 97}.example.com/a/{u}?e=&x={u % 5}", None])
+        r = {"url": url, "raw_url": raw, "domain": U.raw_host(url), "score": rng.randrange(-5, 40),
              "created_utc": 1_600_000_000 + rng.randrange(n), "subreddit": f"sub{rng.randrange(9)}",
              "id": f"i{i}", "title": rng.choice([None, f"title {i}"]), "url_hash": U.url_hash(url)}
         if rng.random() < 0.03:                                  # no id: always kept, ties on created_utc
@@ -48,8 +50,8 @@ def make_parts(folder: Path, n: int, parts: int = 4, seed: int = 0, row_group: i
     for p, rs in enumerate(rows):
         rng.shuffle(rs)
         t = pa.Table.from_pylist(rs, schema=SUBMISSIONS)
-        if p == 0:
-            t = t.drop_columns(["url_hash"])
+        if p == 0:                                               # written before url_hash, raw_url
+            t = t.drop_columns(["url_hash", "raw_url"])
         path = folder / f"RS_part{p}.parquet"
         pq.write_table(t, path, row_group_size=row_group)
         paths.append(path)
@@ -78,6 +80,13 @@ def reference(parts: list[Path], p: dict) -> pa.Table:
         ("version", "min"), ("url_hash", "first")])
     kept = g.filter(pc.greater_equal(g[f"score_{agg}"], p["min_score"]))
     domains = kept["domain_first"].to_pylist()
+    forms: dict[str, dict[str, list]] = {}             # url -> raw form -> [submissions, first created_utc]
+    for r in subs.select(["url", "raw_url", "created_utc"]).to_pylist():
+        if r["raw_url"]:
+            f = forms.setdefault(r["url"], {}).setdefault(r["raw_url"], [0, r["created_utc"]])
+            f[0], f[1] = f[0] + 1, min(f[1], r["created_utc"])
+    fetch = [min(forms[u].items(), key=lambda kv: (-kv[1][0], kv[1][1], kv[0]))[0] if u in forms else u
+             for u in kept["url"].to_pylist()]
     return pa.table({
         "url_id": [f"{h:016x}" for h in kept["url_hash_first"].to_pylist()], "url": kept["url"],
         "domain": domains, "registered_domain": [U.registered_domain(d) for d in domains],
@@ -85,6 +94,7 @@ def reference(parts: list[Path], p: dict) -> pa.Table:
         "first_seen": kept["created_utc_min"], "last_seen": kept["created_utc_max"],
         "subreddits": [sorted(s) for s in kept["subreddit_distinct"].to_pylist()],
         "submission_ids": kept["id_list"], "title": kept["title_first"], "harvest_version": kept["version_min"],
+        "fetch_url": fetch,
     }).sort_by("url_id").select(URLS.names).cast(URLS)
 
 
@@ -110,6 +120,7 @@ def test_buckets_give_the_in_memory_result(tmp_path, agg, bucket_rows):
         assert stats.records_in == stats.records_out + sum(stats.dropped.values())
         assert stats.dropped["duplicate_submission"] > 0 and stats.dropped["merged_duplicate_url"] > 0
         assert not (tmp_path / "_spill").exists() or not any((tmp_path / "_spill").rglob("*.arrow"))
+        assert 0 < sum(r["fetch_url"] != r["url"] for r in got.to_pylist()) < got.num_rows
 
 
 def test_buckets_bound_the_rows_held(tmp_path):
@@ -142,3 +153,34 @@ def test_reduce_memory_does_not_grow_with_the_input(tmp_path):
     # In memory, 4x the submissions took ~4x the memory (~19 MB, 75 MB). In buckets of 2000
     # it is ~1.9 MB and 3.4 MB (Parquet's read buffers grow a little with a part's size).
     assert peaks[160_000] < 2.5 * peaks[40_000], peaks
+
+
+def test_fetch_url_is_the_most_submitted_raw_form(tmp_path):
+    """news_view.html was fetched with its parameters sorted and the empty ones dropped
+    (courlan's normalization), and its server answered 404: fetch what was submitted."""
+    from conftest import make_context
+    from test_harvest import _sub, _write_zst
+
+    as_sent = "http://news.example.kr/news_view.html?idx=8576&page=1&bc=03&mc=08&find=&sch_date="
+    subs = [_sub(0, as_sent + "&utm_source=fb", 5), _sub(1, as_sent + "#top", 5), _sub(2, as_sent, 5),
+            _sub(3, "http://NEWS.example.kr/news_view.html?bc=03&idx=8576&mc=08&page=1", 5),
+            _sub(4, "https://blog.example.org/post?b=2&a=1", 5)]
+    dump = tmp_path / "RS_2020-01.zst"
+    _write_zst(dump, subs)
+    ctx = make_context(tmp_path / "w", harvest={"dumps": [str(dump)], "num_shards": 1})
+    harvest.run(ctx)
+    rows = {r["url"]: r for r in pq.read_table(tmp_path / "w" / "urls" / "urls-00000.parquet").to_pylist()}
+    key = "http://news.example.kr/news_view.html?bc=03&idx=8576&mc=08&page=1"     # the key is unchanged
+    assert set(rows) == {key, "https://blog.example.org/post?a=1&b=2"}
+    assert rows[key]["num_submissions"] == 4 and rows[key]["fetch_url"] == as_sent    # 3 of the 4
+    assert rows["https://blog.example.org/post?a=1&b=2"]["fetch_url"] == "https://blog.example.org/post?b=2&a=1"
+
+
+def test_fetch_url_without_raw_forms_is_the_url(tmp_path):
+    """Parts written before raw_url existed: fetch the normalized URL, as before."""
+    url = "https://a.example.com/x?k=1"
+    old = pa.table({"url": [url, url], "domain": ["a.example.com"] * 2, "score": [5, 5],
+                    "created_utc": [1, 2], "subreddit": ["s", "s"], "id": ["a", "b"], "title": ["t", "t"]})
+    pq.write_table(old, tmp_path / "RS_old.parquet")
+    reduce([tmp_path / "RS_old.parquet"], tmp_path / "urls.parquet")
+    assert pq.read_table(tmp_path / "urls.parquet")["fetch_url"].to_pylist() == [url]
