@@ -37,6 +37,9 @@ URLS = _schema("urls", [
     pa.field("submission_ids", _list(pa.string()), nullable=False),
     pa.field("title", pa.string()),                         # title of the earliest submission
     pa.field("harvest_version", pa.int32(), nullable=False),  # harvest that first saw the URL
+    # What fetch requests: the URL's most-submitted raw form (submissions' raw_url: query as
+    # submitted), or url when none is known. Frontier files planned before v3 lack it.
+    pa.field("fetch_url", pa.string(), nullable=False),
 ])
 
 # urls/_parts/: one row per kept submission (harvest's map output, before aggregation).
