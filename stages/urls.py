@@ -142,6 +142,9 @@ def valid_host(hostname: str) -> bool:
     return len(parsed) <= 253 and all(0 < len(label) <= 63 for label in labels)
 
 
+_PLAIN_RAW = re.compile(r"https?://[a-z0-9.-]+(?:/[^?#\\\s]*)?")
+
+
 def fetch_form(url: str) -> str:
     """The URL as submitted, for fetching: scheme and host lowercased, the fragment and the
     tracking parameters (``TRACKERS_RE``, as ``normalize`` drops them) removed; the order of
@@ -149,6 +152,8 @@ def fetch_form(url: str) -> str:
 
     ``http://x.kr/v.html?idx=8&find=&utm_source=fb#top`` -> ``http://x.kr/v.html?idx=8&find=``
     """
+    if _PLAIN_RAW.fullmatch(url):           # most URLs: nothing to lowercase or remove
+        return url
     url = url.strip().partition("#")[0]
     scheme, sep, rest = url.partition("://")
     end = len(rest)
