@@ -5,14 +5,17 @@ the Arctic-Shift files that replaced them share the format. They come as .zst (2
 window), .xz, .bz2, .gz or plain. Every compressed format is read through its
 decompressor object in 32 KiB input steps, concatenated streams and frames included,
 so memory stays bounded. A truncated file yields everything before the damage and then
-raises ``TruncatedDumpError``. Corrupt data raises the decompressor's error; what was
-decoded before it is kept, except the output of the one 32 KiB step that hit it (a
-decompressor returns nothing from a call that fails).
+raises ``TruncatedDumpError``. Corrupt data yields every byte the decompressor produces
+before the error, as the reference CLIs (``zstd -dc``, ``xz -dc``, ...) write them, and
+then raises the decompressor's error: a decompressor returns nothing from a call that
+fails, so the failed step is decoded again a byte at a time (``_salvage``). Only
+complete lines are kept from a damaged file.
 
 Lines are decoded in batches with msgspec into ``Submission``: only the fields harvest
 reads, and the rest of each ~2 KB record is skipped without building Python objects.
 A batch with a bad line is decoded again line by line, so each bad line is counted
-(``malformed_json``) and every good one kept.
+(``malformed_json``) and every good one kept. ``Filter`` then gives each submission
+one drop reason (``Filter.REASONS``, then ``bad_value``) or a SUBMISSIONS row.
 """
 
 from __future__ import annotations
