@@ -14,7 +14,7 @@ article links with a heavy-tailed score), then measures, each in its own process
      fields harvest reads, other fields ignored) in place of msgspec, on the same batches;
 and peak RSS of the map at two dump sizes (memory must not grow with the dump).
 
-    python benchmarks/harvest_bench.py --reduce [--lines 1000000]
+    python benchmarks/harvest_bench.py --reduce [--lines 1000000] [--bucket-rows N]
 
 measures instead the peak RSS of one reduce task (one output shard, so it reads every
 submission) over generated map parts (``make_parts``: 4 parts, repeated submissions and
@@ -187,7 +187,8 @@ parts = sorted(Path({d!r}).glob("RS_*.parquet"))
 params = {{"min_score": 3, "score_agg": "sum", "num_shards": 1, "shard": 0, "latest": 2,
           "versions": {{p.name: 1 + i % 2 for i, p in enumerate(parts)}}}}
 t = time.perf_counter()
-s = aggregate_urls(Task("reduce", "00000", aggregate_urls, parts, [Path({o!r})], params))
+options = {{"bucket_rows": {b}}} if {b} else {{}}
+s = aggregate_urls(Task("reduce", "00000", aggregate_urls, parts, [Path({o!r})], params, options))
 print(s.records_in, s.records_out, time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 """
 
@@ -224,18 +225,21 @@ def make_parts(folder: Path, n: int, parts: int = 4, seed: int = 0) -> None:
             i += 1
     for p, rs in enumerate(rows):
         schema = pa.schema([f for f in SUBMISSIONS if f.name in rs[0]], metadata=SUBMISSIONS.metadata)
-        pq.write_table(pa.Table.from_pylist(rs, schema=schema), folder / f"RS_part{p}.parquet", compression="zstd")
+        pq.write_table(pa.Table.from_pylist(rs, schema=schema), folder / f"RS_part{p}.parquet", compression="zstd",
+                       row_group_size=65536)        # as the map writes them (SubmissionWriter.ROW_GROUP)
 
 
 def reduce_main(args) -> None:
     sizes = (args.lines // 10, args.lines)
     for n in sizes:
         d = args.dir / f"reduce-{n}"
-        if not d.exists():
+        if not d.exists():     # in a child: a big parent would count in the next child's ru_maxrss (fork)
             t = time.perf_counter()
-            make_parts(d, n)
+            subprocess.run([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(ROOT / 'benchmarks')!r}); "
+                            f"from harvest_bench import make_parts; from pathlib import Path; "
+                            f"make_parts(Path({str(d)!r}), {n})"], cwd=ROOT, check=True)
             print(f"generated {n:,} submissions in {time.perf_counter() - t:.0f}s", flush=True)
-        _, _, res = _child(REDUCE.format(d=str(d), o=str(args.dir / f"urls-{n}.parquet")))
+        _, _, res = _child(REDUCE.format(d=str(d), o=str(args.dir / f"urls-{n}.parquet"), b=args.bucket_rows))
         n_in, n_out, secs, rss = res.split()
         print(f"reduce of {int(n_in):,} submission rows -> {int(n_out):,} URLs: {float(secs):.1f}s, "
               f"peak RSS {float(rss):,.0f} MiB", flush=True)
@@ -246,6 +250,7 @@ def main() -> None:
     ap.add_argument("--lines", type=int, default=2_000_000)
     ap.add_argument("--dir", type=Path, default=Path("/tmp/webtext-bench"))
     ap.add_argument("--reduce", action="store_true", help="peak RSS of a reduce task instead (see above)")
+    ap.add_argument("--bucket-rows", type=int, default=0, help="with --reduce: the reduce's bucket_rows (0: default)")
     args = ap.parse_args()
     args.dir.mkdir(parents=True, exist_ok=True)
     if args.reduce:

@@ -135,9 +135,11 @@ def harvest_dump(task: Task) -> Stats:
 
 
 # The reduce phase works in buckets so that its memory does not grow with the harvest:
-# at most about REDUCE_BUCKET_ROWS submissions are held at once (~1 KB each in Arrow,
-# with their sort and group-by). Spilled rows wait in Arrow IPC files under urls/_spill/.
-REDUCE_BUCKET_ROWS = 250_000
+# at most about REDUCE_BUCKET_ROWS submissions are held at once. Spilled rows wait in
+# Arrow IPC files under urls/_spill/. Peak RSS of a reduce task (benchmarks/harvest_bench.py
+# --reduce): ~400 MiB at 100k submissions and ~500 MiB at 1M with 100k-row buckets
+# (~460 / 710 MiB with 250k-row buckets; 394 / 1549 MiB holding the whole shard).
+REDUCE_BUCKET_ROWS = 100_000
 READ_ROWS = 65_536                 # rows per record batch read from a part, and per spill write
 WORK = SUBMISSIONS.append(pa.field("version", pa.int32(), nullable=False))   # a submission and its source's version
 
