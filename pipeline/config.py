@@ -117,6 +117,7 @@ class HarvestConfig(Section):
     blocklist: str = ""            # domain blocklist file; "" = data/blocklist_domains.txt
     media_extensions: list[str] = field(default_factory=lambda: list(_MEDIA))  # dropped by URL extension
     max_url_length: int = 2083     # longer URLs are dropped as bad_url (the limit of Heritrix and browsers)
+    reduce_bucket_rows: int = 100_000  # reduce: submissions held in memory at once (bounds its memory)
     # Live API (source = "api"). Credentials come from praw.ini (praw_site) or the
     # environment (praw_client_id, praw_client_secret), never from this file.
     subreddits: list[str] = field(default_factory=list)
@@ -130,7 +131,8 @@ class HarvestConfig(Section):
 
     SECTION = "harvest"
     RANGES = {"min_score": Range(*INT64), "num_shards": at_least(1, 100_000), "api_limit": at_least(1, 100_000),
-              "max_url_length": at_least(16, 1 << 20, "2083 is the limit of browsers and Heritrix")}
+              "max_url_length": at_least(16, 1 << 20, "2083 is the limit of browsers and Heritrix"),
+              "reduce_bucket_rows": at_least(1000, 100_000_000)}
 
     def __post_init__(self):
         super().__post_init__()
