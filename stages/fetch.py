@@ -53,6 +53,7 @@ import os
 import time
 from collections import defaultdict
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import aiohttp
 import numpy as np
@@ -85,7 +86,8 @@ async def _crawl(batches, cfg: FetchConfig, segs: WarcSegments, journal: Journal
     """Fetch every row of every batch; one session (robots.txt and DNS caches) for all batches."""
     timeout = aiohttp.ClientTimeout(total=cfg.timeout_s, sock_connect=cfg.connect_timeout_s,
                                     sock_read=cfg.read_timeout_s)
-    resolver = aiohttp.ThreadedResolver() if cfg.allow_private else SafeResolver()
+    proxy_host = urlsplit(cfg.proxy).hostname if cfg.proxy else None     # the operator's choice: trusted
+    resolver = aiohttp.ThreadedResolver() if cfg.allow_private else SafeResolver((proxy_host,) if proxy_host else ())
     connector = aiohttp.TCPConnector(limit=cfg.concurrency, limit_per_host=cfg.per_host, ttl_dns_cache=300,
                                      resolver=resolver)
     headers = {"User-Agent": cfg.user_agent, "Accept": "text/html,application/xhtml+xml;q=0.9,*/*;q=0.1"}

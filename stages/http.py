@@ -80,10 +80,19 @@ def is_public_ip(ip: str) -> bool:
 
 
 class SafeResolver(aiohttp.ThreadedResolver):
-    """Resolves like aiohttp, but refuses hosts with any non-public address."""
+    """Resolves like aiohttp, but refuses hosts with any non-public address, except the
+    ``trusted`` names: the forward proxy's own host, which the operator chose (often
+    ``localhost`` or a name on the private network). Behind a proxy that is the only name
+    resolved here; the proxy resolves the targets, and check_target judges them."""
+
+    def __init__(self, trusted: tuple[str, ...] = ()):
+        super().__init__()
+        self.trusted = frozenset(h.lower().rstrip(".") for h in trusted if h)
 
     async def resolve(self, host: str, port: int = 0, family: int = socket.AF_INET):
         infos = await super().resolve(host, port, family)
+        if host.lower().rstrip(".") in self.trusted:
+            return infos
         bad = [i["host"] for i in infos if not is_public_ip(i["host"])]
         if bad:
             raise PrivateAddressError(f"{host} resolves to non-public address {bad[0]}")

@@ -89,7 +89,7 @@ def pipeline_outputs(workdir: Path) -> dict:
                     and p.name not in ("_config.json", "_stats.json"):
                 out[rel.as_posix()] = hashlib.sha256(p.read_bytes()).hexdigest()
     logs = pa.concat_tables(pq.read_table(f) for f in sorted((workdir / "warc").glob("fetchlog-*.parquet")))
-    out["fetchlog"] = sorted(map(str, logs.drop_columns(["elapsed_ms", "fetched_at", "warc_offset"]).to_pylist()))
+    out["fetchlog"] = sorted(map(str, logs.drop_columns(["elapsed_ms", "wait_ms", "fetched_at", "warc_offset"]).to_pylist()))
     return out
 
 

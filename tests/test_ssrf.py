@@ -194,6 +194,17 @@ def test_proxy_is_never_asked_for_a_private_host(tmp_path, proxy):
     assert proxy.hosts() == set(PUBLIC.values())
 
 
+def test_proxy_given_by_a_private_name_is_usable(tmp_path, proxy):
+    """The proxy's own host is the operator's choice: a proxy named ``localhost`` (a
+    private address) is reached, while the targets are still judged."""
+    named = proxy.base.replace("127.0.0.1", "localhost")
+    public = [f"http://{h}/x" for h in PUBLIC]
+    log = _fetch(tmp_path, public + ["http://2852039166/x", "http://localhost./x"], proxy=named)
+    assert _errors(log) == {**dict.fromkeys(public, None), "http://2852039166/x": "private_address",
+                            "http://localhost./x": "private_address"}
+    assert proxy.hosts() == set(PUBLIC.values())
+
+
 def test_proxy_is_never_asked_for_a_private_redirect_target(tmp_path, proxy):
     targets = [f"http://{h}/x" for h in PRIVATE + BAD] + ["https://2852039166/x", "http://localhost.:8080/x"]
     for i, t in enumerate(targets):
