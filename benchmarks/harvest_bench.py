@@ -182,7 +182,7 @@ print(n, time.perf_counter() - t)
 
 REDUCE = """
 import resource, sys, time; from pathlib import Path
-from pipeline.executor import Task; from stages.harvest import aggregate_urls
+from pipeline.executor import Task; from stages.harvest_reduce import aggregate_urls
 parts = sorted(Path({d!r}).glob("RS_*.parquet"))
 params = {{"min_score": 3, "score_agg": "sum", "num_shards": 1, "shard": 0, "latest": 2,
           "versions": {{p.name: 1 + i % 2 for i, p in enumerate(parts)}}}}

@@ -14,7 +14,7 @@ import pytest
 
 from pipeline.executor import Task
 from pipeline.schemas import SUBMISSIONS, URLS
-from stages import harvest
+from stages import harvest, harvest_reduce
 from stages import urls as U
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,7 +62,7 @@ def reference(parts: list[Path], p: dict) -> pa.Table:
     """The reduce as it was before buckets: the whole shard in memory."""
     tables = []
     for part in parts:
-        t = harvest.read_part(part)
+        t = harvest_reduce.read_part(part)
         t = t.filter(pa.array(t["url_hash"].to_numpy() % np.uint64(p["num_shards"]) == p["shard"]))
         tables.append(t.append_column("version", pa.array(np.full(t.num_rows, p["versions"][part.name], np.int32))))
     subs = pa.concat_tables(tables)
@@ -101,8 +101,8 @@ def reference(parts: list[Path], p: dict) -> pa.Table:
 def reduce(parts, out, options=None, **params):
     params = {"min_score": 3, "score_agg": "sum", "num_shards": 1, "shard": 0, "latest": 3,
               "versions": {p.name: 1 + i % 3 for i, p in enumerate(parts)}, **params}
-    stats = harvest.aggregate_urls(Task("reduce", "00000", harvest.aggregate_urls, parts, [out], params,
-                                        options or {}))
+    run = harvest_reduce.aggregate_urls
+    stats = run(Task("reduce", "00000", run, parts, [out], params, options or {}))
     return stats, params
 
 

@@ -1,0 +1,268 @@
+"""harvest's reduce phase: map parts (SUBMISSIONS) -> one URL shard (URLS), in bounded memory.
+
+In: every map part ``urls/_parts/*.parquet`` (schema SUBMISSIONS; older parts without
+``url_hash`` or ``raw_url`` are filled in), each tagged with the harvest version that
+brought it in. Out: ``urls/urls-NNNNN.parquet`` (schema URLS, sorted by ``url_id``), the
+URLs whose ``url_hash % num_shards`` is this shard and whose aggregated karma is at
+least ``min_score``; stats count duplicate_submission, low_score, merged_duplicate_url.
+One task per shard (``aggregate_urls``), run by ``stages.harvest.run``.
+
+Phases of a task, each holding one bucket of about ``bucket_rows`` submissions at a
+time (``[harvest] reduce_bucket_rows``); rows wait in between in Arrow IPC files under
+``urls/_spill/<task>/``, and ``n = ceil(shard rows / bucket_rows)``:
+1. stream the parts, keep this shard's rows and spill them into ``n`` buckets by a hash
+   of the submission id (rows without an id go straight to phase 2's buckets);
+2. per id bucket, keep each submission's latest observation (``latest_observations``:
+   the newest source, then the highest score) and spill the rows into ``n`` buckets by
+   the top bits of ``url_hash``;
+3. per URL bucket, aggregate (``url_rows``); bucket order is url_id order, so each
+   bucket's rows are appended to the output as they come.
+The output does not depend on ``n``: it equals aggregating the whole shard at once.
+
+Deduplication is per shard: the same submission id under two URLs (a URL normalized
+differently by two harvest versions) counts once when both URLs fall in this shard and
+once in each shard otherwise.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from pipeline.executor import Task
+from pipeline.io import atomic_path
+from pipeline.schemas import SUBMISSIONS, URLS
+from pipeline.stats import Stats
+
+from . import urls as U
+
+
+# The reduce phase works in buckets so that its memory does not grow with the harvest:
+# at most about REDUCE_BUCKET_ROWS submissions are held at once. Spilled rows wait in
+# Arrow IPC files under urls/_spill/. Peak RSS of a reduce task (benchmarks/harvest_bench.py
+# --reduce): ~400 MiB at 100k submissions and ~500 MiB at 1M with 100k-row buckets
+# (~460 / 710 MiB with 250k-row buckets; 394 / 1549 MiB holding the whole shard).
+REDUCE_BUCKET_ROWS = 100_000
+READ_ROWS = 65_536                 # rows per record batch read from a part, and per spill write
+WORK = SUBMISSIONS.append(pa.field("version", pa.int32(), nullable=False))   # a submission and its source's version
+
+
+def _cast_part(t: pa.Table) -> pa.Table:
+    """Rows of a map part as SUBMISSIONS; columns that older parts lack are filled in."""
+    if "url_hash" not in t.column_names:    # parts written before url_hash existed
+        t = t.append_column("url_hash", pa.array([U.url_hash(u) for u in t["url"].to_pylist()], pa.uint64()))
+    if "raw_url" not in t.column_names:     # parts written before raw_url existed: unknown
+        t = t.append_column("raw_url", pa.nulls(t.num_rows, pa.string()))
+    return t.select(SUBMISSIONS.names).cast(SUBMISSIONS)
+
+
+def iter_part(path: Path, rows: int = READ_ROWS):
+    """A map part as SUBMISSIONS tables of at most ``rows`` rows (memory: one row group's pages)."""
+    with pq.ParquetFile(path) as f:
+        for batch in f.iter_batches(batch_size=rows):
+            yield _cast_part(pa.Table.from_batches([batch]))
+
+
+def read_part(path: Path) -> pa.Table:
+    """A whole map part as SUBMISSIONS (for small parts and tests; the reduce streams them)."""
+    return _cast_part(pq.read_table(path))
+
+
+class Spill:
+    """Rows routed to ``n`` bucket files, then read back one bucket at a time.
+
+    Each bucket keeps its rows in the order they were added. Rows wait in memory until
+    ``hold`` of them are pending (across all buckets), then go to the bucket files.
+    """
+
+    def __init__(self, folder: Path, name: str, n: int, hold: int = READ_ROWS, schema: pa.Schema = WORK):
+        self.folder, self.name, self.n, self.hold, self.schema = folder, name, n, hold, schema
+        self.writers: dict[int, pa.ipc.RecordBatchStreamWriter] = {}
+        self.pending: list[list[pa.Table]] = [[] for _ in range(n)]
+        self.pending_rows = 0
+
+    def path(self, b: int) -> Path:
+        return self.folder / f"{self.name}-{b:05d}.arrow"
+
+    def add(self, table: pa.Table, bucket: np.ndarray | None = None) -> None:
+        """Append rows; ``bucket`` holds each row's bucket (all in bucket 0 when None)."""
+        if not table.num_rows:
+            return
+        if bucket is None or self.n == 1:
+            self.pending[0].append(table)
+        else:
+            order = np.argsort(bucket, kind="stable")       # stable: a bucket keeps the rows' order
+            table, ends = table.take(order), np.cumsum(np.bincount(bucket, minlength=self.n))
+            for b in np.flatnonzero(np.diff(ends, prepend=0)):
+                start = ends[b - 1] if b else 0
+                self.pending[b].append(table.slice(start, ends[b] - start))
+        self.pending_rows += table.num_rows
+        if self.pending_rows >= self.hold:
+            self.flush()
+
+    def flush(self) -> None:
+        for b, tables in enumerate(self.pending):
+            if tables:
+                if b not in self.writers:
+                    opts = pa.ipc.IpcWriteOptions(compression="lz4")
+                    self.writers[b] = pa.ipc.new_stream(self.path(b), self.schema, options=opts)
+                self.writers[b].write_table(pa.concat_tables(tables))
+        self.pending, self.pending_rows = [[] for _ in range(self.n)], 0
+
+    def buckets(self):
+        """Each bucket's rows as one table, in bucket order; its file is deleted once read."""
+        self.flush()
+        for w in self.writers.values():
+            w.close()
+        for b in range(self.n):
+            if b in self.writers:
+                with pa.ipc.open_stream(self.path(b)) as r:
+                    table = r.read_all()
+                self.path(b).unlink()
+                yield table
+            else:
+                yield self.schema.empty_table()
+
+
+def url_buckets(url_hash: pa.ChunkedArray | pa.Array, n: int) -> np.ndarray:
+    """Bucket of each url_hash: floor(hash * n / 2^64), so bucket order is url_id order."""
+    h = url_hash.to_numpy()
+    return (((h >> np.uint64(32)) * np.uint64(n)) >> np.uint64(32)).astype(np.int64)
+
+
+def id_buckets(ids: list[str], n: int) -> np.ndarray:
+    return np.array([U.url_hash(i) % n for i in ids], dtype=np.int64)
+
+
+def latest_observations(subs: pa.Table) -> tuple[pa.Table, int]:
+    """One row per submission id: the one from the newest source (then the highest score).
+
+    A submission seen in two sources (a dump and the API, or overlapping dumps) must not
+    have its karma counted twice. Rows without an id are all kept. Ties keep the rows'
+    order (the sort is stable).
+    """
+    subs = subs.sort_by([("id", "ascending"), ("version", "descending"), ("score", "descending"),
+                         ("url", "ascending")])
+    ids = subs["id"].to_numpy(zero_copy_only=False)
+    first = np.ones(len(ids), dtype=bool)
+    if len(ids) > 1:
+        first[1:] = (ids[1:] != ids[:-1]) | (ids[1:] == "")
+    return subs.filter(pa.array(first)), int((~first).sum())
+
+
+def url_rows(subs: pa.Table, p: dict, stats: Stats) -> pa.Table:
+    """URLS rows (sorted by url_id) of deduplicated submissions holding every row of their URLs."""
+    # Sorted so that the aggregation, and the lists it builds, are deterministic. Rows
+    # without an id can tie on (url, created_utc, id): they keep latest_observations'
+    # order (version, then score, descending), then the order they were read in.
+    subs = subs.sort_by([("url", "ascending"), ("created_utc", "ascending"), ("id", "ascending"),
+                         ("version", "descending"), ("score", "descending")])
+    agg = "sum" if p["score_agg"] == "sum" else "max"
+    g = subs.group_by("url", use_threads=False).aggregate([
+        ("score", agg), ("url", "count"), ("created_utc", "min"), ("created_utc", "max"),
+        ("subreddit", "distinct"), ("id", "list"), ("title", "first"), ("domain", "first"),
+        ("version", "min"), ("url_hash", "first"),
+    ])
+    keep = pc.greater_equal(g[f"score_{agg}"], p["min_score"])
+    kept = g.filter(keep)
+    stats.drop("low_score", int(pc.sum(g.filter(pc.invert(keep))["url_count"]).as_py() or 0))
+    stats.drop("merged_duplicate_url", int(pc.sum(kept["url_count"]).as_py() or 0) - kept.num_rows)
+    stats.records_out += kept.num_rows
+    stats.add_info("unique_urls", g.num_rows)
+    domains = kept["domain_first"].to_pylist()
+    table = pa.table({
+        "url_id": pa.array([f"{h:016x}" for h in kept["url_hash_first"].to_pylist()], pa.string()),
+        "url": kept["url"],
+        "domain": pa.array(domains, pa.string()),
+        "registered_domain": pa.array([U.registered_domain(d) for d in domains], pa.string()),
+        "score": kept[f"score_{agg}"],
+        "num_submissions": pc.cast(kept["url_count"], pa.int32()),
+        "first_seen": kept["created_utc_min"],
+        "last_seen": kept["created_utc_max"],
+        "subreddits": pa.array([sorted(s) for s in kept["subreddit_distinct"].to_pylist()], pa.list_(pa.string())),
+        "submission_ids": kept["id_list"],
+        "title": kept["title_first"],
+        "harvest_version": kept["version_min"],
+        "fetch_url": fetch_urls(subs, kept["url"]),
+    }).sort_by("url_id")
+    stats.add_info("new_urls", int(pc.sum(pc.equal(table["harvest_version"], p["latest"])).as_py() or 0))
+    return table.select(URLS.names).cast(URLS)
+
+
+def fetch_urls(subs: pa.Table, urls: pa.ChunkedArray) -> pa.Array:
+    """Each URL's most-submitted raw form (ties: the earliest first submission, then the
+    smallest string), or the URL itself where no raw form is known (parts written before
+    raw_url). Normalization makes keys; servers may need the query as it was submitted."""
+    if "raw_url" not in subs.column_names:       # a SUBMISSIONS schema without it (before v3)
+        return urls.combine_chunks()
+    raw = subs["raw_url"]
+    forms = subs.filter(pc.fill_null(pc.greater(pc.utf8_length(raw), 0), False))
+    forms = forms.group_by(["url", "raw_url"], use_threads=False).aggregate([("id", "count"), ("created_utc", "min")])
+    forms = forms.sort_by([("url", "ascending"), ("id_count", "descending"), ("created_utc_min", "ascending"),
+                           ("raw_url", "ascending")])
+    u = forms["url"].to_numpy(zero_copy_only=False)
+    first = np.ones(len(u), dtype=bool)
+    first[1:] = u[1:] != u[:-1]
+    best = forms.filter(pa.array(first))
+    at = pc.index_in(urls, value_set=best["url"].combine_chunks())
+    return pc.coalesce(best["raw_url"].combine_chunks().take(at), urls.combine_chunks())
+
+
+def aggregate_urls(task: Task) -> Stats:
+    """Reduce task: every part's submissions whose URL hashes to this shard -> URL rows.
+
+    In three passes over the shard's rows, each holding one bucket at a time:
+    1. stream the parts and spill the shard's rows into ``n`` buckets by a hash of the
+       submission id (rows without an id go straight to step 2's buckets);
+    2. per id bucket, keep each submission's latest observation (``latest_observations``),
+       spilled into ``n`` buckets by the top bits of url_hash;
+    3. per URL bucket, aggregate; bucket order is url_id order, so the buckets' rows are
+       appended to the output as they come and the file is sorted by url_id.
+    The output is the same as aggregating the whole shard at once (and whatever ``n``).
+    Deduplication is by submission id within this shard: the same id under two URLs (a
+    URL normalized differently by two harvest versions) is deduplicated when both URLs
+    fall in this shard, and counted in each shard otherwise, as before bucketing.
+    """
+    p, out = task.params, task.outputs[0]
+    shard, nshards = p["shard"], p["num_shards"]
+    limit = task.options.get("bucket_rows", REDUCE_BUCKET_ROWS)
+    expected = sum(pq.read_metadata(part).num_rows for part in task.inputs) / nshards
+    n = max(1, int(np.ceil(expected / limit)))          # hashing spreads rows evenly over buckets
+    spill_dir = out.parent / "_spill" / task.name
+    shutil.rmtree(spill_dir, ignore_errors=True)        # left by an attempt that was killed
+    spill_dir.mkdir(parents=True)
+    stats, peak = Stats(), 0
+    try:
+        rows = min(READ_ROWS, limit)
+        by_id, by_url = Spill(spill_dir, "id", n, rows), Spill(spill_dir, "url", n, rows)
+        for part in task.inputs:
+            version = p["versions"][part.name]
+            for t in iter_part(part, rows):
+                t = t.filter(pa.array(t["url_hash"].to_numpy() % np.uint64(nshards) == shard))
+                t = t.append_column("version", pa.array(np.full(t.num_rows, version, dtype=np.int32))).cast(WORK)
+                stats.records_in += t.num_rows
+                no_id = pc.equal(t["id"], "").to_numpy(zero_copy_only=False)
+                if no_id.any():
+                    anon = t.filter(pa.array(no_id))
+                    by_url.add(anon, url_buckets(anon["url_hash"], n))
+                    t = t.filter(pa.array(~no_id))
+                by_id.add(t, id_buckets(t["id"].to_pylist(), n) if n > 1 else None)
+        for subs in by_id.buckets():
+            subs, repeated = latest_observations(subs)
+            stats.drop("duplicate_submission", repeated)
+            by_url.add(subs, url_buckets(subs["url_hash"], n))
+        with atomic_path(out) as tmp, pq.ParquetWriter(tmp, URLS, compression="zstd") as w:
+            for subs in by_url.buckets():
+                stats.add_info("reduce_buckets", 1)
+                peak = max(peak, subs.num_rows)
+                if subs.num_rows:
+                    w.write_table(url_rows(subs, p, stats))
+    finally:
+        shutil.rmtree(spill_dir, ignore_errors=True)
+    stats.info["reduce_bucket_peak"] = peak      # the most rows aggregated at once (a maximum: this task only)
+    return stats
