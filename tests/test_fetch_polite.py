@@ -159,7 +159,11 @@ def test_per_domain_limit_spans_the_hosts_of_a_site(tmp_path, web_factory):
 
 
 class _Names(aiohttp.abc.AbstractResolver):
-    """DNS for the test: every name resolves to 127.0.0.1."""
+    """DNS for the test: every name resolves to 127.0.0.1 (in place of SafeResolver, whose
+    arguments it accepts and ignores)."""
+
+    def __init__(self, *trusted):
+        pass
 
     async def resolve(self, host, port=0, family=socket.AF_INET):
         return [{"hostname": host, "host": "127.0.0.1", "port": port, "family": socket.AF_INET,
