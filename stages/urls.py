@@ -87,19 +87,24 @@ def registered_domain(hostname: str) -> str:
     return tld.get_fld(hostname, fix_protocol=True, fail_silently=True) or hostname
 
 
-def raw_host(url: str) -> str:
-    """The lowercase host of an http(s) URL by plain string splitting, without parsing.
-
-    For filtering decisions on raw URLs; it agrees with ``urlsplit(url).hostname`` on
-    well-formed URLs and never raises.
-    """
+def _raw_netloc(url: str) -> str:
+    """What stands between "://" and the first of "/?#\\", less any userinfo."""
     rest = url.partition("://")[2]
     end = len(rest)
     for sep in "/?#\\":
         i = rest.find(sep)
         if 0 <= i < end:
             end = i
-    netloc = rest[:end].rpartition("@")[2]
+    return rest[:end].rpartition("@")[2]
+
+
+def raw_host(url: str) -> str:
+    """The lowercase host of an http(s) URL by plain string splitting, without parsing.
+
+    For filtering decisions on raw URLs; it agrees with ``urlsplit(url).hostname`` on
+    well-formed URLs and never raises.
+    """
+    netloc = _raw_netloc(url)
     if netloc.startswith("["):
         return netloc[1:netloc.find("]")].lower()
     return netloc.partition(":")[0].lower().rstrip(".")
@@ -108,13 +113,7 @@ def raw_host(url: str) -> str:
 def raw_authority(url: str) -> tuple[str, bool]:
     """(``raw_host(url)``, whether the port is usable): empty or 0-65535 after the host, and
     nothing after an IPv6 literal's "]" but such a port. By string splitting; never raises."""
-    rest = url.partition("://")[2]
-    end = len(rest)
-    for sep in "/?#\\":
-        i = rest.find(sep)
-        if 0 <= i < end:
-            end = i
-    netloc = rest[:end].rpartition("@")[2]
+    netloc = _raw_netloc(url)
     if netloc.startswith("["):
         close = netloc.find("]")
         if close < 0:
