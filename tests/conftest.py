@@ -14,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from pipeline.config import load_config
@@ -79,8 +80,6 @@ def pipeline_outputs(workdir: Path) -> dict:
     order they complete, so only what was fetched is compared there)."""
     import hashlib
 
-    import pyarrow.parquet as pq
-
     out = {}
     for folder in ("urls", "docs", "dedup", "clean", "tokens"):
         for p in sorted((workdir / folder).rglob("*")):
@@ -102,6 +101,27 @@ def shared_path(*parts: str) -> Path:
 
 def make_context(workdir: Path, workers: int = 1, **sections) -> Context:
     return Context(workdir, load_config(None, {"run": {"workers": workers}, **sections}))
+
+
+def run_fetch(tmp_path: Path, table: pa.Table, **cfg):
+    """One fetch shard over ``table`` (URLS rows) with the tests' defaults (loopback allowed,
+    no politeness delay, quick retries) overridden by ``cfg``: (stats, fetch log rows by
+    url, the shard's WARC segments). The log has the FETCHLOG schema and the shard is final."""
+    from pipeline.config import FetchConfig, to_dict
+    from pipeline.executor import Task
+    from pipeline.schemas import FETCHLOG
+    from stages import fetch
+
+    src = tmp_path / "urls-00000.parquet"
+    pq.write_table(table, src)
+    log = tmp_path / "fetchlog-00000.parquet"
+    base = {"allow_private": True, "backoff_s": 0.01, "host_delay_s": 0.0}
+    options = {"fetch": to_dict(FetchConfig(**{**base, **cfg}))}
+    stats = fetch.fetch_shard(Task("fetch", "00000", fetch.fetch_shard, [src], [log], options=options))
+    out = pq.read_table(log)
+    assert out.schema.equals(FETCHLOG)
+    assert not (tmp_path / "_partial" / "00000").exists()        # finalized
+    return stats, {r["url"]: r for r in out.to_pylist()}, sorted(tmp_path.glob("warc-00000-*.warc.gz"))
 
 
 def url_table(urls: list[str], score: int = 10) -> pa.Table:

@@ -5,27 +5,16 @@ import pyarrow.parquet as pq
 import pytest
 from warcio.archiveiterator import ArchiveIterator
 
-from pipeline.config import FetchConfig, to_dict
-from pipeline.executor import Task
-from pipeline.schemas import FETCHLOG
+from pipeline.config import FetchConfig
 from stages import fetch
 
-from conftest import Route, url_table
+from conftest import Route, run_fetch, url_table
 
 PAGE = b"<html><head><title>T</title></head><body><p>" + b"word " * 200 + b"</p></body></html>"
 
 
 def _fetch(tmp_path, urls, **cfg):
-    src = tmp_path / "urls-00000.parquet"
-    pq.write_table(url_table(urls), src)
-    log = tmp_path / "fetchlog-00000.parquet"
-    base = {"allow_private": True, "backoff_s": 0.01, "host_delay_s": 0.0}
-    options = {"fetch": to_dict(FetchConfig(**{**base, **cfg}))}
-    stats = fetch.fetch_shard(Task("fetch", "00000", fetch.fetch_shard, [src], [log], options=options))
-    table = pq.read_table(log)
-    assert table.schema.equals(FETCHLOG)
-    assert not (tmp_path / "_partial" / "00000").exists()        # finalized
-    return stats, {r["url"]: r for r in table.to_pylist()}, sorted(tmp_path.glob("warc-00000-*.warc.gz"))
+    return run_fetch(tmp_path, url_table(urls), **cfg)
 
 
 def _records(warcs):

@@ -13,17 +13,13 @@ from http.server import BaseHTTPRequestHandler
 
 import aiohttp
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from warcio.archiveiterator import ArchiveIterator
 
-from pipeline.config import FetchConfig, to_dict
-from pipeline.executor import Task
-from pipeline.schemas import FETCHLOG
 from stages import fetch
 from stages import urls as U
 
-from conftest import LoopbackServer, url_table
+from conftest import LoopbackServer, run_fetch, url_table
 
 PAGE = b"<html><head><title>T</title></head><body><p>" + b"word " * 200 + b"</p></body></html>"
 HTML = {"Content-Type": "text/html; charset=utf-8"}
@@ -88,16 +84,7 @@ def web_factory():
         w.close()
 
 
-def _fetch(tmp_path, table: pa.Table, **cfg):
-    src = tmp_path / "urls-00000.parquet"
-    pq.write_table(table, src)
-    log = tmp_path / "fetchlog-00000.parquet"
-    base = {"allow_private": True, "backoff_s": 0.01, "host_delay_s": 0.0}
-    options = {"fetch": to_dict(FetchConfig(**{**base, **cfg}))}
-    stats = fetch.fetch_shard(Task("fetch", "00000", fetch.fetch_shard, [src], [log], options=options))
-    out = pq.read_table(log)
-    assert out.schema.equals(FETCHLOG)
-    return stats, {r["url"]: r for r in out.to_pylist()}, sorted(tmp_path.glob("warc-00000-*.warc.gz"))
+_fetch = run_fetch
 
 
 @pytest.mark.parametrize("form", ["seconds", "http-date"])

@@ -12,15 +12,12 @@ import socket
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import urlsplit
 
-import pyarrow.parquet as pq
 import pytest
 
-from pipeline.config import FetchConfig, to_dict
-from pipeline.executor import Task
 from stages import fetch
 from stages.http import SafeResolver, check_target
 
-from conftest import LoopbackServer, Route, url_table
+from conftest import LoopbackServer, Route, run_fetch, url_table
 
 try:
     from stages import hosts
@@ -169,14 +166,8 @@ def proxy():
 
 
 def _fetch(tmp_path, urls, **cfg) -> dict[str, dict]:
-    src = tmp_path / "urls-00000.parquet"
-    pq.write_table(url_table(urls), src)
-    log = tmp_path / "fetchlog-00000.parquet"
-    base = {"allow_private": False, "backoff_s": 0.01, "host_delay_s": 0.0, "retries": 0,
-            "timeout_s": 5, "connect_timeout_s": 2}
-    options = {"fetch": to_dict(FetchConfig(**{**base, **cfg}))}
-    fetch.fetch_shard(Task("fetch", "00000", fetch.fetch_shard, [src], [log], options=options))
-    return {r["url"]: r for r in pq.read_table(log).to_pylist()}
+    base = {"allow_private": False, "retries": 0, "timeout_s": 5, "connect_timeout_s": 2}
+    return run_fetch(tmp_path, url_table(urls), **{**base, **cfg})[1]
 
 
 def _errors(log: dict[str, dict]) -> dict[str, str | None]:
