@@ -43,12 +43,13 @@ from . import urls as U
 
 
 # The reduce phase works in buckets so that its memory does not grow with the harvest:
-# at most about REDUCE_BUCKET_ROWS submissions are held at once. Spilled rows wait in
-# Arrow IPC files under urls/_spill/. Peak RSS of a reduce task (benchmarks/harvest_bench.py
-# --reduce): ~400 MiB at 100k submissions and ~500 MiB at 1M with 100k-row buckets
-# (~460 / 710 MiB with 250k-row buckets; 394 / 1549 MiB holding the whole shard).
+# at most about REDUCE_BUCKET_ROWS submissions are held at once ([harvest]
+# reduce_bucket_rows overrides it). Spilled rows wait in Arrow IPC files under urls/_spill/.
 REDUCE_BUCKET_ROWS = 100_000
-READ_ROWS = 65_536                 # rows per record batch read from a part, and per spill write
+READ_ROWS = 16_384                 # rows per record batch read from a part
+SPILL_ROWS = 32_768                # rows held before they are appended to the bucket files
+READ_BUFFER = 1 << 20              # a part's pages are read through a 1 MiB buffer, not a column chunk at once
+OUT_ROWS = 65_536                  # URL rows per output row group at most (one bucket's rows: fewer)
 WORK = SUBMISSIONS.append(pa.field("version", pa.int32(), nullable=False))   # a submission and its source's version
 
 
@@ -62,9 +63,14 @@ def _cast_part(t: pa.Table) -> pa.Table:
 
 
 def iter_part(path: Path, rows: int = READ_ROWS):
-    """A map part as SUBMISSIONS tables of at most ``rows`` rows (memory: one row group's pages)."""
-    with pq.ParquetFile(path) as f:
-        for batch in f.iter_batches(batch_size=rows):
+    """A map part as SUBMISSIONS tables of at most ``rows`` rows.
+
+    Memory: one batch and a buffer per column, whatever the part's row groups (a whole
+    column chunk read at once, and decoding on other threads, each with its own
+    allocator heap, cost about 2x more RSS for the map's 65536-row groups).
+    """
+    with pq.ParquetFile(path, buffer_size=READ_BUFFER, pre_buffer=False) as f:
+        for batch in f.iter_batches(batch_size=rows, use_threads=False):
             yield _cast_part(pa.Table.from_batches([batch]))
 
 
@@ -73,18 +79,30 @@ def read_part(path: Path) -> pa.Table:
     return _cast_part(pq.read_table(path))
 
 
+def release_unused() -> None:
+    """Hand the pages Arrow's allocator keeps for reuse back to the system.
+
+    Called after each spill write and each bucket. The default pool (mimalloc in the
+    wheels) keeps freed pages for reuse, and they add up over a reduce: without this
+    the peak RSS of a 1M-submission reduce was ~50 MiB higher. It costs well under 1%.
+    """
+    pa.default_memory_pool().release_unused()
+
+
 class Spill:
     """Rows routed to ``n`` bucket files, then read back one bucket at a time.
 
     Each bucket keeps its rows in the order they were added. Rows wait in memory until
-    ``hold`` of them are pending (across all buckets), then go to the bucket files.
+    ``hold`` of them are pending (across all buckets); then each bucket's pending rows
+    are appended to its file as one more IPC stream (no file stays open, so ``n`` may
+    exceed the limit on open files).
     """
 
-    def __init__(self, folder: Path, name: str, n: int, hold: int = READ_ROWS, schema: pa.Schema = WORK):
+    def __init__(self, folder: Path, name: str, n: int, hold: int = SPILL_ROWS, schema: pa.Schema = WORK):
         self.folder, self.name, self.n, self.hold, self.schema = folder, name, n, hold, schema
-        self.writers: dict[int, pa.ipc.RecordBatchStreamWriter] = {}
         self.pending: list[list[pa.Table]] = [[] for _ in range(n)]
         self.pending_rows = 0
+        self.written: set[int] = set()
 
     def path(self, b: int) -> Path:
         return self.folder / f"{self.name}-{b:05d}.arrow"
@@ -106,27 +124,33 @@ class Spill:
             self.flush()
 
     def flush(self) -> None:
+        opts = pa.ipc.IpcWriteOptions(compression="lz4")
         for b, tables in enumerate(self.pending):
             if tables:
-                if b not in self.writers:
-                    opts = pa.ipc.IpcWriteOptions(compression="lz4")
-                    self.writers[b] = pa.ipc.new_stream(self.path(b), self.schema, options=opts)
-                self.writers[b].write_table(pa.concat_tables(tables))
+                with pa.OSFile(str(self.path(b)), "ab") as f, pa.ipc.new_stream(f, self.schema, options=opts) as w:
+                    for t in tables:
+                        w.write_table(t)
+                self.written.add(b)
         self.pending, self.pending_rows = [[] for _ in range(self.n)], 0
+        release_unused()
 
-    def buckets(self):
-        """Each bucket's rows as one table, in bucket order; its file is deleted once read."""
+    def read(self, b: int) -> pa.Table:
+        """Bucket ``b``'s rows as one table (call ``close`` first); its file is deleted."""
+        if b not in self.written:
+            return self.schema.empty_table()
+        tables, path = [], self.path(b)
+        size = path.stat().st_size
+        with pa.OSFile(str(path)) as f:
+            while f.tell() < size:                  # one stream per flush
+                with pa.ipc.open_stream(f) as r:
+                    tables.append(r.read_all())
+        path.unlink()
+        return pa.concat_tables(tables).combine_chunks()
+
+    def close(self) -> None:
+        """Write what is pending; then ``read`` each bucket."""
         self.flush()
-        for w in self.writers.values():
-            w.close()
-        for b in range(self.n):
-            if b in self.writers:
-                with pa.ipc.open_stream(self.path(b)) as r:
-                    table = r.read_all()
-                self.path(b).unlink()
-                yield table
-            else:
-                yield self.schema.empty_table()
+
 
 
 def url_buckets(url_hash: pa.ChunkedArray | pa.Array, n: int) -> np.ndarray:
@@ -139,31 +163,53 @@ def id_buckets(ids: list[str], n: int) -> np.ndarray:
     return np.array([U.url_hash(i) % n for i in ids], dtype=np.int64)
 
 
+def _starts(sorted_keys: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """True where a sorted column's value differs from the row before (and at row 0)."""
+    first = np.ones(len(sorted_keys), dtype=bool)
+    if len(sorted_keys) > 1:
+        k = sorted_keys.combine_chunks() if isinstance(sorted_keys, pa.ChunkedArray) else sorted_keys
+        first[1:] = pc.fill_null(pc.not_equal(k.slice(1), k.slice(0, len(k) - 1)), True).to_numpy(zero_copy_only=False)
+    return first
+
+
 def latest_observations(subs: pa.Table) -> tuple[pa.Table, int]:
     """One row per submission id: the one from the newest source (then the highest score).
 
     A submission seen in two sources (a dump and the API, or overlapping dumps) must not
-    have its karma counted twice. Rows without an id are all kept. Ties keep the rows'
-    order (the sort is stable).
+    have its karma counted twice. Rows without an id are all kept. The rows kept stay in
+    their input order; of rows that tie, the first is kept (the sort is stable).
     """
-    subs = subs.sort_by([("id", "ascending"), ("version", "descending"), ("score", "descending"),
-                         ("url", "ascending")])
-    ids = subs["id"].to_numpy(zero_copy_only=False)
-    first = np.ones(len(ids), dtype=bool)
-    if len(ids) > 1:
-        first[1:] = (ids[1:] != ids[:-1]) | (ids[1:] == "")
-    return subs.filter(pa.array(first)), int((~first).sum())
+    keys = subs.select(["id", "version", "score", "url"])
+    order = pc.sort_indices(keys, sort_keys=[("id", "ascending"), ("version", "descending"),
+                                             ("score", "descending"), ("url", "ascending")])
+    ids = keys["id"].take(order)
+    first = _starts(ids) | pc.equal(ids, "").to_numpy(zero_copy_only=False)
+    keep = np.zeros(len(first), dtype=bool)
+    keep[order.to_numpy()[first]] = True                # back in input order: one copy of the kept rows
+    return subs.filter(pa.array(keep)), int((~first).sum())
 
 
 def url_rows(subs: pa.Table, p: dict, stats: Stats) -> pa.Table:
-    """URLS rows (sorted by url_id) of deduplicated submissions holding every row of their URLs."""
+    """URLS rows (sorted by url_id) of deduplicated submissions holding every row of their URLs.
+
+    The caller must hold no other reference to ``subs``: its columns are sorted one at
+    a time, each freed once sorted, so sorting costs one column more than the bucket.
+    """
+    stats.info["reduce_bucket_peak"] = max(stats.info.get("reduce_bucket_peak", 0), subs.num_rows)
     # Sorted so that the aggregation, and the lists it builds, are deterministic. Rows
     # without an id can tie on (url, created_utc, id): they keep latest_observations'
     # order (version, then score, descending), then the order they were read in.
-    subs = subs.sort_by([("url", "ascending"), ("created_utc", "ascending"), ("id", "ascending"),
-                         ("version", "descending"), ("score", "descending")])
+    keys = [("url", "ascending"), ("created_utc", "ascending"), ("id", "ascending"),
+            ("version", "descending"), ("score", "descending")]
+    order = pc.sort_indices(subs.select([k for k, _ in keys]), sort_keys=keys)
+    names, cols = subs.column_names, subs.columns
+    del subs
+    for i, c in enumerate(cols):
+        cols[i] = c.take(order)
+    subs = pa.table(cols, names=names)
+    del cols, c, order
     agg = "sum" if p["score_agg"] == "sum" else "max"
-    g = subs.group_by("url", use_threads=False).aggregate([
+    g = subs.drop_columns(["raw_url"]).group_by("url", use_threads=False).aggregate([
         ("score", agg), ("url", "count"), ("created_utc", "min"), ("created_utc", "max"),
         ("subreddit", "distinct"), ("id", "list"), ("title", "first"), ("domain", "first"),
         ("version", "min"), ("url_hash", "first"),
@@ -174,6 +220,9 @@ def url_rows(subs: pa.Table, p: dict, stats: Stats) -> pa.Table:
     stats.drop("merged_duplicate_url", int(pc.sum(kept["url_count"]).as_py() or 0) - kept.num_rows)
     stats.records_out += kept.num_rows
     stats.add_info("unique_urls", g.num_rows)
+    del g
+    fetch = fetch_urls(subs, kept["url"])
+    del subs
     domains = kept["domain_first"].to_pylist()
     table = pa.table({
         "url_id": pa.array([f"{h:016x}" for h in kept["url_hash_first"].to_pylist()], pa.string()),
@@ -188,7 +237,7 @@ def url_rows(subs: pa.Table, p: dict, stats: Stats) -> pa.Table:
         "submission_ids": kept["id_list"],
         "title": kept["title_first"],
         "harvest_version": kept["version_min"],
-        "fetch_url": fetch_urls(subs, kept["url"]),
+        "fetch_url": fetch,
     }).sort_by("url_id")
     stats.add_info("new_urls", int(pc.sum(pc.equal(table["harvest_version"], p["latest"])).as_py() or 0))
     return table.select(URLS.names).cast(URLS)
@@ -200,15 +249,12 @@ def fetch_urls(subs: pa.Table, urls: pa.ChunkedArray) -> pa.Array:
     raw_url). Normalization makes keys; servers may need the query as it was submitted."""
     if "raw_url" not in subs.column_names:       # a SUBMISSIONS schema without it (before v3)
         return urls.combine_chunks()
-    raw = subs["raw_url"]
-    forms = subs.filter(pc.fill_null(pc.greater(pc.utf8_length(raw), 0), False))
+    subs = subs.select(["url", "raw_url", "id", "created_utc"])
+    forms = subs.filter(pc.fill_null(pc.greater(pc.utf8_length(subs["raw_url"]), 0), False))
     forms = forms.group_by(["url", "raw_url"], use_threads=False).aggregate([("id", "count"), ("created_utc", "min")])
     forms = forms.sort_by([("url", "ascending"), ("id_count", "descending"), ("created_utc_min", "ascending"),
                            ("raw_url", "ascending")])
-    u = forms["url"].to_numpy(zero_copy_only=False)
-    first = np.ones(len(u), dtype=bool)
-    first[1:] = u[1:] != u[:-1]
-    best = forms.filter(pa.array(first))
+    best = forms.filter(pa.array(_starts(forms["url"])))
     at = pc.index_in(urls, value_set=best["url"].combine_chunks())
     return pc.coalesce(best["raw_url"].combine_chunks().take(at), urls.combine_chunks())
 
@@ -216,17 +262,9 @@ def fetch_urls(subs: pa.Table, urls: pa.ChunkedArray) -> pa.Array:
 def aggregate_urls(task: Task) -> Stats:
     """Reduce task: every part's submissions whose URL hashes to this shard -> URL rows.
 
-    In three passes over the shard's rows, each holding one bucket at a time:
-    1. stream the parts and spill the shard's rows into ``n`` buckets by a hash of the
-       submission id (rows without an id go straight to step 2's buckets);
-    2. per id bucket, keep each submission's latest observation (``latest_observations``),
-       spilled into ``n`` buckets by the top bits of url_hash;
-    3. per URL bucket, aggregate; bucket order is url_id order, so the buckets' rows are
-       appended to the output as they come and the file is sorted by url_id.
-    The output is the same as aggregating the whole shard at once (and whatever ``n``).
-    Deduplication is by submission id within this shard: the same id under two URLs (a
-    URL normalized differently by two harvest versions) is deduplicated when both URLs
-    fall in this shard, and counted in each shard otherwise, as before bucketing.
+    The three passes of the module docstring, with ``n = ceil(shard rows / bucket_rows)``
+    buckets (``options["bucket_rows"]``, from ``[harvest] reduce_bucket_rows``). The
+    output is the same as aggregating the whole shard at once, whatever ``n``.
     """
     p, out = task.params, task.outputs[0]
     shard, nshards = p["shard"], p["num_shards"]
@@ -236,33 +274,44 @@ def aggregate_urls(task: Task) -> Stats:
     spill_dir = out.parent / "_spill" / task.name
     shutil.rmtree(spill_dir, ignore_errors=True)        # left by an attempt that was killed
     spill_dir.mkdir(parents=True)
-    stats, peak = Stats(), 0
+    stats = Stats()
     try:
-        rows = min(READ_ROWS, limit)
-        by_id, by_url = Spill(spill_dir, "id", n, rows), Spill(spill_dir, "url", n, rows)
-        for part in task.inputs:
-            version = p["versions"][part.name]
-            for t in iter_part(part, rows):
-                t = t.filter(pa.array(t["url_hash"].to_numpy() % np.uint64(nshards) == shard))
-                t = t.append_column("version", pa.array(np.full(t.num_rows, version, dtype=np.int32))).cast(WORK)
-                stats.records_in += t.num_rows
-                no_id = pc.equal(t["id"], "").to_numpy(zero_copy_only=False)
-                if no_id.any():
-                    anon = t.filter(pa.array(no_id))
-                    by_url.add(anon, url_buckets(anon["url_hash"], n))
-                    t = t.filter(pa.array(~no_id))
-                by_id.add(t, id_buckets(t["id"].to_pylist(), n) if n > 1 else None)
-        for subs in by_id.buckets():
-            subs, repeated = latest_observations(subs)
-            stats.drop("duplicate_submission", repeated)
-            by_url.add(subs, url_buckets(subs["url_hash"], n))
-        with atomic_path(out) as tmp, pq.ParquetWriter(tmp, URLS, compression="zstd") as w:
-            for subs in by_url.buckets():
-                stats.add_info("reduce_buckets", 1)
-                peak = max(peak, subs.num_rows)
-                if subs.num_rows:
-                    w.write_table(url_rows(subs, p, stats))
+        _reduce(task, n, limit, spill_dir, stats)
     finally:
         shutil.rmtree(spill_dir, ignore_errors=True)
-    stats.info["reduce_bucket_peak"] = peak      # the most rows aggregated at once (a maximum: this task only)
     return stats
+
+
+def _reduce(task: Task, n: int, limit: int, spill_dir: Path, stats: Stats) -> None:
+    """aggregate_urls' three passes (see there) with ``n`` buckets of about ``limit`` rows."""
+    p, out = task.params, task.outputs[0]
+    shard, nshards = p["shard"], p["num_shards"]
+    rows, hold = min(READ_ROWS, limit), min(SPILL_ROWS, limit)
+    by_id, by_url = Spill(spill_dir, "id", n, hold), Spill(spill_dir, "url", n, hold)
+    for part in task.inputs:
+        version = p["versions"][part.name]
+        for t in iter_part(part, rows):
+            t = t.filter(pa.array(t["url_hash"].to_numpy() % np.uint64(nshards) == shard))
+            t = t.append_column("version", pa.array(np.full(t.num_rows, version, dtype=np.int32))).cast(WORK)
+            stats.records_in += t.num_rows
+            no_id = pc.equal(t["id"], "").to_numpy(zero_copy_only=False)
+            if no_id.any():
+                anon = t.filter(pa.array(no_id))
+                by_url.add(anon, url_buckets(anon["url_hash"], n))
+                t = t.filter(pa.array(~no_id))
+            by_id.add(t, id_buckets(t["id"].to_pylist(), n) if n > 1 else None)
+    by_id.close()
+    for b in range(n):
+        subs, repeated = latest_observations(by_id.read(b))
+        stats.drop("duplicate_submission", repeated)
+        by_url.add(subs, url_buckets(subs["url_hash"], n))
+        del subs
+        release_unused()
+    by_url.close()
+    stats.info["reduce_bucket_peak"] = 0     # the most rows aggregated at once (a maximum: this task only)
+    with atomic_path(out) as tmp, pq.ParquetWriter(tmp, URLS, compression="zstd") as w:
+        for b in range(n):
+            stats.add_info("reduce_buckets", 1)
+            if b in by_url.written:         # the only reference to the bucket is url_rows' own
+                w.write_table(url_rows(by_url.read(b), p, stats), row_group_size=OUT_ROWS)
+            release_unused()
