@@ -189,8 +189,9 @@ def run(ctx: Context) -> dict:
     # "format" 2: URLS gained fetch_url (so reduce tasks done before it run again).
     rparams = {"format": 2, "min_score": cfg.min_score, "score_agg": cfg.score_agg, "num_shards": cfg.num_shards,
                "versions": {p.name: versions[p.name] for p in all_parts}, "latest": latest}
+    # bucket_rows bounds the task's memory, not its output: an option, so changing it reruns nothing.
     tasks = [Task("reduce", f"{i:05d}", aggregate_urls, all_parts, [out_dir / f"urls-{i:05d}.parquet"],
-                  {**rparams, "shard": i}) for i in range(cfg.num_shards)]
+                  {**rparams, "shard": i}, {"bucket_rows": cfg.reduce_bucket_rows}) for i in range(cfg.num_shards)]
     for stale in sorted_files(out_dir, "urls-*.parquet"):   # from an earlier run with more shards
         if stale not in {t.outputs[0] for t in tasks}:
             stale.unlink()

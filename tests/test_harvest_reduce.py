@@ -184,3 +184,20 @@ def test_fetch_url_without_raw_forms_is_the_url(tmp_path):
     pq.write_table(old, tmp_path / "RS_old.parquet")
     reduce([tmp_path / "RS_old.parquet"], tmp_path / "urls.parquet")
     assert pq.read_table(tmp_path / "urls.parquet")["fetch_url"].to_pylist() == [url]
+
+
+def test_reduce_bucket_rows_setting_reaches_the_tasks(tmp_path):
+    """[harvest] reduce_bucket_rows sizes the reduce's buckets; the URLs are the same."""
+    from conftest import make_context
+    from test_harvest import _sub, _write_zst
+
+    dump = tmp_path / "RS_2020-01.zst"
+    _write_zst(dump, [_sub(i, f"https://s{i // 2 % 7}.example.com/p/{i // 2}", 5) for i in range(5000)])
+    got = {}
+    for rows in (1000, 100_000):
+        work = tmp_path / f"w{rows}"
+        harvest.run(make_context(work, harvest={"dumps": [str(dump)], "num_shards": 1, "reduce_bucket_rows": rows}))
+        done = json.loads((work / "urls" / "_done" / "reduce-00000.json").read_text())
+        got[rows] = done["stats"]["info"]["reduce_buckets"], pq.read_table(work / "urls" / "urls-00000.parquet")
+    assert got[1000][0] == 5 and got[100_000][0] == 1
+    assert got[1000][1].equals(got[100_000][1]) and got[1000][1].num_rows == 2500
