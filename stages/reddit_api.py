@@ -8,7 +8,8 @@ Incremental: for ``new`` (newest first) the pull stops at the newest ``created_u
 recorded by the previous pull of the same subreddit (``api_watermarks`` in the state
 database). ``top`` and ``hot`` are not time-ordered and are read to ``api_limit`` every
 time; reduce keeps the newest observation of each submission id, so scores are updated,
-not double-counted.
+not double-counted. A ``created_utc`` that is no usable time (not a number, not finite,
+outside int64) neither stops a ``new`` listing nor becomes the watermark.
 
 Credentials come from praw itself: a praw.ini site (``praw_site``) or the environment
 (``praw_client_id``, ``praw_client_secret``). They are never logged or written to the
@@ -24,7 +25,7 @@ from pipeline.errors import WebtextError
 from pipeline.executor import Task
 from pipeline.stats import Stats
 
-from .reddit import Submission
+from .reddit import INT64_MAX, INT64_MIN, Submission, as_int
 
 PAGE = 100   # submissions filtered and written together (one listing page)
 
@@ -77,6 +78,16 @@ def _as_submission(s) -> Submission:
                       removed_by_category=d.get("removed_by_category"), banned_by=d.get("banned_by"))
 
 
+def watermark_utc(value) -> float | None:
+    """A submission's created_utc as a watermark, or None where it is no usable time: not
+    a number (a word, missing), not finite or outside int64. The row itself goes to the
+    Filter, which counts the last two as bad_value; a bad value must never fail a pull."""
+    n = as_int(value, None)
+    if n is None or not INT64_MIN <= n <= INT64_MAX:
+        return None
+    return float(value)
+
+
 def pull_api(task: Task) -> Stats:
     from pipeline.io import atomic_path
 
@@ -104,10 +115,11 @@ def _pull_all(reddit, api: dict, marks: dict, flush, stats: Stats, newest: dict)
         try:
             for s in _listing(reddit, api, name):
                 sub = _as_submission(s)
-                created = float(sub.created_utc or 0)
-                if api["listing"] == "new" and created <= since:
-                    break                       # newest first: everything below is already harvested
-                newest[key] = max(newest.get(key, since), created)
+                created = watermark_utc(sub.created_utc)
+                if created is not None:         # a bad time neither stops the listing nor becomes the mark
+                    if api["listing"] == "new" and created <= since:
+                        break                   # newest first: everything below is already harvested
+                    newest[key] = max(newest.get(key, since), created)
                 stats.records_in += 1
                 pending.append(sub)
                 if len(pending) >= PAGE:

@@ -148,6 +148,27 @@ def test_api_new_listing_is_incremental(creds, tmp_path):
         {f"https://site.example/{d['id']}" for d in items[:30]}
 
 
+def test_api_bad_created_utc_is_no_watermark(creds, tmp_path):
+    """A created_utc that is not a number, not finite or outside int64 never fails a pull,
+    never becomes the watermark and never stops a ``new`` listing; the Filter judges the row."""
+    items = cassette_items()
+    for d in items:
+        d.update(is_self=False, over_18=False, url=f"https://site.example/{d['id']}", domain="site.example", score=5)
+    newest = max(d["created_utc"] for d in items[4:])
+    for d, bad in zip(items, ["abc", float("inf"), "1e400", 1e30]):     # the 4 newest (inf goes as Infinity)
+        d["created_utc"] = bad
+    server = LoopbackReddit(items)
+    ctx = _api_ctx(tmp_path / "w", server)
+    try:
+        first = harvest.run(ctx)
+        second = harvest.run(ctx)
+    finally:
+        server.close()
+    assert first["in"] == 100 and first["dropped"]["bad_value"] == 3     # "abc" is 0, as a missing one
+    assert ctx.state.api_watermarks() == {"askreddit/new": newest}
+    assert second["in"] == 100 + 4          # the bad ones are read again: they cannot place the listing
+
+
 def test_api_honours_rate_limit_headers(creds, tmp_path):
     server = LoopbackReddit(cassette_items()[:20], page_size=10, ratelimit_reset=2)
     try:
