@@ -22,6 +22,14 @@ The output does not depend on ``n``: it equals aggregating the whole shard at on
 Deduplication is per shard: the same submission id under two URLs (a URL normalized
 differently by two harvest versions) counts once when both URLs fall in this shard and
 once in each shard otherwise.
+
+Memory: one bucket, a 16k-row read batch and 32k spilled rows waiting to be written.
+Peak RSS of one task (``benchmarks/harvest_bench.py --reduce``, 100k-row buckets) was
+about 330, 370 and 350 MiB at 100k, 1M and 3M submissions (before: 390, 500, 470), of
+which 117 MiB is the imports; Arrow's own peak 42, 71, 73 MiB. The rest is pages the
+allocator (mimalloc) keeps; a run under ``ARROW_DEFAULT_MEMORY_POOL=jemalloc
+JE_ARROW_MALLOC_CONF=dirty_decay_ms:0,muzzy_decay_ms:0`` peaked at 216, 261, 267 MiB
+(but took 1.8x as long).
 """
 
 from __future__ import annotations
