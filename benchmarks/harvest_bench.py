@@ -1,18 +1,24 @@
-"""Harvest throughput: decompressed MB/s per core against `zstd -d` on the same dump.
+"""Harvest throughput: decompressed MB per CPU-second against `zstd -d` on the same dump.
 
-    python benchmarks/harvest_bench.py [--lines 2000000] [--dir /tmp/webtext-bench]
+    python benchmarks/harvest_bench.py [--lines 2000000] [--repeats 3] [--dir /tmp/webtext-bench]
 
-Generates a realistic Pushshift-style .zst dump (2 GiB window, ~2 KB records with the
+Generates a realistic Pushshift-style .zst dump (2 GiB window, ~2.7 KB records with the
 usual modern fields; a mix of self posts, image/video links, NSFW, Reddit links and
-article links with a heavy-tailed score), then measures, each in its own process:
+article links with a heavy-tailed score; ~5.3 GB decompressed at the default 2M lines),
+then measures, each in its own process:
   1. `zstd -d --long=31 -c dump > /dev/null` (the raw decompression ceiling);
   2. webtext's reader alone (decompression + line batching, no parsing);
   3. the reader plus msgspec decoding, with no filtering (the floor for this design);
-  4. the harvest map task (decompress, decode, filter, normalize, write Parquet);
+  4. the harvest map task (decompress, decode, filter, normalize, write Parquet).
+These four alternate, in this order, ``--repeats`` times on the same dump. Each rate is
+decompressed MB per CPU-second of the child's whole process tree (user + system,
+start-up included: RUSAGE_CHILDREN deltas after it is reaped), reported as the median
+and range over the repeats, and so is the ratio to `zstd -d` of each repeat. Then, once:
   5. a json.loads-per-line baseline on the first 200k lines;
   6. Arrow's C++ NDJSON reader (pyarrow.json, one thread, an explicit schema of the
      fields harvest reads, other fields ignored) in place of msgspec, on the same batches;
-and peak RSS of the map at two dump sizes (memory must not grow with the dump).
+both timed inside the child (wall clock, after its imports), and the peak RSS of the map
+at half the dump size (memory must not grow with the dump).
 
     python benchmarks/harvest_bench.py --reduce [--lines 1000000] [--bucket-rows N]
 
@@ -29,6 +35,7 @@ import os
 import random
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -124,13 +131,33 @@ def generate(path: Path, lines: int, seed: int = 0) -> int:
     return raw
 
 
-def _child(code: str) -> tuple[float, float, str]:
-    """Run ``code`` in a fresh interpreter; (seconds, peak RSS MiB, its stdout)."""
+def _run(argv: list[str], stdout=subprocess.PIPE) -> tuple[str, float, float]:
+    """Run ``argv`` in a child; (its stdout, CPU-seconds of its whole process tree, wall
+    seconds). The CPU is user + system of everything reaped meanwhile (RUSAGE_CHILDREN)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
-    dt = time.perf_counter() - t
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return dt, usage, r.stdout.strip()
+    r = subprocess.run(argv, stdout=stdout, stderr=subprocess.PIPE, text=True, cwd=ROOT, check=False)
+    wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if r.returncode:
+        raise SystemExit(f"{argv[:3]} failed:\n{r.stderr}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return (r.stdout or "").strip(), cpu, wall
+
+
+def _child(code: str) -> str:
+    """Run ``code`` in a fresh interpreter; its stdout."""
+    return _run([sys.executable, "-c", code])[0]
+
+
+def _spread(values: list[float]) -> str:
+    """Median and range, e.g. ``215 (209-221)``."""
+    return f"{statistics.median(values):,.0f} ({min(values):,.0f}-{max(values):,.0f})"
+
+
+def _ratio(values: list[float]) -> str:
+    """Median and range of ratios, e.g. ``0.21x (0.20-0.22)``."""
+    return f"{statistics.median(values):.2f}x ({min(values):.2f}-{max(values):.2f})"
 
 
 READER = """
@@ -239,7 +266,7 @@ def reduce_main(args) -> None:
                             f"from harvest_bench import make_parts; from pathlib import Path; "
                             f"make_parts(Path({str(d)!r}), {n})"], cwd=ROOT, check=True)
             print(f"generated {n:,} submissions in {time.perf_counter() - t:.0f}s", flush=True)
-        _, _, res = _child(REDUCE.format(d=str(d), o=str(args.dir / f"urls-{n}.parquet"), b=args.bucket_rows))
+        res = _child(REDUCE.format(d=str(d), o=str(args.dir / f"urls-{n}.parquet"), b=args.bucket_rows))
         n_in, n_out, secs, rss = res.split()
         print(f"reduce of {int(n_in):,} submission rows -> {int(n_out):,} URLs: {float(secs):.1f}s, "
               f"peak RSS {float(rss):,.0f} MiB", flush=True)
@@ -248,6 +275,7 @@ def reduce_main(args) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--lines", type=int, default=2_000_000)
+    ap.add_argument("--repeats", type=int, default=3, help="interleaved zstd/reader/floor/harvest rounds")
     ap.add_argument("--dir", type=Path, default=Path("/tmp/webtext-bench"))
     ap.add_argument("--reduce", action="store_true", help="peak RSS of a reduce task instead (see above)")
     ap.add_argument("--bucket-rows", type=int, default=0, help="with --reduce: the reduce's bucket_rows (0: default)")
@@ -255,52 +283,68 @@ def main() -> None:
     args.dir.mkdir(parents=True, exist_ok=True)
     if args.reduce:
         return reduce_main(args)
-    results = {}
+    zstd = shutil.which("zstd")
+    if not zstd:
+        raise SystemExit("zstd (the CLI) is needed: it is the baseline")
+    dumps = {}
     for lines in (args.lines // 2, args.lines):
-        dump = args.dir / f"RS_bench-{lines}.zst"
+        dumps[lines] = dump = args.dir / f"RS_bench-{lines}.zst"
         if not dump.exists():
             t = time.perf_counter()
             raw = generate(dump, lines)
             print(f"generated {lines:,} lines, {raw / 1e6:,.0f} MB raw, {dump.stat().st_size / 1e6:,.0f} MB .zst "
                   f"in {time.perf_counter() - t:.0f}s", flush=True)
-        out = args.dir / f"part-{lines}.parquet"
-        _, _, res = _child(HARVEST.format(p=str(dump), o=str(out)))
-        n_in, n_out, nbytes, secs, rss = res.split()
-        results[lines] = (int(n_in), int(n_out), int(nbytes), float(secs), float(rss))
-    lines = args.lines
-    dump = args.dir / f"RS_bench-{lines}.zst"
-    n_in, n_out, nbytes, h_secs, rss = results[lines]
-    zstd = shutil.which("zstd")
-    if zstd:
-        t = time.perf_counter()
-        subprocess.run([zstd, "-q", "-d", "-c", "--long=31", str(dump)], stdout=subprocess.DEVNULL, check=True)
-        z_secs = time.perf_counter() - t
-    _, _, res = _child(READER.format(p=str(dump)))
-    r_bytes, r_secs = (float(x) for x in res.split())
-    _, _, res = _child(FLOOR.format(p=str(dump)))
-    f_bytes, f_secs = (float(x) for x in res.split())
-    _, _, res = _child(JSONLOADS.format(p=str(dump)))
-    j_bytes, j_secs = (float(x) for x in res.split())
-    _, _, res = _child(ARROWJSON.format(p=str(dump)))
-    a_bytes, a_secs = (float(x) for x in res.split())
+
+    def harvest(lines: int) -> tuple[list[float], float, float]:
+        out, c, w = _run([sys.executable, "-c", HARVEST.format(p=str(dumps[lines]),
+                                                             o=str(args.dir / f"part-{lines}.parquet"))])
+        n_in, n_out, nbytes, _, peak = out.split()
+        return [int(n_in), int(n_out), int(nbytes), float(peak)], c, w
+
+    half = args.lines // 2
+    half_rss = harvest(half)[0][3]                  # once: peak RSS only
+    lines, dump = args.lines, dumps[args.lines]
+    names = ("zstd", "reader", "floor", "harvest")
+    cpu: dict[str, list[float]] = {k: [] for k in names}
+    wall: dict[str, list[float]] = {k: [] for k in names}
+    rss: list[float] = []
+    for r in range(args.repeats):
+        runs = {"zstd": _run([zstd, "-q", "-d", "-c", "--long=31", str(dump)], stdout=subprocess.DEVNULL),
+                "reader": _run([sys.executable, "-c", READER.format(p=str(dump))]),
+                "floor": _run([sys.executable, "-c", FLOOR.format(p=str(dump))])}
+        (n_in, n_out, nbytes, peak), c, w = harvest(lines)
+        runs["harvest"] = ("", c, w)
+        rss.append(peak)
+        for name in names:
+            cpu[name].append(runs[name][1])
+            wall[name].append(runs[name][2])
+        print(f"repeat {r + 1}: CPU-s " + ", ".join(f"{k} {cpu[k][-1]:.1f}" for k in names), flush=True)
+    j_bytes, j_secs = (float(x) for x in _child(JSONLOADS.format(p=str(dump))).split())
+    a_bytes, a_secs = (float(x) for x in _child(ARROWJSON.format(p=str(dump))).split())
+
     mb = nbytes / 1e6
     print(f"\nharvest benchmark: {lines:,} lines, {mb:,.0f} MB decompressed ({nbytes / n_in:,.0f} B/line), "
-          f"{dump.stat().st_size / 1e6:,.0f} MB .zst; one core (`nproc`={os.cpu_count()})")
-    print(f"{'what':44} {'MB/s':>8} {'lines/s':>10}")
-    if zstd:
-        print(f"{'zstd -d (CLI, decompression only)':44} {mb / z_secs:8,.0f} {n_in / z_secs:10,.0f}")
-    print(f"{'webtext reader (decompress + line batches)':44} {r_bytes / 1e6 / r_secs:8,.0f} {n_in / r_secs:10,.0f}")
-    print(f"{'+ msgspec decode, no filtering (the floor)':44} {f_bytes / 1e6 / f_secs:8,.0f} {n_in / f_secs:10,.0f}")
-    print(f"{'webtext harvest map (end to end, Parquet out)':44} {mb / h_secs:8,.0f} {n_in / h_secs:10,.0f}")
-    print(f"{'json.loads per line (first 200k lines)':44} {j_bytes / 1e6 / j_secs:8,.0f}")
-    print(f"{'reader + pyarrow.json instead of msgspec':44} {a_bytes / 1e6 / a_secs:8,.0f} {n_in / a_secs:10,.0f}")
-    if zstd:
-        print(f"ratio harvest / zstd -d: {(mb / h_secs) / (mb / z_secs):.2f}x  (target >= 0.5x); "
-              f"decompress + decode alone: {(f_bytes / f_secs) / (mb / z_secs * 1e6):.2f}x; "
-              f"harvest / that floor: {(mb / h_secs) / (f_bytes / 1e6 / f_secs):.2f}x")
+          f"{dump.stat().st_size / 1e6:,.0f} MB .zst; `nproc`={os.cpu_count()}")
+    print(f"{args.repeats} interleaved repeats on the same dump, median (range); MB/CPU-s = decompressed MB per "
+          f"CPU-second of the child's process tree, start-up included (RUSAGE_CHILDREN after it is reaped)")
+    print(f"{'what':46} {'MB/CPU-s':>20} {'lines/CPU-s':>12} {'wall MB/s':>10}")
+    for name, label in (("zstd", "zstd -d --long=31 (CLI, decompression only)"),
+                        ("reader", "webtext reader (decompress + line batches)"),
+                        ("floor", "+ msgspec decode, no filtering (the floor)"),
+                        ("harvest", "webtext harvest map (end to end, Parquet out)")):
+        print(f"{label:46} {_spread([mb / c for c in cpu[name]]):>20} "
+              f"{statistics.median(n_in / c for c in cpu[name]):12,.0f} "
+              f"{statistics.median(mb / w for w in wall[name]):10,.0f}")
+    ratio = {k: [z / c for z, c in zip(cpu["zstd"], cpu[k])] for k in names}   # per repeat, same dump
+    print(f"ratio to zstd -d in CPU-seconds, per repeat: harvest {_ratio(ratio['harvest'])}  (target >= 0.5x); "
+          f"reader {_ratio(ratio['reader'])}; decompress + decode alone {_ratio(ratio['floor'])}; "
+          f"harvest / that floor {_ratio([f / h for f, h in zip(cpu['floor'], cpu['harvest'])])}")
+    print("single runs, timed in the child after its imports (wall clock):")
+    print(f"{'  json.loads per line (first 200k lines)':46} {j_bytes / 1e6 / j_secs:8,.0f} MB/s")
+    print(f"{'  reader + pyarrow.json instead of msgspec':46} {a_bytes / 1e6 / a_secs:8,.0f} MB/s")
     print(f"kept {n_out:,} of {n_in:,} submissions")
-    half = args.lines // 2
-    print(f"peak RSS of the map: {results[half][4]:,.0f} MiB at {half:,} lines, {rss:,.0f} MiB at {lines:,} lines")
+    print(f"peak RSS of the map: {half_rss:,.0f} MiB at {half:,} lines (one run), "
+          f"{_spread(rss)} MiB at {lines:,} lines")
 
 
 if __name__ == "__main__":
