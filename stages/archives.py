@@ -59,9 +59,23 @@ from urllib.parse import urljoin, urlsplit
 import aiohttp
 from yarl import URL
 
-from .captures import (SOURCES, ArchivedPage, Capture, Crawl, choose_capture, decode_payload,
-                       inflate_member, order_crawls, parse_cc_cdx, parse_collinfo, parse_wayback_cdx,
-                       parse_warc_response, safe_filename, safe_original, wayback_windows)
+from .captures import (
+    SOURCES,
+    ArchivedPage,
+    Capture,
+    Crawl,
+    choose_capture,
+    decode_payload,
+    inflate_member,
+    order_crawls,
+    parse_cc_cdx,
+    parse_collinfo,
+    parse_warc_response,
+    parse_wayback_cdx,
+    safe_filename,
+    safe_original,
+    wayback_windows,
+)
 from .http import DROP_HEADERS, check_target
 from .politeness import HostGate, KeyedLimit, retry_after_s
 
@@ -239,6 +253,7 @@ class ArchiveClient:
 
     @staticmethod
     def _finish(page: ArchivedPage, headers: list[tuple[str, str]]) -> None:
+        page.body = page.body or b""
         page.headers = [(k, v) for k, v in headers if k.lower() not in DROP_HEADERS]
         page.headers.append(("Content-Length", str(len(page.body))))
         page.content_type = next((v for k, v in headers if k.lower() == "content-type"), None)

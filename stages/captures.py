@@ -100,7 +100,7 @@ def ts14(unix: float) -> str:
 
 def unix_of(ts: str) -> int | None:
     """Unix seconds of a 14-digit archive timestamp, None if it is not one."""
-    if not _TS14.fullmatch(ts or ""):
+    if not isinstance(ts, str) or not _TS14.fullmatch(ts):
         return None
     try:
         return int(datetime.strptime(ts, "%Y%m%d%H%M%S").replace(tzinfo=timezone.utc).timestamp())
@@ -130,7 +130,7 @@ def parse_collinfo(data: bytes | str) -> list[Crawl]:
             continue
         start, end = _iso(row.get("from")), _iso(row.get("to"))
         if start is not None and end is not None and start <= end:
-            crawls.append(Crawl(row["id"], start, end))
+            crawls.append(Crawl(str(row["id"]), start, end))
     return crawls
 
 
@@ -186,7 +186,8 @@ def parse_wayback_cdx(data: bytes | str) -> list[Capture]:
         rows = json.loads(data) if data and data.strip() else []
     except ValueError:
         return []
-    if not isinstance(rows, list) or not rows or not isinstance(rows[0], list):
+    if not isinstance(rows, list) or not rows or not isinstance(rows[0], list) \
+            or not all(isinstance(name, str) for name in rows[0]):
         return []
     col = {name: i for i, name in enumerate(rows[0])}
     if any(name not in col for name in ("timestamp", "original", "statuscode")):
@@ -195,12 +196,12 @@ def parse_wayback_cdx(data: bytes | str) -> list[Capture]:
     for row in rows[1:]:
         if not isinstance(row, list) or len(row) != len(rows[0]):
             continue
-        get = lambda name: row[col[name]] if name in col else ""   # noqa: E731
-        when, status = unix_of(get("timestamp")), _int(get("statuscode"))
-        if when is None or status is None or not _ORIGINAL.fullmatch(str(get("original"))):
+        r = {name: row[i] for name, i in col.items()}
+        when, status = unix_of(r["timestamp"]), _int(r["statuscode"])
+        if when is None or status is None or not _ORIGINAL.fullmatch(str(r["original"])):
             continue
-        out.append(Capture("wayback", "wayback", get("timestamp"), when, get("original"), status,
-                           str(get("mimetype") or ""), str(get("digest") or "")))
+        out.append(Capture("wayback", "wayback", r["timestamp"], when, r["original"], status,
+                           str(r.get("mimetype") or ""), str(r.get("digest") or "")))
     return out
 
 
