@@ -275,7 +275,7 @@ def aggregate_urls(task: Task) -> Stats:
     output is the same as aggregating the whole shard at once, whatever ``n``.
     """
     p, out = task.params, task.outputs[0]
-    shard, nshards = p["shard"], p["num_shards"]
+    nshards = p["num_shards"]
     limit = task.options.get("bucket_rows", REDUCE_BUCKET_ROWS)
     expected = sum(pq.read_metadata(part).num_rows for part in task.inputs) / nshards
     n = max(1, int(np.ceil(expected / limit)))          # hashing spreads rows evenly over buckets
