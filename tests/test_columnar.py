@@ -17,7 +17,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from stages.captures import Capture, choose_capture, safe_filename
-from stages.columnar import PLAN, plan_from_columnar, safe_filenames, surt, to_captures
+from stages.columnar import PLAN, plan_from_columnar, safe_filenames, to_captures
+from stages.surt import surt
 
 ROOT = Path(__file__).resolve().parent.parent
 DAY = 86400
