@@ -146,6 +146,10 @@ class HarvestConfig(Section):
             raise ConfigError(f"harvest.time_filter must be hour/day/week/month/year/all, not '{self.time_filter}'")
 
 
+ARCHIVE_MODES = ("off", "fallback", "prefer")
+ARCHIVE_SOURCES = ("commoncrawl", "wayback")
+
+
 @dataclass
 class FetchConfig(Section):
     concurrency: int = 64          # requests in flight, all hosts together
@@ -171,6 +175,20 @@ class FetchConfig(Section):
     proxy: str = ""                # forward proxy URL; "" = HTTP_PROXY from the environment, if any
     allow_private: bool = False    # allow loopback/private targets (tests and demo only)
     refetch_after_days: float = 0.0  # revisit URLs last fetched this long ago (conditional GET); 0 = never
+    # Dead-link recovery from web archives (stages.archives): off | fallback (a dead live
+    # fetch is looked up in the archives) | prefer (old submissions: the capture nearest
+    # the submission first, the live page only when no archive has one)
+    archive: str = "fallback"
+    archive_sources: list[str] = field(default_factory=lambda: ["commoncrawl", "wayback"])  # tried in order
+    archive_commoncrawl_index: str = "https://index.commoncrawl.org"
+    archive_commoncrawl_data: str = "https://data.commoncrawl.org"
+    archive_wayback: str = "https://web.archive.org"
+    archive_commoncrawl_columnar: str = ""  # Parquet files of CC's columnar URL index: one join, no CDX calls
+    archive_max_drift_days: float = 365.0   # a capture at most this far from the submission
+    archive_prefer_older_than_days: float = 365.0  # prefer: submissions older than this go to the archives first
+    archive_delay_s: float = 1.0            # spacing of requests to one archive host
+    archive_connections: int = 1            # requests in flight to one archive host
+    archive_retries: int = 3                # retries of a throttled or failed archive request
 
     SECTION = "fetch"
     HOUR, DAY = 3600.0, 86400.0
@@ -184,10 +202,19 @@ class FetchConfig(Section):
         "backoff_s": at_least(0, HOUR),
         "refetch_after_days": at_least(0, 36_500, "Use 0 to never revisit, or the age in days after which a "
                                                   "page is fetched again"),
+        "archive_max_drift_days": positive(36_500), "archive_prefer_older_than_days": at_least(0, 36_500),
+        "archive_delay_s": at_least(0, HOUR), "archive_connections": at_least(1, 64),
+        "archive_retries": at_least(0, 100),
     }
 
     def __post_init__(self):
         super().__post_init__()
+        if self.archive not in ARCHIVE_MODES:
+            raise ConfigError(f"fetch.archive must be one of {', '.join(ARCHIVE_MODES)}, not {self.archive!r}")
+        if bad := [x for x in self.archive_sources if x not in ARCHIVE_SOURCES] or \
+                (self.archive != "off" and not self.archive_sources and ["(none)"]):
+            raise ConfigError(f"fetch.archive_sources must name {' and/or '.join(ARCHIVE_SOURCES)}, not {bad}",
+                              'Use archive = "off" to fetch live pages only')
         levels = {"isal": range(0, 4), "zlib": range(1, 10)}
         if self.warc_gzip not in levels:
             raise ConfigError(f"fetch.warc_gzip must be 'isal' or 'zlib', not '{self.warc_gzip}'")
