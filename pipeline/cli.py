@@ -146,6 +146,10 @@ def harvest(
                              "reddit_url": reddit_url, "oauth_url": oauth_url})
 
 
+Archive = Annotated[Optional[str], typer.Option(
+    help="Dead-link recovery from Common Crawl and the Wayback Machine: off, fallback (a dead live page is "
+         "looked up in the archives; the default) or prefer (old submissions: the capture nearest the "
+         "submission first).")]
 RefetchAfter = Annotated[Optional[float], typer.Option(
     "--refetch-after", metavar="DAYS",
     help="Also revisit URLs fetched more than DAYS days ago, with a conditional GET (ETag, Last-Modified); "
@@ -164,9 +168,10 @@ def fetch(
     user_agent: Annotated[Optional[str], typer.Option(help="User-Agent header (include a contact URL).")] = None,
     allow_private: Annotated[Optional[bool], typer.Option("--allow-private", help="Allow loopback/private targets (tests only).")] = None,
     refetch_after: RefetchAfter = None,
+    archive: Archive = None,
 ):
     """urls/ -> warc/ (WARC/1.1 archives and a fetch log)."""
-    _one("fetch", fetch={"proxy": proxy, "refetch_after_days": refetch_after, "concurrency": concurrency, "per_host": per_host, "timeout_s": timeout,
+    _one("fetch", fetch={"proxy": proxy, "refetch_after_days": refetch_after, "archive": archive, "concurrency": concurrency, "per_host": per_host, "timeout_s": timeout,
                          "retries": retries, "user_agent": user_agent, "allow_private": allow_private,
                          "host_delay_s": host_delay, "obey_robots": None if ignore_robots is None else not ignore_robots})
 
@@ -384,6 +389,7 @@ def run(
     stages: Annotated[Optional[str], typer.Option(help="Comma-separated subset of stages to run, in pipeline order.")] = None,
     skip_train: Annotated[bool, typer.Option("--skip-train", help="Stop after shard.")] = False,
     refetch_after: RefetchAfter = None,
+    archive: Archive = None,
 ):
     """Every stage in order: harvest, fetch, extract, dedup, decontaminate, shard, train."""
     from .funnel import collect, render
@@ -392,7 +398,7 @@ def run(
     chosen = parse_stages(stages) if stages else ORDER
 
     ctx = _context(harvest={"dumps": [str(d) for d in dumps] if dumps else None},
-                   fetch={"proxy": proxy, "refetch_after_days": refetch_after},
+                   fetch={"proxy": proxy, "refetch_after_days": refetch_after, "archive": archive},
                    decontaminate={"benchmarks": list(benchmark) if benchmark else None},
                    train={"steps": steps})
     try:
