@@ -76,6 +76,12 @@ FETCHLOG = _schema("fetchlog", [
     pa.field("etag", pa.string()),                          # validators of the archived response, for
     pa.field("last_modified", pa.string()),                 # --refetch-after's conditional GET
     pa.field("wait_ms", pa.int32()),                        # waits: politeness, robots.txt, retries (v3+)
+    # Dead-link recovery (v4+; null in older logs): where the archived page came from (live |
+    # commoncrawl | wayback; null when nothing archived), its capture time (unix s; the fetch
+    # time for live pages) and the archive lookup (recovered | miss | error; null: not looked up).
+    pa.field("source", pa.string()),
+    pa.field("captured_at", pa.int64()),
+    pa.field("archive", pa.string()),
 ])
 
 # docs/, dedup/, clean/: Document rows. Later stages keep the schema and drop rows.

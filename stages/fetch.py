@@ -40,10 +40,30 @@ the URL's time: politeness, robots.txt and retry sleeps.
 The stored response is the decoded body: Content-Encoding and Transfer-Encoding are
 removed from the archived headers and Content-Length is set to the stored length.
 
+Dead links (``archive``: off | fallback | prefer; ``stages.recover``, ``stages.archives``):
+in fallback mode a URL whose live fetch ends dead (404/410, 5xx after the retries,
+connection_error, timeout, or a 2xx that is a soft 404 or a parked domain) is looked up in
+Common Crawl and the Wayback Machine (``archive_sources``, in order) for the capture
+nearest its submission; in prefer mode submissions older than
+``archive_prefer_older_than_days`` go to the archives first and live only without a
+usable capture. Revisits are never looked up. A recovered capture is written as this
+crawl's own response and metadata records under the URL as submitted (no request record;
+WARC-Date is the capture time), with the archived status, headers and body (the live
+pages' checks: HTML type, not binary, ``max_bytes``; charset detected here). The metadata
+JSON and the fetch log say where it came from (``source``: live | commoncrawl | wayback,
+``captured_at``, and in the metadata ``collection`` and ``archive_record``); the log's
+``archive`` is recovered | miss | error (null: not looked up). A recovered URL has no
+drop reason; a dead one without a capture keeps its live reason. With
+``archive_commoncrawl_columnar`` the shard's URLs are joined once against Common Crawl's
+columnar index at the start of the shard (no CDX request for Common Crawl). The lookup's
+outcome is part of the URL's journal line, so a resumed shard repeats no finished lookup.
+
 Drop reasons: bad_scheme, bad_url (a host that is no valid host, e.g. ``1.2.3.999``),
 private_address, robots_disallowed, robots_unavailable,
 crawl_delay_too_long, http_3xx/4xx/5xx, timeout, connection_error, too_many_redirects,
-redirect_loop, too_large, not_html, not_modified.
+redirect_loop, too_large, not_html, not_modified, and with ``archive`` on, soft_404 (a
+deep URL redirected to its site's root or a not-found page) and parked_domain (a parking
+or for-sale page, ``stages.deadpages``) when no archive had the page.
 """
 
 from __future__ import annotations
@@ -68,6 +88,7 @@ from pipeline.schemas import FETCHLOG
 from pipeline.stats import Stats
 
 from .http import Client, Outcome, SafeResolver, Validators
+from .recover import Recovery, dead_reason, plan_columnar
 from .warcstore import Journal, WarcSegments, finalize
 
 def interleave_by_host(rows: list[dict]) -> list[dict]:
@@ -82,7 +103,8 @@ def interleave_by_host(rows: list[dict]) -> list[dict]:
     return out
 
 
-async def _crawl(batches, cfg: FetchConfig, segs: WarcSegments, journal: Journal) -> int:
+async def _crawl(batches, cfg: FetchConfig, segs: WarcSegments, journal: Journal,
+                 planned: dict | None = None) -> int:
     """Fetch every row of every batch; one session (robots.txt and DNS caches) for all batches."""
     timeout = aiohttp.ClientTimeout(total=cfg.timeout_s, sock_connect=cfg.connect_timeout_s,
                                     sock_read=cfg.read_timeout_s)
@@ -93,32 +115,54 @@ async def _crawl(batches, cfg: FetchConfig, segs: WarcSegments, journal: Journal
     headers = {"User-Agent": cfg.user_agent, "Accept": "text/html,application/xhtml+xml;q=0.9,*/*;q=0.1"}
     queue: asyncio.Queue = asyncio.Queue()
 
-    def record(row: dict, o: Outcome, total_s: float) -> None:
+    def record(row: dict, o: Outcome, total_s: float, archive: str | None) -> None:
         name = offset = end = None
         elapsed_ms = int(o.elapsed_s * 1000)
+        now = int(time.time())
         if o.error is None:
+            if o.captured_at is None:
+                o.captured_at = now                 # a live page: captured when fetched
             name, offset, end = segs.write(row, o)     # records first, then the journal line
+        ok = o.error is None
         journal.add({"url_id": row["url_id"], "url": row["url"], "final_url": o.final_url, "status": o.status,
                      "error": o.error, "bytes": len(o.body), "content_type": o.content_type,
                      "charset": o.charset, "elapsed_ms": elapsed_ms, "tries": o.tries, "warc_file": name,
-                     "warc_offset": offset, "fetched_at": int(time.time()), "etag": o.etag,
+                     "warc_offset": offset, "fetched_at": now, "etag": o.etag,
                      "last_modified": o.last_modified, "revisit": bool(row.get("revisit")),
-                     "wait_ms": max(0, int(total_s * 1000) - elapsed_ms), "_end": end})
+                     "wait_ms": max(0, int(total_s * 1000) - elapsed_ms),
+                     "source": o.source if ok else None, "captured_at": o.captured_at if ok else None,
+                     "archive": archive, "_end": end})
 
     async with aiohttp.ClientSession(connector=connector, timeout=timeout, headers=headers,
                                      trust_env=not cfg.proxy) as session:
         client = Client(session, cfg, resolver)
+        recovery = Recovery(session, cfg, planned, time.time()) if cfg.archive != "off" else None
+
+        async def fetch_one(row: dict) -> tuple[Outcome, str | None]:
+            """The URL's outcome (live or recovered) and its archive lookup's result."""
+            target = row.get("fetch_url") or row["url"]     # as submitted; url is the key
+            archive = None
+            if recovery and recovery.prefer(row) and not row.get("revisit"):
+                recovered, archive = await recovery.recover(row, target)
+                if recovered:
+                    return recovered, archive
+            v = row.get("validator_url")
+            if v == row["url"]:         # from a log that requested the normalized form
+                v = target
+            o = await client.get(target, Validators(v, row.get("etag"), row.get("last_modified")) if v else None)
+            if recovery and dead_reason(target, o) and archive is None and not row.get("revisit"):
+                recovered, archive = await recovery.recover(row, target)
+                if recovered:
+                    recovered.tries, recovered.elapsed_s = o.tries, o.elapsed_s
+                    return recovered, archive
+            return o, archive
 
         async def worker():
             while not queue.empty():
                 row = queue.get_nowait()
                 t0 = time.monotonic()
-                target = row.get("fetch_url") or row["url"]     # as submitted; url is the key
-                v = row.get("validator_url")
-                if v == row["url"]:         # from a log that requested the normalized form
-                    v = target
-                o = await client.get(target, Validators(v, row.get("etag"), row.get("last_modified")) if v else None)
-                record(row, o, time.monotonic() - t0)
+                o, archive = await fetch_one(row)
+                record(row, o, time.monotonic() - t0, archive)
 
         for rows in batches:
             for r in rows:
@@ -143,10 +187,16 @@ def fetch_shard(task: Task) -> Stats:
             for batch in pq.ParquetFile(src).iter_batches(batch_size=cfg.batch_urls):
                 yield [r for r in interleave_by_host(batch.to_pylist()) if r["url_id"] not in journal.done]
 
+        planned = None
+        if cfg.archive != "off" and cfg.archive_commoncrawl_columnar and "commoncrawl" in cfg.archive_sources:
+            have = pq.read_schema(src).names        # one pass over the index for the shard
+            planned, counts = plan_columnar(pq.read_table(src, columns=[c for c in (
+                "url_id", "url", "fetch_url", "first_seen") if c in have]), cfg)
+            stats.add_info("columnar_matched", counts["matched"])
         segs = WarcSegments(partial, task.name, cfg.user_agent, cfg.warc_max_bytes, journal.ends,
                             cfg.warc_gzip_level, cfg.warc_gzip)
         try:
-            stats.add_info("robots_fetched", asyncio.run(_crawl(batches(), cfg, segs, journal)))
+            stats.add_info("robots_fetched", asyncio.run(_crawl(batches(), cfg, segs, journal, planned)))
         finally:
             segs.close()
         journal.mark_complete()
@@ -159,6 +209,10 @@ def fetch_shard(task: Task) -> Stats:
                 stats.records_in += 1
                 if r.get("revisit"):
                     stats.add_info("revisits", 1)
+                if r.get("archive") == "recovered":
+                    stats.add_info(f"recovered_{r['source']}", 1)
+                elif r.get("archive") in ("miss", "error"):
+                    stats.add_info(f"archive_{r['archive']}", 1)
                 if r["error"]:
                     stats.drop(r["error"])
                 else:

@@ -193,6 +193,11 @@ class Outcome:
     etag: str | None = None        # validators of the archived response, for a later conditional GET
     last_modified: str | None = None
     elapsed_s: float = 0.0         # sending to end of body, summed over tries and hops (no waits)
+    # Where an archived page came from (stages.recover): "live", or a web archive's capture
+    source: str = "live"           # live | commoncrawl | wayback
+    captured_at: int | None = None  # unix s of the capture (None for live: fetch's own time)
+    collection: str | None = None  # the crawl id or "wayback"; None for live
+    archive_record: str | None = None  # the archive's record address ("URL bytes=a-b"); None for live
 
 
 @dataclass(slots=True)

@@ -131,9 +131,12 @@ class WarcSegments:
         self.f = open(self.folder / name, "ab")
 
     @staticmethod
-    def _record(rtype, url: str, content: bytes, content_type: str, headers: tuple = ()) -> WarcRecord:
+    def _record(rtype, url: str, content: bytes, content_type: str, headers: tuple = (),
+                date: str | None = None) -> WarcRecord:
         rec = WarcRecord()
         rec.init_headers(record_type=rtype)       # WARC/1.1, WARC-Date, WARC-Record-ID
+        if date:
+            rec.headers["WARC-Date"] = date
         rec.headers["WARC-Target-URI"] = url
         rec.headers["Content-Type"] = content_type
         for k, v in headers:
@@ -165,24 +168,43 @@ class WarcSegments:
 
         The response record holds the HTTP status line and headers (serialized by warcio's
         StatusAndHeaders) and the decoded body; its payload digest is the SHA-1 of that
-        body. The other two records name the response in WARC-Concurrent-To.
+        body. The other two records name the response in WARC-Concurrent-To. The metadata
+        record's JSON holds the Reddit fields (``META_FIELDS``), the charset and the page's
+        provenance: ``source`` (live | commoncrawl | wayback), ``captured_at`` (unix s: the
+        capture time, or the fetch time of a live page), ``collection`` (crawl id or
+        "wayback"; null for live) and ``archive_record`` (the archive's record address;
+        null for live).
+
+        A page recovered from a web archive (``o.source`` not "live") is written under the
+        URL the Reddit link named (``o.final_url`` is that URL), with WARC-Date set to the
+        capture time on its records, and without a request record: webtext never sent
+        that request.
         """
         if self.f.tell() >= self.max_bytes:
             self._open(self._name(len(self.names)))
         url = o.final_url
-        parts = urlsplit(url)
-        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        archived = o.source != "live"
+        date = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(o.captured_at)) \
+            if archived and o.captured_at is not None else None
         http = StatusAndHeaders(f"{o.status} {o.reason}".strip(), o.headers, protocol="HTTP/1.1").to_bytes()
-        resp = self._record(WarcRecordType.response, url, http + o.body, "application/http; msgtype=response")
+        resp = self._record(WarcRecordType.response, url, http + o.body, "application/http; msgtype=response",
+                            date=date)
         also = (("WARC-Concurrent-To", resp.record_id),)
-        request = StatusAndHeaders(f"GET {path} HTTP/1.1", [("Host", parts.netloc), ("User-Agent", self.user_agent)],
-                                   is_http_request=True).to_bytes()
         meta = {k: row[k] for k in META_FIELDS}
         meta["charset"] = o.charset
-        self._append(self._record(WarcRecordType.request, url, request, "application/http; msgtype=request", also))
+        meta.update(source=o.source, captured_at=o.captured_at, collection=o.collection,
+                    archive_record=o.archive_record)
+        if not archived:
+            parts = urlsplit(url)
+            path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+            request = StatusAndHeaders(f"GET {path} HTTP/1.1", [("Host", parts.netloc),
+                                                                 ("User-Agent", self.user_agent)],
+                                       is_http_request=True).to_bytes()
+            self._append(self._record(WarcRecordType.request, url, request, "application/http; msgtype=request",
+                                      also))
         offset = self.f.tell()
         self._append(resp, payload_digest=hashlib.sha1(o.body).digest())
-        self._append(self._record(WarcRecordType.metadata, url, _encode(meta), "application/json", also))
+        self._append(self._record(WarcRecordType.metadata, url, _encode(meta), "application/json", also, date))
         self.f.flush()
         return self.name, offset, self.f.tell()
 

@@ -115,7 +115,7 @@ def run_fetch(tmp_path: Path, table: pa.Table, **cfg):
     src = tmp_path / "urls-00000.parquet"
     pq.write_table(table, src)
     log = tmp_path / "fetchlog-00000.parquet"
-    base = {"allow_private": True, "backoff_s": 0.01, "host_delay_s": 0.0}
+    base = {"allow_private": True, "backoff_s": 0.01, "host_delay_s": 0.0, "archive": "off"}
     options = {"fetch": to_dict(FetchConfig(**{**base, **cfg}))}
     stats = fetch.fetch_shard(Task("fetch", "00000", fetch.fetch_shard, [src], [log], options=options))
     out = pq.read_table(log)
