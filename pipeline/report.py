@@ -3,7 +3,8 @@
 ``reports/report.html`` embeds its plots (matplotlib, PNG, base64) and styles, and
 references no external URL. Sections appear when their data exists: the funnel, sources
 (domains, subreddits, karma, submissions per month), fetch (status classes, errors,
-latency, bytes), documents (length in tokens, language, extractor), dedup (cluster
+latency, bytes), documents (length in tokens, language, extractor, and the live and
+archive-recovered shares by year of submission), dedup (cluster
 sizes, example pairs), decontamination (the GPT-2-style overlap table, Wikipedia
 removals), tokens (per version and split, the shard list), training (loss, validation
 loss, tokens/s, MFU) and the refresh history. ``collect_report`` returns the same numbers
@@ -25,17 +26,25 @@ import pyarrow.parquet as pq
 
 from .funnel import collect
 from .io import atomic_path, sorted_files, write_json
+from .schemas import upgrade_docs
 
 EXAMPLE_CHARS = 400
 
 
-def _read(folder: Path, pattern: str, columns: list[str]):
+def _read(folder: Path, pattern: str, columns: list[str], upgrade=None):
+    """The named columns of every shard; ``upgrade`` adds those that older shards lack."""
     files = sorted_files(folder, pattern)
     if not files:
         return None
     import pyarrow as pa
 
-    return pa.concat_tables([pq.read_table(f, columns=columns) for f in files])
+    def one(f):
+        if upgrade is None:
+            return pq.read_table(f, columns=columns)
+        have = set(pq.read_schema(f).names)
+        return upgrade(pq.read_table(f, columns=[c for c in columns if c in have])).select(columns)
+
+    return pa.concat_tables([one(f) for f in files])
 
 
 def _top(counter: Counter, n: int = 15) -> list[list]:
@@ -53,6 +62,22 @@ def _hist(values, bins: int = 30, log: bool = False) -> dict:
     counts, e = np.histogram(v, bins=edges)
     return {"counts": counts.tolist(), "edges": [float(x) for x in e], "n": int(len(v)),
             "median": float(np.median(v)), "p90": float(np.percentile(v, 90))}
+
+
+RECOVERY_SOURCES = ("live", "commoncrawl", "wayback")   # fetch's page sources, in plot order
+
+
+def recovery_by_year(first_seen, source) -> dict:
+    """Documents per year of submission (UTC year of ``first_seen``) and per ``source``:
+    how much of each year's corpus came live and how much fetch recovered from an archive."""
+    years = np.asarray(first_seen, dtype="datetime64[s]").astype("datetime64[Y]").astype(int) + 1970
+    counts = Counter(zip(years.tolist(), source))
+    sources = [*RECOVERY_SOURCES, *sorted({s for _, s in counts} - set(RECOVERY_SOURCES))]
+    by_year = [{"year": y, **{s: counts.get((y, s), 0) for s in sources}} for y in sorted({y for y, _ in counts})]
+    total = {s: sum(r[s] for r in by_year) for s in sources}
+    n = sum(total.values())
+    return {"sources": sources, "by_year": by_year, "total": total,
+            "recovered_share": round(1 - total["live"] / n, 4) if n else 0.0}
 
 
 def collect_report(workdir: Path) -> dict:
@@ -76,10 +101,12 @@ def collect_report(workdir: Path) -> dict:
                       "errors": _top(Counter(e for e in log["error"].to_pylist() if e), 20),
                       "latency_ms": _hist(log["elapsed_ms"].to_numpy(), log=True),
                       "bytes": int(pc.sum(log["bytes"]).as_py() or 0)}
-    docs = _read(w / "docs", "docs-*.parquet", ["doc_id", "lang", "extractor", "text"])
+    docs = _read(w / "docs", "docs-*.parquet", ["doc_id", "lang", "extractor", "text", "first_seen", "source"],
+                 upgrade_docs)
     if docs is not None and docs.num_rows:
         r["documents"] = {"docs": docs.num_rows, "languages": _top(Counter(docs["lang"].to_pylist()), 10),
-                          "extractors": _top(Counter(docs["extractor"].to_pylist()))}
+                          "extractors": _top(Counter(docs["extractor"].to_pylist())),
+                          "recovery": recovery_by_year(docs["first_seen"].to_numpy(), docs["source"].to_pylist())}
     manifest = w / "tokens" / "manifest.json"
     if manifest.exists():
         from stages.shard import read_tokens
@@ -183,6 +210,28 @@ def _histogram(h: dict, title: str, xlabel: str, log: bool = True) -> str:
     return _png(fig)
 
 
+SOURCE_COLORS = {"live": "#4c72b0", "commoncrawl": "#dd8452", "wayback": "#55a868"}
+
+
+def _recovery(rec: dict) -> str:
+    """Stacked bars: documents per year of submission, live vs each archive."""
+    if not rec or not rec["by_year"]:
+        return ""
+    fig, ax = _fig(6, 3)
+    years = [str(r["year"]) for r in rec["by_year"]]
+    bottom = np.zeros(len(years))
+    for s in rec["sources"]:
+        v = np.array([r[s] for r in rec["by_year"]], dtype=float)
+        ax.bar(years, v, bottom=bottom, label=s, color=SOURCE_COLORS.get(s))
+        bottom += v
+    ax.tick_params(axis="x", rotation=45)
+    ax.legend()
+    ax.set_title(f"documents by year of submission and source ({rec['recovered_share']:.1%} recovered from archives)")
+    total = sum(rec["total"].values())
+    rows = [[s, n, f"{n / total:.1%}" if total else ""] for s, n in rec["total"].items()]
+    return _png(fig) + _table(rows, ["source", "documents", "share"])
+
+
 def _table(rows: list, header: list[str]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(c))}</td>" for c in row) + "</tr>" for row in rows)
@@ -232,7 +281,7 @@ def render_html(r: dict) -> str:
     if "documents" in r:
         s = r["documents"]
         body = f"<p>{s.get('docs', 0):,} documents extracted</p>" + _bars(s.get("languages", []), "languages") \
-            + _bars(s.get("extractors", []), "extractor")
+            + _bars(s.get("extractors", []), "extractor") + _recovery(s.get("recovery"))
         if "tokens_per_doc" in s:
             body += _histogram(s["tokens_per_doc"], "document length (corpus, latest version)", "GPT-2 tokens")
         section("documents", "Documents", body)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "3"   # 2: fetchlog gained fetched_at, etag and last_modified; 3: fetchlog gained wait_ms,
-#                        submissions gained raw_url
+SCHEMA_VERSION = "4"   # 2: fetchlog gained fetched_at, etag and last_modified; 3: fetchlog gained wait_ms,
+#                        submissions gained raw_url; 4: documents gained source and captured_at
 
 
 def _list(t: pa.DataType) -> pa.ListType:
@@ -102,8 +102,26 @@ _DOC_FIELDS = [
     pa.field("num_submissions", pa.int32(), nullable=False),
     pa.field("first_seen", pa.int64(), nullable=False),
     pa.field("subreddits", _list(pa.string()), nullable=False),
+    # Where the page came from (fetch's metadata record): live | commoncrawl | wayback.
+    pa.field("source", pa.string(), nullable=False),
+    # Unix s of the capture: an archive's capture time, or fetch's time for a live page; null if unknown.
+    pa.field("captured_at", pa.int64()),
 ]
 DOCS = _schema("docs", _DOC_FIELDS)
+
+# Document columns added after version 3, with their value in shards written before them
+# (fetch wrote only live pages then, and no capture time).
+DOC_DEFAULTS = {"source": "live", "captured_at": None}
+
+
+def upgrade_docs(table: pa.Table) -> pa.Table:
+    """A docs/, dedup/ or clean/ table with the columns older shards lack added at their
+    DOC_DEFAULTS value, so a rerun over shards from before version 4 writes today's schema."""
+    for name, value in DOC_DEFAULTS.items():
+        if name not in table.column_names:
+            f = DOCS.field(name)
+            table = table.append_column(f, pa.repeat(pa.scalar(value, f.type), table.num_rows))
+    return table
 DEDUP = _schema("dedup", _DOC_FIELDS)
 CLEAN = _schema("clean", _DOC_FIELDS)
 

@@ -59,7 +59,7 @@ from pipeline.config import DecontaminateConfig, to_dict
 from pipeline.errors import ConfigError, MissingInputError
 from pipeline.executor import Context, Task, finish_stage, run_phase
 from pipeline.io import atomic_path, require_shards, shard_id, write_parquet
-from pipeline.schemas import CLEAN, HITS, REMOVALS, WIKI_SHARE
+from pipeline.schemas import CLEAN, HITS, REMOVALS, WIKI_SHARE, upgrade_docs
 from pipeline.stats import Stats
 
 from . import urls as U
@@ -308,7 +308,7 @@ def _pieces(text: str, spans: list[tuple[int, int]], window: int, min_piece: int
 def check_shard(task: Task) -> Stats:
     p = task.params
     src, hits_file, wiki_file, common_file = task.inputs
-    docs = pq.read_table(src)
+    docs = upgrade_docs(pq.read_table(src))   # shards from before v4 lack source, captured_at
     hits = pq.read_table(hits_file)
     common = np.load(common_file)
     share = dict(zip(*(pq.read_table(wiki_file)[c].to_pylist() for c in ("row", "share"))))

@@ -70,7 +70,7 @@ from datasketch.minhash import _fmix     # the affine32 scheme's pre-mix; tests 
 from pipeline.config import DedupConfig, to_dict
 from pipeline.executor import Context, Task, finish_stage, run_phase
 from pipeline.io import atomic_path, require_shards, shard_id, write_parquet
-from pipeline.schemas import BANDS, CLUSTERS, DEDUP, DROPS, PAIRS, RESOLVED, SIGNATURES, VERIFIED
+from pipeline.schemas import BANDS, CLUSTERS, DEDUP, DROPS, PAIRS, RESOLVED, SIGNATURES, VERIFIED, upgrade_docs
 from pipeline.stats import Stats
 
 from .ngrams import WORDS_VERSION, shingle_hashes
@@ -571,7 +571,7 @@ def merge_clusters(task: Task) -> Stats:
 
 def filter_shard(task: Task) -> Stats:
     src, drop_file = task.inputs
-    docs = pq.read_table(src)
+    docs = upgrade_docs(pq.read_table(src))   # shards from before v4 lack source, captured_at
     d = pq.read_table(drop_file)
     mask = np.ones(docs.num_rows, dtype=bool)
     mask[d["row"].to_numpy()] = False

@@ -24,6 +24,10 @@ pathological page costs at most the timeout and never hangs or kills its shard.
 Drop reasons: html_too_large, extract_timeout, extract_error, extract_empty, too_short,
 short_lines, boilerplate_lines, gopher_* (``stages.quality``), wrong_lang, no_metadata
 (a response without its metadata record).
+
+Each document keeps its provenance from the metadata record: ``source`` (live,
+commoncrawl or wayback: a page fetch recovered from a web archive) and ``captured_at``
+(unix s of the capture). Records from before these keys read as live, time unknown (null).
 """
 
 from __future__ import annotations
@@ -419,6 +423,8 @@ def _extract_one(ctype, body, final_url, meta, cfg: ExtractConfig, stats: Stats,
         "title": got.title, "text": text, "lang": lang, "lang_score": score, "num_words": n_words,
         "extractor": got.extractor, "published": got.published, "agreement": got.agreement, "karma": meta["score"], "num_submissions": meta["num_submissions"],
         "first_seen": meta["first_seen"], "subreddits": meta["subreddits"],
+        # Archive provenance (#22); metadata records written before it are live pages of unknown time.
+        "source": meta.get("source") or "live", "captured_at": meta.get("captured_at"),
     }
 
 

@@ -132,12 +132,13 @@ def url_table(urls: list[str], score: int = 10) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=URLS)
 
 
-def doc_row(doc_id: str, text: str, karma: int = 10, url: str | None = None, first_seen: int = 1_700_000_000) -> dict:
+def doc_row(doc_id: str, text: str, karma: int = 10, url: str | None = None, first_seen: int = 1_700_000_000,
+            source: str = "live", captured_at: int | None = None) -> dict:
     url = url or f"http://site.example/{doc_id}"
     return {"doc_id": doc_id, "url": url, "final_url": url, "domain": U.host(url), "title": doc_id,
             "text": text, "lang": "en", "lang_score": 0.9, "num_words": len(text.split()),
             "extractor": "trafilatura", "karma": karma, "num_submissions": 1, "first_seen": first_seen,
-            "subreddits": ["test"]}
+            "subreddits": ["test"], "source": source, "captured_at": captured_at}
 
 
 def doc_table(rows: list[dict]) -> pa.Table:
