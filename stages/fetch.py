@@ -83,13 +83,21 @@ import pyarrow.parquet as pq
 
 from pipeline.config import FetchConfig, to_dict
 from pipeline.executor import Context, Task, finish_stage, run_phase
-from pipeline.io import atomic_path, read_json, require_shards, shard_id, sorted_files, write_json
+from pipeline.io import (
+    atomic_path,
+    read_json,
+    require_shards,
+    shard_id,
+    sorted_files,
+    write_json,
+)
 from pipeline.schemas import FETCHLOG
 from pipeline.stats import Stats
 
 from .http import Client, Outcome, SafeResolver, Validators
 from .recover import Recovery, dead_reason, plan_columnar
 from .warcstore import Journal, WarcSegments, finalize
+
 
 def interleave_by_host(rows: list[dict]) -> list[dict]:
     """Round-robin over hosts so one big host does not stall the queue."""

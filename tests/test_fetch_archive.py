@@ -169,7 +169,7 @@ def test_no_archive_request_for_live_pages_and_not_dead_reasons(tmp_path, loopba
     w.routes["/forbidden"] = Route(403, b"no")
     w.routes["/robots.txt"] = Route(body=b"User-agent: *\nDisallow: /private\n", headers={"Content-Type": "text/plain"})
     urls = [f"{w.base}/ok", f"{w.base}/pdf", f"{w.base}/forbidden", f"{w.base}/private/x"]
-    stats, log, warcs = fetch(tmp_path, archives, urls)
+    _, log, warcs = fetch(tmp_path, archives, urls)
     assert archives.log == []
     assert [log[u]["error"] for u in urls] == [None, "not_html", "http_4xx", "robots_disallowed"]
     assert [log[u]["archive"] for u in urls] == [None] * 4
