@@ -1,7 +1,9 @@
 """A loopback simulation of the web archives that dead-link recovery asks: Common Crawl's
 index server and data server, and the Wayback Machine, each a real threaded HTTP server
 on 127.0.0.1 speaking the real formats (see ``stages.captures`` for them and their
-sources). For tests, and later the demo.
+sources). For tests and the demo: ``listen=False`` opens no ports, and a forward proxy
+(``pipeline.demoweb.DemoProxy``) hands it the requests for the archives' real host names
+(``HOSTS``) through ``handle``.
 
 - CC index: ``/collinfo.json`` (the crawls, with ``from``/``to``), ``/{crawl}-index?url=U
   &output=json`` (NDJSON, exact URL match), a 404 with ``{"message": "No Captures found
@@ -46,6 +48,8 @@ CRAWLS = [
     ("CC-MAIN-2017-04", "2017-01-16T12:47:48", "2017-01-24T18:04:43"),
 ]
 SERVICES = ("cc_index", "cc_data", "wayback")
+# The archives' host names; a proxy that answers for them speaks plain http (no CONNECT).
+HOSTS = {"index.commoncrawl.org": "cc_index", "data.commoncrawl.org": "cc_data", "web.archive.org": "wayback"}
 
 
 def _unix(iso: str) -> float:
@@ -77,7 +81,7 @@ class _Server(ThreadingHTTPServer):
 class ArchiveWeb:
     """The three archive services on loopback ports; ``endpoints()`` gives their bases."""
 
-    def __init__(self, crawls: list[tuple[str, str, str]] = CRAWLS):
+    def __init__(self, crawls: list[tuple[str, str, str]] = CRAWLS, listen: bool = True):
         self.crawls = [{"id": c, "name": f"{c} Index", "from": a, "to": b} for c, a, b in crawls]
         self.log: list[tuple[str, str]] = []
         self.cc_rows: dict[str, list[dict]] = {c["id"]: [] for c in self.crawls}
@@ -86,8 +90,11 @@ class ArchiveWeb:
         self.wb_pages: dict[tuple[str, str], tuple[int, list[tuple[str, str]], bytes]] = {}
         self.throttles: dict[str, list] = {}       # service -> [answers left, Retry-After]
         self.lock = threading.Lock()
-        self.servers = {name: _Server(("127.0.0.1", 0), self._handler(name)) for name in SERVICES}
-        self.urls = {name: f"http://127.0.0.1:{s.server_address[1]}" for name, s in self.servers.items()}
+        self.servers = {name: _Server(("127.0.0.1", 0), self._handler(name)) for name in SERVICES} if listen else {}
+        if listen:
+            self.urls = {name: f"http://127.0.0.1:{s.server_address[1]}" for name, s in self.servers.items()}
+        else:                                      # reached through a proxy, under the real names
+            self.urls = {name: f"http://{host}" for host, name in HOSTS.items()}
 
     def endpoints(self) -> dict[str, str]:
         """Keyword arguments for ``ArchiveClient``."""
@@ -177,15 +184,7 @@ class ArchiveWeb:
             protocol_version = "HTTP/1.1"
 
             def do_GET(self):  # noqa: N802 (http.server's naming)
-                with web.lock:
-                    web.log.append((service, self.path))
-                    left = web.throttles.get(service)
-                    throttled = bool(left and left[0] > 0)
-                    if throttled:
-                        left[0] -= 1
-                if throttled:
-                    return self.send(429, b"Too Many Requests", "text/plain", [("Retry-After", left[1])])
-                getattr(web, f"_{service}")(self)
+                web.handle(service, self)
 
             def send(self, status: int, body: bytes, ctype: str, headers=()):
                 self.send_response(status)
@@ -200,6 +199,20 @@ class ArchiveWeb:
                 pass
 
         return Handler
+
+    def handle(self, service: str, h) -> None:
+        """Answer one GET to ``service``: ``h`` is a ``BaseHTTPRequestHandler`` whose
+        ``path`` is the path with query (not the absolute form a proxy receives) and that
+        has ``send(status, body, content_type, headers)``."""
+        with self.lock:
+            self.log.append((service, h.path))
+            left = self.throttles.get(service)
+            throttled = bool(left and left[0] > 0)
+            if throttled:
+                left[0] -= 1
+        if throttled:
+            return h.send(429, b"Too Many Requests", "text/plain", [("Retry-After", left[1])])
+        getattr(self, f"_{service}")(h)
 
     def _cc_index(self, h) -> None:
         parts = urlsplit(h.path)

@@ -1,8 +1,9 @@
 """``webtext demo``: the whole pipeline, offline, on a generated demo web.
 
 Builds the demo web (``pipeline.demoweb``) under ``<workdir>/demo_input``, two months of
-submissions, and serves it from a loopback forward proxy. Step 1 runs harvest -> ... ->
-shard on January through real HTTP. Step 2 adds February and runs ``refresh``, which
+submissions, and serves it from a loopback forward proxy, which also answers for Common
+Crawl and the Wayback Machine with captures of some of its dead links (fetch recovers
+them). Step 1 runs harvest -> ... -> shard on January through real HTTP. Step 2 adds February and runs ``refresh``, which
 fetches only the new URLs, drops February's republications of January's articles, adds
 corpus version 2 and prints the run diff. Then the tiny model trains on the latest
 version, and the funnel and a sample are printed. Rerunning does no work. Stopping
@@ -28,7 +29,11 @@ def demo_overrides(web, proxy_url: str, steps: int, workers: int | None) -> dict
     return {
         "run": {"workers": workers},
         "harvest": {"dumps": [str(web.dump)], "num_shards": 4},
-        "fetch": {"proxy": proxy_url, "backoff_s": 0.1, "retries": 1, "host_delay_s": 0.02},
+        # The archives through the demo proxy: plain http (it has no CONNECT), no politeness delay.
+        "fetch": {"proxy": proxy_url, "backoff_s": 0.1, "retries": 1, "host_delay_s": 0.02,
+                  "archive_commoncrawl_index": "http://index.commoncrawl.org",
+                  "archive_commoncrawl_data": "http://data.commoncrawl.org",
+                  "archive_wayback": "http://web.archive.org", "archive_delay_s": 0.0},
         "decontaminate": {"benchmarks": [str(web.benchmark)]},
         "shard": {"val_fraction": 0.05},
         "train": {"model": "tiny", "steps": steps, "batch_size": 8, "block_size": 64, "eval_every": 50, "log_every": 25,
@@ -45,7 +50,7 @@ def run_demo(workdir: Path, config: Path | None, articles: int = 200, steps: int
                   f"planted " + ", ".join(f"{k}={len(v)}" for k, v in web.planted.items()))
     stages = ORDER[: ORDER.index(until) + 1]
     two_steps = "shard" in stages
-    with DemoProxy(web.pages) as proxy:
+    with DemoProxy(web.pages, web.archive) as proxy:
         overrides = demo_overrides(web, proxy.url, steps, workers)
         overrides["harvest"]["dumps"] = [str(web.dumps[0])] if two_steps else [str(d) for d in web.dumps]
         ctx = Context(workdir, load_config(config, overrides), console)

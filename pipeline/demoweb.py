@@ -6,14 +6,16 @@ The web is deterministic for a given Python version and seed. It plants what eac
 must handle: nav/footer boilerplate (extract), pages that are too short (extract), exact
 and near-duplicate republications (dedup), Wikipedia pages (decontaminate, by URL), one
 page quoting a benchmark passage (decontaminate, by content), dead links, server errors,
-redirects, non-HTML responses and a robots.txt disallow (fetch), and
+redirects, non-HTML responses and a robots.txt disallow (fetch), dead links, a parked
+domain and a soft 404 whose pages Common Crawl or the Wayback Machine captured, and one
+captured too long ago (fetch's archive recovery, ``pipeline.demoarchive``), and
 self/NSFW/low-score/malformed submissions (harvest).
 
 Usage::
 
     web = build_demo_web(out_dir, n_articles=200)
-    with DemoProxy(web.pages) as proxy:      # proxy.url == "http://127.0.0.1:<port>"
-        ...fetch with --proxy proxy.url...
+    with DemoProxy(web.pages, web.archive) as proxy:   # proxy.url == "http://127.0.0.1:<port>"
+        ...fetch with --proxy proxy.url, and the archives' http:// endpoints...
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import zstandard
+
+from .archiveweb import HOSTS as ARCHIVE_HOSTS, ArchiveWeb
+from .demoarchive import ARCHIVE_MODULES, DEMO_CRAWLS, N_PAGES, plant_archived, take_articles
 
 _MODULES = (
     "argparse asyncio collections concurrent.futures contextlib csv dataclasses datetime decimal email "
@@ -54,12 +59,12 @@ _HOSTS = [
 ]
 
 
-def docstring_paragraphs() -> list[str]:
+def docstring_paragraphs(modules: tuple[str, ...] | list[str] = _MODULES) -> list[str]:
     """Prose paragraphs (>= 25 words, no code) from standard-library docstrings, in a fixed order."""
     paras, seen = [], set()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for name in _MODULES:
+        for name in modules:
             try:
                 mod = importlib.import_module(name)
             except Exception:  # a module missing on this build of Python
@@ -90,6 +95,7 @@ class DemoWeb:
     benchmark: Path                  # jsonl with a "text" field
     planted: dict                    # what was planted, for tests and the demo summary
     dumps: list = field(default_factory=list)   # every month's dump
+    archive: ArchiveWeb | None = None            # the captures of dead links, for DemoProxy
 
 
 def _html(host: str, title: str, paragraphs: list[str]) -> bytes:
@@ -205,6 +211,10 @@ def build_demo_web(out_dir: Path, n_articles: int = 200, seed: int = 0, months: 
         links.append((moved, 10))
         planted["redirect"].append(moved)
 
+    # Dead links that the archives hold, with text no live page carries.
+    texts = take_articles(docstring_paragraphs(ARCHIVE_MODULES), N_PAGES, exclude=set(paras))
+    archive = plant_archived(pages, links, planted, texts, rng, _HOSTS, _html, _title, Page)
+
     # One host keeps its members' area out of crawlers' reach.
     pages[f"http://{_HOSTS[0]}/robots.txt"] = Page(200, b"User-agent: *\nDisallow: /members/\n",
                                                    content_type="text/plain")
@@ -220,7 +230,8 @@ def build_demo_web(out_dir: Path, n_articles: int = 200, seed: int = 0, months: 
     _write_dump(dump, links, rng, late)
     benchmark = out_dir / "demo_benchmark.jsonl"
     benchmark.write_text("".join(json.dumps({"text": t}) + "\n" for t in bench))
-    return DemoWeb(pages, dump, benchmark, planted, [dump] + ([out_dir / "RS_2026-02.zst"] if months == 2 else []))
+    return DemoWeb(pages, dump, benchmark, planted, [dump] + ([out_dir / "RS_2026-02.zst"] if months == 2 else []),
+                   archive)
 
 
 def _submission(i: int, url: str, score: int, **extra) -> dict:
@@ -264,13 +275,20 @@ LAST_MODIFIED = "Thu, 01 Jan 2026 00:00:00 GMT"
 
 class _Handler(BaseHTTPRequestHandler):
     pages: dict[str, Page] = {}
+    archive: ArchiveWeb
     requests: list[str] = []
+    archive_requests: list[tuple[str, str]] = []
     not_modified: list[str] = []
     protocol_version = "HTTP/1.1"
 
     def do_GET(self):  # noqa: N802 (http.server's naming)
         url = self.path if self.path.startswith("http") else f"http://{self.headers.get('Host')}{self.path}"
         url = url.split("#", 1)[0]
+        parts = urlsplit(url)
+        if service := ARCHIVE_HOSTS.get(parts.hostname or ""):     # the archives: path and query as sent
+            self.path = url[len(f"{parts.scheme}://{parts.netloc}"):] or "/"
+            self.archive_requests.append((service, self.path))
+            return self.archive.handle(service, self)
         self.requests.append(url)
         page = self.pages.get(url) or self.pages.get(url.split("?", 1)[0])
         if page is None:
@@ -294,6 +312,16 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(page.body)
 
+    def send(self, status: int, body: bytes, ctype: str, headers=()) -> None:
+        """A whole response (``ArchiveWeb.handle`` answers through this)."""
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        for k, v in headers:
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
     def do_CONNECT(self):  # noqa: N802 -- the demo web is plain http only
         self.send_error(501, "CONNECT not supported by the demo proxy")
 
@@ -309,13 +337,18 @@ class _Server(ThreadingHTTPServer):
 
 
 class DemoProxy:
-    """A loopback HTTP forward proxy that answers for every demo host from memory."""
+    """A loopback HTTP forward proxy that answers for every demo host from memory, and for
+    the web archives' hosts (``archiveweb.HOSTS``, plain http) from ``archive``: the demo
+    web's captures, or without it archives that hold nothing."""
 
-    def __init__(self, pages: dict[str, Page]):
-        self.requests: list[str] = []          # every URL requested through the proxy, in order
+    def __init__(self, pages: dict[str, Page], archive: ArchiveWeb | None = None):
+        self.requests: list[str] = []          # every demo-web URL requested through the proxy, in order
+        self.archive_requests: list[tuple[str, str]] = []   # (archive service, path with query), in order
         self.not_modified: list[str] = []      # URLs answered 304 to a conditional GET
+        self.archive = archive or ArchiveWeb(DEMO_CRAWLS, listen=False)
         handler = type("DemoHandler", (_Handler,), {"pages": pages, "requests": self.requests,
-                                                    "not_modified": self.not_modified})
+                                                    "not_modified": self.not_modified, "archive": self.archive,
+                                                    "archive_requests": self.archive_requests})
         self.server = _Server(("127.0.0.1", 0), handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)

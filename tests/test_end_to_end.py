@@ -19,6 +19,7 @@ from pipeline.demoweb import DemoProxy, build_demo_web
 from pipeline.executor import Context
 from pipeline.funnel import collect
 from pipeline.run import run_all
+from stages.urls import normalize_url_id
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -56,6 +57,48 @@ def test_demo_funnel_and_schemas(demo_run):
     assert (demo_run / "state.sqlite").exists()
 
 
+def _fetchlog(workdir: Path) -> dict[str, dict]:
+    """url_id -> the URL's fetch log row (the demo fetches each URL once)."""
+    rows = _table(workdir / "warc", "fetchlog-*.parquet").to_pylist()
+    assert len({r["url_id"] for r in rows}) == len(rows)
+    return {r["url_id"]: r for r in rows}
+
+
+def _ids(urls) -> set[str]:
+    return {normalize_url_id(u)[0] for u in urls}
+
+
+def test_demo_recovers_dead_links_from_the_archives(demo_run, tmp_path):
+    """Each planted dead link with a capture is recovered from its archive (Common Crawl
+    first), reaches the corpus, and is no fetch drop; the misses stay drops; live pages
+    are never looked up."""
+    p = build_demo_web(tmp_path, n_articles=60, months=2).planted     # what run_demo planted (seeded)
+    log = _fetchlog(demo_run)
+    recovered = {"commoncrawl": _ids(p["recovered_cc"] + p["parked"]),
+                 "wayback": _ids(p["recovered_wayback"] + p["soft_404"])}
+    misses = _ids(p["dead"] + p["error"] + p["archive_miss"])
+    for source, ids in recovered.items():
+        for i in ids:
+            r = log[i]
+            assert (r["archive"], r["source"], r["error"], r["status"]) == ("recovered", source, None, 200), r
+            assert r["captured_at"] < 1767225600             # captured in December 2025, before the submission
+    for i in misses:
+        assert log[i]["archive"] == "miss" and log[i]["error"] in ("http_4xx", "http_5xx") and not log[i]["source"]
+    looked_up = set().union(*recovered.values()) | misses
+    assert {i for i, r in log.items() if r["archive"]} == looked_up          # no lookup for a live page
+    assert all(r["source"] == "live" for i, r in log.items() if i not in looked_up and not r["error"])
+    f = {s["stage"]: s for s in collect(demo_run)["stages"]}["fetch"]
+    assert f["dropped"]["http_4xx"] == len(p["dead"] + p["archive_miss"]) and f["dropped"]["http_5xx"] == 2
+    assert "soft_404" not in f["dropped"] and "parked_domain" not in f["dropped"]
+    assert (f["info"]["recovered_commoncrawl"], f["info"]["recovered_wayback"]) == (3, 3)
+    assert f["info"]["archive_miss"] == len(misses) and "archive_error" not in f["info"]
+    docs = _table(demo_run / "clean", "clean-*.parquet").to_pylist()
+    in_corpus = {d["doc_id"]: d for d in docs}
+    for source, ids in recovered.items():                 # the recovered articles pass every filter
+        assert all(in_corpus[i]["source"] == source for i in ids)
+    assert not misses & set(in_corpus)
+
+
 def test_readme_schemas_match_code():
     readme = (ROOT / "README.md").read_text()
     block = readme.split("<!-- schemas:begin -->\n", 1)[1].split("<!-- schemas:end -->", 1)[0]
@@ -76,15 +119,38 @@ def _table(folder: Path, pattern: str) -> pa.Table:
     return pa.concat_tables([pq.read_table(p) for p in sorted(folder.glob(pattern))])
 
 
+def _asked(requests: list[tuple[str, str]]) -> dict[str, set[str]]:
+    """archive service -> the page URLs its requests asked about (data: the WARC files)."""
+    from urllib.parse import parse_qs, urlsplit
+
+    out: dict[str, set[str]] = {"cc_index": set(), "cc_data": set(), "wayback": set()}
+    for service, path in requests:
+        if path.startswith("/web/"):
+            out[service].add(path.split("id_/", 1)[1])
+        elif service == "cc_data":
+            out[service].add(urlsplit(path).path)
+        elif "url" in (q := parse_qs(urlsplit(path).query)):
+            out[service].add(q["url"][0])
+    return out
+
+
 def test_sigkill_during_extract_then_rerun_gives_identical_corpus(tmp_path):
     web = build_demo_web(tmp_path / "input", n_articles=60)
     ref = tmp_path / "ref"
-    with DemoProxy(web.pages) as proxy:
+    with DemoProxy(web.pages, web.archive) as proxy:
         overrides = demo_overrides(web, proxy.url, steps=1, workers=1)
         overrides["harvest"]["num_shards"] = 8
         ctx = Context(ref, load_config(None, overrides))
         run_all(ctx, ["harvest", "fetch"])
         ctx.close()
+    # The archives were asked about the dead links only: Common Crawl about each, the
+    # Wayback Machine about those Common Crawl lacks; one record read per CC recovery.
+    p = web.planted
+    dead = set(p["dead"] + p["error"] + p["archive_miss"] + p["recovered_cc"] + p["recovered_wayback"]
+               + p["parked"] + p["soft_404"])
+    asked = _asked(proxy.archive_requests)
+    assert asked["cc_index"] == dead and asked["wayback"] == dead - set(p["recovered_cc"] + p["parked"])
+    assert len([s for s, _ in proxy.archive_requests if s == "cc_data"]) == 3
     killed = tmp_path / "killed"
     killed.mkdir()
     for folder in ("urls", "warc"):        # the same fetched bytes for both runs

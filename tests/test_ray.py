@@ -55,7 +55,7 @@ def cluster():
 def demo(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ray")
     web = build_demo_web(tmp / "web", n_articles=40)
-    with DemoProxy(web.pages) as proxy:
+    with DemoProxy(web.pages, web.archive) as proxy:
         _pipeline(tmp / "local", web, proxy, executor="local", workers=1)
         yield tmp, web, proxy
 

@@ -47,14 +47,15 @@ def refreshed(tmp_path_factory):
     inbox.mkdir()
     shutil.copy(web.dumps[0], inbox)
     out = {"web": web, "tmp": tmp}
-    with DemoProxy(web.pages) as proxy:
+    with DemoProxy(web.pages, web.archive) as proxy:
         ctx = _ctx(tmp / "incr", web, proxy, [inbox])
         out["diff1"] = refresh(ctx)
-        out["month1_requests"] = list(proxy.requests)
+        out["month1_requests"], out["month1_archive"] = list(proxy.requests), list(proxy.archive_requests)
         proxy.requests.clear()
+        proxy.archive_requests.clear()
         shutil.copy(web.dumps[1], inbox)
         out["diff2"] = refresh(ctx)
-        out["month2_requests"] = list(proxy.requests)
+        out["month2_requests"], out["month2_archive"] = list(proxy.requests), list(proxy.archive_requests)
         out["diff3"] = refresh(ctx)                # nothing new
         ctx.close()
         full = _ctx(tmp / "full", web, proxy, web.dumps)
@@ -88,6 +89,11 @@ def test_second_refresh_fetches_only_new_urls(refreshed):
     assert set(web.planted["near_dup"]) <= second                   # February's republications
     assert refreshed["diff2"]["fetched"] == len(second) + refreshed["diff2"]["drops"].get("fetch", {}).get(
         "robots_disallowed", 0)
+    # January's dead links were looked up in the archives; February brought none.
+    asked = {path for _, path in refreshed["month1_archive"]}
+    for url in web.planted["recovered_cc"] + web.planted["recovered_wayback"] + web.planted["dead"]:
+        assert any(url in path for path in asked), url
+    assert refreshed["month2_archive"] == []
 
 
 def test_near_duplicate_of_an_old_document_is_dropped(refreshed):
@@ -153,7 +159,7 @@ def test_refetch_after_revisits_with_conditional_get(refreshed, tmp_path):
     assert ctx0.state.add_takedown(*normalize_url_id(taken), "owner request")
     ctx0.close()
     before = {u: _doc_tokens(work, normalize_url_id(u)[0]) for u in (rewritten, edited)}
-    with DemoProxy(pages) as proxy:
+    with DemoProxy(pages, web.archive) as proxy:
         ctx = _ctx(work, web, proxy, web.dumps, refetch_after_days=1e-9)
         diff = refresh(ctx)
         requested = {u for u in proxy.requests if not u.endswith("/robots.txt")}
@@ -163,6 +169,7 @@ def test_refetch_after_revisits_with_conditional_get(refreshed, tmp_path):
         again = refresh(ctx)
         ctx.close()
         assert not again["updated"] and again["revisits"] == 0 and not proxy.requests
+        assert not proxy.archive_requests                          # revisits are never looked up
     fetched_before = set(requested) - {rewritten}
     assert rewritten in requested and edited in requested and taken not in requested
     known = sum(pq.read_metadata(f).num_rows for f in (work / "urls").glob("urls-*.parquet"))

@@ -39,7 +39,7 @@ def s3():
 def demo(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("s3")
     web = build_demo_web(tmp / "web", n_articles=40)
-    with DemoProxy(web.pages) as proxy:
+    with DemoProxy(web.pages, web.archive) as proxy:
         _pipeline(tmp / "local", web, proxy)
         yield tmp, web, proxy
 
@@ -289,7 +289,7 @@ def test_refresh_takedown_and_training_on_a_bucket(s3, tmp_path):
         over["run"]["scratch"] = str(tmp_path / scratch)
         return Context(url, load_config(None, over), Console(file=io.StringIO()))
 
-    with DemoProxy(web.pages) as proxy:
+    with DemoProxy(web.pages, web.archive) as proxy:
         ctx = ctx_for("a", web.dumps[:1])
         run_all(ctx, ORDER[:-1])
         ctx.close()
