@@ -10,7 +10,8 @@ from __future__ import annotations
 import pyarrow as pa
 
 SCHEMA_VERSION = "4"   # 2: fetchlog gained fetched_at, etag and last_modified; 3: fetchlog gained wait_ms,
-#                        submissions gained raw_url; 4: documents gained source and captured_at
+#                        submissions gained raw_url, urls gained fetch_url; 4: documents gained source and
+#                        captured_at, fetchlog gained source, captured_at and archive
 
 
 def _list(t: pa.DataType) -> pa.ListType:
