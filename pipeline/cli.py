@@ -150,6 +150,10 @@ Archive = Annotated[Optional[str], typer.Option(
     help="Dead-link recovery from Common Crawl and the Wayback Machine: off, fallback (a dead live page is "
          "looked up in the archives; the default) or prefer (old submissions: the capture nearest the "
          "submission first).")]
+FromWarc = Annotated[Optional[list[Path]], typer.Option(
+    "--from-warc", metavar="PATH",
+    help="WARC file or folder of *.warc.gz / *.warc (Common Crawl segments, an earlier crawl, a Wayback "
+         "export) whose pages for the URLs are taken instead of fetching them live (repeatable).")]
 RefetchAfter = Annotated[Optional[float], typer.Option(
     "--refetch-after", metavar="DAYS",
     help="Also revisit URLs fetched more than DAYS days ago, with a conditional GET (ETag, Last-Modified); "
@@ -169,9 +173,10 @@ def fetch(
     allow_private: Annotated[Optional[bool], typer.Option("--allow-private", help="Allow loopback/private targets (tests only).")] = None,
     refetch_after: RefetchAfter = None,
     archive: Archive = None,
+    from_warc: FromWarc = None,
 ):
     """urls/ -> warc/ (WARC/1.1 archives and a fetch log)."""
-    _one("fetch", fetch={"proxy": proxy, "refetch_after_days": refetch_after, "archive": archive, "concurrency": concurrency, "per_host": per_host, "timeout_s": timeout,
+    _one("fetch", fetch={"from_warc": [str(p) for p in from_warc] if from_warc else None, "proxy": proxy, "refetch_after_days": refetch_after, "archive": archive, "concurrency": concurrency, "per_host": per_host, "timeout_s": timeout,
                          "retries": retries, "user_agent": user_agent, "allow_private": allow_private,
                          "host_delay_s": host_delay, "obey_robots": None if ignore_robots is None else not ignore_robots})
 

@@ -189,6 +189,9 @@ class FetchConfig(Section):
     archive_delay_s: float = 1.0            # spacing of requests to one archive host
     archive_connections: int = 1            # requests in flight to one archive host
     archive_retries: int = 3                # retries of a throttled or failed archive request
+    # WARC files (or folders of *.warc.gz / *.warc) whose pages are imported before fetching
+    # live (stages.importwarc: Common Crawl segments, an earlier crawl, a Wayback export)
+    from_warc: list[str] = field(default_factory=list)
 
     SECTION = "fetch"
     HOUR, DAY = 3600.0, 86400.0

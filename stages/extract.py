@@ -26,7 +26,8 @@ short_lines, boilerplate_lines, gopher_* (``stages.quality``), wrong_lang, no_me
 (a response without its metadata record).
 
 Each document keeps its provenance from the metadata record: ``source`` (live,
-commoncrawl or wayback: a page fetch recovered from a web archive) and ``captured_at``
+commoncrawl or wayback: a page fetch recovered from a web archive; warc: imported from the
+user's WARC files, ``stages.importwarc``, which writes the metadata record like fetch) and ``captured_at``
 (unix s of the capture). Records from before these keys read as live, time unknown (null).
 """
 

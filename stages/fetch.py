@@ -58,6 +58,10 @@ drop reason; a dead one without a capture keeps its live reason. With
 columnar index at the start of the shard (no CDX request for Common Crawl). The lookup's
 outcome is part of the URL's journal line, so a resumed shard repeats no finished lookup.
 
+Existing archives (``from_warc``, ``--from-warc PATH``; ``stages.importwarc``): before the
+crawl, a shard's URLs are looked up in the user's WARC files; a usable page found there
+is written and journaled like a recovered capture (``source`` "warc") and not fetched live.
+
 Drop reasons: bad_scheme, bad_url (a host that is no valid host, e.g. ``1.2.3.999``),
 private_address, robots_disallowed, robots_unavailable,
 crawl_delay_too_long, http_3xx/4xx/5xx, timeout, connection_error, too_many_redirects,
@@ -95,6 +99,7 @@ from pipeline.schemas import FETCHLOG
 from pipeline.stats import Stats
 
 from .http import Client, Outcome, SafeResolver, Validators
+from .importwarc import find_warcs, import_warcs
 from .recover import Recovery, dead_reason, plan_columnar
 from .warcstore import Journal, WarcSegments, finalize
 
@@ -204,6 +209,8 @@ def fetch_shard(task: Task) -> Stats:
         segs = WarcSegments(partial, task.name, cfg.user_agent, cfg.warc_max_bytes, journal.ends,
                             cfg.warc_gzip_level, cfg.warc_gzip)
         try:
+            if cfg.from_warc:       # pages from the user's WARC files first: never fetched live
+                import_warcs(src, cfg, segs, journal, stats)
             stats.add_info("robots_fetched", asyncio.run(_crawl(batches(), cfg, segs, journal, planned)))
         finally:
             segs.close()
@@ -217,6 +224,8 @@ def fetch_shard(task: Task) -> Stats:
                 stats.records_in += 1
                 if r.get("revisit"):
                     stats.add_info("revisits", 1)
+                if r.get("source") == "warc":
+                    stats.add_info("imported_warc", 1)
                 if r.get("archive") == "recovered":
                     stats.add_info(f"recovered_{r['source']}", 1)
                 elif r.get("archive") in ("miss", "error"):
@@ -328,6 +337,8 @@ def last_validators(out: Path, due: pa.Array) -> pa.Table:
 def run(ctx: Context) -> dict:
     cfg: FetchConfig = ctx.cfg.fetch
     started = time.time()
+    if cfg.from_warc:
+        find_warcs(cfg.from_warc)       # a missing path fails before any work
     urls = require_shards(ctx.dir("urls"), "urls-*.parquet", "URL shards", "harvest")
     if not cfg.proxy and (env := os.environ.get("HTTP_PROXY") or os.environ.get("http_proxy")):
         cfg.proxy = env
