@@ -228,3 +228,39 @@ def test_report_training_section_and_terminal_progress(tmp_path):
             advance()
     ctx.close()
     assert "extract: 3 shard(s) done" in out.getvalue()
+
+
+def _corpus_ids(workdir: Path, version: int = 0) -> set[str]:
+    from model.data import read_manifest
+    from stages.shard import read_tokens
+
+    m = read_manifest(workdir / "tokens", version=version)
+    return {d for f in m["shards"] for d in read_tokens(workdir / "tokens" / f["file"])["doc_id"].to_pylist()}
+
+
+def test_takedown_removes_a_page_recovered_from_an_archive(demo_run, tmp_path):
+    """`webtext remove` takes a recovered page out of the next corpus version like any
+    other; the fetch log still says where it came from, and the earlier version keeps it."""
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    work = tmp_path / "w"
+    shutil.copytree(demo_run, work)
+    before = _corpus_ids(work)
+    old = json.loads((work / "tokens" / "manifest.json").read_text())["version"]
+    log = _fetchlog(work)
+    recovered = sorted((r for r in log.values() if r["archive"] == "recovered" and r["url_id"] in before),
+                       key=lambda r: r["url_id"])
+    assert {r["source"] for r in recovered} == {"commoncrawl", "wayback"}
+    row = next(r for r in recovered if r["source"] == "wayback")
+    config = tmp_path / "webtext.toml"
+    config.write_text("[shard]\nval_fraction = 0.05\n")             # the demo's split
+    r = CliRunner().invoke(app, ["--workdir", str(work), "--config", str(config), "remove", "--url", row["url"],
+                                 "--reason", "owner request"])
+    assert r.exit_code == 0, r.output
+    assert json.loads((work / "tokens" / "manifest.json").read_text())["version"] == old + 1
+    assert _corpus_ids(work) == before - {row["url_id"]}
+    assert row["url_id"] in _corpus_ids(work, version=old)          # the earlier version is untouched
+    after = _fetchlog(work)[row["url_id"]]
+    assert (after["archive"], after["source"], after["error"]) == ("recovered", "wayback", None)

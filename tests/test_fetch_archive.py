@@ -251,3 +251,97 @@ def test_old_fetch_logs_stay_readable(tmp_path, loopback_web, archives):
     assert "archive" not in t.column_names
     got = pa.Table.from_pylist(t.to_pylist(), schema=FETCHLOG)
     assert pc.all(pc.is_null(got["archive"])).as_py()
+
+
+def _fetch_cli(work, toml) -> list[str]:
+    import sys
+    return [sys.executable, "-m", "pipeline.cli", "--workdir", str(work), "--config", str(toml), "fetch"]
+
+
+def _warc_bytes(work) -> bytes:
+    """The shard's finalized WARC segments decompressed, record ids (random UUIDs, and the
+    WARC-Concurrent-To naming them) blanked: all else is deterministic for recovered pages."""
+    import gzip
+    import re
+
+    data = b"".join(gzip.decompress(p.read_bytes()) for p in sorted(work.glob("warc/warc-00000-*.warc.gz")))
+    return re.sub(rb"<urn:uuid:[0-9a-f-]{36}>", b"<urn:uuid:*>", data)
+
+
+def _log_rows(work) -> list[dict]:
+    """The fetch log in journal order without its timings (no row here is live, so
+    captured_at is the capture time and stays) and warc_offset (an offset into gzip
+    members, whose length the random record ids change)."""
+    t = pq.read_table(work / "warc" / "fetchlog-00000.parquet")
+    return t.drop_columns(["elapsed_ms", "wait_ms", "fetched_at", "warc_offset"]).to_pylist()
+
+
+def test_sigkill_during_lookups_then_rerun_equals_an_uninterrupted_run(tmp_path, loopback_web, archives):
+    """SIGKILL a fetch (a subprocess) while it waits on slow archives: the rerun repeats no
+    journaled lookup and ends with the same WARC bytes (record ids aside) and fetch log as a
+    run never killed."""
+    import os
+    import signal
+    import subprocess
+    from urllib.parse import parse_qs, unquote, urlsplit
+
+    from conftest import ROOT
+
+    n = 24
+    urls = [f"{loopback_web.base}/gone/{i}" for i in range(n)]       # every one a 404 live
+    for i, u in enumerate(urls):                                     # CC, Wayback, or no capture
+        if i % 3 == 0:
+            archives.add_capture(u, PAGE + str(i).encode(), T0 + i * 600)
+        elif i % 3 == 1:
+            archives.add_capture(u, PAGE + str(i).encode(), T0 + i * 600, source="wayback")
+    e = archives.endpoints()
+    toml = tmp_path / "webtext.toml"
+    toml.write_text(
+        "[fetch]\nallow_private = true\nconcurrency = 1\nretries = 0\nhost_delay_s = 0.0\n"
+        f'archive = "fallback"\narchive_delay_s = 0.05\narchive_commoncrawl_index = "{e["cc_index"]}"\n'
+        f'archive_commoncrawl_data = "{e["cc_data"]}"\narchive_wayback = "{e["wayback"]}"\n')
+    works = {name: tmp_path / name for name in ("reference", "killed")}
+    for work in works.values():
+        (work / "urls").mkdir(parents=True)
+        pq.write_table(table(urls), work / "urls" / "urls-00000.parquet")
+
+    r = subprocess.run(_fetch_cli(works["reference"], toml), cwd=ROOT, capture_output=True, text=True, timeout=120,
+                       check=False)
+    assert r.returncode == 0, r.stderr
+    work = works["killed"]
+    proc = subprocess.Popen(_fetch_cli(work, toml), cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    journal = work / "warc" / "_partial" / "00000" / "journal.jsonl"
+    deadline = time.time() + 60
+    while time.time() < deadline and (not journal.exists() or journal.read_text().count("\n") < 6):
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed_at = len(archives.log)
+    journaled = [json.loads(line)["url"] for line in journal.read_text().splitlines() if line.endswith("}")]
+    assert 6 <= len(journaled) < n                                     # killed mid-shard, lookups pending
+    r = subprocess.run(_fetch_cli(work, toml), cwd=ROOT, capture_output=True, text=True, timeout=120,
+                       check=False)
+    assert r.returncode == 0, r.stderr
+
+    asked_after = set()                         # the page URLs the rerun asked the archives about
+    for service, path in archives.log[killed_at:]:
+        if service == "cc_data":
+            continue                            # record fetches name WARC files, not pages
+        if "id_/" in path:
+            asked_after.add(unquote(path.split("id_/", 1)[1]))
+        elif "url" in (q := parse_qs(urlsplit(path).query)):
+            asked_after.add(q["url"][0])
+    assert asked_after and not asked_after & set(journaled)           # no finished lookup repeated
+    assert asked_after <= set(urls) - set(journaled)
+    assert _warc_bytes(work) == _warc_bytes(works["reference"])
+    assert _warc_bytes(work).count(b"WARC-Type: response") == 16      # 8 from each archive
+    assert records(sorted(work.glob("warc/warc-00000-*.warc.gz")))    # digests check out
+    assert _log_rows(work) == _log_rows(works["reference"])
+    assert [r["archive"] for r in _log_rows(work)].count("recovered") == 16
+    for row in pq.read_table(work / "warc" / "fetchlog-00000.parquet").to_pylist():
+        if row["warc_file"]:                    # each offset still names the URL's response
+            with open(work / "warc" / row["warc_file"], "rb") as f:
+                f.seek(row["warc_offset"])
+                rec = next(iter(ArchiveIterator(f)))
+            assert (rec.rec_type, rec.rec_headers.get_header("WARC-Target-URI")) == ("response", row["url"])
