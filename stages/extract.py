@@ -28,7 +28,9 @@ short_lines, boilerplate_lines, gopher_* (``stages.quality``), wrong_lang, no_me
 Each document keeps its provenance from the metadata record: ``source`` (live,
 commoncrawl or wayback: a page fetch recovered from a web archive; warc: imported from the
 user's WARC files, ``stages.importwarc``, which writes the metadata record like fetch) and ``captured_at``
-(unix s of the capture). Records from before these keys read as live, time unknown (null).
+(unix s of the archive's capture; null for a live page, whose fetch time the fetch log
+has: it would make two crawls of the same web give different documents). Records from
+before these keys read as live.
 """
 
 from __future__ import annotations
@@ -425,7 +427,10 @@ def _extract_one(ctype, body, final_url, meta, cfg: ExtractConfig, stats: Stats,
         "extractor": got.extractor, "published": got.published, "agreement": got.agreement, "karma": meta["score"], "num_submissions": meta["num_submissions"],
         "first_seen": meta["first_seen"], "subreddits": meta["subreddits"],
         # Archive provenance (#22); metadata records written before it are live pages of unknown time.
-        "source": meta.get("source") or "live", "captured_at": meta.get("captured_at"),
+        # a live page's capture time is the fetch time, which differs between two crawls of
+        # the same web: null here (the fetch log has it), so documents stay reproducible
+        "source": (source := meta.get("source") or "live"),
+        "captured_at": None if source == "live" else meta.get("captured_at"),
     }
 
 

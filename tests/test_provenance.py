@@ -54,7 +54,7 @@ def test_extract_carries_source_and_capture_time(tmp_path):
     got = {r["url"]: (r["source"], r["captured_at"]) for r in t.to_pylist()}
     assert got == {"http://a.example/gone": ("wayback", 1_262_304_000),
                    "http://b.example/cc": ("commoncrawl", 1_500_000_000),
-                   "http://c.example/live": ("live", 1_700_000_123),
+                   "http://c.example/live": ("live", None),      # the fetch time stays in the fetch log
                    "http://d.example/old": ("live", None)}
 
 
