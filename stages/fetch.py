@@ -51,7 +51,8 @@ crawl's own response and metadata records under the URL as submitted (no request
 WARC-Date is the capture time), with the archived status, headers and body (the live
 pages' checks: HTML type, not binary, ``max_bytes``; charset detected here). The metadata
 JSON and the fetch log say where it came from (``source``: live | commoncrawl | wayback,
-``captured_at``, and in the metadata ``collection`` and ``archive_record``); the log's
+``captured_at``: the archive's capture time, in the log null for a live page, whose time
+is ``fetched_at``; in the metadata ``collection`` and ``archive_record``); the log's
 ``archive`` is recovered | miss | error (null: not looked up). A recovered URL has no
 drop reason; a dead one without a capture keeps its live reason. With
 ``archive_commoncrawl_columnar`` the shard's URLs are joined once against Common Crawl's
@@ -143,7 +144,9 @@ async def _crawl(batches, cfg: FetchConfig, segs: WarcSegments, journal: Journal
                      "warc_offset": offset, "fetched_at": now, "etag": o.etag,
                      "last_modified": o.last_modified, "revisit": bool(row.get("revisit")),
                      "wait_ms": max(0, int(total_s * 1000) - elapsed_ms),
-                     "source": o.source if ok else None, "captured_at": o.captured_at if ok else None,
+                     # captured_at: the archive's capture time; a live page's is fetched_at
+                     "source": o.source if ok else None,
+                     "captured_at": o.captured_at if ok and o.source != "live" else None,
                      "archive": archive, "_end": end})
 
     async with aiohttp.ClientSession(connector=connector, timeout=timeout, headers=headers,
