@@ -78,6 +78,18 @@ class _Server(ThreadingHTTPServer):
         pass
 
 
+def send_whole(h: BaseHTTPRequestHandler, status: int, body: bytes, ctype: str, headers=()) -> None:
+    """Answer the request ``h`` serves with one whole response (``ArchiveWeb.handle``
+    answers through a handler's ``send``, which calls this)."""
+    h.send_response(status)
+    h.send_header("Content-Type", ctype)
+    for k, v in headers:
+        h.send_header(k, v)
+    h.send_header("Content-Length", str(len(body)))
+    h.end_headers()
+    h.wfile.write(body)
+
+
 class ArchiveWeb:
     """The three archive services on loopback ports; ``endpoints()`` gives their bases."""
 
@@ -187,13 +199,7 @@ class ArchiveWeb:
                 web.handle(service, self)
 
             def send(self, status: int, body: bytes, ctype: str, headers=()):
-                self.send_response(status)
-                self.send_header("Content-Type", ctype)
-                for k, v in headers:
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                send_whole(self, status, body, ctype, headers)
 
             def log_message(self, *args):  # quiet
                 pass

@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 
 import zstandard
 
-from .archiveweb import HOSTS as ARCHIVE_HOSTS, ArchiveWeb
+from .archiveweb import HOSTS as ARCHIVE_HOSTS, ArchiveWeb, send_whole
 from .demoarchive import ARCHIVE_MODULES, DEMO_CRAWLS, N_PAGES, plant_archived, take_articles
 
 _MODULES = (
@@ -314,13 +314,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def send(self, status: int, body: bytes, ctype: str, headers=()) -> None:
         """A whole response (``ArchiveWeb.handle`` answers through this)."""
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        for k, v in headers:
-            self.send_header(k, v)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        send_whole(self, status, body, ctype, headers)
 
     def do_CONNECT(self):  # noqa: N802 -- the demo web is plain http only
         self.send_error(501, "CONNECT not supported by the demo proxy")
