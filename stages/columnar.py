@@ -3,7 +3,8 @@
 In: the URL set (a pyarrow table with ``url_id``, ``url``, ``first_seen`` unix seconds and,
 optionally, ``fetch_url``) and the Parquet files of Common Crawl's columnar index
 (``s3://commoncrawl/cc-index/table/cc-main/warc/crawl=CC-MAIN-YYYY-WW/subset=warc/*.parquet``,
-or a local copy: a file, a list, a folder or a glob). Out: ``ColumnarPlan``, one row per
+or a local copy: a file, a list, a folder or a glob; bucket URLs are listed through
+``pyarrow.fs``, e.g. ``s3://commoncrawl/cc-index/table/cc-main/warc/?anonymous=true&region=us-east-1``). Out: ``ColumnarPlan``, one row per
 URL with a usable capture (schema ``PLAN``: the WARC file, offset and length to ask the
 data server for, no CDX request made) and the counts for stats. Usage::
 
@@ -36,6 +37,7 @@ differ); ``stages.surt`` gives the key as the index writes it.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import re
@@ -84,20 +86,89 @@ class ColumnarPlan:
     counts: dict[str, int] = field(default_factory=dict)
 
 
-def index_files(index) -> list[str]:
-    """The Parquet files of ``index``: a file, a folder (searched recursively), a glob, or
-    a list of those; sorted, so a pass is repeatable."""
+_BUCKET_URL = re.compile(r"^(s3|gs|gcs)://", re.I)
+_TRUE = ("1", "true", "yes")
+
+
+def _bucket_fs(url: str):
+    """(pyarrow FileSystem, "bucket/prefix") for ``s3://`` / ``gs://`` URLs, options in the
+    query as ``pyarrow.fs.FileSystem.from_uri`` reads them (``region``, ``endpoint_override``,
+    ``scheme``, ...), plus ``anonymous=true``, which pyarrow's URI parser lacks (public
+    buckets such as ``s3://commoncrawl/...?anonymous=true&region=us-east-1``)."""
+    import urllib.parse
+
+    import pyarrow.fs as pafs
+
+    u = urllib.parse.urlsplit(url)
+    if u.scheme.lower() in ("gs", "gcs"):
+        from pipeline.remote import _gcs      # its parser knows anonymous for GCS
+        return _gcs(url)
+    query = urllib.parse.parse_qsl(u.query, keep_blank_values=True)
+    anonymous = any(k == "anonymous" and v.lower() in _TRUE for k, v in query)
+    rest = [(k, v) for k, v in query if k != "anonymous"]
+    fs, root = pafs.FileSystem.from_uri(urllib.parse.urlunsplit(
+        u._replace(query=urllib.parse.urlencode(rest))))    # checks the other options
+    if anonymous:
+        if u.username or u.password:
+            raise ValueError("an s3:// URL with anonymous=true cannot carry credentials")
+        opts = dict(rest)
+        kw = {k: opts[k] for k in ("region", "scheme", "endpoint_override") if k in opts}
+        fs = pafs.S3FileSystem(anonymous=True, **kw)
+    return fs, root
+
+
+def _redacted(url: str) -> str:
+    """``url`` without credentials and query, for names shown in logs."""
+    import urllib.parse
+
+    u = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit((u.scheme, u.hostname or "", u.path, "", ""))
+
+
+def _sources(index) -> list[tuple[str, object, str]]:
+    """(name, filesystem or None for local, path) of each Parquet file of ``index``, sorted
+    by name: local items as ``index_files`` says, bucket URLs (``s3://bucket/prefix/``,
+    ``gs://...``) an object or a prefix listed recursively for ``*.parquet``."""
     items = [index] if isinstance(index, (str, os.PathLike)) else list(index)
-    out: list[str] = []
+    out: dict[str, tuple[str, object, str]] = {}
     for item in items:
         item = os.fspath(item)
-        if os.path.isdir(item):
-            out += [str(p) for p in Path(item).rglob("*.parquet")]
-        elif any(ch in item for ch in "*?["):
-            out += glob.glob(item, recursive=True)
+        if not _BUCKET_URL.match(item):
+            for path in _local_files(item):
+                out.setdefault(path, (path, None, path))
+            continue
+        import pyarrow.fs as pafs
+
+        fs, root = _bucket_fs(item)
+        scheme = item.split(":", 1)[0].lower()
+        info = fs.get_file_info(root)
+        if info.type == pafs.FileType.File:
+            paths = [root]
+        elif info.type == pafs.FileType.Directory:
+            paths = [i.path for i in fs.get_file_info(pafs.FileSelector(root, recursive=True))
+                     if i.type == pafs.FileType.File and i.path.endswith(".parquet")]
         else:
-            out.append(item)
-    return sorted(set(out))
+            raise FileNotFoundError(f"columnar index {_redacted(item)}: no such object or prefix")
+        for path in paths:
+            name = f"{scheme}://{path}"
+            out.setdefault(name, (name, fs, path))
+    return [out[k] for k in sorted(out)]
+
+
+def _local_files(item: str) -> list[str]:
+    if os.path.isdir(item):
+        return [str(p) for p in Path(item).rglob("*.parquet")]
+    if any(ch in item for ch in "*?["):
+        return glob.glob(item, recursive=True)
+    return [item]
+
+
+def index_files(index) -> list[str]:
+    """The Parquet files of ``index``: a file, a folder (searched recursively), a glob, a
+    bucket URL (``s3://bucket/prefix/?anonymous=true&region=us-east-1``, ``gs://...``: an
+    object, or a prefix listed recursively), or a list of those; sorted, so a pass is
+    repeatable. Bucket files are named ``s3://bucket/key`` (no credentials, no options)."""
+    return [name for name, _, _ in _sources(index)]
 
 
 def safe_filenames(names: pa.Array) -> pa.Array:
@@ -215,70 +286,71 @@ def plan_from_columnar(urls: pa.Table, index, max_drift_days: float, *, batch_ro
     counts["urls"], counts["no_key"] = urls.num_rows, urls.num_rows - keys.keyed_rows
     pending: list[pa.Table] = []
     pending_rows = 0
-    for path in index_files(index):
-        pf = pq.ParquetFile(path)
-        groups, skipped = _pruned_row_groups(pf, keys)
-        counts["index_files"] += 1
-        counts["row_groups"] += pf.metadata.num_row_groups
-        counts["row_groups_skipped"] += skipped
-        has_crawl = "crawl" in pf.schema_arrow.names
-        in_path = _CRAWL_IN_PATH.search(Path(path).as_posix())
-        columns = list(INDEX_COLUMNS) + (["crawl"] if has_crawl else [])
-        if not len(keys.dictionary) or not groups:
-            continue
-        for batch in pf.iter_batches(batch_size=batch_rows, row_groups=groups, columns=columns):
-            counts["index_rows"] += batch.num_rows
-            key_ids = pc.index_in(batch.column("url_surtkey"), value_set=keys.dictionary)
-            hit = pc.is_valid(key_ids)
-            if not pc.any(hit).as_py():
+    for name, fs, path in _sources(index):
+        with (contextlib.nullcontext(path) if fs is None else fs.open_input_file(path)) as src:
+            pf = pq.ParquetFile(src)
+            groups, skipped = _pruned_row_groups(pf, keys)
+            counts["index_files"] += 1
+            counts["row_groups"] += pf.metadata.num_row_groups
+            counts["row_groups_skipped"] += skipped
+            has_crawl = "crawl" in pf.schema_arrow.names
+            in_path = _CRAWL_IN_PATH.search(Path(path).as_posix())
+            columns = list(INDEX_COLUMNS) + (["crawl"] if has_crawl else [])
+            if not len(keys.dictionary) or not groups:
                 continue
-            sub = pa.Table.from_batches([batch]).filter(hit)
-            counts["key_rows"] += sub.num_rows
-            safe = safe_filenames(sub["warc_filename"].combine_chunks())
-            counts["unsafe_filename"] += sub.num_rows - pc.sum(safe).as_py()
-            mimes = sub["content_mime_type"].combine_chunks()
-            for m in pc.unique(mimes).to_pylist():
-                if m not in html_cache:
-                    html_cache[m] = m is not None and is_html(m)
-            html = pa.array([m for m, ok in html_cache.items() if ok and m is not None], pa.string())
-            record = pc.fill_null(pc.and_(pc.and_(pc.is_valid(sub["fetch_time"]), pc.greater_equal(
-                sub["warc_record_offset"], 0)), pc.greater(sub["warc_record_length"], 0)), False)
-            counts["bad_record"] += pc.sum(pc.and_(safe, pc.invert(record))).as_py() or 0
-            ok = pc.and_(pc.and_(pc.and_(safe, record), pc.fill_null(pc.equal(sub["fetch_status"], 200), False)),
-                         pc.is_in(mimes, value_set=html))
-            sub = sub.filter(ok)
-            if not sub.num_rows:
-                continue
-            pos, rows = keys.expand(pc.index_in(sub["url_surtkey"], value_set=keys.dictionary)
-                                    .to_numpy(zero_copy_only=False).astype(np.int64))
-            when = _seconds(sub["fetch_time"].combine_chunks())[pos]
-            delta = when - first_seen[rows]
-            near = np.abs(delta) <= drift
-            if not near.any():
-                continue
-            pos, rows, when, delta = pos[near], rows[near], when[near], delta[near]
-            if has_crawl:
-                crawl = sub["crawl"].take(pa.array(pos))
-            elif in_path:
-                crawl = pa.array([in_path.group(1)] * len(pos), pa.string())
-            else:
-                crawl = pc.struct_field(pc.extract_regex(sub["warc_filename"].take(pa.array(pos)),
-                                                         _CRAWL_IN_FILENAME), [0])
-            take = pa.array(pos)
-            cands = pa.table({
-                "row": rows, "before": delta < 0, "distance": np.abs(delta),
-                "crawl": crawl, "capture_url": sub["url"].take(take), "fetch_time": when,
-                "status": sub["fetch_status"].take(take).cast(pa.int32()),
-                "mime": sub["content_mime_type"].take(take),
-                "warc_filename": sub["warc_filename"].take(take),
-                "warc_record_offset": sub["warc_record_offset"].take(take).cast(pa.int64()),
-                "warc_record_length": sub["warc_record_length"].take(take).cast(pa.int64())})
-            counts["candidates"] += cands.num_rows
-            pending.append(cands)
-            pending_rows += cands.num_rows
-            if pending_rows > compact_rows:
-                pending = [_best_per_row(pa.concat_tables(pending))]
-                pending_rows = pending[0].num_rows
+            for batch in pf.iter_batches(batch_size=batch_rows, row_groups=groups, columns=columns):
+                counts["index_rows"] += batch.num_rows
+                key_ids = pc.index_in(batch.column("url_surtkey"), value_set=keys.dictionary)
+                hit = pc.is_valid(key_ids)
+                if not pc.any(hit).as_py():
+                    continue
+                sub = pa.Table.from_batches([batch]).filter(hit)
+                counts["key_rows"] += sub.num_rows
+                safe = safe_filenames(sub["warc_filename"].combine_chunks())
+                counts["unsafe_filename"] += sub.num_rows - pc.sum(safe).as_py()
+                mimes = sub["content_mime_type"].combine_chunks()
+                for m in pc.unique(mimes).to_pylist():
+                    if m not in html_cache:
+                        html_cache[m] = m is not None and is_html(m)
+                html = pa.array([m for m, ok in html_cache.items() if ok and m is not None], pa.string())
+                record = pc.fill_null(pc.and_(pc.and_(pc.is_valid(sub["fetch_time"]), pc.greater_equal(
+                    sub["warc_record_offset"], 0)), pc.greater(sub["warc_record_length"], 0)), False)
+                counts["bad_record"] += pc.sum(pc.and_(safe, pc.invert(record))).as_py() or 0
+                ok = pc.and_(pc.and_(pc.and_(safe, record), pc.fill_null(pc.equal(sub["fetch_status"], 200), False)),
+                             pc.is_in(mimes, value_set=html))
+                sub = sub.filter(ok)
+                if not sub.num_rows:
+                    continue
+                pos, rows = keys.expand(pc.index_in(sub["url_surtkey"], value_set=keys.dictionary)
+                                        .to_numpy(zero_copy_only=False).astype(np.int64))
+                when = _seconds(sub["fetch_time"].combine_chunks())[pos]
+                delta = when - first_seen[rows]
+                near = np.abs(delta) <= drift
+                if not near.any():
+                    continue
+                pos, rows, when, delta = pos[near], rows[near], when[near], delta[near]
+                if has_crawl:
+                    crawl = sub["crawl"].take(pa.array(pos))
+                elif in_path:
+                    crawl = pa.array([in_path.group(1)] * len(pos), pa.string())
+                else:
+                    crawl = pc.struct_field(pc.extract_regex(sub["warc_filename"].take(pa.array(pos)),
+                                                             _CRAWL_IN_FILENAME), [0])
+                take = pa.array(pos)
+                cands = pa.table({
+                    "row": rows, "before": delta < 0, "distance": np.abs(delta),
+                    "crawl": crawl, "capture_url": sub["url"].take(take), "fetch_time": when,
+                    "status": sub["fetch_status"].take(take).cast(pa.int32()),
+                    "mime": sub["content_mime_type"].take(take),
+                    "warc_filename": sub["warc_filename"].take(take),
+                    "warc_record_offset": sub["warc_record_offset"].take(take).cast(pa.int64()),
+                    "warc_record_length": sub["warc_record_length"].take(take).cast(pa.int64())})
+                counts["candidates"] += cands.num_rows
+                pending.append(cands)
+                pending_rows += cands.num_rows
+                if pending_rows > compact_rows:
+                    pending = [_best_per_row(pa.concat_tables(pending))]
+                    pending_rows = pending[0].num_rows
     best = _best_per_row(pa.concat_tables(pending)) if pending else None
     if best is None or not best.num_rows:
         table = PLAN.empty_table()

@@ -328,3 +328,39 @@ def test_two_million_rows_bounded_memory(tmp_path):
           f"peak RSS +{grew / 2**20:.0f} MiB; reading it whole: +{control / 2**20:.0f} MiB "
           f"(Arrow bytes {whole / 2**20:.0f} MiB); counts {c}")
     assert grew < whole / 4 and grew < control / 4      # never held whole
+
+
+def _upload(fs, root: Path, bucket_prefix: str) -> None:
+    for path in sorted(root.rglob("*.parquet")):
+        with fs.open_output_stream(f"{bucket_prefix}/{path.relative_to(root).as_posix()}") as out:
+            out.write(path.read_bytes())
+
+
+def test_bucket_url_gives_the_local_plan(tmp_path):
+    """The published layout uploaded to moto's S3 on loopback: the plan from the s3:// URL
+    (credentials in the URL, or anonymous=true as for s3://commoncrawl) equals the local one."""
+    pytest.importorskip("moto")
+    from conftest import KEY, SECRET, moto_s3
+    from stages.columnar import index_files
+
+    urls, rows = small_world(tmp_path)
+    root = write_hive(tmp_path, rows)
+    local = plan_from_columnar(urls, root, max_drift_days=365, batch_rows=2)
+    with moto_s3() as (fs, endpoint):
+        _upload(fs, root, "webtext-test/cc-index/table/cc-main/warc")
+        with fs.open_output_stream("webtext-test/cc-index/table/cc-main/warc/_SUCCESS") as out:
+            out.write(b"")                            # not Parquet: not listed
+        opts = f"endpoint_override={endpoint}&scheme=http&region=us-east-1"
+        for url in (f"s3://{KEY}:{SECRET}@webtext-test/cc-index/table/cc-main/warc/?{opts}",
+                    f"s3://webtext-test/cc-index/table/cc-main/warc/?anonymous=true&{opts}"):
+            assert index_files(url) == [
+                "s3://webtext-test/cc-index/table/cc-main/warc/crawl=CC-MAIN-2021-04/subset=warc/part-00000.parquet",
+                "s3://webtext-test/cc-index/table/cc-main/warc/crawl=CC-MAIN-2021-10/subset=warc/part-00000.parquet"]
+            plan = plan_from_columnar(urls, url, max_drift_days=365, batch_rows=2)
+            assert plan.table.equals(local.table)
+            assert plan.counts == local.counts
+            assert set(plan.table["crawl"].to_pylist()) == {"CC-MAIN-2021-04", "CC-MAIN-2021-10"}
+        one = f"s3://webtext-test/cc-index/table/cc-main/warc/crawl=CC-MAIN-2021-10/subset=warc/part-00000.parquet?anonymous=true&{opts}"
+        assert plan_from_columnar(urls, one, max_drift_days=365).counts["index_files"] == 1
+        with pytest.raises(FileNotFoundError):
+            plan_from_columnar(urls, f"s3://webtext-test/nothing/?anonymous=true&{opts}", max_drift_days=365)
