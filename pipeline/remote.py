@@ -153,7 +153,7 @@ _GCS_OPTIONS = {"scheme": str, "endpoint_override": str, "project_id": str, "def
                 "anonymous": lambda v: v.lower() in ("1", "true", "yes")}
 
 
-def _gcs(url: str):
+def gcs_filesystem(url: str):
     """pyarrow's GcsFileSystem from ``gs://bucket/prefix?option=value``: pyarrow's own URI
     parser lacks ``anonymous`` (public buckets, emulators), so the options are read here."""
     import urllib.parse
@@ -179,7 +179,7 @@ class ObjectStore:
             raise ConfigError(f"work directory {redact(spec.url)}: scheme '{scheme}' is not supported",
                               "Use a local path, s3://bucket/prefix or gs://bucket/prefix")
         try:
-            fs, root = _gcs(spec.url) if scheme in ("gs", "gcs") else pafs.FileSystem.from_uri(spec.url)
+            fs, root = gcs_filesystem(spec.url) if scheme in ("gs", "gcs") else pafs.FileSystem.from_uri(spec.url)
         except Exception as e:      # pyarrow: ArrowInvalid / OSError, message names the option
             raise ConfigError(f"cannot open work directory {redact(spec.url)}: {scrub(str(e), spec.url)}") from None
         self.spec = spec
