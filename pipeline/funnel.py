@@ -40,6 +40,17 @@ def collect(workdir: Path) -> dict:
     return {"stages": stages, "tokens": tokens, "runs": runs}
 
 
+def recovery_line(info: dict) -> str | None:
+    """fetch's dead-link recovery in one line (None when no dead link was looked up)."""
+    got = {k.removeprefix("recovered_"): v for k, v in sorted(info.items()) if k.startswith("recovered_") and v}
+    miss, error = info.get("archive_miss", 0), info.get("archive_error", 0)
+    if not (got or miss or error):
+        return None
+    found = ", ".join(f"{k} {v:,}" for k, v in got.items()) or "none"
+    return f"dead links recovered from web archives: {found}; in no archive: {miss:,}" + \
+        (f"; archive errors: {error:,}" if error else "")
+
+
 def render(funnel: dict, console: Console) -> None:
     table = Table(title="webtext funnel", show_lines=False)
     for col in ("stage", "unit", "in", "out", "dropped (reason: count)"):
@@ -48,6 +59,9 @@ def render(funnel: dict, console: Console) -> None:
         drops = ", ".join(f"{k}: {v}" for k, v in sorted(s["dropped"].items(), key=lambda kv: -kv[1]))
         table.add_row(s["stage"], s["unit"], f"{s['in']:,}", f"{s['out']:,}", drops or "-")
     console.print(table)
+    fetch = next((s for s in funnel["stages"] if s.get("stage") == "fetch"), None)
+    if fetch and (line := recovery_line(fetch.get("info", {}))):
+        console.print(line)
     if funnel["tokens"]:
         t = funnel["tokens"]
         console.print(f"tokens written: train {t['train']['tokens']:,} ({t['train']['docs']} docs), "

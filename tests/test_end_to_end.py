@@ -264,3 +264,23 @@ def test_takedown_removes_a_page_recovered_from_an_archive(demo_run, tmp_path):
     assert row["url_id"] in _corpus_ids(work, version=old)          # the earlier version is untouched
     after = _fetchlog(work)[row["url_id"]]
     assert (after["archive"], after["source"], after["error"]) == ("recovered", "wayback", None)
+
+
+def test_funnel_prints_the_recovered_dead_links(demo_run):
+    """The funnel says how many dead links each archive gave back, as the fetch log has them."""
+    import io
+    from collections import Counter
+
+    from rich.console import Console
+
+    from pipeline.funnel import render
+
+    logs = pa.concat_tables(pq.read_table(p) for p in sorted((demo_run / "warc").glob("fetchlog-*.parquet")))
+    rows = logs.to_pylist()
+    got = Counter(r["source"] for r in rows if r["archive"] == "recovered")
+    miss = sum(r["archive"] == "miss" for r in rows)
+    assert got["commoncrawl"] and got["wayback"] and miss
+    out = io.StringIO()
+    render(collect(demo_run), Console(file=out, width=300))
+    assert (f"dead links recovered from web archives: commoncrawl {got['commoncrawl']}, "
+            f"wayback {got['wayback']}; in no archive: {miss}") in out.getvalue()
