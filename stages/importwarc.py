@@ -46,7 +46,8 @@ from pipeline.errors import MissingInputError
 from pipeline.stats import Stats
 
 from .captures import decode_payload
-from .http import DROP_HEADERS, HTML_TYPES, Outcome, detect_charset, looks_binary
+from .http import DROP_HEADERS, Outcome
+from .recover import archived_outcome
 from .urls import normalize, url_id
 from .warcstore import Journal, WarcSegments
 
@@ -142,22 +143,16 @@ def scan(path: Path, want, stats: Stats, max_bytes: int):
 
 def page(rec: Record, target: str, path: Path, max_bytes: int) -> Outcome | None:
     """The record as fetch's Outcome under ``target`` (the URL as submitted), or None when
-    unusable (``stages.recover``'s rules for archive captures)."""
-    if not 200 <= rec.status < 300:
+    unusable (``stages.recover.archived_outcome``: the rules for archive captures)."""
+    body, _ = decode_payload(rec.headers, rec.payload, max_bytes)
+    if body is None:
         return None
     ctype = next((v for k, v in rec.headers if k.lower() == "content-type"), None)
-    mime = (ctype or "").split(";", 1)[0].strip().lower()
-    if mime and mime not in HTML_TYPES:
-        return None
-    body, _ = decode_payload(rec.headers, rec.payload, max_bytes)
-    if body is None or looks_binary(body):
-        return None
     headers = [(k, v) for k, v in rec.headers if k.lower() not in DROP_HEADERS]
     headers.append(("Content-Length", str(len(body))))
-    return Outcome(final_url=target, status=rec.status, body=body, headers=headers,
-                   reason=rec.reason or ("OK" if rec.status == 200 else ""), content_type=ctype,
-                   charset=detect_charset(body, ctype), source=SOURCE, captured_at=rec.captured_at,
-                   collection=path.name, archive_record=f"{path}#{rec.offset}")
+    return archived_outcome(target, rec.status, rec.reason, headers, body, ctype, max_bytes, source=SOURCE,
+                            captured_at=rec.captured_at, collection=path.name,
+                            archive_record=f"{path}#{rec.offset}")
 
 
 def import_warcs(src: Path, cfg: FetchConfig, segs: WarcSegments, journal: Journal, stats: Stats) -> int:

@@ -106,17 +106,28 @@ class Recovery:
         return None, "error" if failed else "miss"
 
     def _outcome(self, target: str, page) -> Outcome | None:
-        """The archived page as fetch's Outcome under the original URL, or None if unusable
-        (the live pages' rules: 2xx, HTML type, not binary, within max_bytes)."""
-        if page.error or page.status is None or not 200 <= page.status < 300:
-            return None
-        mime = (page.content_type or "").split(";", 1)[0].strip().lower()
-        if (mime and mime not in HTML_TYPES) or looks_binary(page.body) or len(page.body) > self.cfg.max_bytes:
+        """The archived page as fetch's Outcome under the original URL, or None if unusable."""
+        if page.error or page.status is None:
             return None
         cap = page.capture
         url, byte_range = self.client.record_address(cap)
-        return Outcome(final_url=target, status=page.status, body=page.body, headers=list(page.headers),
-                       reason=page.reason or ("OK" if page.status == 200 else ""), content_type=page.content_type,
-                       charset=detect_charset(page.body, page.content_type), source=cap.source,
-                       captured_at=int(cap.captured_at), collection=cap.collection,
-                       archive_record=f"{url} {byte_range}" if byte_range else url)
+        return archived_outcome(target, page.status, page.reason, list(page.headers), page.body,
+                                page.content_type, self.cfg.max_bytes, source=cap.source,
+                                captured_at=int(cap.captured_at), collection=cap.collection,
+                                archive_record=f"{url} {byte_range}" if byte_range else url)
+
+
+def archived_outcome(target: str, status: int, reason: str, headers: list[tuple[str, str]], body: bytes,
+                     content_type: str | None, max_bytes: int, **provenance) -> Outcome | None:
+    """A page from an archive (a web archive's capture, or a user's WARC record) as fetch's
+    Outcome under ``target``, the URL as submitted; None when the live pages' rules refuse
+    it: a 2xx status, an HTML type (or none), not binary, within ``max_bytes``.
+    ``provenance``: the Outcome's source, captured_at, collection and archive_record."""
+    if not 200 <= status < 300:
+        return None
+    mime = (content_type or "").split(";", 1)[0].strip().lower()
+    if (mime and mime not in HTML_TYPES) or looks_binary(body) or len(body) > max_bytes:
+        return None
+    return Outcome(final_url=target, status=status, body=body, headers=headers,
+                   reason=reason or ("OK" if status == 200 else ""), content_type=content_type,
+                   charset=detect_charset(body, content_type), **provenance)
