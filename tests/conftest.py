@@ -124,6 +124,25 @@ def run_fetch(tmp_path: Path, table: pa.Table, **cfg):
     return stats, {r["url"]: r for r in out.to_pylist()}, sorted(tmp_path.glob("warc-00000-*.warc.gz"))
 
 
+def kill_fetch_after(argv: list[str], work: Path, lines: int, cwd: Path) -> str:
+    """Start ``webtext fetch`` (``argv``) on the work directory ``work``, SIGKILL its
+    process group once shard 00000's journal holds ``lines`` outcomes (or after 60 s),
+    and return the journal as the kill left it."""
+    import os
+    import signal
+    import subprocess
+
+    proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    journal = work / "warc" / "_partial" / "00000" / "journal.jsonl"
+    deadline = time.time() + 60
+    while time.time() < deadline and (not journal.exists() or journal.read_text().count("\n") < lines):
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return journal.read_text()
+
+
 def url_table(urls: list[str], score: int = 10) -> pa.Table:
     rows = [{"url_id": U.url_id(u), "url": u, "domain": U.host(u), "registered_domain": U.host(u),
              "score": score, "num_submissions": 1, "first_seen": 1_700_000_000 + i,

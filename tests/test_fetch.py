@@ -8,7 +8,7 @@ from warcio.archiveiterator import ArchiveIterator
 from pipeline.config import FetchConfig
 from stages import fetch
 
-from conftest import Route, run_fetch, url_table
+from conftest import Route, kill_fetch_after, run_fetch, url_table
 
 PAGE = b"<html><head><title>T</title></head><body><p>" + b"word " * 200 + b"</p></body></html>"
 
@@ -227,11 +227,8 @@ def test_warc_rotation(tmp_path, loopback_web):
 
 def test_resume_after_sigkill(tmp_path, loopback_web):
     """SIGKILL mid-shard: the rerun fetches only URLs without an outcome; WARC stays exact."""
-    import os
-    import signal
     import subprocess
     import sys
-    import time as _time
     from pathlib import Path
 
     w = loopback_web
@@ -244,15 +241,7 @@ def test_resume_after_sigkill(tmp_path, loopback_web):
     root = Path(__file__).resolve().parent.parent
     args = [sys.executable, "-m", "pipeline.cli", "--workdir", str(work), "fetch", "--allow-private",
             "--concurrency", "2", "--retries", "0", "--host-delay", "0"]
-    proc = subprocess.Popen(args, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    journal = work / "warc" / "_partial" / "00000" / "journal.jsonl"
-    deadline = _time.time() + 60
-    while _time.time() < deadline and (not journal.exists() or journal.read_text().count("\n") < 10):
-        _time.sleep(0.01)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    done_before = journal.read_text().count("\n")
+    done_before = kill_fetch_after(args, work, 10, root).count("\n")
     assert 10 <= done_before < n
     r = subprocess.run(args, cwd=root, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-from conftest import Route, run_fetch, url_table
+from conftest import Route, kill_fetch_after, run_fetch, url_table
 from warcio.archiveiterator import ArchiveIterator
 
 from pipeline.archiveweb import ArchiveWeb
@@ -280,8 +280,6 @@ def test_sigkill_during_lookups_then_rerun_equals_an_uninterrupted_run(tmp_path,
     """SIGKILL a fetch (a subprocess) while it waits on slow archives: the rerun repeats no
     journaled lookup and ends with the same WARC bytes (record ids aside) and fetch log as a
     run never killed."""
-    import os
-    import signal
     import subprocess
     from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -309,16 +307,9 @@ def test_sigkill_during_lookups_then_rerun_equals_an_uninterrupted_run(tmp_path,
                        check=False)
     assert r.returncode == 0, r.stderr
     work = works["killed"]
-    proc = subprocess.Popen(_fetch_cli(work, toml), cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    journal = work / "warc" / "_partial" / "00000" / "journal.jsonl"
-    deadline = time.time() + 60
-    while time.time() < deadline and (not journal.exists() or journal.read_text().count("\n") < 6):
-        time.sleep(0.01)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    left = kill_fetch_after(_fetch_cli(work, toml), work, 6, ROOT)
     killed_at = len(archives.log)
-    journaled = [json.loads(line)["url"] for line in journal.read_text().splitlines() if line.endswith("}")]
+    journaled = [json.loads(line)["url"] for line in left.splitlines() if line.endswith("}")]
     assert 6 <= len(journaled) < n                                     # killed mid-shard, lookups pending
     r = subprocess.run(_fetch_cli(work, toml), cwd=ROOT, capture_output=True, text=True, timeout=120,
                        check=False)
