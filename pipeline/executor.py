@@ -55,6 +55,8 @@ class Task:
     outputs: list[Path]
     params: dict = field(default_factory=dict)   # JSON-able; decides the output: part of the fingerprint
     options: dict = field(default_factory=dict)  # how to run (proxy, timeouts): not fingerprinted
+    units: str = ""                        # what the task counts with pipeline.progress.advance: "pages"
+    size: int = 0                          # how many of them it expects (0: unknown); the progress total
 
 
 @dataclass
