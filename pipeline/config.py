@@ -93,10 +93,11 @@ class ExecutorConfig(Section):
     ray_fetch_cpus: float = 0.25   # CPUs a fetch task reserves: I/O bound, so 4 run per core
     scratch: str = ""              # local mirror of an s3:// or gs:// work directory; "" = <tmp>/webtext-<hash>
     scratch_data: str = "on_demand"  # bulk data in the scratch: on_demand (placeholders between uses) | mirror
+    progress_interval_s: float = 60.0  # without a terminal (cron, CI, logs): one progress line per phase this often
 
     SECTION = "run"
     RANGES = {"workers": at_least(0, 4096, "Use 0 for one worker per core"), "ray_max_retries": at_least(0, 100),
-              "ray_fetch_cpus": positive(64)}
+              "ray_fetch_cpus": positive(64), "progress_interval_s": positive(86400)}
 
     def __post_init__(self):
         super().__post_init__()
@@ -166,6 +167,7 @@ class FetchConfig(Section):
     max_bytes: int = 5 * 1024 * 1024
     warc_max_bytes: int = 1024**3  # rotate WARC segments at this size
     batch_urls: int = 10000        # URLs read from the shard at a time (bounds memory)
+    urls_per_task: int = 5000      # new URLs per fetch task (frontier file), split by site; extract follows
     warc_gzip: str = "isal"        # gzip engine for WARC records: isal (ISA-L, ~4x faster) | zlib
     warc_gzip_level: int = 1       # gzip level of each record: isal 0-3, zlib 1-9 (see README)
     max_redirects: int = 5
@@ -201,6 +203,7 @@ class FetchConfig(Section):
         "read_timeout_s": positive(HOUR), "host_delay_s": at_least(0, HOUR), "max_crawl_delay_s": at_least(0, DAY),
         "max_retry_after_s": at_least(0, DAY), "max_bytes": at_least(1024, 2**31 - 1),
         "warc_max_bytes": at_least(1024, 2**40), "batch_urls": at_least(1, 10_000_000),
+        "urls_per_task": at_least(1, 100_000_000),
         "warc_gzip_level": at_least(0, 9), "max_redirects": at_least(0, 100), "retries": at_least(0, 100),
         "backoff_s": at_least(0, HOUR),
         "refetch_after_days": at_least(0, 36_500, "Use 0 to never revisit, or the age in days after which a "

@@ -34,10 +34,11 @@ from pathlib import Path
 from typing import Callable
 
 from rich.console import Console
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn,
+from rich.progress import (BarColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn,
                            TimeRemainingColumn)
 from rich.text import Text
 
+from . import progress
 from .config import Config
 from .errors import WebtextError
 from .io import ensure_workdir, read_json, sha256_file, write_json
@@ -96,6 +97,32 @@ class Context:
         self.workers = max(1, workers)
         self.run_id: int | None = None
         self._ray_started = False
+        self._pool: cf.ProcessPoolExecutor | None = None
+        self._progress_queue = None
+        self._ray_remote = None
+        self._ray_progress = None
+
+    def pool(self) -> tuple[cf.ProcessPoolExecutor, object]:
+        """The warm process pool (``workers`` spawned processes) and the queue its workers
+        send progress counts on. Started on first use and kept for every later phase and
+        stage of this context, so each worker imports pyarrow, numpy and the stages once
+        per command, not once per phase. ``close`` shuts it down."""
+        if self._pool is None:
+            mp = multiprocessing.get_context("spawn")
+            self._progress_queue = mp.Queue()
+            self._pool = cf.ProcessPoolExecutor(max_workers=self.workers, mp_context=mp,
+                                                initializer=progress.install_queue,
+                                                initargs=(self._progress_queue,))
+        return self._pool, self._progress_queue
+
+    def drop_pool(self) -> None:
+        """Shut the pool down (at the end, or after a worker died: the next phase starts a new one)."""
+        pool, queue, self._pool, self._progress_queue = self._pool, self._progress_queue, None, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+        if queue is not None:
+            queue.close()
+            queue.join_thread()
 
     def pull(self) -> None:
         """Mirror the bucket into the scratch (not while another run holds it: that run
@@ -161,6 +188,7 @@ class Context:
 
     def close(self) -> None:
         try:
+            self.drop_pool()
             self.publish()
         finally:
             self.state.close()
@@ -169,6 +197,7 @@ class Context:
 
             ray.shutdown()
             self._ray_started = False
+        self._ray_remote = self._ray_progress = None
 
 
 def _fingerprint(ctx: Context, task: Task) -> str:
@@ -216,7 +245,13 @@ def _execute(task: Task) -> tuple[dict, dict]:
     store = store_for(task.options.get("_store"))
     if store is not None:
         store.stage_in([*task.inputs, *_paths_in(task.options)])
-    stats = task.fn(task)
+    if (sink := task.options.get("_progress_sink")) is not None:    # a Ray worker: counts go to an actor
+        progress.install(sink)
+    progress.begin(task.options.get("_progress_key", ""))
+    try:
+        stats = task.fn(task)
+    finally:
+        progress.flush()
     # A task may add outputs it decided on while running (e.g. rotated WARC segments).
     extra = [Path(p) for p in stats.info.pop("_outputs", [])]
     outputs = {}
@@ -307,33 +342,31 @@ def run_phase(ctx: Context, folder: Path, phase: str, tasks: list[Task]) -> Phas
     if ctx.store is not None:
         for task, _, _ in todo:
             task.options = {**task.options, "_store": ctx.store.spec}
-    workers = min(ctx.workers, len(todo))
+    key = f"{folder.name}/{phase}#{time.monotonic_ns()}"      # tells this phase's counts from stray ones
+    for task, _, _ in todo:
+        task.options = {**task.options, "_progress_key": key}
     label = f"  {phase}" + (f" ({skipped} already done)" if skipped else "")
-    with _progress(ctx, label, len(todo)) as advance:
+    sizes = [t.size for t, _, _ in todo]
+    units = todo[0][0].units
+    expected = sum(sizes) if units and all(sizes) else None
+    with _Progress(ctx, label, len(todo), units, expected) as bar:
         if ctx.cfg.run.executor == "ray":
             try:
-                _run_on_ray(ctx, phase, todo, finished, advance)
+                _run_on_ray(ctx, phase, key, todo, finished, bar)
             finally:
                 if ctx.store is not None:
                     _evict_on_every_node(ctx)
             remove_stale_temporaries(folder)        # left by a worker killed mid-write
-        elif workers <= 1:
-            for task, rec_path, fp in todo:
-                finished(task, rec_path, fp, _guarded(task, lambda: _execute(task)))
-                advance()
+        elif ctx.workers <= 1 or len(todo) == 1:
+            progress.install(lambda k, n: bar.add(n) if k == key else None)
+            try:
+                for task, rec_path, fp in todo:
+                    finished(task, rec_path, fp, _guarded(task, lambda: _execute(task)))
+                    bar.task_done()
+            finally:
+                progress.install(None)
         else:
-            mp = multiprocessing.get_context("spawn")
-            with cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp) as pool:
-                futures = {pool.submit(_execute, t): (t, r, f) for t, r, f in todo}
-                try:
-                    for fut in cf.as_completed(futures):
-                        task, rec_path, fp = futures[fut]
-                        finished(task, rec_path, fp, _guarded(task, fut.result))
-                        advance()
-                except BaseException:
-                    for f in futures:
-                        f.cancel()
-                    raise
+            _run_on_pool(ctx, key, todo, finished, bar)
     if ctx.store is not None:
         ctx.store.evict()          # inputs the tasks downloaded here become placeholders again
     return PhaseResult(total, len(todo), skipped, fresh)
@@ -359,22 +392,76 @@ def _evict_on_every_node(ctx: Context) -> None:
                 f"{type(e).__name__}: {e}")
 
 
-def _run_on_ray(ctx: Context, phase: str, todo: list[tuple[Task, Path, str]], finished, advance) -> None:
-    """Every task of ``todo`` as a Ray task; results are recorded on the driver as they come."""
-    ray = ctx.ray()
-    run = ctx.cfg.run
-    remote = ray.remote(_execute)
-    opts = {"num_cpus": run.ray_fetch_cpus if phase == "fetch" else 1, "max_retries": run.ray_max_retries,
-            "retry_exceptions": False}
-    refs = {remote.options(name=f"{phase}:{t.name}", **opts).remote(t): (t, r, f) for t, r, f in todo}
-    pending = list(refs)
+def _run_on_pool(ctx: Context, key: str, todo: list[tuple[Task, Path, str]], finished, bar: "_Progress") -> None:
+    """Every task of ``todo`` on the context's warm pool; results are recorded on the driver
+    as they come, and the workers' counts are read between them."""
+    pool, queue = ctx.pool()
+
+    def drain() -> None:
+        while True:
+            try:
+                k, n = queue.get_nowait()
+            except Exception:       # queue.Empty, or a queue closed under us
+                return
+            if k == key:
+                bar.add(n)
+
+    futures = {pool.submit(_execute, t): (t, r, f) for t, r, f in todo}
+    pending = set(futures)
     try:
         while pending:
-            done, pending = ray.wait(pending, num_returns=1)
+            done, pending = cf.wait(pending, timeout=0.5, return_when=cf.FIRST_COMPLETED)
+            drain()
+            for fut in done:
+                task, rec_path, fp = futures[fut]
+                finished(task, rec_path, fp, _guarded(task, fut.result))
+                bar.task_done()
+            bar.tick()
+        drain()
+    except BaseException as e:
+        for f in pending:
+            f.cancel()
+        broken = isinstance(e, cf.process.BrokenProcessPool) or isinstance(e.__cause__, cf.process.BrokenProcessPool)
+        if broken or not isinstance(e, Exception):      # a dead worker, or Ctrl-C: start afresh next time
+            ctx.drop_pool()
+        else:       # the others finish: their outputs are complete, so a rerun skips them
+            for f in pending:
+                with contextlib.suppress(BaseException):
+                    f.result()
+        raise
+
+
+def _run_on_ray(ctx: Context, phase: str, key: str, todo: list[tuple[Task, Path, str]], finished,
+                bar: "_Progress") -> None:
+    """Every task of ``todo`` as a Ray task; results are recorded on the driver as they come.
+    Ray keeps its worker processes and reuses them across tasks, phases and stages, so
+    imports are paid once per worker; the remote function and the progress actor are made
+    once per context."""
+    ray = ctx.ray()
+    run = ctx.cfg.run
+    if ctx._ray_remote is None:
+        ctx._ray_remote = ray.remote(_execute)
+        ctx._ray_progress = ray.remote(progress.ProgressActor).options(num_cpus=0).remote()
+    sink = progress.ActorSink(ctx._ray_progress)
+    opts = {"num_cpus": run.ray_fetch_cpus if phase == "fetch" else 1, "max_retries": run.ray_max_retries,
+            "retry_exceptions": False}
+    refs = {ctx._ray_remote.options(name=f"{phase}:{t.name}", **opts).remote(
+        Task(**{**t.__dict__, "options": {**t.options, "_progress_sink": sink}})): (t, r, f) for t, r, f in todo}
+    pending = list(refs)
+
+    def drain() -> None:
+        bar.add(ray.get(ctx._ray_progress.take.remote()).get(key, 0))
+
+    try:
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1, timeout=0.5)
+            drain()
             for ref in done:
                 task, rec_path, fp = refs[ref]
                 finished(task, rec_path, fp, _guarded(task, lambda: ray.get(ref)))
-                advance()
+                bar.task_done()
+            bar.tick()
+        drain()
     except BaseException:
         for ref in pending:
             ray.cancel(ref, force=True)
@@ -395,46 +482,105 @@ def _guarded(task: Task, result: Callable[[], tuple[dict, dict]]) -> tuple[dict,
         ) from e
 
 
-class _Rate(ProgressColumn):
-    """Shards per minute, once rich has measured a speed."""
+def _human(n: float) -> str:
+    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(n) >= div:
+            return f"{n / div:.1f}{suffix}"
+    return f"{n:.0f}" if n == int(n) else f"{n:.1f}"
+
+
+def _duration(s: float) -> str:
+    s = int(s)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+class _Counts(ProgressColumn):
+    """``done/total units`` (or ``done units`` when the total is not known), and the rate."""
+
+    def __init__(self, units: str):
+        super().__init__()
+        self.units = units
 
     def render(self, task) -> Text:
-        return Text(f"{task.speed * 60:.1f} shards/min" if task.speed else "")
+        done = f"{_human(task.completed)}" + (f"/{_human(task.total)}" if task.total else "")
+        rate = f"  {_human(task.speed)} {self.units}/s" if task.speed else ""
+        return Text(f"{done} {self.units}{rate}")
 
 
-class _progress:
-    """A rich progress bar on a terminal; periodic plain lines otherwise (cron, CI)."""
+class _Progress:
+    """A phase's progress in records (``units``: what its tasks count with
+    ``pipeline.progress.advance``), or in shards when its tasks do not count. On a
+    terminal a rich progress bar with the rate and the ETA; otherwise (cron, CI, logs,
+    ``--log-json``) one plain line every ``run.progress_interval_s`` seconds."""
 
-    def __init__(self, ctx: Context, label: str, total: int):
-        self.ctx, self.label, self.total, self.done = ctx, label, total, 0
+    def __init__(self, ctx: Context, label: str, tasks: int, units: str, total: int | None):
+        self.ctx, self.label, self.tasks, self.units = ctx, label, tasks, units
+        self.total = total if units else tasks
+        self.done = self.tasks_done = 0
         self.bar = None
+        self.interval = ctx.cfg.run.progress_interval_s
         self.last = self.started = time.monotonic()
 
     def __enter__(self):
         if self.ctx.console.is_terminal and not self.ctx.json_logs:
-            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                _Rate(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), _Counts(self.units or "shards"),
+                                TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
                                 console=self.ctx.console, transient=True)
             self.bar.start()
-            self.bar_task = self.bar.add_task(self.label, total=self.total)
-        return self.advance
+            self.bar_task = self.bar.add_task(self._description(), total=self.total)
+        return self
 
-    def advance(self) -> None:
-        self.done += 1
+    def _description(self) -> str:
+        return f"{self.label} [{self.tasks_done}/{self.tasks} shards]" if self.units else self.label
+
+    def add(self, n: int) -> None:
+        """``n`` more records done (from any worker)."""
+        if not n or not self.units:
+            return
+        self.done += n
         if self.bar is not None:
-            self.bar.advance(self.bar_task)
-        elif time.monotonic() - self.last > 10 and self.done < self.total:   # plain lines under cron/CI
-            self.last = time.monotonic()
-            rate = self.done / max(self.last - self.started, 1e-9)
-            eta = (self.total - self.done) / rate if rate else float("inf")
-            self.ctx.log(f"{self.label.strip()}: {self.done}/{self.total} shards, {rate * 60:.1f}/min, "
-                         f"ETA {eta:.0f} s")
+            self.bar.advance(self.bar_task, n)
+        self.tick()
+
+    def task_done(self) -> None:
+        self.tasks_done += 1
+        if not self.units:
+            self.done += 1
+            if self.bar is not None:
+                self.bar.advance(self.bar_task)
+        elif self.bar is not None:
+            self.bar.update(self.bar_task, description=self._description())
+        self.tick()
+
+    def tick(self) -> None:
+        """Print the plain line when it is due (no terminal)."""
+        if self.bar is not None or time.monotonic() - self.last < self.interval or self.tasks_done >= self.tasks:
+            return
+        self.last = time.monotonic()
+        self.ctx.log(self.line())
+
+    def line(self) -> str:
+        elapsed = max(time.monotonic() - self.started, 1e-9)
+        rate = self.done / elapsed
+        units = self.units or "shards"
+        parts = [f"{self.label.strip()}: {self.done:,}" + (f"/{self.total:,}" if self.total else "") + f" {units}"]
+        if self.total:
+            parts[0] += f" ({100 * self.done / self.total:.1f}%)"
+        parts.append(f"{_human(rate)} {units}/s")
+        if self.units:
+            parts.append(f"{self.tasks_done}/{self.tasks} shards")
+        if self.total and rate > 0:
+            parts.append(f"ETA {_duration((self.total - self.done) / rate)}")
+        elif self.units and self.tasks_done:        # no record total: estimate from the shards
+            parts.append(f"ETA ~{_duration((self.tasks - self.tasks_done) * elapsed / self.tasks_done)}")
+        return ", ".join(parts)
 
     def __exit__(self, *exc):
         if self.bar is not None:
             self.bar.stop()
         if exc[0] is None:
-            self.ctx.log(f"{self.label}: {self.done} shard(s) done")
+            counted = f", {self.done:,} {self.units}" if self.units else ""
+            self.ctx.log(f"{self.label}: {self.tasks_done} shard(s) done{counted}")
         return False
 
 

@@ -30,6 +30,7 @@ def run_stage(ctx: Context, name: str, **options) -> dict:
 
         started = time.time()
         ctx.log("[bold]train[/bold]")
+        ctx.drop_pool()         # the trainer needs the memory the idle data workers hold
         if ctx.store is not None:       # the trainer memory-maps the token shards: their bytes, here
             ctx.store.materialize_all(ctx.dir("tokens"))
         summary = train(ctx.dir("tokens"), ctx.dir("runs"), ctx.cfg.train, log=ctx.log)
