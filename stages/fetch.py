@@ -2,9 +2,16 @@
 
 Every URL is fetched once. When the urls shards change (a new harvest), the URLs not
 in any earlier *frontier* file are written to new ``warc/_frontier/frontier-NNNNN.parquet``
-files (schema URLS, one per urls shard with new URLs, numbered on from the last), and
-only those are fetched: old frontiers, fetch logs and everything downstream stay
-done. Frontier files are never rewritten, so their tasks stay done across refreshes.
+files (schema URLS, numbered on from the last), and only those are fetched: old
+frontiers, fetch logs and everything downstream stay done. Frontier files are never
+rewritten, so their tasks stay done across refreshes.
+
+Tasks by size: a urls shard's new URLs are split into ceil(n / ``urls_per_task``)
+frontier files by a hash of each URL's site (its registrable domain), so the number of
+tasks follows the number of URLs, not ``harvest.num_shards``, and each site of the shard
+stays in one task (one robots.txt fetch, one politeness gate). Rows keep their order
+within a file. The split depends only on the URLs, so every worker count and executor
+writes the same files.
 
 Revisits (``refetch_after_days``, ``--refetch-after DAYS``): URLs whose newest frontier
 was planned longer ago than that go into a new frontier file too, with the final URL,
@@ -85,7 +92,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+import xxhash
 
+from pipeline import progress
 from pipeline.config import FetchConfig, to_dict
 from pipeline.executor import Context, Task, finish_stage, run_phase
 from pipeline.io import (
@@ -101,6 +110,7 @@ from pipeline.stats import Stats
 
 from .http import Client, Outcome, SafeResolver, Validators
 from .importwarc import find_warcs, import_warcs
+from .politeness import site_of
 from .recover import Recovery, dead_reason, plan_columnar
 from .warcstore import Journal, WarcSegments, finalize
 
@@ -148,6 +158,7 @@ async def _crawl(batches, cfg: FetchConfig, segs: WarcSegments, journal: Journal
                      "source": o.source if ok else None,
                      "captured_at": o.captured_at if ok and o.source != "live" else None,
                      "archive": archive, "_end": end})
+        progress.advance(1)
 
     async with aiohttp.ClientSession(connector=connector, timeout=timeout, headers=headers,
                                      trust_env=not cfg.proxy) as session:
@@ -198,6 +209,7 @@ def fetch_shard(task: Task) -> Stats:
     stats = Stats()
     if not journal.complete:
         stats.add_info("resumed_outcomes", len(journal.done))
+        progress.advance(len(journal.done))
 
         def batches():   # the shard in bounded batches, hosts interleaved within each
             for batch in pq.ParquetFile(src).iter_batches(batch_size=cfg.batch_urls):
@@ -252,7 +264,8 @@ def fetch_shard(task: Task) -> Stats:
 FRONTIER = "_frontier"
 
 
-def plan_frontier(ctx: Context, urls: list[Path], out: Path, refetch_after_s: float = 0) -> tuple[list[Path], int]:
+def plan_frontier(ctx: Context, urls: list[Path], out: Path, refetch_after_s: float = 0,
+                  urls_per_task: int = 5000) -> tuple[list[Path], int]:
     """Every frontier file, after adding those for URLs never scheduled before (only when
     the urls shards changed since the last plan) and, with ``refetch_after_s``, those for
     URLs last scheduled longer ago than that (``due_for_refetch``, with ``last_validators``).
@@ -273,13 +286,14 @@ def plan_frontier(ctx: Context, urls: list[Path], out: Path, refetch_after_s: fl
 
     def add(table: pa.Table) -> None:
         nonlocal next_id
-        path = fdir / f"frontier-{next_id:05d}.parquet"
-        with atomic_path(path) as tmp:
-            pq.write_table(table, tmp, compression="zstd")
-        existing.append(path)
-        ids[path] = table["url_id"].combine_chunks()
-        planned_at[path.name] = time.time()
-        next_id += 1
+        for part in split_by_site(table, urls_per_task):
+            path = fdir / f"frontier-{next_id:05d}.parquet"
+            with atomic_path(path) as tmp:
+                pq.write_table(part, tmp, compression="zstd")
+            existing.append(path)
+            ids[path] = part["url_id"].combine_chunks()
+            planned_at[path.name] = time.time()
+            next_id += 1
 
     if fresh:
         seen = pa.concat_arrays(list(ids.values())) if ids else pa.array([], pa.string())
@@ -306,6 +320,21 @@ def plan_frontier(ctx: Context, urls: list[Path], out: Path, refetch_after_s: fl
                     revisits += table.num_rows
     write_json(plan_path, {"urls": digests, "frontiers": [f.name for f in existing], "planned_at": planned_at})
     return existing, revisits
+
+
+def split_by_site(table: pa.Table, urls_per_task: int) -> list[pa.Table]:
+    """``table`` in ceil(rows / urls_per_task) parts by a hash of each row's site (the
+    registrable domain of its host), rows in their order; empty parts are left out. A
+    site is never split, so a part may be larger than ``urls_per_task``."""
+    k = -(-table.num_rows // urls_per_task)
+    if k <= 1:
+        return [table] if table.num_rows else []
+    hosts = table["domain"].combine_chunks().dictionary_encode()
+    buckets = np.array([xxhash.xxh3_64_intdigest(site_of(h or "")) % k for h in hosts.dictionary.to_pylist()],
+                       dtype=np.int64)
+    of_row = buckets[hosts.indices.to_numpy(zero_copy_only=False)] if len(buckets) else np.zeros(0, np.int64)
+    parts = [table.filter(pa.array(of_row == b)) for b in range(k)]
+    return [p for p in parts if p.num_rows]
 
 
 def due_for_refetch(ids: dict[Path, pa.Array], planned_at: dict[str, float], cutoff: float) -> pa.Array:
@@ -346,9 +375,10 @@ def run(ctx: Context) -> dict:
     if not cfg.proxy and (env := os.environ.get("HTTP_PROXY") or os.environ.get("http_proxy")):
         cfg.proxy = env
     out = ctx.dir("warc")
-    frontier, revisits = plan_frontier(ctx, urls, out, cfg.refetch_after_days * 86400)
+    frontier, revisits = plan_frontier(ctx, urls, out, cfg.refetch_after_days * 86400, cfg.urls_per_task)
     tasks = [Task("fetch", shard_id(src), fetch_shard, [src], [out / f"fetchlog-{shard_id(src)}.parquet"],
-                  options={"fetch": to_dict(cfg)}) for src in frontier]
+                  options={"fetch": to_dict(cfg)}, units="URLs", size=pq.ParquetFile(src).metadata.num_rows)
+             for src in frontier]
     res = run_phase(ctx, out, "fetch", tasks)
     res.stats.add_info("frontier_files", len(frontier))
     res.stats.add_info("new_urls", res.fresh.records_in - res.fresh.info.get("revisits", 0))
