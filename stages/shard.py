@@ -43,6 +43,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import xxhash
 
+from pipeline import progress
 from pipeline.config import ShardConfig, to_dict
 from pipeline.errors import ConfigError
 from pipeline.executor import Context, Task, finish_stage, run_phase
@@ -50,10 +51,11 @@ from pipeline.io import atomic_path, read_json, require_shards, sha256_file, sha
 from pipeline.schemas import SCHEMA_VERSION, tokens_schema
 from pipeline.stats import Stats
 
-from .tokenizer import TokenizerSpec, encoder, resolve_tokenizer
+from .tokenizer import TokenizerSpec, array_encoder, resolve_tokenizer
 
 VAL_BUCKETS = 1_000_000
 ENCODE_BATCH = 256          # documents per encoder call
+GATHER_ROWS = 8192          # documents per list array of a part (the IPC batch size too)
 PARTS = "_parts"
 
 
@@ -109,32 +111,49 @@ def _spec(p: dict) -> TokenizerSpec:
 def tokenize_part(task: Task) -> Stats:
     """One clean shard -> its documents' tokens, split and shuffle key, sorted by key.
 
-    Streams the shard ``ENCODE_BATCH`` documents at a time; each batch's ids become an
-    Arrow list array at once, so memory holds 2 (or 4) bytes a token, not Python ints."""
+    Streams the shard ``ENCODE_BATCH`` documents at a time; each batch's ids come back as
+    one flat array and are cast to the shard dtype at once (after a check that they fit),
+    so memory holds 2 (or 4) bytes a token, never Python ints. The key order is applied at
+    the end by gathering ``GATHER_ROWS`` documents at a time (8 bytes of index a token)."""
     (src,) = task.inputs
     p = task.params
     spec = _spec(p)
-    encode = encoder(spec)
-    ids, tokens, keys, val = [], [], [], []
-    n_tokens = 0
+    encode = array_encoder(spec)
+    limit = np.iinfo(spec.dtype).max
+    ids, values, lengths, keys, val = [], [], [], [], []
     for batch in pq.ParquetFile(src).iter_batches(batch_size=ENCODE_BATCH, columns=["doc_id", "url", "text"]):
-        doc_ids, urls = batch.column(0).to_pylist(), batch.column(1).to_pylist()
-        arr = token_lists_array(encode(batch.column(2).to_pylist()), spec.dtype, spec.eot)
-        n_tokens += len(arr.values)
+        flat, lens = encode(batch.column(2).to_pylist())
+        if len(flat) and int(flat.max()) > limit:
+            raise ValueError(f"a token id does not fit {spec.dtype}: {int(flat.max())}")
+        values.append(flat.astype(spec.dtype, copy=False))
+        lengths.append(lens)
         ids.append(batch.column(0).cast(pa.string()))
-        tokens.append(arr)
-        keys.append(shuffle_keys(doc_ids, p["seed"]))
+        keys.append(shuffle_keys(batch.column(0).to_pylist(), p["seed"]))
+        urls = batch.column(1).to_pylist()
         val.append(np.fromiter((is_val(u, p["val_fraction"]) for u in urls), dtype=bool, count=len(urls)))
+        progress.advance(len(flat))
+    cat = (lambda xs, dt: np.concatenate(xs) if xs else np.empty(0, dt))
+    key, lens, flat = cat(keys, np.uint64), cat(lengths, np.int64), cat(values, spec.dtype)
+    order = np.argsort(key, kind="stable")
+    starts = np.r_[0, np.cumsum(lens)[:-1]] if len(lens) else np.empty(0, np.int64)
     schema = tokens_schema(spec.dtype)
-    key = np.concatenate(keys) if keys else np.empty(0, np.uint64)
-    table = pa.table([pa.chunked_array(ids, pa.string()), pa.chunked_array(tokens, schema.field("tokens").type),
-                      pa.array(key), pa.array(np.concatenate(val) if val else np.empty(0, bool))],
+    chunks = [_gather(flat, starts[rows], lens[rows]) for rows in
+              (order[i:i + GATHER_ROWS] for i in range(0, len(order), GATHER_ROWS))]
+    table = pa.table([pa.concat_arrays(ids).take(pa.array(order)) if ids else pa.array([], pa.string()),
+                      pa.chunked_array(chunks, schema.field("tokens").type), pa.array(key[order]),
+                      pa.array(cat(val, bool)[order])],
                      names=["doc_id", "tokens", "key", "val"])
-    table = table.take(pa.array(np.argsort(key, kind="stable")))
     write_ipc(table, task.outputs[0])
     stats = Stats(records_in=len(key), records_out=len(key))
-    stats.add_info("tokens", n_tokens)
+    stats.add_info("tokens", int(len(flat)))
     return stats
+
+
+def _gather(flat: np.ndarray, starts: np.ndarray, lens: np.ndarray) -> pa.ListArray:
+    """The list array of the documents at ``flat[starts[i]:starts[i] + lens[i]]``, in order."""
+    off = np.r_[0, np.cumsum(lens)]
+    idx = np.repeat(starts - off[:-1], lens) + np.arange(off[-1])
+    return pa.ListArray.from_arrays(pa.array(off.astype(np.int32)), pa.array(flat[idx]))
 
 
 def _part_index(part: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -50,6 +50,32 @@ def test_gpt2_encoding_is_the_official_one():
     assert enc.encode_ordinary("Hello world") == [15496, 995]       # the well-known GPT-2 ids
 
 
+def test_fast_rank_loader_matches_tiktokens():
+    """gpt2_ranks reads encoder.json alone; tiktoken's loader derives the same ranks from
+    the merges and checks them against it."""
+    from tiktoken.load import data_gym_to_mergeable_bpe_ranks
+
+    from stages.tokenizer import ENCODER_JSON_SHA256, VOCAB_BPE_SHA256, bpe_files, gpt2_ranks
+
+    vocab_bpe, encoder_json = bpe_files()
+    assert gpt2_ranks() == data_gym_to_mergeable_bpe_ranks(str(vocab_bpe), str(encoder_json), VOCAB_BPE_SHA256,
+                                                           ENCODER_JSON_SHA256)
+
+
+def test_array_encoder_matches_encode_ordinary(tmp_path):
+    """The flat encoder (tiktoken's encode_to_numpy, HF's ids) gives encode_ordinary's ids,
+    with special-token text encoded as ordinary text, and one EOT after every text."""
+    from stages.tokenizer import array_encoder
+
+    texts = docstring_paragraphs()[:50] + ["", "a <|endoftext|> b", "naïve café 東京"]
+    for backend in ("tiktoken", "hf"):
+        spec = resolve_tokenizer("gpt2", backend)
+        flat, lengths = array_encoder(spec)(texts)
+        want = [gpt2_encoding().encode_ordinary(t) + [EOT] for t in texts]
+        assert flat.dtype == np.uint32 and flat.tolist() == [i for w in want for i in w]
+        assert lengths.tolist() == [len(w) for w in want]
+
+
 def test_backends_give_identical_ids_on_real_text():
     """tiktoken and HF tokenizers, both built from the official files, on real benchmark
     text: LAMBADA passages, WikiText-2 articles and WSC sentences."""
