@@ -22,125 +22,96 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from .funnel import collect
 from .io import atomic_path, sorted_files, write_json
+from .reportdedup import STYLE as DEDUP_STYLE
+from .reportdedup import dedup_section, render_examples
+from .reportstats import IntHistogram, Recovery, batches, count_values, top
 from .schemas import upgrade_docs
 
-EXAMPLE_CHARS = 400
 
-
-def _read(folder: Path, pattern: str, columns: list[str], upgrade=None):
-    """The named columns of every shard; ``upgrade`` adds those that older shards lack."""
-    files = sorted_files(folder, pattern)
-    if not files:
+def _sources(w: Path) -> dict | None:
+    domains, subs, months, n = Counter(), Counter(), Counter(), 0
+    karma = IntHistogram()
+    for t in batches(w / "urls", "urls-*.parquet", ["registered_domain", "subreddits", "score", "first_seen",
+                                                    "num_submissions"]):
+        n += t.num_rows
+        count_values(domains, t["registered_domain"])
+        count_values(subs, pc.list_flatten(t["subreddits"]))
+        karma.add(t["score"])
+        month = t["first_seen"].to_numpy().astype("datetime64[s]").astype("datetime64[M]")
+        u, inv = np.unique(month, return_inverse=True)
+        per = np.bincount(inv, weights=t["num_submissions"].to_numpy()).astype(np.int64)
+        months.update(dict(zip(np.datetime_as_string(u, unit="M").tolist(), per.tolist())))
+    if not n:
         return None
-    import pyarrow as pa
-
-    def one(f):
-        if upgrade is None:
-            return pq.read_table(f, columns=columns)
-        have = set(pq.read_schema(f).names)
-        return upgrade(pq.read_table(f, columns=[c for c in columns if c in have])).select(columns)
-
-    return pa.concat_tables([one(f) for f in files])
+    return {"urls": n, "top_domains": top(domains), "top_subreddits": top(subs),
+            "karma": karma.summary(log=True), "submissions_per_month": sorted(months.items())}
 
 
-def _top(counter: Counter, n: int = 15) -> list[list]:
-    return [[k, v] for k, v in counter.most_common(n)]
+def _fetch(w: Path) -> dict | None:
+    status, errors, latency, n, size = Counter(), Counter(), IntHistogram(), 0, 0
+    for t in batches(w / "warc", "fetchlog-*.parquet", ["status", "error", "elapsed_ms", "bytes"]):
+        n += t.num_rows
+        code = pc.fill_null(t["status"], 0).to_numpy()
+        cls = np.where(code != 0, np.char.add((code // 100).astype(str), "xx"), "none")
+        status.update(dict(zip(*(x.tolist() for x in np.unique(cls, return_counts=True)))))
+        count_values(errors, pc.if_else(pc.equal(t["error"], ""), None, t["error"]))
+        latency.add(t["elapsed_ms"])
+        size += int(pc.sum(t["bytes"]).as_py() or 0)
+    if not n:
+        return None
+    return {"pages": n, "status_classes": sorted(status.items()), "errors": top(errors, 20),
+            "latency_ms": latency.summary(log=True), "bytes": size}
 
 
-def _hist(values, bins: int = 30, log: bool = False) -> dict:
-    v = np.asarray(values, dtype=float)
-    v = v[np.isfinite(v)]
-    if log:
-        v = v[v > 0]
-    if not len(v):
-        return {"counts": [], "edges": []}
-    edges = np.geomspace(v.min(), v.max() + 1, bins + 1) if log and v.max() > v.min() else bins
-    counts, e = np.histogram(v, bins=edges)
-    return {"counts": counts.tolist(), "edges": [float(x) for x in e], "n": int(len(v)),
-            "median": float(np.median(v)), "p90": float(np.percentile(v, 90))}
+def _documents(w: Path) -> dict | None:
+    langs, extractors, recovery, n = Counter(), Counter(), Recovery(), 0
+    for t in batches(w / "docs", "docs-*.parquet", ["lang", "extractor", "first_seen", "source"], upgrade_docs):
+        n += t.num_rows
+        count_values(langs, t["lang"])
+        count_values(extractors, t["extractor"])
+        recovery.add(t["first_seen"].to_numpy(), t["source"])
+    if not n:
+        return None
+    return {"docs": n, "languages": top(langs, 10), "extractors": top(extractors), "recovery": recovery.summary()}
 
 
-RECOVERY_SOURCES = ("live", "commoncrawl", "wayback")   # fetch's page sources, in plot order
+def _tokens(w: Path, m: dict) -> tuple[dict, dict]:
+    """Tokens per document (the latest version's shards, memory-mapped: only the list
+    offsets are read, a record batch at a time) and the table per version and shard."""
+    from stages.shard import read_tokens
 
-
-def recovery_by_year(first_seen, source) -> dict:
-    """Documents per year of submission (UTC year of ``first_seen``) and per ``source``:
-    how much of each year's corpus came live and how much fetch recovered from an archive."""
-    years = np.asarray(first_seen, dtype="datetime64[s]").astype("datetime64[Y]").astype(int) + 1970
-    counts = Counter(zip(years.tolist(), source))
-    sources = [*RECOVERY_SOURCES, *sorted({s for _, s in counts} - set(RECOVERY_SOURCES))]
-    by_year = [{"year": y, **{s: counts.get((y, s), 0) for s in sources}} for y in sorted({y for y, _ in counts})]
-    total = {s: sum(r[s] for r in by_year) for s in sources}
-    n = sum(total.values())
-    return {"sources": sources, "by_year": by_year, "total": total,
-            "recovered_share": round(1 - total["live"] / n, 4) if n else 0.0}
+    lengths = IntHistogram()
+    for s in m["shards"]:
+        for c in read_tokens(w / "tokens" / s["file"])["tokens"].chunks:
+            lengths.add(pc.list_value_length(c))
+    files = m.get("shard_files") or {s["file"]: s for s in m["shards"]}
+    versions = m.get("versions") or [{"version": 1, "shards": [s["file"] for s in m["shards"]]}]
+    return lengths.summary(log=True), {
+        "versions": [{"version": v["version"], **{f"{sp}_{k}": sum(files[f][k] for f in v["shards"]
+                                                                  if files[f]["split"] == sp)
+                                                 for sp in ("train", "val") for k in ("docs", "tokens")}}
+                     for v in versions],
+        "shards": [{"file": f, "split": e["split"], "docs": e["docs"], "tokens": e["tokens"],
+                    "bytes": (w / "tokens" / f).stat().st_size if (w / "tokens" / f).exists() else None}
+                   for f, e in files.items()]}
 
 
 def collect_report(workdir: Path) -> dict:
+    """Every number of the report, streamed shard by shard and batch by batch (memory: a
+    batch of a shard's non-text columns, and the text of the dedup examples only)."""
     w = Path(workdir)
     r: dict = {"funnel": collect(w)}
-    urls = _read(w / "urls", "urls-*.parquet", ["registered_domain", "subreddits", "score", "first_seen",
-                                                "num_submissions"])
-    if urls is not None and urls.num_rows:
-        subs = Counter(s for row in urls["subreddits"].to_pylist() for s in row)
-        months = Counter()
-        for ts, n in zip(urls["first_seen"].to_numpy(), urls["num_submissions"].to_numpy()):
-            months[np.datetime_as_string(np.datetime64(int(ts), "s"), unit="M")] += int(n)
-        r["sources"] = {"urls": urls.num_rows,
-                        "top_domains": _top(Counter(urls["registered_domain"].to_pylist())),
-                        "top_subreddits": _top(subs), "karma": _hist(urls["score"].to_numpy(), log=True),
-                        "submissions_per_month": sorted(months.items())}
-    log = _read(w / "warc", "fetchlog-*.parquet", ["status", "error", "elapsed_ms", "bytes"])
-    if log is not None and log.num_rows:
-        status = Counter(f"{s // 100}xx" if s else "none" for s in log["status"].to_pylist())
-        r["fetch"] = {"pages": log.num_rows, "status_classes": sorted(status.items()),
-                      "errors": _top(Counter(e for e in log["error"].to_pylist() if e), 20),
-                      "latency_ms": _hist(log["elapsed_ms"].to_numpy(), log=True),
-                      "bytes": int(pc.sum(log["bytes"]).as_py() or 0)}
-    docs = _read(w / "docs", "docs-*.parquet", ["doc_id", "lang", "extractor", "text", "first_seen", "source"],
-                 upgrade_docs)
-    if docs is not None and docs.num_rows:
-        r["documents"] = {"docs": docs.num_rows, "languages": _top(Counter(docs["lang"].to_pylist()), 10),
-                          "extractors": _top(Counter(docs["extractor"].to_pylist())),
-                          "recovery": recovery_by_year(docs["first_seen"].to_numpy(), docs["source"].to_pylist())}
+    for name, section in (("sources", _sources), ("fetch", _fetch), ("documents", _documents)):
+        if (got := section(w)) is not None:
+            r[name] = got
     manifest = w / "tokens" / "manifest.json"
     if manifest.exists():
-        from stages.shard import read_tokens
-
-        m = json.loads(manifest.read_text())
-        lengths = np.concatenate([pc.list_value_length(c).to_numpy()
-                                  for s in m["shards"] for c in read_tokens(w / "tokens" / s["file"])["tokens"].chunks]
-                                 or [np.empty(0)])
-        r.setdefault("documents", {})["tokens_per_doc"] = _hist(lengths, log=True)
-        files = m.get("shard_files") or {s["file"]: s for s in m["shards"]}
-        versions = m.get("versions") or [{"version": 1, "shards": [s["file"] for s in m["shards"]]}]
-        r["tokens"] = {
-            "versions": [{"version": v["version"], **{f"{sp}_{k}": sum(files[f][k] for f in v["shards"]
-                                                                      if files[f]["split"] == sp)
-                                                     for sp in ("train", "val") for k in ("docs", "tokens")}}
-                         for v in versions],
-            "shards": [{"file": f, "split": e["split"], "docs": e["docs"], "tokens": e["tokens"],
-                        "bytes": (w / "tokens" / f).stat().st_size if (w / "tokens" / f).exists() else None}
-                       for f, e in files.items()]}
-    clusters = w / "dedup" / "_clusters.parquet"
-    if clusters.exists():
-        c = pq.read_table(clusters)
-        sizes = Counter(Counter(c["cluster_id"].to_pylist()).values())
-        removed = c.filter(pc.invert(c["kept"]))
-        examples = []
-        if docs is not None:
-            text = dict(zip(docs["doc_id"].to_pylist(), docs["text"].to_pylist()))
-            for row in removed.to_pylist():
-                if row.get("duplicate_of") in text and row["doc_id"] in text and len(examples) < 3:
-                    examples.append({"removed": text[row["doc_id"]][:EXAMPLE_CHARS],
-                                     "kept": text[row["duplicate_of"]][:EXAMPLE_CHARS],
-                                     "reason": row.get("reason"), "similarity": row.get("similarity")})
-        r["dedup"] = {"cluster_sizes": sorted(sizes.items()), "removed": removed.num_rows,
-                      "reasons": _top(Counter(removed["reason"].to_pylist())), "examples": examples}
+        r.setdefault("documents", {})["tokens_per_doc"], r["tokens"] = _tokens(w, json.loads(manifest.read_text()))
+    if (w / "dedup" / "_clusters.parquet").exists():
+        r["dedup"] = dedup_section(w)
     overlap = w / "clean" / "_overlap.json"
     stats = w / "clean" / "_stats.json"
     if overlap.exists() or stats.exists():
@@ -287,12 +258,9 @@ def render_html(r: dict) -> str:
         section("documents", "Documents", body)
     if "dedup" in r:
         s = r["dedup"]
-        ex = "".join(f"<div class='pair'><div><b>removed</b> ({html.escape(str(e['reason']))}, "
-                     f"J={_fmt(e['similarity'])})<p>{html.escape(e['removed'])}</p></div>"
-                     f"<div><b>kept</b><p>{html.escape(e['kept'])}</p></div></div>" for e in s["examples"])
         section("dedup", "Dedup", f"<p>{s['removed']:,} duplicates removed</p>"
                 + _bars(s["cluster_sizes"], "clusters by size (documents per cluster)", False)
-                + _table(s["reasons"], ["reason", "documents"]) + ex)
+                + _table(s["reasons"], ["reason", "documents"]) + render_examples(s, _fmt))
     if "decontamination" in r:
         s = r["decontamination"]
         rows = [[b["benchmark"], b["ngrams"], b["ngrams_in_corpus"], b["percent_in_corpus"], b["documents_hit"],
@@ -330,8 +298,7 @@ def render_html(r: dict) -> str:
         section("refresh", "Refresh history", _table([[d[k] for k in keys] for d in r["refresh"]], keys))
     style = ("body{font-family:sans-serif;max-width:1000px;margin:2em auto;color:#222}"
              "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;"
-             "text-align:left}img{display:block;margin:1em 0}.pair{display:flex;gap:1em}"
-             ".pair div{flex:1;font-size:small;background:#f6f6f6;padding:.5em}")
+             "text-align:left}img{display:block;margin:1em 0}" + DEDUP_STYLE)
     nav = " · ".join(toc)
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>webtext report</title>"
             f"<style>{style}</style></head><body><h1>webtext report</h1><nav>{nav}</nav>{''.join(parts)}</body></html>")
