@@ -251,7 +251,7 @@ def _execute(task: Task) -> tuple[dict, dict]:
     try:
         stats = task.fn(task)
     finally:
-        progress.flush()
+        progress.flush(settle=True)
     # A task may add outputs it decided on while running (e.g. rotated WARC segments).
     extra = [Path(p) for p in stats.info.pop("_outputs", [])]
     outputs = {}

@@ -48,17 +48,19 @@ def advance(n: int = 1) -> None:
             flush()
 
 
-def flush() -> None:
-    """Send what is counted so far (the executor calls it when a task ends)."""
+def flush(settle: bool = False) -> None:
+    """Send what is counted so far (the executor calls it when a task ends, with
+    ``settle``: wait until a Ray actor has it)."""
     global _pending
-    if _sink is not None and _pending and _key:
-        n, _pending = _pending, 0
-        try:
+    try:
+        if _sink is not None and _pending and _key:
+            n, _pending = _pending, 0
             _sink(_key, n)
-        except Exception:       # progress is advisory: a closed queue never fails a task
-            pass
-    else:
-        _pending = 0
+        if settle and hasattr(_sink, "settle"):
+            _sink.settle()
+    except Exception:       # progress is advisory: a closed queue or a lost actor never fails a task
+        pass
+    _pending = 0
 
 
 class QueueSink:
@@ -72,13 +74,26 @@ class QueueSink:
 
 
 class ActorSink:
-    """A picklable sink over a Ray actor (``ProgressActor``); fire and forget."""
+    """A picklable sink over a Ray actor (``ProgressActor``): fire and forget while the
+    task runs; ``settle`` waits for the last count, so the task's counts are in before
+    the driver sees its result."""
 
     def __init__(self, actor):
         self.actor = actor
+        self.last = None
 
     def __call__(self, key: str, n: int) -> None:
-        self.actor.add.remote(key, n)
+        self.last = self.actor.add.remote(key, n)
+
+    def __getstate__(self):
+        return {"actor": self.actor, "last": None}
+
+    def settle(self) -> None:
+        if self.last is not None:
+            import ray
+
+            ray.get(self.last)
+            self.last = None
 
 
 class ProgressActor:

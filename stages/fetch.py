@@ -330,7 +330,7 @@ def split_by_site(table: pa.Table, urls_per_task: int) -> list[pa.Table]:
     if k <= 1:
         return [table] if table.num_rows else []
     hosts = table["domain"].combine_chunks().dictionary_encode()
-    buckets = np.array([xxhash.xxh3_64_intdigest(site_of(h or "")) % k for h in hosts.dictionary.to_pylist()],
+    buckets = np.array([xxhash.xxh3_64_intdigest(site_of(h or "").encode()) % k for h in hosts.dictionary.to_pylist()],
                        dtype=np.int64)
     of_row = buckets[hosts.indices.to_numpy(zero_copy_only=False)] if len(buckets) else np.zeros(0, np.int64)
     parts = [table.filter(pa.array(of_row == b)) for b in range(k)]

@@ -4,6 +4,7 @@ executor, also when a worker process is SIGKILLed in the middle of a stage."""
 
 import importlib.util
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -155,3 +156,25 @@ def test_a_failing_task_is_not_retried_and_names_its_shard(cluster, tmp_path):
             dedup.run(ctx)
     finally:
         ctx.close()
+
+
+def test_progress_counts_records_from_ray_workers(cluster, tmp_path):
+    import io
+
+    import ray.cloudpickle
+    from rich.console import Console
+
+    import test_progress
+
+    ray.cloudpickle.register_pickle_by_value(test_progress)     # the workers cannot import tests/
+    over = {"run": {"executor": "ray", "ray_address": cluster, "progress_interval_s": 0.2}}
+    out = io.StringIO()
+    ctx = Context(tmp_path / "w", load_config(None, over), Console(file=out, width=200))
+    try:
+        res = test_progress._phase(ctx, tmp_path, "count", n=4, items=20, sleep=0.05)
+    finally:
+        ctx.close()
+    assert res.ran == 4
+    text = out.getvalue()
+    assert "count: 4 shard(s) done, 80 items" in text
+    assert re.search(r"count: [\d,]+/80 items \([\d.]+%\), [\d.]+ items/s, \d/4 shards, ETA", text), text
