@@ -8,8 +8,9 @@ records completion in ``<folder>/_done/<phase>-<task>.json``: the task's fingerp
 digests. A rerun skips every task whose record matches, so after a crash only the
 unfinished shards run again, and they produce the same bytes.
 
-Executors: ``local`` runs tasks in a process pool (spawned workers), or inline when
-there is one worker or one task. ``ray`` submits every task to a Ray cluster (a local
+Executors: ``local`` runs tasks in one pool of spawned workers that the context keeps
+warm for every phase and stage of a command (``Context.pool``), or inline when there is
+one worker or one task. ``ray`` submits every task to a Ray cluster (a local
 instance with ``workers`` CPUs, or the one at ``run.ray_address``): fetch tasks reserve
 ``ray_fetch_cpus`` (they wait on the network, so several share a core), the others one
 CPU. A task whose worker process or node dies is retried (``ray_max_retries``); an
