@@ -97,9 +97,25 @@ def normalize_text(text: str) -> str:
             # of recall on trafilatura's evaluation set). ftfy also applies NFC.
             text = ftfy.fix_text(text, uncurl_quotes=False, normalization="NFC")
         else:
-            text = unicodedata.normalize("NFC", fixes.remove_control_chars(fixes.fix_latin_ligatures(text)))
+            if _cheap_fixes().search(text):   # str.translate copies the text: only when it changes it
+                text = fixes.remove_control_chars(fixes.fix_latin_ligatures(text))
+            text = unicodedata.normalize("NFC", text)
     lines = (" ".join(line.split()) for line in text.splitlines())
     return "\n".join(line for line in lines if line)
+
+
+_CHEAP_FIXES = None
+
+
+def _cheap_fixes() -> re.Pattern:
+    """The characters that ftfy's fix_latin_ligatures and remove_control_chars change (the
+    keys of their translation tables): text without any of them is left as it is."""
+    global _CHEAP_FIXES
+    if _CHEAP_FIXES is None:
+        from ftfy.chardata import CONTROL_CHARS, LIGATURES
+
+        _CHEAP_FIXES = re.compile("[" + "".join(re.escape(chr(c)) for c in sorted({*LIGATURES, *CONTROL_CHARS})) + "]")
+    return _CHEAP_FIXES
 
 
 _DETECTOR = None
@@ -281,7 +297,10 @@ def publication_date(html) -> str | None:
         return None
 
 
-_HIDDEN_START = re.compile(r"<(script|style|noscript|template)\b")
+# Tag names are ASCII case-insensitive; matched in place, because lowering the page to
+# search it can change its length ("İ" lowers to two characters), and so the offsets.
+_HIDDEN_START = re.compile(r"<(script|style|noscript|template)\b", re.I | re.A)
+_HIDDEN_STOP = {t: re.compile(rf"</{t}", re.I | re.A) for t in ("script", "style", "noscript", "template")}
 _TAG = re.compile(r"<[^>]*>")
 
 
@@ -292,17 +311,18 @@ def visible_chars(html: str | bytes) -> int:
     """
     if isinstance(html, bytes):
         html = html.decode("utf-8", errors="replace")
-    low, parts, pos = html.lower(), [], 0
-    while m := _HIDDEN_START.search(low, pos):
+    parts, pos = [], 0
+    while m := _HIDDEN_START.search(html, pos):
         parts.append(html[pos:m.start()])
-        end = low.find(f"</{m.group(1)}", m.end())
-        pos = len(low) if end < 0 else end
+        end = _HIDDEN_STOP[m.group(1).lower()].search(html, m.end())
+        pos = len(html) if end is None else end.start()
     parts.append(html[pos:])
-    return sum(len(w) for w in _TAG.sub(" ", " ".join(parts)).split())
+    return _chars(_TAG.sub(" ", " ".join(parts)))
 
 
 def _chars(text: str | None) -> int:
-    return sum(len(w) for w in text.split()) if text else 0
+    """Non-space characters."""
+    return len("".join(text.split())) if text else 0
 
 
 def extract_page(html: str | bytes, url: str, extractor: str = "auto", dates: bool = False,
@@ -327,7 +347,10 @@ def extract_page(html: str | bytes, url: str, extractor: str = "auto", dates: bo
     text, title = _trafilatura(html, url, tree)
     if extractor == "trafilatura":
         return Extraction(text, title, "trafilatura", published)
-    short = not text or _chars(text) < fallback_share * visible_chars(html)
+    # The page's visible text is at most its length: a text that is not short against the
+    # length is not short against the visible text, which then need not be counted.
+    n = _chars(text)
+    short = not text or (n < fallback_share * len(html) and n < fallback_share * visible_chars(html))
     if extractor == "auto" and not short:
         return Extraction(text, title, "trafilatura", published)
     np_text, np_title = _newspaper(html, url)
