@@ -47,6 +47,37 @@ def normalize(url: str) -> str | None:
     return _normalize_slow(url)
 
 
+def harvest_forms(url: str) -> tuple[str, str, str] | None:
+    """(``normalize(url)``, its host as ``raw_host`` gives it, ``fetch_form(url)``), or None
+    where ``normalize`` gives None: what harvest keeps of each URL, in one pass.
+
+    A plain ASCII URL (either fast path of ``normalize``) is split once by its regex and
+    the three are built from the parts: for a plain path, the fetch form *is* the
+    normalized URL. Anything else takes the three functions one after the other. A test
+    checks this against them on every real dump URL and the generated queries.
+    """
+    if url.isascii():     # (?i) in Unicode mode would also match "K" (Kelvin) and the like
+        m = _SIMPLE.fullmatch(url)
+        if m:
+            host = m.group(2).lower()
+            norm = f"{m.group(1).lower()}://{host}{m.group(3)}"
+            return norm, host, norm
+        m = _SIMPLE_QUERY.fullmatch(url)
+        if m:
+            scheme, host, path, query = m.group(1).lower(), m.group(2).lower(), m.group(3), m.group(4)
+            params = query.split("&")
+            kept = [kv for kv in params if not TRACKERS_RE.search(kv.partition("=")[0].lower())]
+            fetch = f"{scheme}://{host}{path}" + (f"?{'&'.join(kept)}" if kept else "")
+            if not kept:
+                return fetch, host, fetch
+            pairs = sorted((kv.split("=", 1) for kv in kept), key=lambda kv: kv[0])   # stable, as _with_query
+            return f"{scheme}://{host}{path or '/'}?" + "&".join(f"{k}={v}" for k, v in pairs), host, fetch
+    norm = normalize(url)
+    if norm is None:
+        return None
+    return norm, raw_host(norm), fetch_form(url)
+
+
 def _with_query(scheme: str, host: str, path: str, query: str) -> str:
     """courlan's non-strict result for a plain query: trackers dropped, keys sorted (a
     repeated key keeps its values in order), "/" for an empty path when a query remains."""

@@ -244,7 +244,8 @@ def test_registered_domain():
     assert U.registered_domain("localhost") == "localhost"
 
 
-def test_fast_normalize_matches_courlan_on_real_urls():
+def _url_corpus() -> list[str]:
+    """Every real dump URL, uppercased variants, odd forms and 3,000 generated plain queries."""
     d = shared_path("reddit", "pushshift")
     raw = [json.loads(ln).get("url") or "" for p in sorted(d.glob("RS_*.xz")) for ln in lzma.open(p)]
     raw += [u.upper() for u in raw] + ["http://Example.com/a/./b", "http://x.example//a", "http://x.example/a%7e"]
@@ -256,10 +257,29 @@ def test_fast_normalize_matches_courlan_on_real_urls():
                          for _ in range(rng.randint(1, 5)))
         raw.append(f"{rng.choice(['http', 'HTTPS'])}://Site{i % 7}.example.com{rng.choice(['', '/', '/a/B.html'])}?{pairs}")
     raw += ["https://a.example/p?a=1&&b=2", "https://a.example/p?a=&b=2", "https://a.example/p?a", "https://a.example/?q=a+b"]
+    return raw
+
+
+def test_fast_normalize_matches_courlan_on_real_urls():
+    raw = _url_corpus()
     fast = [u for u in raw if U._SIMPLE.fullmatch(u.strip())]
     assert len(fast) > len(raw) // 4
     assert sum(1 for u in raw if U._SIMPLE_QUERY.fullmatch(u.strip())) >= 3000
     assert [U.normalize(u) for u in raw] == [U._normalize_slow(u.strip()) for u in raw]
+
+
+def test_harvest_forms_is_normalize_host_and_fetch_form():
+    """The one-pass split agrees with the three functions it stands for, fast paths or not."""
+    raw = _url_corpus()
+    raw += [u.strip() for u in raw] + ["HTTP://Example.COM/a?utm_source=x", "https://x.example?fbclid=1&b=2&a=1",
+                                       "https://\u212a.example/a", "https://x.example/\u212a?a=1", " https://x.example/a",
+                                       "https://x.example/a#f", "https://user@x.example/a", "https://x.example:8080/a",
+                                       "ftp://x.example/a", "https://", "https://x.example?utm_source=x"]
+    want = []
+    for u in raw:
+        norm = U.normalize(u)
+        want.append(None if norm is None else (norm, U.raw_host(norm), U.fetch_form(u)))
+    assert [U.harvest_forms(u) for u in raw] == want
 
 
 def test_pathological_url_is_linear():
