@@ -93,7 +93,8 @@ def read_texts(folder: Path, pattern: str, wanted: set[str]) -> dict[str, str]:
             if not len(rows):
                 continue
             start = 0
-            for b in pf.iter_batches(batch_size=TEXT_BATCH, row_groups=[rg], columns=["doc_id", "text"]):
+            for b in pf.iter_batches(batch_size=TEXT_BATCH, row_groups=[rg], columns=["doc_id", "text"],
+                                     use_threads=False):
                 here = rows[(rows >= start) & (rows < start + b.num_rows)] - start
                 if len(here):
                     t = b.take(pa.array(here))
@@ -110,11 +111,13 @@ def _tokens(text: str) -> list[str]:
 
 
 def word_diff(removed: str, kept: str) -> list[dict]:
-    """Segments of the two texts by words: ``equal`` runs (cut to ``CONTEXT`` words around
+    """Segments of the two texts by words (case aside): ``equal`` runs (cut to ``CONTEXT`` words around
     each difference, the cut given as a ``skip`` with its word count), and ``replace``,
     ``delete`` or ``insert`` runs that differ; at most ``MAX_WORDS`` words a side."""
     a, b = _tokens(removed), _tokens(kept)
-    ops = difflib.SequenceMatcher(None, [w.rstrip() for w in a], [w.rstrip() for w in b], autojunk=False).get_opcodes()
+    # Compared as dedup's exact hash normalizes: lowercased, whatever whitespace follows.
+    ops = difflib.SequenceMatcher(None, [w.rstrip().lower() for w in a], [w.rstrip().lower() for w in b],
+                                  autojunk=False).get_opcodes()
     out: list[dict] = []
     shown = 0
 

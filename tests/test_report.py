@@ -13,10 +13,15 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from conftest import ROOT, doc_row, doc_table
+import pytest
+from conftest import ROOT, doc_row, doc_table, make_context
 
+from pipeline.demoweb import docstring_paragraphs
 from pipeline.report import collect_report, render_html
+from pipeline.reportdedup import word_diff
+from pipeline.reportstats import IntHistogram
 from pipeline.schemas import CLUSTERS
+from stages import dedup
 
 WORDS = 3_000            # words per document (~20 kB of text)
 
@@ -75,7 +80,7 @@ print(json.dumps({"before": before, "peak": status("VmHWM"), "docs": r["document
 def report_peak(workdir: Path) -> dict:
     """collect_report in a fresh interpreter (its imports done first): its RSS before and
     its high-water mark after, in bytes, from /proc/self/status."""
-    out = subprocess.run([sys.executable, "-c", PEAK, str(workdir)], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-c", PEAK, str(workdir)], check=False, capture_output=True, text=True,
                          cwd=ROOT, timeout=600)
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
@@ -83,9 +88,9 @@ def report_peak(workdir: Path) -> dict:
 
 def test_report_memory_is_bounded_by_a_shard_not_by_the_corpus_text(tmp_path):
     """Three times the text (58 -> 174 MB in 2 -> 6 shards of 20 kB documents) must not
-    raise the report's peak memory: reading the text column of every shard would add at
-    least the added text itself; streaming holds a batch of a shard's small columns and
-    the row groups of the example documents, the same in both."""
+    raise the report's peak memory: reading the text column of every shard adds at least
+    the added text itself; streaming holds a batch of a shard's small columns and the row
+    groups of the example documents, the same in both."""
     small, large = write_large_docs(tmp_path / "small", shards=2), write_large_docs(tmp_path / "large", shards=6)
     assert large["text_bytes"] > 170e6
     m_small, m_large = report_peak(tmp_path / "small"), report_peak(tmp_path / "large")
@@ -93,5 +98,94 @@ def test_report_memory_is_bounded_by_a_shard_not_by_the_corpus_text(tmp_path):
     assert m_small["examples"] == m_large["examples"] == 1           # the near-duplicate, read from two shards
     added = large["text_bytes"] - small["text_bytes"]
     grew_small, grew_large = (m["peak"] - m["before"] for m in (m_small, m_large))
-    assert grew_large - grew_small < added / 10, (grew_small, grew_large, added)
-    assert grew_large < large["text_bytes"], (grew_large, large["text_bytes"])
+    # Measured: ~155 MiB for both (imports of compute kernels and thread pools, and decoding
+    # the dictionary page of the two row groups holding an example), +-15 MiB from run to
+    # run; reading every shard's text column grew by 310 and 554 MiB (the previous report).
+    assert grew_large - grew_small < added / 4, (grew_small, grew_large, added)
+
+
+def _all(folder: Path, pattern: str, columns: list[str]) -> pa.Table:
+    return pa.concat_tables(pq.read_table(f, columns=columns) for f in sorted(folder.glob(pattern)))
+
+
+def test_near_duplicate_examples_show_the_differing_words(demo_run):
+    """On a real pipeline output: the examples are the near-duplicate removals with the
+    lowest similarity, each beside its kept document, the words that differ in <del>/<ins>;
+    the cluster sizes streamed as run lengths equal a count over the whole audit table."""
+    import html
+
+    r = collect_report(demo_run)["dedup"]
+    clusters = pq.read_table(demo_run / "dedup" / "_clusters.parquet").to_pylist()
+    assert r["cluster_sizes"] == sorted(Counter(Counter(c["cluster_id"] for c in clusters).values()).items())
+    near = sorted((c for c in clusters if c["reason"] == "near_duplicate"), key=lambda c: (c["similarity"], c["doc_id"]))
+    assert len(near) >= 3 and r["examples_of"] == "near_duplicate"
+    assert [(e["removed_id"], e["kept_id"]) for e in r["examples"]] == [(c["doc_id"], c["duplicate_of"]) for c in near[:3]]
+    docs = _all(demo_run / "docs", "docs-*.parquet", ["doc_id", "text"])
+    text = dict(zip(docs["doc_id"].to_pylist(), docs["text"].to_pylist()))
+    page = render_html(collect_report(demo_run))
+    section = page.split('<section id="dedup">', 1)[1].split("</section>", 1)[0]
+    for e in r["examples"]:
+        removed, kept = text[e["removed_id"]], text[e["kept_id"]]
+        changed = [seg for seg in e["diff"] if seg["op"] in ("replace", "delete", "insert")]
+        assert changed
+        for seg in e["diff"]:
+            if seg["op"] == "skip":
+                continue
+            assert seg["removed"] in removed and seg["kept"] in kept
+            assert (seg["removed"].lower().split() == seg["kept"].lower().split()) == (seg["op"] == "equal")
+        for seg in changed:
+            if seg["removed"]:
+                assert f"<del>{html.escape(seg['removed'])}</del>" in section
+            if seg["kept"]:
+                assert f"<ins>{html.escape(seg['kept'])}</ins>" in section
+    assert "lowest similarity" in section
+
+
+def test_exact_duplicates_are_shown_only_without_near_duplicates(tmp_path):
+    paras = docstring_paragraphs()
+    base, other = " ".join(paras[0:6]), " ".join(paras[10:16])
+    (tmp_path / "docs").mkdir()
+    pq.write_table(doc_table([doc_row("a1", base, karma=5), doc_row("b1", other)]),
+                   tmp_path / "docs" / "docs-00000.parquet")
+    pq.write_table(doc_table([doc_row("a2", base.upper() + "  ", karma=40)]), tmp_path / "docs" / "docs-00001.parquet")
+    dedup.run(make_context(tmp_path, dedup={"partitions": 2}))
+    r = collect_report(tmp_path)["dedup"]
+    assert r["examples_of"] == "exact_duplicate" and r["reasons"] == [["exact_duplicate", 1]]
+    (e,) = r["examples"]
+    assert (e["removed_id"], e["kept_id"]) == ("a1", "a2")
+    assert {seg["op"] for seg in e["diff"]} <= {"equal", "skip"}     # the same words, upper-cased
+    assert e["diff"][0]["removed"].lower().split() == e["diff"][0]["kept"].lower().split() != e["diff"][0]["kept"].split()
+    assert "removed no near-duplicate" in render_html(collect_report(tmp_path))
+
+
+def test_word_diff_keeps_context_around_differences_and_escapes_html():
+    words = [f"w{i}" for i in range(1000)]
+    kept = " ".join(words)
+    removed = " ".join(words[:500] + ["<script>alert(1)</script>"] + words[501:])
+    diff = word_diff(removed, kept)
+    assert [seg["op"] for seg in diff] == ["skip", "equal", "replace", "equal", "skip"]
+    assert diff[0]["words"] == 500 - 12 and diff[-1]["words"] == 499 - 12
+    assert diff[2] == {"op": "replace", "removed": "<script>alert(1)</script> ", "kept": "w500 "}
+    from pipeline.reportdedup import render_examples
+
+    page = render_examples({"examples_of": "near_duplicate", "examples": [
+        {"removed_id": "x", "kept_id": "y", "reason": "near_duplicate", "similarity": 0.9, "diff": diff}]}, str)
+    assert "<script>" not in page and "<del>&lt;script&gt;alert(1)&lt;/script&gt; </del>" in page
+    assert "[… 488 words …]" in page
+
+
+def test_streamed_histogram_equals_numpy_over_the_whole_column():
+    rng = np.random.default_rng(1)
+    chunks = [rng.integers(-5, 100_000, size=n) ** (1 + (i % 2)) % 3_000_000 for i, n in enumerate((1, 7, 5000, 300))]
+    h = IntHistogram()
+    for c in chunks:
+        h.add(pa.array(c))
+    v = np.concatenate(chunks)
+    for log in (False, True):
+        got = h.summary(log=log)
+        x = v[v > 0] if log else v
+        edges = np.geomspace(x.min(), x.max() + 1, 31) if log else 30
+        counts, e = np.histogram(x.astype(float), bins=edges)
+        assert got["counts"] == counts.tolist() and got["edges"] == [float(y) for y in e] and got["n"] == len(x)
+        for q, k in ((50, "median"), (90, "p90")):
+            assert got[k] == pytest.approx(np.percentile(x, q), rel=1e-12)
