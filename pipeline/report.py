@@ -4,11 +4,16 @@
 references no external URL. Sections appear when their data exists: the funnel, sources
 (domains, subreddits, karma, submissions per month), fetch (status classes, errors,
 latency, bytes), documents (length in tokens, language, extractor, and the live and
-archive-recovered shares by year of submission), dedup (cluster
-sizes, example pairs), decontamination (the GPT-2-style overlap table, Wikipedia
+archive-recovered shares by year of submission), dedup (cluster sizes, removals by
+reason, example pairs), decontamination (the GPT-2-style overlap table, Wikipedia
 removals), tokens (per version and split, the shard list), training (loss, validation
 loss, tokens/s, MFU) and the refresh history. ``collect_report`` returns the same numbers
 as a dict (``report --json`` writes ``reports/report.json``).
+
+Memory does not grow with the corpus: every number is folded a record batch at a time
+over the shards, reading only the columns it needs (``pipeline.reportstats``), and the
+only text read is that of the dedup examples, near-duplicates shown beside the document
+kept for them with the differing words highlighted (``pipeline.reportdedup``).
 """
 
 from __future__ import annotations
