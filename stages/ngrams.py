@@ -58,32 +58,47 @@ def shingles(ws: list[str], n: int) -> list[bytes]:
 
 _P = np.uint64(0xD6E8FEB86659FD93)   # odd: the polynomial base for word hashes
 _K = np.uint64(0x9E3779B97F4A7C15)   # odd: combines word hashes into a shingle hash
-_R = np.uint64(pow(int(_P), -1, 2**64))   # its inverse mod 2**64
 _CHUNK = 1 << 20                     # word hashes: bytes per pass (bounds the power tables)
-_word_cp: np.ndarray | None = None
-_pows = (np.ones(1, dtype=np.uint64), np.ones(1, dtype=np.uint64))
+_word_cp = np.full(0x110000, -1, dtype=np.int8)    # per code point: 1 word char, 0 not, -1 not looked up yet
+_pows: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _is_word_cp(c: int) -> bool:
+    """A letter or digit (``str.isalnum``) or a combining mark (category M*, so that
+    Devanagari's vowel signs stay inside their words)."""
+    return chr(c).isalnum() or unicodedata.category(chr(c))[0] == "M"
+
+
+def _word_classes(cps: np.ndarray) -> np.ndarray:
+    """``_is_word_cp`` of each code point, from a table filled in as code points are first
+    seen (a text holds a few hundred distinct ones; the whole table would take 0.3 s)."""
+    got = _word_cp[cps]
+    unknown = cps[got < 0]
+    if len(unknown):
+        for c in np.unique(unknown).tolist():
+            _word_cp[c] = _is_word_cp(c)
+        got = _word_cp[cps]
+    return got.astype(bool)
+
+
+_ASCII_MASK = np.r_[[_is_word_cp(c) for c in range(128)], np.ones(128, dtype=bool)]   # by byte; >= 128: see below
 
 
 def _word_table() -> np.ndarray:
-    """For every code point, whether it is a word character: a letter or digit
-    (``str.isalnum``) or a combining mark (category M*, so that Devanagari's vowel signs
-    stay inside their words); built once (~0.3 s)."""
-    global _word_cp
-    if _word_cp is None:
-        _word_cp = np.fromiter((chr(c).isalnum() or unicodedata.category(chr(c))[0] == "M"
-                                for c in range(0x110000)), dtype=bool, count=0x110000)
-    return _word_cp
+    """For every code point, whether it is a word character (``_is_word_cp``); 0.3 s."""
+    return _word_classes(np.arange(0x110000))
 
 
-def _powers(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """(_P**k, _P**-k) mod 2**64 for k < n (cached, grown by doubling)."""
-    global _pows
-    if len(_pows[0]) < n:
-        k = max(n, 2 * len(_pows[0]), _CHUNK + 1)
+def _powers(n: int, base: np.uint64 = _P) -> tuple[np.ndarray, np.ndarray]:
+    """(base**k, base**-k) mod 2**64 for k < n (cached per odd base, grown by doubling)."""
+    have = _pows.get(int(base))
+    if have is None or len(have[0]) < n:
+        k = max(n, 2 * len(have[0]) if have else 0, _CHUNK + 1)
+        inv = np.uint64(pow(int(base), -1, 2**64))
         with np.errstate(over="ignore"):
-            _pows = tuple(np.r_[np.uint64(1), np.cumprod(np.full(k - 1, x, dtype=np.uint64), dtype=np.uint64)]
-                          for x in (_P, _R))
-    return _pows
+            have = _pows[int(base)] = tuple(
+                np.r_[np.uint64(1), np.cumprod(np.full(k - 1, x, dtype=np.uint64), dtype=np.uint64)] for x in (base, inv))
+    return have
 
 
 def _word_hashes(b: np.ndarray, off: np.ndarray, s: np.ndarray, e: np.ndarray) -> np.ndarray:
@@ -116,8 +131,7 @@ def _mix64(h: np.ndarray) -> np.ndarray:
 
 def _word_mask(b: np.ndarray) -> np.ndarray:
     """Per byte of UTF-8 text: does it belong to a word character?"""
-    table = _word_table()
-    mask = np.r_[table[:128], np.ones(128, dtype=bool)][b]      # non-ASCII: a word char unless shown otherwise
+    mask = _ASCII_MASK[b]                     # non-ASCII: a word char unless shown otherwise
     lead = np.flatnonzero(b >= 0xC0)
     if len(lead):
         pad = np.r_[b, np.zeros(3, dtype=np.uint8)]
@@ -126,7 +140,7 @@ def _word_mask(b: np.ndarray) -> np.ndarray:
         cp = np.where(c0 < 0xE0, ((c0 & 0x1F) << 6) | c1,
                       np.where(c0 < 0xF0, ((c0 & 0x0F) << 12) | (c1 << 6) | c2,
                                ((c0 & 0x07) << 18) | (c1 << 12) | (c2 << 6) | c3))
-        no = ~table[np.minimum(cp, 0x10FFFF)]
+        no = ~_word_classes(np.minimum(cp, 0x10FFFF))
         at, c0 = lead[no], c0[no]
         mask[at] = mask[at + 1] = False
         mask[at[c0 >= 0xE0] + 2] = False
@@ -181,12 +195,17 @@ def word_ngrams(texts, n: int) -> WordNgrams:
     arr, b, off, s, e = word_spans(texts)
     with np.errstate(over="ignore"):
         wh = _mix64(_word_hashes(b, off, s, e) ^ ((e - s).astype(np.uint64) * _K))
-        doc = np.searchsorted(off, s, side="right") - 1
+        # each word's text: words are in text order, so a repeat of each text's word count
+        doc = np.repeat(np.arange(len(off) - 1), np.diff(np.searchsorted(s, off)))
         m = len(wh) - n + 1
         if m > 0:
-            h = wh[:m].copy()
-            for k in range(1, n):
-                h = h * _K + wh[k:m + k]
+            # h[i] = sum_k wh[i+k] K**(n-1-k) (Horner's fold of n word hashes), as
+            # (G[i+n] - G[i]) K**(i+n-1) from the prefix sums G of wh[t] K**-t: 5 passes, not 2n
+            kp, kr = _powers(len(wh) + 1, _K)
+            g = np.empty(len(wh) + 1, dtype=np.uint64)
+            g[0] = 0
+            np.cumsum(wh * kr[:len(wh)], out=g[1:])
+            h = (g[n:] - g[:m]) * kp[n - 1:m + n - 1]
             ok = np.flatnonzero(doc[n - 1:] == doc[:m])        # all n words in one text
             hashes, hdoc = _mix64(h[ok]), doc[ok]
         else:
