@@ -42,17 +42,22 @@ def _sim_key(row: dict) -> tuple:
     return (math.inf if s is None or math.isnan(s) else s, row["doc_id"])
 
 
+COLUMNS = ["doc_id", "cluster_id", "kept", "reason", "duplicate_of", "similarity"]
+
+
 def scan_clusters(path: Path) -> dict:
-    """Cluster sizes, removals by reason and the example candidates, streamed: a cluster's
+    """Cluster sizes, removals by reason and the example candidates, streamed. A cluster's
     rows are contiguous in the file (dedup sorts each resolve partition by cluster_id,
-    and a cluster lies in one partition), so its size is a run length."""
+    and a cluster lies in one partition), so its size is a run length. Each cluster has
+    one row naming itself (doc_id == cluster_id): if the runs outnumber those rows, a
+    cluster was split, and the sizes are counted again per cluster_id."""
     sizes: Counter = Counter()
     reasons: Counter = Counter()
-    run_id, run_n, removed = None, 0, 0
+    run_id, run_n, removed, heads = None, 0, 0, 0
     near: list[dict] = []
     exact: list[dict] = []
-    for t in batches(path.parent, path.name, ["doc_id", "cluster_id", "kept", "reason", "duplicate_of",
-                                              "similarity"]):
+    for t in batches(path.parent, path.name, COLUMNS):
+        heads += pc.sum(pc.equal(t["doc_id"], t["cluster_id"])).as_py() or 0
         vc = pc.value_counts(t["cluster_id"])
         ids, ns = vc.field("values").to_pylist(), vc.field("counts").to_pylist()
         for cid, n in zip(ids, ns):
@@ -73,6 +78,11 @@ def scan_clusters(path: Path) -> dict:
             exact += gone.filter(pc.invert(is_near)).slice(0, CANDIDATES - len(exact)).to_pylist()
     if run_id is not None:
         sizes[run_n] += 1
+    if sum(sizes.values()) != heads:
+        per_cluster: Counter = Counter()
+        for t in batches(path.parent, path.name, ["cluster_id"]):
+            count_values(per_cluster, t["cluster_id"])
+        sizes = Counter(per_cluster.values())
     return {"cluster_sizes": sorted(sizes.items()), "removed": removed, "reasons": top(reasons),
             "candidates": near or exact, "examples_of": "near_duplicate" if near else "exact_duplicate"}
 

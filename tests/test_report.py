@@ -189,3 +189,21 @@ def test_streamed_histogram_equals_numpy_over_the_whole_column():
         assert got["counts"] == counts.tolist() and got["edges"] == [float(y) for y in e] and got["n"] == len(x)
         for q, k in ((50, "median"), (90, "p90")):
             assert got[k] == pytest.approx(np.percentile(x, q), rel=1e-12)
+
+
+def test_cluster_sizes_are_right_even_when_a_cluster_is_split_across_the_file(tmp_path, monkeypatch):
+    """Run lengths count a cluster whose rows are apart twice; the check against the rows
+    that name their own cluster catches it and counts per cluster_id."""
+    from pipeline import reportdedup, reportstats
+
+    rows = [("a", "a", True, None, None, None), ("b", "a", False, "near_duplicate", "a", 0.9),
+            ("c", "c", True, None, None, None), ("d", "c", False, "exact_duplicate", "c", 1.0),
+            ("e", "a", False, "near_duplicate", "a", 0.8)]                 # cluster a again, after c
+    (tmp_path / "dedup").mkdir()
+    pq.write_table(pa.Table.from_pylist([dict(zip(CLUSTERS.names, r)) for r in rows], schema=CLUSTERS),
+                   tmp_path / "dedup" / "_clusters.parquet")
+    monkeypatch.setattr(reportstats, "BATCH_ROWS", 2)                     # runs cross batches
+    s = reportdedup.scan_clusters(tmp_path / "dedup" / "_clusters.parquet")
+    assert s["cluster_sizes"] == [(2, 1), (3, 1)] and s["removed"] == 3
+    assert [c["doc_id"] for c in s["candidates"]] == ["e", "b"] and s["examples_of"] == "near_duplicate"
+    assert s["reasons"] == [["near_duplicate", 2], ["exact_duplicate", 1]]
