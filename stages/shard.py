@@ -404,7 +404,7 @@ def run(ctx: Context, export: str | None = None) -> dict:
                           "rewritten", f"Move {out} away to build a new corpus, or use the earlier settings")
     parts = [out / PARTS / f"part-{shard_id(s)}.arrow" for s in inputs]
     tokenized = run_phase(ctx, out, "tokenize", [
-        Task("tokenize", shard_id(s), tokenize_part, [s], [p], base) for s, p in zip(inputs, parts)
+        Task("tokenize", shard_id(s), tokenize_part, [s], [p], base, units="tokens") for s, p in zip(inputs, parts)
     ])
     versions = _versions(prev)
     files: dict[str, dict] = dict(prev.get("shard_files") or {x["file"]: x for x in prev["shards"]}) if prev else {}
