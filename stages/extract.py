@@ -153,6 +153,23 @@ def page_title(html: str | bytes) -> str | None:
     return title or None
 
 
+def fast_element_lookup() -> None:
+    """Make the parser that trafilatura's load_html uses build element proxies with lxml's
+    C-level default class lookup (every element an ``HtmlElement``) instead of lxml.html's
+    Python callback, which picks form and input classes by tag and ran about 850,000
+    times on 348 pages. trafilatura, and htmldate on the same tree, use none of those
+    classes: the same text and dates on all 1,032 evaluation pages, with trafilatura 7%
+    faster. It changes a parser shared by the whole process, so only the extraction process
+    calls it (``stages.isolate``); newspaper3k parses with its own parser."""
+    from lxml import etree
+    from lxml import html as lxml_html
+    from trafilatura import utils
+
+    utils.HTML_PARSER.set_element_class_lookup(etree.ElementDefaultClassLookup(
+        element=lxml_html.HtmlElement, comment=lxml_html.HtmlComment, pi=lxml_html.HtmlProcessingInstruction,
+        entity=lxml_html.HtmlEntity))
+
+
 def _trafilatura(html: str | bytes, url: str, tree=None) -> tuple[str | None, str | None]:
     # with_metadata=False: the metadata pass (dates above all) halves the speed, measured
     # on trafilatura's evaluation set (26 vs 48 docs/s); the title comes from page_title.

@@ -51,6 +51,9 @@ def _safe_extract(html, url: str, settings: tuple):
 def _serve(conn, settings: tuple) -> None:
     """The child: say it is ready, then extract each (html, url) received until the pipe
     closes or None comes."""
+    from .extract import fast_element_lookup
+
+    fast_element_lookup()
     conn.send("ready")
     while True:
         try:
