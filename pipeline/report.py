@@ -62,7 +62,7 @@ def _fetch(w: Path) -> dict | None:
         code = pc.fill_null(t["status"], 0).to_numpy()
         cls = np.where(code != 0, np.char.add((code // 100).astype(str), "xx"), "none")
         status.update(dict(zip(*(x.tolist() for x in np.unique(cls, return_counts=True)))))
-        count_values(errors, pc.if_else(pc.equal(t["error"], ""), None, t["error"]))
+        count_values(errors, pc.drop_null(pc.if_else(pc.equal(t["error"], ""), None, t["error"])))
         latency.add(t["elapsed_ms"])
         size += int(pc.sum(t["bytes"]).as_py() or 0)
     if not n:

@@ -35,9 +35,9 @@ def batches(folder: Path, pattern: str, columns: list[str],
 
 
 def count_values(counter: Counter, column) -> None:
-    """Add a batch's values (nulls skipped) to ``counter``; ties keep first-seen order,
-    as if the corpus had been counted in one pass."""
-    vc = pc.value_counts(pc.drop_null(column))
+    """Add a batch's values (null counted as None: an unknown language) to ``counter``;
+    ties keep first-seen order, as if the corpus had been counted in one pass."""
+    vc = pc.value_counts(column)
     counter.update(dict(zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist())))
 
 
