@@ -49,6 +49,7 @@ import trafilatura
 from fastwarc.warc import ArchiveIterator, WarcRecordType
 from trafilatura.utils import load_html
 
+from pipeline import progress
 from pipeline.config import ExtractConfig, to_dict
 from pipeline.executor import Context, Task, finish_stage, run_phase
 from pipeline.io import require_shards, shard_id, sorted_files, write_parquet
@@ -416,6 +417,7 @@ def extract_shard(task: Task) -> Stats:
             row = _extract_one(ctype, body, final_url, meta, cfg, stats, extract_isolated)
             if row:
                 rows.append(row)
+            progress.advance(1)
     rows.sort(key=lambda r: r["doc_id"])
     write_parquet(pa.Table.from_pylist(rows, schema=DOCS), out, DOCS)
     return stats
@@ -474,6 +476,25 @@ def _extract_one(ctype, body, final_url, meta, cfg: ExtractConfig, stats: Stats,
     }
 
 
+def archived_pages(log: Path) -> int:
+    """How many pages a fetch log says were archived (rows with a ``warc_file``), from the
+    Parquet footer's row counts and null counts alone: the progress total of the shard's
+    extract task. The row count when a row group has no statistics."""
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(log).metadata
+    try:
+        col = meta.schema.names.index("warc_file")
+    except ValueError:
+        return meta.num_rows
+    n = 0
+    for i in range(meta.num_row_groups):
+        group = meta.row_group(i)
+        st = group.column(col).statistics
+        n += group.num_rows - (st.null_count if st is not None and st.has_null_count else 0)
+    return n
+
+
 def run(ctx: Context) -> dict:
     cfg: ExtractConfig = ctx.cfg.extract
     started = time.time()
@@ -484,7 +505,7 @@ def run(ctx: Context) -> dict:
         shard = shard_id(log)
         segments = sorted_files(ctx.dir("warc"), f"warc-{shard}-*.warc.gz")
         tasks.append(Task("extract", shard, extract_shard, segments, [out / f"docs-{shard}.parquet"],
-                          {"extract": to_dict(cfg)}))
+                          {"extract": to_dict(cfg)}, units="pages", size=archived_pages(log)))
     res = run_phase(ctx, out, "extract", tasks)
     pages = res.stats.info.pop("agreement_pages", 0)
     if pages:   # extractor "both": how far trafilatura and newspaper3k agree, over every page

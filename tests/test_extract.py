@@ -377,3 +377,31 @@ def test_trimmed_newspaper_matches_article_parse_on_real_pages():
         a.download(input_html=html)
         a.parse()
         assert extract._newspaper(html, f"http://x.example/{i}") == ((a.text or None), (a.title or None)), f.name
+
+
+def test_progress_counts_every_page_examined_and_the_total_comes_from_the_fetch_log(tmp_path):
+    """extract_shard advances the progress count once per archived response (kept or
+    dropped, with or without metadata); the task's expected total is the fetch log's count
+    of archived rows (a non-null warc_file), read from the Parquet footer alone."""
+    import pyarrow as pa
+
+    from pipeline import progress
+    from pipeline.schemas import FETCHLOG
+
+    paras = docstring_paragraphs()[:5]
+    pages = [(f"http://a.example/{i}", _html("a.example", f"T{i}", paras if i % 2 else ["Too short."]),
+              "text/html; charset=utf-8") for i in range(5)]
+    got = []
+    progress.install(lambda key, n: got.append((key, n)))
+    try:
+        progress.begin("extract")
+        stats, _ = _run(tmp_path, pages, orphan="http://e.example/orphan")
+        progress.flush()
+    finally:
+        progress.install(None)
+    assert stats.records_in == 6 and sum(n for _, n in got) == 6 and {k for k, _ in got} == {"extract"}
+    rows = [{"url_id": str(i), "url": f"http://x.example/{i}", "bytes": 1, "elapsed_ms": 0, "tries": 1,
+             "warc_file": None if i % 3 == 0 else "warc-00000-000.warc.gz"} for i in range(2500)]
+    log = tmp_path / "fetchlog-00000.parquet"
+    pq.write_table(pa.Table.from_pylist(rows, schema=FETCHLOG), log, row_group_size=1000)
+    assert extract.archived_pages(log) == sum(r["warc_file"] is not None for r in rows) == 1666
