@@ -207,3 +207,14 @@ def test_cluster_sizes_are_right_even_when_a_cluster_is_split_across_the_file(tm
     assert s["cluster_sizes"] == [(2, 1), (3, 1)] and s["removed"] == 3
     assert [c["doc_id"] for c in s["candidates"]] == ["e", "b"] and s["examples_of"] == "near_duplicate"
     assert s["reasons"] == [["near_duplicate", 2], ["exact_duplicate", 1]]
+
+
+def test_numbers_do_not_depend_on_the_batch_size(demo_run, monkeypatch):
+    """Folding 7 rows at a time gives the report of whole shards (counts, ties in first-seen
+    order, histograms, medians, cluster sizes and examples)."""
+    from pipeline import reportstats
+
+    whole = collect_report(demo_run)
+    monkeypatch.setattr(reportstats, "BATCH_ROWS", 7)
+    assert collect_report(demo_run) == whole
+    assert whole["sources"]["urls"] > 7 and whole["documents"]["docs"] > 7
