@@ -8,15 +8,15 @@ Phases, each resumable per task:
 1. *filters*, one task per benchmark -> ``_filters/<name>.ngrams.npy`` (its sorted unique
    n-gram hashes) and ``_filters/<name>.bloom`` (rbloom, ``hash_func=int``, sized for
    that count at ``fp_rate``; saved, reloaded by later runs and other tools).
-2. *union*, one task -> ``_filters/benchmarks.bloom``: one filter over every benchmark,
-   so the corpus scan makes one lookup per n-gram.
+2. *probe*, one task per filter -> ``_filters/<name>.fp.json``: its false-positive check
+   (``fp_probes`` random probes; see the report), made once per filter, not per run.
 3. *wikipedia*, when ``wikipedia_dump`` is set -> ``_filters/wikipedia.bloom``: n-grams of
    every article (namespace 0, not a redirect) of a ``pages-articles`` XML dump (.bz2 or
    plain, streamed), wiki markup stripped with mwparserfromhell. ``wikipedia_sample = k``
    keeps the n-grams whose hash is 0 mod k: 1/k of the memory.
 4. *scan*, one task per shard -> ``_scan/hits-NNNNN.parquet`` (every n-gram found in a
-   benchmark: Bloom screen, then confirmed against the exact hash set, so a Bloom false
-   positive never removes text) and ``_scan/wiki-NNNNN.parquet`` (each document's share of
+   benchmark: a vectorized bit-table screen built from the exact hash sets (``Screen``),
+   then confirmed against them, so a false positive never removes text) and ``_scan/wiki-NNNNN.parquet`` (each document's share of
    n-grams in the Wikipedia filter).
 5. *common*, one task -> ``_scan/common.npy``: benchmark n-grams found in more than
    ``common_docs`` (10) documents, which the spans policy ignores, as GPT-3 did. Memory:
@@ -55,6 +55,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from rbloom import Bloom
 
+from pipeline import progress
 from pipeline.config import DecontaminateConfig, to_dict
 from pipeline.errors import ConfigError, MissingInputError
 from pipeline.executor import Context, Task, finish_stage, run_phase
@@ -119,10 +120,13 @@ def build_filter(task: Task) -> Stats:
     return stats
 
 
-def build_union(task: Task) -> Stats:
-    grams = np.unique(np.concatenate([np.load(f) for f in task.inputs])) if task.inputs else np.empty(0, np.uint64)
-    _save_bloom(_bloom(len(grams), task.params["fp_rate"], lambda lo, n: grams[lo:lo + n]), task.outputs[0])
-    return Stats(records_in=len(task.inputs), records_out=1)
+def probe_filter(task: Task) -> Stats:
+    """A saved filter's false-positive check (``_fp_check``), written beside it as JSON."""
+    p = task.params
+    check = _fp_check(task.inputs[0], p["fp_probes"], p["fp_rate"])
+    with atomic_path(task.outputs[0]) as tmp:
+        tmp.write_text(json.dumps(check) + "\n")
+    return Stats(records_in=1, records_out=1)
 
 
 # --- Wikipedia -----------------------------------------------------------------------
@@ -274,6 +278,7 @@ def scan_shard(task: Task) -> Stats:
             docs = np.flatnonzero(per_hit)
             wiki_rows.append(lo + docs)
             wiki_share.append(per_hit[docs] / per_doc[docs])
+        progress.advance(min(BATCH, len(texts) - lo))
     cat = (lambda xs, dt: np.concatenate(xs).astype(dt) if xs else np.empty(0, dt))
     hits = pa.table({"row": cat(hit_cols["row"], np.int64), "ngram": cat(hit_cols["ngram"], np.uint64),
                      "benchmark": pa.array(hit_cols["benchmark"], pa.string()),
@@ -354,6 +359,7 @@ def check_shard(task: Task) -> Stats:
 
     for row, (doc_id, url, final, text) in enumerate(zip(*(docs[c].to_pylist() for c in
                                                            ("doc_id", "url", "final_url", "text")))):
+        progress.advance(1)
         texts.append(text)
         wiki = "wikipedia_url" if hosts and (U.domain_matches(U.host(url), hosts) or
                                              U.domain_matches(U.host(final), hosts)) else \
@@ -420,7 +426,7 @@ def _fp_check(path: Path, probes: int, configured: float, seed: int = 0) -> dict
 
 
 def overlap_report(out: Path, names: list[str], filters: dict[str, Path], hit_files: list[Path],
-                   check_info: dict | None, cfg: DecontaminateConfig) -> dict:
+                   check_info: dict | None, cfg: DecontaminateConfig, probe_files: list[Path] = ()) -> dict:
     found: dict[str, set] = {b: set() for b in names}
     docs: dict[str, set] = {b: set() for b in names}
     for f in hit_files:
@@ -436,8 +442,7 @@ def overlap_report(out: Path, names: list[str], filters: dict[str, Path], hit_fi
                      "documents_hit": len(docs[b]),
                      "documents_removed": (check_info or {}).get(f"docs_removed:{b}", 0) if check_info else None,
                      "chars_removed": (check_info or {}).get(f"chars_removed:{b}", 0) if check_info else None})
-    probes = [_fp_check(f, cfg.fp_probes, cfg.fp_rate) for f in sorted(out.glob("_filters/*.bloom"))] \
-        if cfg.fp_probes else []
+    probes = [json.loads(f.read_text()) for f in probe_files]
     report = {"ngram": cfg.ngram, "policy": cfg.policy, "benchmarks": rows, "false_positive_check": probes}
     with atomic_path(out / "_overlap.json") as tmp:
         tmp.write_text(json.dumps(report, indent=2) + "\n")
@@ -487,23 +492,30 @@ def run(ctx: Context, report_only: bool = False) -> dict:
         Task("filters", b.name, build_filter, [b.path], [npys[b.name], fdir / f"{b.name}.bloom"],
              {**base, "name": b.name, "format": b.format, "field": b.field}) for b in benches
     ])
-    union = run_phase(ctx, out, "union", [Task("union", "all", build_union, list(npys.values()),
-                                               [fdir / "benchmarks.bloom"], base)])
     wiki_filter = fdir / "wikipedia.bloom"
     wiki = run_phase(ctx, out, "wikipedia", [Task("wikipedia", "dump", build_wikipedia_filter, [wiki_dump], [wiki_filter],
                                                   {**base, "sample": cfg.wikipedia_sample})] if wiki_dump else [])
+    blooms = sorted([fdir / f"{b.name}.bloom" for b in benches] + ([wiki_filter] if wiki_dump else []))
+    probe_files = [f.with_suffix(".fp.json") for f in blooms] if cfg.fp_probes else []
+    probed = run_phase(ctx, out, "probe", [
+        Task("probe", f.stem, probe_filter, [f], [j], {"fp_probes": cfg.fp_probes, "fp_rate": cfg.fp_rate})
+        for f, j in zip(blooms, probe_files)])
     scan_dir = out / "_scan"
+    # the progress totals, from the footers (not in a bucket work directory: that would
+    # download every shard to the driver)
+    rows = {s: pq.read_metadata(s).num_rows if ctx.store is None else 0 for s in inputs}
     sparams = {**base, "names": names, "wikipedia": bool(wiki_dump), "sample": cfg.wikipedia_sample}
     scanned = run_phase(ctx, out, "scan", [
         Task("scan", shard_id(s), scan_shard,
              [s, *npys.values(), *([wiki_filter] if wiki_dump else [])],
-             [scan_dir / f"hits-{shard_id(s)}.parquet", scan_dir / f"wiki-{shard_id(s)}.parquet"], sparams)
+             [scan_dir / f"hits-{shard_id(s)}.parquet", scan_dir / f"wiki-{shard_id(s)}.parquet"], sparams,
+             units="documents", size=rows[s])
         for s in inputs
     ])
     hit_files = [scan_dir / f"hits-{shard_id(s)}.parquet" for s in inputs]
     common = run_phase(ctx, out, "common", [Task("common", "all", count_common, hit_files, [scan_dir / "common.npy"],
                                                  {**base, "common_docs": cfg.common_docs})])
-    phases = [built, union, wiki, scanned, common]
+    phases = [built, wiki, probed, scanned, common]
     checked = None
     if not report_only:
         cparams = {**base, "policy": cfg.policy, "window": cfg.window, "min_piece": cfg.min_piece,
@@ -513,12 +525,13 @@ def run(ctx: Context, report_only: bool = False) -> dict:
             Task("check", shard_id(s), check_shard,
                  [s, scan_dir / f"hits-{shard_id(s)}.parquet", scan_dir / f"wiki-{shard_id(s)}.parquet",
                   scan_dir / "common.npy"],
-                 [out / f"clean-{shard_id(s)}.parquet", out / "_removals" / f"removals-{shard_id(s)}.parquet"], cparams)
+                 [out / f"clean-{shard_id(s)}.parquet", out / "_removals" / f"removals-{shard_id(s)}.parquet"], cparams,
+                 units="documents", size=rows[s])
             for s in inputs
         ])
         phases.append(checked)
-    ctx.materialize([*hit_files, *npys.values(), *(out / "_filters").glob("*.bloom")])   # read here, on the driver
-    report = overlap_report(out, names, npys, hit_files, checked.stats.info if checked else None, cfg)
+    ctx.materialize([*hit_files, *npys.values(), *probe_files])   # read here, on the driver
+    report = overlap_report(out, names, npys, hit_files, checked.stats.info if checked else None, cfg, probe_files)
     print_report(report)
     stats = checked.stats if checked else Stats(records_in=scanned.stats.records_in, records_out=scanned.stats.records_in)
     for ph in (built, wiki, common, scanned):

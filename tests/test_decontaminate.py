@@ -168,7 +168,7 @@ def test_report_only_changes_nothing(tmp_path, articles, bench_dir):
     assert not (tmp_path / "clean" / "clean-00000.parquet").exists() and stats["info"]["report_only"] == 1
     report = json.loads((tmp_path / "clean" / "_overlap.json").read_text())
     assert report["benchmarks"][0]["documents_hit"] == 1 and report["benchmarks"][0]["documents_removed"] is None
-    assert {c["filter"] for c in report["false_positive_check"]} == {"lambada.bloom", "benchmarks.bloom"}
+    assert {c["filter"] for c in report["false_positive_check"]} == {"lambada.bloom"}
 
 
 def test_benchmark_formats_and_a_user_registry(tmp_path, bench_dir):
