@@ -210,7 +210,7 @@ def test_report_training_section_and_terminal_progress(tmp_path):
     from rich.console import Console
 
     from pipeline.config import load_config
-    from pipeline.executor import Context, _progress
+    from pipeline.executor import Context, _Progress
     from pipeline.report import collect_report, render_html
 
     run = tmp_path / "runs" / "r1"
@@ -223,9 +223,9 @@ def test_report_training_section_and_terminal_progress(tmp_path):
     assert "<section id=\"training\">" in render_html(r)
     out = io.StringIO()
     ctx = Context(tmp_path / "w", load_config(None, {}), Console(file=out, force_terminal=True, width=120))
-    with _progress(ctx, "extract", 3) as advance:
+    with _Progress(ctx, "extract", 3, "", None) as bar:      # tasks that do not count records: shards
         for _ in range(3):
-            advance()
+            bar.task_done()
     ctx.close()
     assert "extract: 3 shard(s) done" in out.getvalue()
 
