@@ -268,6 +268,30 @@ def test_fast_normalize_matches_courlan_on_real_urls():
     assert [U.normalize(u) for u in raw] == [U._normalize_slow(u.strip()) for u in raw]
 
 
+def test_plain_split_is_the_fast_path_regexes():
+    """``urls._plain`` accepts exactly what ``_SIMPLE`` or ``_SIMPLE_QUERY`` match whole, and
+    splits it the same way, on 200k generated ASCII strings built to hit every edge."""
+    rng = random.Random(0)
+    odd = ["", "-", ".", "..", "/", "//", "?", "&", "=", "_", "~", "#", "%7e", ":80", "@", "\\", " ", "A", "0", "==", "&&"]
+
+    def part(good: list[str], k: int) -> str:    # mostly good pieces, sometimes an odd one
+        return "".join(rng.choice(odd if rng.random() < 0.08 else good) for _ in range(rng.randint(0, k)))
+
+    seen = {"simple": 0, "query": 0, "none": 0}
+    for _ in range(200_000):
+        url = (rng.choice(["http://", "HTTPS://", "https://", "ftp://", "http:/", "https://"])
+               + part(["a", "B", "0", "-", ".", "x.example", "Ex.COM"], 4)
+               + part(["/p", "/a.b", "/.a", "/a.", "/", "/Q_~-", "/a..b", "x"], 4)
+               + ("?" + "&".join(rng.choice(["k=v", "utm_source=x", "K.1=~v", "k=v", "a=b=c", "a", "=v", "k="])
+                                 for _ in range(rng.randint(1, 4))) if rng.random() < 0.5 else ""))
+        m, mq = U._SIMPLE.fullmatch(url), U._SIMPLE_QUERY.fullmatch(url)
+        want = ((m.group(1).lower(), m.group(2).lower(), m.group(3), None) if m else
+                (mq.group(1).lower(), mq.group(2).lower(), mq.group(3), mq.group(4)) if mq else None)
+        assert U._plain(url) == want, url
+        seen["simple" if m else "query" if mq else "none"] += 1
+    assert min(seen.values()) > 2000, seen
+
+
 def test_harvest_forms_is_normalize_host_and_fetch_form():
     """The one-pass split agrees with the three functions it stands for, fast paths or not."""
     raw = _url_corpus()
