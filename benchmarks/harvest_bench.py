@@ -1,6 +1,6 @@
 """Harvest throughput: decompressed MB per CPU-second against `zstd -d` on the same dump.
 
-    python benchmarks/harvest_bench.py [--lines 2000000] [--repeats 3] [--dir /tmp/webtext-bench]
+    python benchmarks/harvest_bench.py [--lines 2000000] [--repeats 3] [--dir /tmp/webtext-bench] [--workers 1]
 
 Generates a realistic Pushshift-style .zst dump (2 GiB window, ~2.7 KB records with the
 usual modern fields; a mix of self posts, image/video links, NSFW, Reddit links and
@@ -9,16 +9,23 @@ then measures, each in its own process:
   1. `zstd -d --long=31 -c dump > /dev/null` (the raw decompression ceiling);
   2. webtext's reader alone (decompression + line batching, no parsing);
   3. the reader plus msgspec decoding, with no filtering (the floor for this design);
-  4. the harvest map task (decompress, decode, filter, normalize, write Parquet).
-These four alternate, in this order, ``--repeats`` times on the same dump. Each rate is
+  4. the harvest map task alone (decompress, decode, filter, normalize, write Parquet);
+  5. `webtext --workers W harvest --dumps dump` in a fresh work directory: the CLI end
+     to end, start-up, map, reduce and state database included (the headline figure).
+These five alternate, in this order, ``--repeats`` times on the same dump. Each rate is
 decompressed MB per CPU-second of the child's whole process tree (user + system,
-start-up included: RUSAGE_CHILDREN deltas after it is reaped), reported as the median
-and range over the repeats, and so is the ratio to `zstd -d` of each repeat. Then, once:
-  5. a json.loads-per-line baseline on the first 200k lines;
-  6. Arrow's C++ NDJSON reader (pyarrow.json, one thread, an explicit schema of the
-     fields harvest reads, other fields ignored) in place of msgspec, on the same batches;
-both timed inside the child (wall clock, after its imports), and the peak RSS of the map
-at half the dump size (memory must not grow with the dump).
+start-up included: RUSAGE_CHILDREN deltas after it is reaped, pool workers included),
+reported as the median and range over the repeats, and so is the ratio to `zstd -d` of
+each repeat. Then:
+  6. the CLI's fixed cost: the CLI on a 1,000-line dump, with ``--workers 1`` and with
+     the default worker count, ``--repeats`` times each;
+  7. peak RSS of the CLI process (VmHWM of /proc/self/status at exit, so no parent's
+     pages count; with pool workers, also their largest ru_maxrss) on a dump of
+     --lines/10 and of --lines lines: a .zst dump's 2 GiB window fills as the dump
+     is decompressed, so RSS grows with the dump up to about 2.3 GiB;
+  8. once, timed in the child after its imports (wall clock), on the first 200k lines:
+     json.loads per line, and Arrow's C++ NDJSON reader (pyarrow.json, one thread, an
+     explicit schema of the fields harvest reads) in place of msgspec.
 
     python benchmarks/harvest_bench.py --reduce [--lines 1000000] [--bucket-rows N]
 
@@ -131,9 +138,10 @@ def generate(path: Path, lines: int, seed: int = 0) -> int:
     return raw
 
 
-def _run(argv: list[str], stdout=subprocess.PIPE) -> tuple[str, float, float]:
+def _run(argv: list[str], stdout=subprocess.PIPE, errors: list | None = None) -> tuple[str, float, float]:
     """Run ``argv`` in a child; (its stdout, CPU-seconds of its whole process tree, wall
-    seconds). The CPU is user + system of everything reaped meanwhile (RUSAGE_CHILDREN)."""
+    seconds). The CPU is user + system of everything reaped meanwhile (RUSAGE_CHILDREN).
+    ``errors``, when given, receives the child's stderr."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     r = subprocess.run(argv, stdout=stdout, stderr=subprocess.PIPE, text=True, cwd=ROOT, check=False)
@@ -141,8 +149,23 @@ def _run(argv: list[str], stdout=subprocess.PIPE) -> tuple[str, float, float]:
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if r.returncode:
         raise SystemExit(f"{argv[:3]} failed:\n{r.stderr}")
+    if errors is not None:
+        errors.append(r.stderr)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return (r.stdout or "").strip(), cpu, wall
+
+
+def _cli(dump: Path, workdir: Path, workers: int | None) -> tuple[float, float, float, float]:
+    """``webtext harvest`` on ``dump`` in a fresh ``workdir``: (CPU-seconds of its process
+    tree, wall seconds, its peak RSS in MiB, its largest pool worker's in MiB)."""
+    shutil.rmtree(workdir, ignore_errors=True)
+    argv = ["--workdir", str(workdir)] + (["--workers", str(workers)] if workers else []) + \
+        ["harvest", "--dumps", str(dump)]
+    errors: list[str] = []
+    _, cpu, wall = _run([sys.executable, "-c", CLI.format(argv=argv)], errors=errors)
+    peak = [ln.split() for ln in errors[0].splitlines() if ln.startswith("PEAK ")][-1]
+    shutil.rmtree(workdir, ignore_errors=True)
+    return cpu, wall, float(peak[1]), float(peak[2])
 
 
 def _child(code: str) -> str:
@@ -153,6 +176,11 @@ def _child(code: str) -> str:
 def _spread(values: list[float]) -> str:
     """Median and range, e.g. ``215 (209-221)``."""
     return f"{statistics.median(values):,.0f} ({min(values):,.0f}-{max(values):,.0f})"
+
+
+def _spread1(values: list[float]) -> str:
+    """Median and range with one decimal, e.g. ``2.1 (2.0-2.3)``."""
+    return f"{statistics.median(values):,.1f} ({min(values):,.1f}-{max(values):,.1f})"
 
 
 def _ratio(values: list[float]) -> str:
@@ -200,10 +228,26 @@ schema = pa.schema([("url", pa.string()), ("score", pa.int64()), ("is_self", pa.
                     ("domain", pa.string()), ("removed_by_category", pa.string()), ("banned_by", pa.string())])
 po = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
 ro = pj.ReadOptions(use_threads=False, block_size=1 << 22)
-t = time.perf_counter(); n = 0
+t = time.perf_counter(); n = lines = 0
 for buf in iter_batches(Path({p!r})):
-    pj.read_json(pa.BufferReader(buf), read_options=ro, parse_options=po); n += len(buf)
+    pj.read_json(pa.BufferReader(buf), read_options=ro, parse_options=po); n += len(buf); lines += buf.count(b"\\n")
+    if lines >= 200000: break
 print(n, time.perf_counter() - t)
+"""
+
+# The CLI as .venv/bin/webtext runs it, reporting its peak RSS at exit: VmHWM is this
+# process's own high-water mark (reset by exec, so the parent's pages never count);
+# RUSAGE_CHILDREN's ru_maxrss is the largest pool worker's (0 with --workers 1).
+CLI = """
+import atexit, resource, sys
+def _peak():
+    hwm = next(ln for ln in open("/proc/self/status") if ln.startswith("VmHWM"))
+    sys.stderr.write(f"PEAK {{int(hwm.split()[1]) / 1024:.0f}} "
+                     f"{{resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024:.0f}}\\n")
+atexit.register(_peak)
+sys.argv = ["webtext"] + {argv!r}
+from pipeline.cli import main
+sys.exit(main())
 """
 
 
@@ -277,6 +321,7 @@ def main() -> None:
     ap.add_argument("--lines", type=int, default=2_000_000)
     ap.add_argument("--repeats", type=int, default=3, help="interleaved zstd/reader/floor/harvest rounds")
     ap.add_argument("--dir", type=Path, default=Path("/tmp/webtext-bench"))
+    ap.add_argument("--workers", type=int, default=1, help="the CLI's --workers (0: its default, one per core)")
     ap.add_argument("--reduce", action="store_true", help="peak RSS of a reduce task instead (see above)")
     ap.add_argument("--bucket-rows", type=int, default=0, help="with --reduce: the reduce's bucket_rows (0: default)")
     args = ap.parse_args()
@@ -287,7 +332,7 @@ def main() -> None:
     if not zstd:
         raise SystemExit("zstd (the CLI) is needed: it is the baseline")
     dumps = {}
-    for lines in (args.lines // 2, args.lines):
+    for lines in (args.lines // 10, args.lines):
         dumps[lines] = dump = args.dir / f"RS_bench-{lines}.zst"
         if not dump.exists():
             t = time.perf_counter()
@@ -301,10 +346,9 @@ def main() -> None:
         n_in, n_out, nbytes, _, peak = out.split()
         return [int(n_in), int(n_out), int(nbytes), float(peak)], c, w
 
-    half = args.lines // 2
-    half_rss = harvest(half)[0][3]                  # once: peak RSS only
     lines, dump = args.lines, dumps[args.lines]
-    names = ("zstd", "reader", "floor", "harvest")
+    workdir = args.dir / "cli-work"
+    names = ("zstd", "reader", "floor", "harvest", "cli")
     cpu: dict[str, list[float]] = {k: [] for k in names}
     wall: dict[str, list[float]] = {k: [] for k in names}
     rss: list[float] = []
@@ -312,39 +356,63 @@ def main() -> None:
         runs = {"zstd": _run([zstd, "-q", "-d", "-c", "--long=31", str(dump)], stdout=subprocess.DEVNULL),
                 "reader": _run([sys.executable, "-c", READER.format(p=str(dump))]),
                 "floor": _run([sys.executable, "-c", FLOOR.format(p=str(dump))])}
-        (n_in, n_out, nbytes, peak), c, w = harvest(lines)
+        (n_in, n_out, nbytes, _), c, w = harvest(lines)
         runs["harvest"] = ("", c, w)
+        c, w, peak, _ = _cli(dump, workdir, args.workers)
+        runs["cli"] = ("", c, w)
         rss.append(peak)
         for name in names:
             cpu[name].append(runs[name][1])
             wall[name].append(runs[name][2])
         print(f"repeat {r + 1}: CPU-s " + ", ".join(f"{k} {cpu[k][-1]:.1f}" for k in names), flush=True)
+
+    # Fixed cost: the CLI on a 1,000-line dump (start-up, imports, state database, reduce).
+    tiny = args.dir / "RS_bench-1000.zst"
+    if not tiny.exists():
+        generate(tiny, 1000)
+    fixed: dict[str, list[float]] = {"1": [], "default": []}
+    tiny_rss: list[float] = []
+    for _ in range(args.repeats):
+        for key, workers in (("1", 1), ("default", None)):
+            c, _, peak, kid = _cli(tiny, workdir, workers)
+            fixed[key].append(c)
+            if key == "1":
+                tiny_rss.append(peak)
+    small = args.lines // 10
+    small_rss = _cli(dumps[small], workdir, args.workers)[2]                    # once: peak RSS only
     j_bytes, j_secs = (float(x) for x in _child(JSONLOADS.format(p=str(dump))).split())
     a_bytes, a_secs = (float(x) for x in _child(ARROWJSON.format(p=str(dump))).split())
 
     mb = nbytes / 1e6
+    cli = f"webtext --workers {args.workers or os.cpu_count()} harvest (CLI)"
     print(f"\nharvest benchmark: {lines:,} lines, {mb:,.0f} MB decompressed ({nbytes / n_in:,.0f} B/line), "
           f"{dump.stat().st_size / 1e6:,.0f} MB .zst; `nproc`={os.cpu_count()}")
     print(f"{args.repeats} interleaved repeats on the same dump, median (range); MB/CPU-s = decompressed MB per "
           f"CPU-second of the child's process tree, start-up included (RUSAGE_CHILDREN after it is reaped)")
-    print(f"{'what':46} {'MB/CPU-s':>20} {'lines/CPU-s':>12} {'wall MB/s':>10}")
+    print(f"{'what':46} {'MB/CPU-s':>20} {'CPU-s':>16} {'wall MB/s':>10}")
     for name, label in (("zstd", "zstd -d --long=31 (CLI, decompression only)"),
                         ("reader", "webtext reader (decompress + line batches)"),
                         ("floor", "+ msgspec decode, no filtering (the floor)"),
-                        ("harvest", "webtext harvest map (end to end, Parquet out)")):
-        print(f"{label:46} {_spread([mb / c for c in cpu[name]]):>20} "
-              f"{statistics.median(n_in / c for c in cpu[name]):12,.0f} "
+                        ("harvest", "harvest map task (Parquet part out)"),
+                        ("cli", f"{cli}: map + reduce")):
+        print(f"{label:46} {_spread([mb / c for c in cpu[name]]):>20} {_spread1(cpu[name]):>16} "
               f"{statistics.median(mb / w for w in wall[name]):10,.0f}")
     ratio = {k: [z / c for z, c in zip(cpu["zstd"], cpu[k])] for k in names}   # per repeat, same dump
-    print(f"ratio to zstd -d in CPU-seconds, per repeat: harvest {_ratio(ratio['harvest'])}  (target >= 0.5x); "
-          f"reader {_ratio(ratio['reader'])}; decompress + decode alone {_ratio(ratio['floor'])}; "
-          f"harvest / that floor {_ratio([f / h for f, h in zip(cpu['floor'], cpu['harvest'])])}")
-    print("single runs, timed in the child after its imports (wall clock):")
-    print(f"{'  json.loads per line (first 200k lines)':46} {j_bytes / 1e6 / j_secs:8,.0f} MB/s")
+    print(f"ratio to zstd -d in CPU-seconds, per repeat: CLI {_ratio(ratio['cli'])}  (target >= 0.3x); "
+          f"map task {_ratio(ratio['harvest'])}; reader {_ratio(ratio['reader'])}; "
+          f"decompress + decode alone {_ratio(ratio['floor'])}")
+    print(f"CLI fixed cost (1,000-line dump), CPU-s: --workers 1 {_spread1(fixed['1'])}, "
+          f"default workers ({os.cpu_count()}) {_spread1(fixed['default'])}; "
+          f"{statistics.median(fixed['1']) / statistics.median(cpu['cli']):.0%} of the CLI run above "
+          f"with --workers 1")
+    print("single runs on the first 200k lines, timed in the child after its imports (wall clock):")
+    print(f"{'  json.loads per line':46} {j_bytes / 1e6 / j_secs:8,.0f} MB/s")
     print(f"{'  reader + pyarrow.json instead of msgspec':46} {a_bytes / 1e6 / a_secs:8,.0f} MB/s")
-    print(f"kept {n_out:,} of {n_in:,} submissions")
-    print(f"peak RSS of the map: {half_rss:,.0f} MiB at {half:,} lines (one run), "
-          f"{_spread(rss)} MiB at {lines:,} lines")
+    print(f"kept {n_out:,} of {n_in:,} submissions in the map")
+    print(f"peak RSS of the CLI process (VmHWM): {statistics.median(tiny_rss):,.0f} MiB at 1,000 lines, "
+          f"{small_rss:,.0f} MiB at {small:,} lines ({dumps[small].stat().st_size / 1e6:,.0f} MB .zst, one run), "
+          f"{_spread(rss)} MiB at {lines:,} lines: the .zst window (up to 2 GiB) fills with the "
+          f"decompressed dump, so RSS grows with it to about 2.3 GiB")
 
 
 if __name__ == "__main__":
