@@ -150,6 +150,22 @@ PAIRS = _schema("pairs", [
     pa.field("part", pa.uint16(), nullable=False),          # the verify task of this pair (a hash of a, b)
 ])
 
+# dedup/_pairs/keys-PPP.parquet: the sorted distinct documents of one pairs file (row
+# groups of 65,536 keys, so a candidates task reads only its shard's range).
+PAIR_KEYS = _schema("pair_keys", [pa.field("key", pa.uint64(), nullable=False)])
+
+# dedup/_candidates/cand-NNNNN.parquet: the documents of one docs shard that are in a
+# candidate pair, with all verify and resolve read of them (shard and signatures read once).
+CANDIDATES = _schema("candidates", [
+    pa.field("key", pa.uint64(), nullable=False),           # shard number << 32 | row, ascending
+    pa.field("doc_id", pa.string(), nullable=False),
+    pa.field("karma", pa.int64(), nullable=False),
+    pa.field("first_seen", pa.int64(), nullable=False),
+    pa.field("text_hash", pa.string(), nullable=False),
+    pa.field("minhash", pa.binary(), nullable=False),       # num_perm little-endian uint32 values
+    pa.field("text", pa.large_string()),                    # null unless verify = "exact"
+])
+
 # dedup/_verified/verified-PPP.parquet: the candidate pairs of one pair partition that are
 # duplicates (exact, or Jaccard >= threshold; similarity NaN when verify = "off").
 VERIFIED = _schema("verified", [

@@ -376,4 +376,4 @@ def test_verification_is_partitioned_and_independent_of_the_partition_count(tmp_
         meta = pq.ParquetFile(f).metadata
         parts = [pq.read_table(f).column("part").to_numpy()]
         assert meta.num_row_groups == max(1, len(np.unique(parts[0])))
-        assert dedup._read_part(f, 3)["part"].to_pylist() == [3] * int((parts[0] == 3).sum())
+        assert dedup.read_part(f, 3)["part"].to_pylist() == [3] * int((parts[0] == 3).sum())
