@@ -306,6 +306,26 @@ def test_harvest_forms_is_normalize_host_and_fetch_form():
     assert [U.harvest_forms(u) for u in raw] == want
 
 
+def test_batch_keeps_what_harvest_forms_gives():
+    """Filter.batch takes plain URLs column-wise (RE2) and the rest one by one: the kept rows'
+    url, domain and raw_url are harvest_forms of the trimmed URL either way, in input order."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from stages.reddit import Submission
+
+    raw = _url_corpus()
+    raw += [" " + u for u in raw[:500]] + ["\x1chttps://x.example/a", "https://\u212a.example/a", "https://x.example/a#f"]
+    keep = harvest.make_filter(harvest.filter_params(harvest.HarvestConfig()))
+    drops, kept = keep.batch([Submission(url=u, id=str(i), score=5) for i, u in enumerate(raw)])
+    trimmed = pc.utf8_trim_whitespace(pa.array(raw, pa.string())).to_pylist()
+    want = {str(i): U.harvest_forms(u) for i, u in enumerate(trimmed)}
+    rows = kept.to_pylist()
+    assert 1000 < len(rows) < len(raw) and [int(r["id"]) for r in rows] == sorted(int(r["id"]) for r in rows)
+    assert all((r["url"], r["domain"], r["raw_url"]) == want[r["id"]] for r in rows)
+    assert all(r["url_hash"] == U.url_hash(r["url"]) for r in rows)
+
+
 def test_pathological_url_is_linear():
     """A regex with nested quantifiers would hang here (ReDoS); URLs come from strangers."""
     import subprocess
