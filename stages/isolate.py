@@ -13,8 +13,8 @@ took over 2 minutes here) and extractors leak memory over many pages. ``Isolated
   that raises ``ExtractionProcessError`` (with the exit code and the likely cause) instead
   of turning every page of the shard into an ``error``.
 
-Children come from a forkserver that has trafilatura preloaded, so replacing one is
-cheap. A bare pipe costs about 0.2 ms of the parent's CPU per 145 KB page, where a
+Children come from a forkserver that has trafilatura, newspaper3k and ``stages.pagetext``
+(not pyarrow, not the pipeline) preloaded, so replacing one is cheap. A bare pipe costs about 0.2 ms of the parent's CPU per 145 KB page, where a
 one-process ``multiprocessing.Pool`` (its task, result and worker-handler threads) cost
 0.9 ms and 1.6 ms of wall time.
 """
@@ -35,12 +35,12 @@ def _context():
     global _CTX
     if _CTX is None:
         _CTX = multiprocessing.get_context("forkserver")
-        _CTX.set_forkserver_preload(["trafilatura", "newspaper", "stages.extract"])
+        _CTX.set_forkserver_preload(["trafilatura", "newspaper", "stages.pagetext"])
     return _CTX
 
 
 def _safe_extract(html, url: str, settings: tuple):
-    from .extract import extract_page
+    from .pagetext import extract_page
 
     try:
         return "ok", extract_page(html, url, *settings)
@@ -51,7 +51,7 @@ def _safe_extract(html, url: str, settings: tuple):
 def _serve(conn, settings: tuple) -> None:
     """The child: say it is ready, then extract each (html, url) received until the pipe
     closes or None comes."""
-    from .extract import fast_element_lookup
+    from .pagetext import fast_element_lookup
 
     fast_element_lookup()
     conn.send("ready")

@@ -7,7 +7,7 @@ from pipeline.config import ExtractConfig, to_dict
 from pipeline.demoweb import _html, docstring_paragraphs
 from pipeline.executor import Task
 from pipeline.schemas import DOCS
-from stages import extract
+from stages import extract, pagetext
 from stages import urls as U
 from stages.http import Outcome, detect_charset
 from stages.warcstore import WarcSegments
@@ -376,7 +376,7 @@ def test_trimmed_newspaper_matches_article_parse_on_real_pages():
         a = Article(f"http://x.example/{i}", language="en", fetch_images=False)
         a.download(input_html=html)
         a.parse()
-        assert extract._newspaper(html, f"http://x.example/{i}") == ((a.text or None), (a.title or None)), f.name
+        assert pagetext._newspaper(html, f"http://x.example/{i}") == ((a.text or None), (a.title or None)), f.name
 
 
 def test_progress_counts_every_page_examined_and_the_total_comes_from_the_fetch_log(tmp_path):
