@@ -52,6 +52,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from rbloom import Bloom
 
@@ -334,7 +335,21 @@ def _pieces(text: str, spans: list[tuple[int, int]], window: int, min_piece: int
     return out
 
 
+def _wikipedia_url_candidates(docs: pa.Table, hosts: frozenset[str]) -> np.ndarray:
+    """Rows whose ``url`` or ``final_url`` contains one of ``hosts`` (any case): a superset of
+    those whose host is one of them or under one, found without parsing every URL."""
+    mask = np.zeros(docs.num_rows, dtype=bool)
+    for col in ("url", "final_url"):
+        urls = docs[col]
+        for h in sorted(hosts):
+            mask |= pc.match_substring(urls, h, ignore_case=True).to_numpy(zero_copy_only=False).astype(bool)
+    return mask
+
+
 def check_shard(task: Task) -> Stats:
+    """Apply the policy to one shard. Only the rows that may change are visited one by one:
+    those with a benchmark hit, a Wikipedia share over the limit, or a URL naming a
+    Wikipedia host; every other row is written as it was read."""
     p = task.params
     src, hits_file, wiki_file, common_file = task.inputs
     docs = upgrade_docs(pq.read_table(src))   # shards from before v4 lack source, captured_at
@@ -350,28 +365,29 @@ def check_shard(task: Task) -> Stats:
     n = p["ngram"]
     stats = Stats(records_in=docs.num_rows)
     log = {c: [] for c in REMOVALS.names}
-    keep, texts = [], []
+    keep = np.ones(docs.num_rows, dtype=bool)
+    cut: dict[int, str] = {}                  # row -> its text with the spans removed
 
     def record(doc_id, bench, gram, span, action, reason):
         for col, v in zip(REMOVALS.names, (doc_id, bench, gram, span[0] if span else None,
                                            span[1] if span else None, action, reason)):
             log[col].append(v)
 
-    for row, (doc_id, url, final, text) in enumerate(zip(*(docs[c].to_pylist() for c in
-                                                           ("doc_id", "url", "final_url", "text")))):
-        progress.advance(1)
-        texts.append(text)
-        wiki = "wikipedia_url" if hosts and (U.domain_matches(U.host(url), hosts) or
-                                             U.domain_matches(U.host(final), hosts)) else \
+    url_rows = set(np.flatnonzero(_wikipedia_url_candidates(docs, hosts)).tolist()) if hosts else set()
+    visit = sorted(url_rows | set(by_row) | {r for r, v in share.items() if v > p["wikipedia_share"]})
+    cols = {c: docs[c] for c in ("doc_id", "url", "final_url", "text")}
+    for row in visit:
+        doc_id, url, final, text = (cols[c][row].as_py() for c in ("doc_id", "url", "final_url", "text"))
+        wiki = "wikipedia_url" if row in url_rows and (U.domain_matches(U.host(url), hosts) or
+                                                       U.domain_matches(U.host(final), hosts)) else \
             "wikipedia_content" if share.get(row, 0.0) > p["wikipedia_share"] else None
         if wiki:
             stats.drop(wiki)
-            keep.append(False)
+            keep[row] = False
             record(doc_id, "wikipedia", None, None, "document_dropped", wiki)
             continue
         found = [h for h in by_row.get(row, []) if h[0] not in common_set]
         if not found:
-            keep.append(True)
             continue
         spans = _char_spans(text, np.array([w for _, _, w in found], dtype=np.int64), n)
         benches = sorted({b for _, b, _ in found})
@@ -389,7 +405,7 @@ def check_shard(task: Task) -> Stats:
             record(doc_id, bench, text[span[0]:span[1]] if span else None, span, action, reason or "benchmark_span")
         if reason:
             stats.drop(reason)
-            keep.append(False)
+            keep[row] = False
             for bench in benches:
                 stats.add_info(f"docs_removed:{bench}", 1)
                 stats.add_info(f"chars_removed:{bench}", len(text))
@@ -399,10 +415,14 @@ def check_shard(task: Task) -> Stats:
             stats.add_info("spans_removed", len(found))
             for bench in benches:
                 stats.add_info(f"chars_removed:{bench}", len(text) - len(new))
-            texts[-1] = new
-            keep.append(True)
-    docs = docs.set_column(docs.schema.get_field_index("text"), "text", pa.array(texts, pa.string()))
-    kept = docs.filter(pa.array(keep, pa.bool_()))
+            cut[row] = new
+    progress.advance(docs.num_rows)
+    if cut:
+        texts = docs["text"].to_pylist()
+        for row, new in cut.items():
+            texts[row] = new
+        docs = docs.set_column(docs.schema.get_field_index("text"), "text", pa.array(texts, pa.string()))
+    kept = docs if keep.all() else docs.filter(pa.array(keep))
     stats.records_out = kept.num_rows
     write_parquet(kept, task.outputs[0], CLEAN)
     write_parquet(pa.table(log, schema=REMOVALS), task.outputs[1], REMOVALS)
