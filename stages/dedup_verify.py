@@ -26,6 +26,7 @@ from .dedup_sign import BAND_MIX, SIGN_BATCH, _mix, read_minhash
 from .ngrams import shingle_hashes
 
 KEY_GROUP = 1 << 16      # keys per row group of a keys file
+CAND_GROUP = 512         # documents per row group of a candidates file
 ESTIMATE_MARGIN = 0.15   # exact mode: pairs estimated this far below the threshold are not re-read
 
 
@@ -151,8 +152,11 @@ def candidates_shard(task: Task) -> Stats:
     else:
         text = pa.nulls(len(keys), pa.large_string())
     meta = sig.select(["doc_id", "karma", "first_seen", "text_hash"]).take(rows)
-    write_parquet(pa.table({"key": keys, **{c: meta[c] for c in meta.column_names}, "minhash": minhash,
-                            "text": text}), task.outputs[0], CANDIDATES)
+    table = pa.table({"key": keys, **{c: meta[c] for c in meta.column_names}, "minhash": minhash, "text": text})
+    # Uncompressed (MinHash values do not compress; verify reads these files many times),
+    # in row groups of CAND_GROUP rows, so that a reader takes only the groups it needs.
+    with atomic_path(task.outputs[0]) as tmp:
+        pq.write_table(table.cast(CANDIDATES), tmp, compression="none", row_group_size=CAND_GROUP)
     return Stats(records_in=sig.num_rows, records_out=len(keys))
 
 
@@ -197,38 +201,50 @@ def verify_partition(task: Task) -> Stats:
 
 
 class _Candidates:
-    """One shard's candidate file: keys, MinHash rows and (lazily) exact shingle sets
-    (64-bit hashes of each word n-gram), built from the text only for the rows asked."""
+    """One shard's candidate file: its keys, and the MinHash rows and exact shingle sets
+    (sorted distinct 64-bit hashes of each word n-gram, from the text) of the rows asked
+    for, read a row group at a time as they are first needed."""
 
     def __init__(self, path: Path, p: dict):
-        t = pq.read_table(path, columns=["key", "minhash"])
-        self.path, self.keys = path, t["key"].to_numpy()
-        mh = t["minhash"].combine_chunks()
-        if len(mh):
-            off = np.frombuffer(mh.buffers()[1], np.int32)[mh.offset:mh.offset + len(mh) + 1]
-            data = np.frombuffer(mh.buffers()[2], np.uint8)[off[0]:off[-1]]
-            self.minhash = data.view("<u4").reshape(len(mh), p["num_perm"])
-        else:
-            self.minhash = np.empty((0, p["num_perm"]), np.uint32)
-        self.text = None                    # read when a shingle set is first asked for
-        self.n, self.sets = p["shingle_words"], {}
+        self.file = pq.ParquetFile(path)
+        self.keys = self.file.read(columns=["key"])["key"].to_numpy()
+        self.num_perm, self.n = p["num_perm"], p["shingle_words"]
+        self.minhash = np.zeros((len(self.keys), self.num_perm), np.uint32)
+        self.loaded = np.zeros(self.file.metadata.num_row_groups, dtype=bool)
+        self.sets: dict[int, np.ndarray] = {}
 
     def index(self, keys: np.ndarray) -> np.ndarray:
+        """Rows of ``keys`` in this file (every pair's documents are in it)."""
         at = np.minimum(np.searchsorted(self.keys, keys), max(len(self.keys) - 1, 0))
         if len(keys) and not (len(self.keys) and (self.keys[at] == keys).all()):
             raise RuntimeError("a pair's document is missing from its candidates file")
         return at
 
-    def shingle_sets(self, at: list[int]) -> list[set]:
+    def signatures(self, at: np.ndarray) -> np.ndarray:
+        groups = np.unique(at // CAND_GROUP)
+        todo = groups[~self.loaded[groups]].tolist()
+        if todo:
+            mh = self.file.read_row_groups(todo, columns=["minhash"])["minhash"].combine_chunks()
+            off = np.frombuffer(mh.buffers()[1], np.int32)[mh.offset:mh.offset + len(mh) + 1]
+            data = np.frombuffer(mh.buffers()[2], np.uint8)[off[0]:off[-1]].view("<u4").reshape(len(mh), -1)
+            rows = np.concatenate([np.arange(g * CAND_GROUP, min((g + 1) * CAND_GROUP, len(self.keys))) for g in todo])
+            self.minhash[rows] = data
+            self.loaded[todo] = True
+        return self.minhash[at]
+
+    def shingle_sets(self, at: list[int]) -> list[np.ndarray]:
         todo = sorted({i for i in at if i not in self.sets})
-        if todo and self.text is None:
-            self.text = pq.read_table(self.path, columns=["text"])["text"].combine_chunks()
-        for lo in range(0, len(todo), SIGN_BATCH):
-            batch = todo[lo:lo + SIGN_BATCH]
-            h, doc = shingle_hashes(self.text.take(pa.array(batch, pa.int64())), self.n)
-            cut = np.searchsorted(doc, np.arange(len(batch) + 1))
-            for i, r in enumerate(batch):
-                self.sets[r] = set(h[cut[i]:cut[i + 1]].tolist())
+        if todo:
+            groups = sorted({i // CAND_GROUP for i in todo})
+            text = self.file.read_row_groups(groups, columns=["text"])["text"].combine_chunks()
+            first = {g: k * CAND_GROUP for k, g in enumerate(groups)}     # groups are full but the last
+            rows = [first[i // CAND_GROUP] + i % CAND_GROUP for i in todo]
+            for lo in range(0, len(todo), SIGN_BATCH):
+                batch = rows[lo:lo + SIGN_BATCH]
+                h, doc = shingle_hashes(text.take(pa.array(batch, pa.int64())), self.n)
+                cut = np.searchsorted(doc, np.arange(len(batch) + 1)).tolist()
+                for i, r in enumerate(todo[lo:lo + SIGN_BATCH]):
+                    self.sets[r] = np.unique(h[cut[i]:cut[i + 1]])
         return [self.sets[i] for i in at]
 
 
@@ -255,8 +271,12 @@ def candidate_files(files: dict[int, Path], p: dict) -> TwoShards:
     return TwoShards(files, lambda f: _Candidates(f, p))
 
 
-def _exact_jaccard(x: set, y: set) -> float:
-    inter = len(x & y)                          # set & iterates the smaller set itself
+def _exact_jaccard(x: np.ndarray, y: np.ndarray) -> float:
+    """Jaccard similarity of two sorted arrays of distinct values."""
+    if len(x) > len(y):
+        x, y = y, x
+    at = np.searchsorted(y, x)
+    inter = int(np.count_nonzero(y[np.minimum(at, len(y) - 1)] == x))
     return inter / (len(x) + len(y) - inter)
 
 
@@ -276,7 +296,7 @@ def pair_jaccard(a: np.ndarray, b: np.ndarray, shards: TwoShards, p: dict) -> np
         ca = shards.get(int(sa[idx[0]]))
         cb = shards.get(int(sb[idx[0]]))
         ia, ib = ca.index(a[idx]), cb.index(b[idx])
-        est = (ca.minhash[ia] == cb.minhash[ib]).mean(axis=1)
+        est = (ca.signatures(ia) == cb.signatures(ib)).mean(axis=1)
         j[idx] = est
         if p["verify"] == "exact":
             near = np.flatnonzero(est >= p["threshold"] - ESTIMATE_MARGIN)
