@@ -55,8 +55,10 @@ class TruncatedDumpError(EOFError):
 CORRUPT_ERRORS = (zstandard.ZstdError, lzma.LZMAError, zlib.error, OSError)
 
 
-class Submission(msgspec.Struct):
-    """The fields harvest reads; every other field of a dump line is skipped."""
+class Submission(msgspec.Struct, gc=False):
+    """The fields harvest reads; every other field of a dump line is skipped. Not tracked
+    by the garbage collector (values decoded from JSON cannot form a cycle), so millions
+    of them do not make its collections slower."""
 
     url: Any = None
     score: Any = None
@@ -269,11 +271,10 @@ class Filter:
     CACHE_LIMIT = 1 << 16
 
     # RE2 patterns, run on the lowercased URL (DFA matching; captures only for the host).
-    _SCHEME = r"^https?://"
     _HOST = r"^https?://(?P<h>[a-z0-9.\-]+)(?:[/?#\\]|$)"   # the common case; others via urls.raw_host
-    # urls._SIMPLE as RE2, for ASCII strings: (scheme, host, path) of a plain URL without a query.
-    _PLAIN = (r"(?i)^(?P<s>https?)://(?P<h>[a-z0-9-]+(?:\.[a-z0-9-]+)+)"
-              r"(?P<p>(?:/[A-Za-z0-9_~-]+(?:\.[A-Za-z0-9_~-]+)*)*/?)$")
+    # urls._SIMPLE as RE2 for ASCII strings, its scheme and host lowercase: a plain URL
+    # without a query that normalization leaves as it is.
+    _PLAIN = r"^https?://[a-z0-9-]+(?:\.[a-z0-9-]+)+(?:/[A-Za-z0-9_~-]+(?:\.[A-Za-z0-9_~-]+)*)*/?$"
 
     def __init__(self, allow_nsfw: bool, blocklist: frozenset[str], media_extensions, max_url_length: int = 2083):
         self.allow_nsfw = allow_nsfw
@@ -327,34 +328,34 @@ class Filter:
             h = pa.array(hosts, pa.string())
         return pc.fill_null(h, ""), bad_port
 
-    def _url_reasons(self, url: pa.Array, too_long: np.ndarray) -> list[np.ndarray]:
-        """[bad_scheme, bad_url, reddit_link, media_url, blocklisted_domain] of each URL.
+    def _url_reasons(self, url: pa.Array, too_long: np.ndarray) -> tuple[list[np.ndarray], pa.Array]:
+        """([bad_scheme, bad_url, reddit_link, media_url, blocklisted_domain] of each URL, its
+        lowercase raw host ("" where there is none to judge)).
 
         Called on the rows that no flag dropped already. Hosts are judged once per distinct
         host (``_host_verdict``), through a dictionary encoding of the batch's hosts.
         """
         low = pc.utf8_lower(url)
-        bad_scheme = ~_mask(pc.match_substring_regex(low, self._SCHEME))
+        bad_scheme = ~(_mask(pc.starts_with(low, "http://")) | _mask(pc.starts_with(low, "https://")))
         hosts, bad_port = self._hosts(low, ~(bad_scheme | too_long))
-        hosts = pc.dictionary_encode(hosts)
-        verdicts = np.array([self._host_verdict(h) for h in hosts.dictionary.to_pylist()], dtype=bool)
-        verdicts = verdicts.reshape(-1, 3)[hosts.indices.to_numpy()]
+        distinct = pc.dictionary_encode(hosts)
+        verdicts = np.array([self._host_verdict(h) for h in distinct.dictionary.to_pylist()], dtype=bool)
+        verdicts = verdicts.reshape(-1, 3)[distinct.indices.to_numpy()]
         media = _mask(pc.match_substring_regex(low, self.media_re))
-        return [bad_scheme, too_long | bad_port | verdicts[:, 0], verdicts[:, 1], media, verdicts[:, 2]]
+        return [bad_scheme, too_long | bad_port | verdicts[:, 0], verdicts[:, 1], media, verdicts[:, 2]], hosts
 
     def batch(self, subs: list) -> tuple[dict[str, int], pa.Table]:
         """(drop counts by reason, kept rows as a SUBMISSIONS table) for a list of submissions."""
         n = len(subs)
         if not n:
             return {}, SUBMISSIONS.empty_table()
-        url = pc.utf8_trim_whitespace(pa.array([u if type(u) is str else None for u in [s.url for s in subs]],
-                                                pa.string()))
+        url = pc.utf8_trim_whitespace(pa.array([u if type(u := s.url) is str else None for s in subs], pa.string()))
         length = pc.utf8_length(url)
         no_url = ~_mask(pc.greater(length, 0))
         too_long = _mask(pc.greater(length, self.max_url_length))
         if too_long.any():   # judged on the length alone: keep only enough of it for the scheme test
             url = pc.if_else(pa.array(too_long), pc.utf8_slice_codeunits(url, 0, 16), url)
-        domain = pa.array([d if type(d) is str else None for d in [s.domain for s in subs]], pa.string())
+        domain = pa.array([d if type(d := s.domain) is str else None for s in subs], pa.string())
         self_post = np.array([s.is_self is True for s in subs]) | _mask(pc.starts_with(domain, "self."))
         nsfw = np.array([s.over_18 is True for s in subs]) & (not self.allow_nsfw)
         deleted = np.array([(type(s.removed_by_category) is str and s.removed_by_category in DELETED_CATEGORIES)
@@ -364,7 +365,8 @@ class Filter:
         # The first matching reason wins, so the URL itself is judged only where no flag
         # dropped the row already (about half of a dump's rows are self posts).
         rest = np.flatnonzero(~(no_url | self_post | nsfw | deleted | removed))
-        for judged in self._url_reasons(url.take(rest), too_long[rest]):
+        judged_all, rest_hosts = self._url_reasons(url.take(rest), too_long[rest])
+        for judged in judged_all:
             full = np.zeros(n, dtype=bool)
             full[rest] = judged
             conditions.append(full)
@@ -373,27 +375,25 @@ class Filter:
         counts = np.bincount(reason, minlength=len(conditions) + 1)
         drops = {name: int(c) for name, c in zip(self.REASONS, counts[1:]) if c}
         raw = url.take(keep)
-        # Plain ASCII URLs without a query (most of them): the three forms from one RE2
-        # match, column-wise (the fetch form is the normalized URL; see urls.harvest_forms).
-        m = pc.extract_regex(raw, self._PLAIN)
-        plain = _mask(pc.and_(pc.is_valid(m), pc.string_is_ascii(raw)))
+        # Plain ASCII URLs without a query whose scheme and host are lowercase already (most
+        # of them): the URL is its own normalized and fetch form (urls.harvest_forms), and its
+        # host is the one judged above. One DFA match for the batch.
+        plain = _mask(pc.and_(pc.match_substring_regex(raw, self._PLAIN), pc.string_is_ascii(raw)))
         at_plain, at_rest = np.flatnonzero(plain), np.flatnonzero(~plain)
-        m = m.filter(pa.array(plain))
-        hosts = pc.ascii_lower(pc.struct_field(m, "h"))
-        norm = pc.binary_join_element_wise(pc.ascii_lower(pc.struct_field(m, "s")), "://", hosts,
-                                           pc.struct_field(m, "p"), "")
+        norm = raw.filter(pa.array(plain))
+        hosts = rest_hosts.take(np.searchsorted(rest, keep[at_plain]))
         forms = [self.forms(u) for u in raw.take(at_rest).to_pylist()]          # the rest, one by one
         if None in forms:                    # courlan found no usable scheme and host
             ok = [f is not None for f in forms]
             drops["bad_scheme"] = drops.get("bad_scheme", 0) + ok.count(False)
             forms, at_rest = [f for f in forms if f is not None], at_rest[np.array(ok, dtype=bool)]
-        rest = list(zip(*forms)) if forms else [(), (), ()]
+        slow = list(zip(*forms)) if forms else [(), (), ()]
         # Back in input order: rows of both kinds, sorted by their place in the batch.
         where = np.concatenate([at_plain, at_rest])
         order = pa.array(np.argsort(where, kind="stable"))
-        urls = pa.concat_arrays([norm, pa.array(rest[0], pa.string())]).take(order)
-        hosts = pa.concat_arrays([hosts, pa.array(rest[1], pa.string())]).take(order)
-        fetch = pa.concat_arrays([norm, pa.array(rest[2], pa.string())]).take(order)
+        urls = pa.concat_arrays([norm, pa.array(slow[0], pa.string())]).take(order)
+        hosts = pa.concat_arrays([hosts, pa.array(slow[1], pa.string())]).take(order)
+        fetch = pa.concat_arrays([norm, pa.array(slow[2], pa.string())]).take(order)
         kept = [subs[i] for i in keep[np.sort(where)].tolist()]
         score = int64_column([s.score for s in kept])
         created = int64_column([s.created_utc for s in kept])
