@@ -97,6 +97,19 @@ def require_shards(folder: Path, pattern: str, what: str, previous: str) -> list
     return found
 
 
+def parquet_rows(path: Path) -> int:
+    """Rows of a Parquet file from its footer, for progress totals; 0 (unknown) when the
+    file is a bucket work directory's placeholder, whose bytes are not here, or unreadable."""
+    from .remote import is_placeholder
+
+    if is_placeholder(path):
+        return 0
+    try:
+        return pq.read_metadata(path).num_rows
+    except (OSError, pa.ArrowException):
+        return 0
+
+
 def shard_id(path: Path) -> str:
     """'docs-00003.parquet' -> '00003' (the part after the last '-' of the first dotted name)."""
     return Path(path).name.split(".")[0].rsplit("-", 1)[-1]

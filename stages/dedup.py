@@ -75,7 +75,7 @@ import pyarrow.parquet as pq
 from pipeline import progress
 from pipeline.config import DedupConfig, to_dict
 from pipeline.executor import Context, Task, finish_stage, run_phase
-from pipeline.io import require_shards, shard_id, write_parquet
+from pipeline.io import parquet_rows, require_shards, shard_id, write_parquet
 from pipeline.schemas import DEDUP, upgrade_docs
 from pipeline.stats import Stats
 
@@ -107,7 +107,7 @@ def run(ctx: Context) -> dict:
     out = ctx.dir("dedup")
     params = signature_params(cfg)
     shard_of = {src: shard_id(src) for src in inputs}
-    rows = {src: pq.ParquetFile(src).metadata.num_rows for src in inputs}     # progress totals
+    rows = {src: parquet_rows(src) for src in inputs}     # progress totals (0: a placeholder in a bucket)
     sig_files = [out / "_signatures" / f"sig-{shard_of[s]}.parquet" for s in inputs]
     signed = run_phase(ctx, out, "signatures", [
         Task("signatures", shard_of[s], sign_shard, [s], [f], params, units="documents", size=rows[s])

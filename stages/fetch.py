@@ -99,6 +99,7 @@ from pipeline.config import FetchConfig, to_dict
 from pipeline.executor import Context, Task, finish_stage, run_phase
 from pipeline.io import (
     atomic_path,
+    parquet_rows,
     read_json,
     require_shards,
     shard_id,
@@ -377,7 +378,7 @@ def run(ctx: Context) -> dict:
     out = ctx.dir("warc")
     frontier, revisits = plan_frontier(ctx, urls, out, cfg.refetch_after_days * 86400, cfg.urls_per_task)
     tasks = [Task("fetch", shard_id(src), fetch_shard, [src], [out / f"fetchlog-{shard_id(src)}.parquet"],
-                  options={"fetch": to_dict(cfg)}, units="URLs", size=pq.ParquetFile(src).metadata.num_rows)
+                  options={"fetch": to_dict(cfg)}, units="URLs", size=parquet_rows(src))
              for src in frontier]
     res = run_phase(ctx, out, "fetch", tasks)
     res.stats.add_info("frontier_files", len(frontier))
