@@ -341,8 +341,11 @@ class Filter:
         distinct = pc.dictionary_encode(hosts)
         verdicts = np.array([self._host_verdict(h) for h in distinct.dictionary.to_pylist()], dtype=bool)
         verdicts = verdicts.reshape(-1, 3)[distinct.indices.to_numpy()]
-        media = _mask(pc.match_substring_regex(low, self.media_re))
-        return [bad_scheme, too_long | bad_port | verdicts[:, 0], verdicts[:, 1], media, verdicts[:, 2]], hosts
+        bad_url = too_long | bad_port | verdicts[:, 0]
+        media = np.zeros(len(low), dtype=bool)   # judged where no earlier reason applies
+        todo = np.flatnonzero(~(bad_scheme | bad_url | verdicts[:, 1]))
+        media[todo] = _mask(pc.match_substring_regex(low.take(todo), self.media_re))
+        return [bad_scheme, bad_url, verdicts[:, 1], media, verdicts[:, 2]], hosts
 
     def batch(self, subs: list) -> tuple[dict[str, int], pa.Table]:
         """(drop counts by reason, kept rows as a SUBMISSIONS table) for a list of submissions."""
