@@ -79,6 +79,12 @@ def wikipedia_hosts() -> frozenset[str]:
     return WIKIPEDIA | {ln.strip().lower() for ln in lines if ln.strip() and not ln.startswith("#")}
 
 
+def sorted_unique(a: np.ndarray) -> np.ndarray:
+    """``np.unique`` of a 1-d array by one sort (numpy 2's ``np.unique`` hashes first: 4x slower here)."""
+    a = np.sort(a)
+    return a[np.r_[True, a[1:] != a[:-1]]] if len(a) else a
+
+
 def _save_npy(arr: np.ndarray, path: Path) -> None:
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
@@ -106,7 +112,7 @@ def benchmark_ngrams(b: Benchmark, n: int) -> np.ndarray:
     """Sorted unique n-gram hashes of a benchmark (its segments: n-grams never cross one)."""
     segs = list(segments(b))
     parts = [word_ngrams(segs[lo:lo + BATCH], n).hashes for lo in range(0, len(segs), BATCH)]
-    return np.unique(np.concatenate(parts)) if parts else np.empty(0, np.uint64)
+    return sorted_unique(np.concatenate(parts)) if parts else np.empty(0, np.uint64)
 
 
 def build_filter(task: Task) -> Stats:
@@ -188,7 +194,7 @@ def build_wikipedia_filter(task: Task) -> Stats:
                 h = word_ngrams(batch, n).hashes
                 if k > 1:
                     h = h[h % np.uint64(k) == 0]
-                np.unique(h).tofile(spill)
+                sorted_unique(h).tofile(spill)
                 batch.clear()
 
             for _, markup in wiki_articles(task.inputs[0]):

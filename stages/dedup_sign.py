@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import xxhash
 from datasketch import MinHash, MinHashLSH
@@ -28,7 +29,85 @@ BAND_MIX = np.uint64(0x9E3779B97F4A7C15)
 
 
 def text_hash(text: str) -> str:
+    """xxh128 hex of the text lowercased (Python's ``str.lower``) with its whitespace
+    collapsed (``str.split``): equal for exact duplicates up to case and spacing."""
     return xxhash.xxh128_hexdigest(" ".join(text.lower().split()).encode())
+
+
+_ASCII_SPACE = np.zeros(256, dtype=bool)
+_ASCII_SPACE[[9, 10, 11, 12, 13, 28, 29, 30, 31, 32]] = True    # what str.split() splits on below 0x80
+_python_only: np.ndarray | None = None
+
+
+def _python_only_table() -> np.ndarray:
+    """For each code point of the BMP at or above 0x80: must a text holding it be hashed
+    by ``text_hash`` itself? True where Python's ``str.lower`` and pyarrow's
+    ``utf8_lower`` disagree ("İ"), for "Σ" (Python lowers it by context) and for
+    whitespace (``str.split`` splits on it). Built once (~50 ms)."""
+    global _python_only
+    if _python_only is None:
+        cps = [c for c in range(0x80, 0x10000) if not 0xD800 <= c < 0xE000]
+        chars = [chr(c) for c in cps]
+        arrow = pc.utf8_lower(pa.array(chars, pa.string())).to_pylist()
+        table = np.ones(0x10000, dtype=bool)
+        table[cps] = [c.lower() != x or c.isspace() for c, x in zip(chars, arrow)]
+        table[0x3A3] = True
+        _python_only = table
+    return _python_only
+
+
+def text_hashes(texts: pa.Array) -> list[str]:
+    """``text_hash`` of each text, the same strings, with the lowercasing and whitespace
+    collapsing done on the UTF-8 bytes of a batch with pyarrow and numpy. A text holding a
+    character outside the BMP or one of ``_python_only_table`` takes ``text_hash``."""
+    out: list[str] = []
+    for lo in range(0, len(texts), SIGN_BATCH):
+        out += _text_hashes(texts[lo:lo + SIGN_BATCH])
+    return out
+
+
+def _utf8(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """The UTF-8 bytes of a large_string array and each text's offset into them."""
+    off = np.frombuffer(arr.buffers()[1], np.int64)[arr.offset:arr.offset + len(arr) + 1]
+    data = arr.buffers()[2]
+    b = np.frombuffer(data, np.uint8)[off[0]:off[-1]] if data is not None else np.empty(0, np.uint8)
+    return b, off - off[0]
+
+
+def _text_hashes(texts: pa.Array) -> list[str]:
+    n = len(texts)
+    texts = texts.cast(pa.large_string())
+    b, off = _utf8(texts)
+    lead = np.flatnonzero(b >= 0xC0)
+    slow = np.zeros(n, dtype=bool)
+    if len(lead):
+        pad = np.r_[b, np.zeros(2, np.uint8)]
+        c0, c1, c2 = (pad[lead + k].astype(np.int64) for k in (0, 1, 2))
+        cp = np.where(c0 < 0xE0, ((c0 & 0x1F) << 6) | (c1 & 0x3F), ((c0 & 0x0F) << 12) | ((c1 & 0x3F) << 6) | (c2 & 0x3F))
+        bad = (c0 >= 0xF0) | _python_only_table()[np.minimum(cp, 0xFFFF)]
+        slow[np.searchsorted(off, lead[bad], side="right") - 1] = True
+    b, off = _utf8(pc.utf8_lower(texts))
+    # Runs of whitespace (split at text starts): the first byte of each run between two
+    # words becomes one space; runs at either end of a text go.
+    sp = np.flatnonzero(b <= 32)
+    sp = sp[_ASCII_SPACE[b[sp]]]
+    first = np.zeros(len(b) + 1, dtype=bool)
+    first[off[:-1]] = True
+    brk = np.flatnonzero((np.diff(sp) != 1) | first[sp[1:]]) + 1
+    run_lo, run_hi = sp[np.r_[0, brk]] if len(sp) else sp, sp[np.r_[brk, len(sp)] - 1] + 1 if len(sp) else sp
+    doc = np.searchsorted(off, run_lo, side="right") - 1
+    one = run_lo[(run_lo != off[doc]) & (run_hi != off[doc + 1])]
+    keep = np.ones(len(b), dtype=bool)
+    keep[sp] = False
+    keep[one] = True
+    out = b.copy()
+    out[one] = 32
+    kept = out[keep]
+    # bytes kept per text: its bytes, less its whitespace, plus its single spaces
+    cut = (off - np.searchsorted(sp, off) + np.searchsorted(one, off)).tolist()
+    view = memoryview(kept)
+    h = xxhash.xxh128_hexdigest
+    return [text_hash(texts[i].as_py()) if s else h(view[cut[i]:cut[i + 1]]) for i, s in enumerate(slow.tolist())]
 
 
 def _fmix32(h: np.ndarray) -> np.ndarray:
@@ -41,22 +120,37 @@ def _fmix32(h: np.ndarray) -> np.ndarray:
     return h ^ (h >> np.uint32(16))
 
 
+PERM_CHUNK = 1 << 13   # shingles per permutation pass: num_perm x 8,192 uint32 (4 MiB) stays in cache
+
+
 def minhashes(texts: pa.Array, p: dict) -> np.ndarray:
     """(n, num_perm) uint32 MinHash signatures, identical to datasketch's
     ``MinHash.bulk(..., hashfunc=int, scheme="affine32")`` over the high 32 bits of each
     shingle hash (a test asserts it). Shingles are hashed in batches with numpy
-    (``ngrams.shingle_hashes``); the permutations are datasketch's own, applied per
-    document with numpy, which skips datasketch's per-shingle Python call."""
-    out = np.empty((len(texts), p["num_perm"]), dtype=np.uint32)
-    a, b = MinHash(num_perm=p["num_perm"], seed=p["seed"], scheme=SCHEME).permutations
+    (``ngrams.shingle_hashes``); datasketch's own permutations are applied with numpy to
+    PERM_CHUNK shingles of whole documents at a time, as a (num_perm, shingles) array
+    whose per-document minima are one ``minimum.reduceat``, which skips datasketch's
+    per-shingle Python call."""
+    k = p["num_perm"]
+    out = np.empty((len(texts), k), dtype=np.uint32)
+    a, b = MinHash(num_perm=k, seed=p["seed"], scheme=SCHEME).permutations
+    a, b = a[:, None], b[:, None]
+    buf = np.empty((k, PERM_CHUNK), np.uint32)
     with np.errstate(over="ignore"):
         for lo in range(0, len(texts), SIGN_BATCH):
             batch = texts[lo:lo + SIGN_BATCH]
             h, doc = shingle_hashes(batch, p["shingle_words"])
-            hv = _fmix32((h >> np.uint64(32)).astype(np.uint32))[:, None]
-            at = np.searchsorted(doc, np.arange(len(batch) + 1)).tolist()
-            for i in range(len(batch)):
-                out[lo + i] = (hv[at[i]:at[i + 1]] * a + b).min(axis=0)        # every text has a shingle
+            hv = _fmix32((h >> np.uint64(32)).astype(np.uint32))[None, :]
+            at = np.searchsorted(doc, np.arange(len(batch) + 1))       # every text has a shingle
+            d0 = 0
+            while d0 < len(batch):       # documents d0..d1, at least one even past PERM_CHUNK
+                d1 = max(d0 + 1, int(np.searchsorted(at, at[d0] + PERM_CHUNK, side="right")) - 1)
+                s, e = int(at[d0]), int(at[d1])
+                x = buf[:, :e - s] if e - s <= PERM_CHUNK else np.empty((k, e - s), np.uint32)
+                np.multiply(a, hv[:, s:e], out=x)                         # a_k * h + b_k, mod 2**32
+                np.add(x, b, out=x)
+                out[lo + d0:lo + d1] = np.minimum.reduceat(x, at[d0:d1] - s, axis=1).T
+                d0 = d1
             progress.advance(len(batch))
     return out
 
@@ -85,7 +179,7 @@ def sign_shard(task: Task) -> Stats:
     offsets = np.arange(0, len(flat) + 1, p["num_perm"], dtype=np.int32)
     table = pa.table({
         "doc_id": t["doc_id"], "karma": t["karma"], "first_seen": t["first_seen"],
-        "text_hash": [text_hash(x) for x in text.to_pylist()],
+        "text_hash": text_hashes(text),
         "minhash": pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat)),
     })
     write_parquet(table, out, SIGNATURES)

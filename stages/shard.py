@@ -55,7 +55,6 @@ from .tokenizer import TokenizerSpec, array_encoder, resolve_tokenizer
 
 VAL_BUCKETS = 1_000_000
 ENCODE_BATCH = 256          # documents per encoder call
-GATHER_ROWS = 8192          # documents per list array of a part (the IPC batch size too)
 PARTS = "_parts"
 
 
@@ -112,48 +111,37 @@ def tokenize_part(task: Task) -> Stats:
     """One clean shard -> its documents' tokens, split and shuffle key, sorted by key.
 
     Streams the shard ``ENCODE_BATCH`` documents at a time; each batch's ids come back as
-    one flat array and are cast to the shard dtype at once (after a check that they fit),
-    so memory holds 2 (or 4) bytes a token, never Python ints. The key order is applied at
-    the end by gathering ``GATHER_ROWS`` documents at a time (8 bytes of index a token)."""
+    one flat array, are cast to the shard dtype at once (after a check that they fit) and
+    become a list array without a copy, so memory holds 2 (or 4) bytes a token, never
+    Python ints. The key order is applied at the end by one Arrow ``take``."""
     (src,) = task.inputs
     p = task.params
     spec = _spec(p)
     encode = array_encoder(spec)
     limit = np.iinfo(spec.dtype).max
-    ids, values, lengths, keys, val = [], [], [], [], []
+    ids, tokens, keys, val = [], [], [], []
     for batch in pq.ParquetFile(src).iter_batches(batch_size=ENCODE_BATCH, columns=["doc_id", "url", "text"]):
         flat, lens = encode(batch.column(2).to_pylist())
         if len(flat) and int(flat.max()) > limit:
             raise ValueError(f"a token id does not fit {spec.dtype}: {int(flat.max())}")
-        values.append(flat.astype(spec.dtype, copy=False))
-        lengths.append(lens)
+        offsets = np.r_[np.int32(0), np.cumsum(lens, dtype=np.int32)]     # a batch never nears 2**31 tokens
+        tokens.append(pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat.astype(spec.dtype, copy=False))))
         ids.append(batch.column(0).cast(pa.string()))
         keys.append(shuffle_keys(batch.column(0).to_pylist(), p["seed"]))
         urls = batch.column(1).to_pylist()
         val.append(np.fromiter((is_val(u, p["val_fraction"]) for u in urls), dtype=bool, count=len(urls)))
         progress.advance(len(flat))
-    cat = (lambda xs, dt: np.concatenate(xs) if xs else np.empty(0, dt))
-    key, lens, flat = cat(keys, np.uint64), cat(lengths, np.int64), cat(values, spec.dtype)
-    order = np.argsort(key, kind="stable")
-    starts = np.r_[0, np.cumsum(lens)[:-1]] if len(lens) else np.empty(0, np.int64)
     schema = tokens_schema(spec.dtype)
-    chunks = [_gather(flat, starts[rows], lens[rows]) for rows in
-              (order[i:i + GATHER_ROWS] for i in range(0, len(order), GATHER_ROWS))]
-    table = pa.table([pa.concat_arrays(ids).take(pa.array(order)) if ids else pa.array([], pa.string()),
-                      pa.chunked_array(chunks, schema.field("tokens").type), pa.array(key[order]),
-                      pa.array(cat(val, bool)[order])],
+    key = np.concatenate(keys) if keys else np.empty(0, np.uint64)
+    table = pa.table([pa.chunked_array(ids, pa.string()), pa.chunked_array(tokens, schema.field("tokens").type),
+                      pa.array(key), pa.array(np.concatenate(val) if val else np.empty(0, bool))],
                      names=["doc_id", "tokens", "key", "val"])
+    table = table.take(pa.array(np.argsort(key, kind="stable")))
     write_ipc(table, task.outputs[0])
+    n_tokens = sum(len(c.values) for c in tokens)
     stats = Stats(records_in=len(key), records_out=len(key))
-    stats.add_info("tokens", int(len(flat)))
+    stats.add_info("tokens", n_tokens)
     return stats
-
-
-def _gather(flat: np.ndarray, starts: np.ndarray, lens: np.ndarray) -> pa.ListArray:
-    """The list array of the documents at ``flat[starts[i]:starts[i] + lens[i]]``, in order."""
-    off = np.r_[0, np.cumsum(lens)]
-    idx = np.repeat(starts - off[:-1], lens) + np.arange(off[-1])
-    return pa.ListArray.from_arrays(pa.array(off.astype(np.int32)), pa.array(flat[idx]))
 
 
 def _part_index(part: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

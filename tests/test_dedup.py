@@ -377,3 +377,20 @@ def test_verification_is_partitioned_and_independent_of_the_partition_count(tmp_
         parts = [pq.read_table(f).column("part").to_numpy()]
         assert meta.num_row_groups == max(1, len(np.unique(parts[0])))
         assert dedup.read_part(f, 3)["part"].to_pylist() == [3] * int((parts[0] == 3).sum())
+
+
+def test_batched_text_hashes_equal_text_hash():
+    """The exact-text hash on a batch's bytes (pyarrow lowercasing, numpy whitespace
+    collapsing) equals Python's ``" ".join(text.lower().split())``, including the
+    characters where the two lowercasings differ, which take the Python path."""
+    import pyarrow as pa
+
+    from stages.dedup_sign import text_hash, text_hashes
+
+    rng = random.Random(7)
+    alphabet = list("aZ \t\n\r\x0b\x0c\x1c\x1f\x85\xa0éÉİΣσẞ日😀Ǆ\u2028\u3000-.")
+    texts = ["", "  ", " \x1c ", "A\x1cB", "a\tb\n\nc ", "\x0b\x0cq\r", "İstanbul", "ΟΔΟΣ x", "a\u00a0b",
+             "😀 Emoji  Z", "ẞ STRASSE", "Ǆ ǅ", "K\u212a", "x" * 3000 + "  \n"]
+    texts += ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12))) for _ in range(3000)]
+    texts += docstring_paragraphs()[:50]
+    assert text_hashes(pa.array(texts)) == [text_hash(t) for t in texts]
