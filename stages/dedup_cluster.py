@@ -54,7 +54,7 @@ def components(task: Task) -> Stats:
     pair never leaves its component), so resolving them apart gives the global result.
     Memory: ~40 bytes per verified pair and per document that has a duplicate; keys only."""
     p = task.params
-    ver = pa.concat_tables([pq.read_table(f) for f in task.inputs]) if task.inputs else VERIFIED.empty_table()
+    ver = pa.concat_tables([pq.read_table(f, use_threads=False) for f in task.inputs]) if task.inputs else VERIFIED.empty_table()
     ea, eb = ver["a"].to_numpy(), ver["b"].to_numpy()
     members = np.unique(np.concatenate([ea, eb]))
     n = len(members)
@@ -84,7 +84,7 @@ def resolve(task: Task) -> Stats:
     Memory: its pairs, ~150 bytes per document in it, and two shards' candidate files for
     the witness pairs."""
     p = task.params
-    ver = pq.read_table(task.inputs[0])
+    ver = pq.read_table(task.inputs[0], use_threads=False)
     files = by_shard(task.inputs[1:])
     stats = Stats()
     ea, eb = ver["a"].to_numpy(), ver["b"].to_numpy()
@@ -97,7 +97,7 @@ def resolve(task: Task) -> Stats:
     shards = shard_of(members)
     for s in np.unique(shards).tolist():
         at = np.flatnonzero(shards == s)
-        t = pq.read_table(files[s], columns=["key", *meta])
+        t = pq.read_table(files[s], columns=["key", *meta], use_threads=False)
         t = t.take(pa.array(np.searchsorted(t["key"].to_numpy(), members[at])))
         for c, values in meta.items():
             for i, v in zip(at.tolist(), t[c].to_pylist()):
@@ -187,7 +187,7 @@ def merge_clusters(task: Task) -> Stats:
     n = 0
     with atomic_path(task.outputs[0]) as tmp, pq.ParquetWriter(tmp, CLUSTERS, compression="zstd") as w:
         for f in task.inputs:
-            t = pq.read_table(f)
+            t = pq.read_table(f, use_threads=False)
             n += t.num_rows
             w.write_table(t.select(CLUSTERS.names).cast(CLUSTERS))
             gone = t.filter(pc.invert(t["kept"]))

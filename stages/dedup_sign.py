@@ -173,7 +173,7 @@ def sign_shard(task: Task) -> Stats:
     (src,) = task.inputs
     (out,) = task.outputs
     p = task.params
-    t = pq.read_table(src, columns=["doc_id", "karma", "first_seen", "text"])
+    t = pq.read_table(src, columns=["doc_id", "karma", "first_seen", "text"], use_threads=False)
     text = t["text"].combine_chunks()
     flat = minhashes(text, p).reshape(-1)
     offsets = np.arange(0, len(flat) + 1, p["num_perm"], dtype=np.int32)
@@ -233,7 +233,7 @@ def band_shard(task: Task) -> Stats:
     """
     (src,) = task.inputs
     p = task.params
-    t = pq.read_table(src, columns=["text_hash", "minhash"])
+    t = pq.read_table(src, columns=["text_hash", "minhash"], use_threads=False)
     n = t.num_rows
     h = band_hashes(read_minhash(t, p["num_perm"]), p["bands"], p["rows"])
     exact = np.array([int(x[:16], 16) for x in t["text_hash"].to_pylist()], dtype=np.uint64)

@@ -40,7 +40,7 @@ def pairs_partition(task: Task) -> Stats:
     marked: they need no verification.
     """
     p = task.params
-    t = pa.concat_tables([pq.read_table(f) for f in task.inputs]) if task.inputs else BANDS.empty_table()
+    t = pa.concat_tables([pq.read_table(f, use_threads=False) for f in task.inputs]) if task.inputs else BANDS.empty_table()
     band, bucket, key = (t[c].to_numpy() for c in ("band", "bucket", "key"))
     order = np.lexsort((key, bucket, band))
     band, bucket, key = band[order], bucket[order], key[order]
@@ -128,7 +128,7 @@ def _read_keys(path: Path, shard: int) -> np.ndarray:
         st = f.metadata.row_group(g).column(0).statistics
         if f.metadata.row_group(g).num_rows and (st is None or not st.has_min_max or (st.min < hi and st.max >= lo)):
             groups.append(g)
-    k = f.read_row_groups(groups)["key"].to_numpy() if groups else np.empty(0, np.uint64)
+    k = f.read_row_groups(groups, use_threads=False)["key"].to_numpy() if groups else np.empty(0, np.uint64)
     return k[(k >= np.uint64(lo)) & (k < np.uint64(hi))]
 
 
@@ -142,13 +142,13 @@ def candidates_shard(task: Task) -> Stats:
     shard = int(shard_id(task.outputs[0]))
     keys = np.unique(np.concatenate([np.empty(0, np.uint64)] + [_read_keys(f, shard) for f in key_files]))
     rows = pa.array(row_of(keys))
-    sig = pq.read_table(sig_file)
+    sig = pq.read_table(sig_file, use_threads=False)
     mh = np.ascontiguousarray(read_minhash(sig, p["num_perm"])[row_of(keys)])
     width = 4 * p["num_perm"]
     offsets = pa.py_buffer(np.arange(0, width * len(keys) + 1, width, dtype=np.int32))
     minhash = pa.Array.from_buffers(pa.binary(), len(keys), [None, offsets, pa.py_buffer(mh.astype("<u4"))])
     if p["verify"] == "exact":
-        text = pq.read_table(doc_file, columns=["text"])["text"].take(rows).cast(pa.large_string())
+        text = pq.read_table(doc_file, columns=["text"], use_threads=False)["text"].take(rows).cast(pa.large_string())
     else:
         text = pa.nulls(len(keys), pa.large_string())
     meta = sig.select(["doc_id", "karma", "first_seen", "text_hash"]).take(rows)
@@ -169,7 +169,7 @@ def read_part(path: Path, part: int) -> pa.Table:
         st = f.metadata.row_group(g).column(col).statistics
         if f.metadata.row_group(g).num_rows and (st is None or not st.has_min_max or st.min <= part <= st.max):
             groups.append(g)
-    t = f.read_row_groups(groups) if groups else PAIRS.empty_table()
+    t = f.read_row_groups(groups, use_threads=False) if groups else PAIRS.empty_table()
     return t.filter(pc.equal(t["part"], part)) if len(t) else t
 
 
@@ -207,7 +207,7 @@ class _Candidates:
 
     def __init__(self, path: Path, p: dict):
         self.file = pq.ParquetFile(path)
-        self.keys = self.file.read(columns=["key"])["key"].to_numpy()
+        self.keys = self.file.read(columns=["key"], use_threads=False)["key"].to_numpy()
         self.num_perm, self.n = p["num_perm"], p["shingle_words"]
         self.minhash = np.zeros((len(self.keys), self.num_perm), np.uint32)
         self.loaded = np.zeros(self.file.metadata.num_row_groups, dtype=bool)
@@ -224,7 +224,7 @@ class _Candidates:
         groups = np.unique(at // CAND_GROUP)
         todo = groups[~self.loaded[groups]].tolist()
         if todo:
-            mh = self.file.read_row_groups(todo, columns=["minhash"])["minhash"].combine_chunks()
+            mh = self.file.read_row_groups(todo, columns=["minhash"], use_threads=False)["minhash"].combine_chunks()
             off = np.frombuffer(mh.buffers()[1], np.int32)[mh.offset:mh.offset + len(mh) + 1]
             data = np.frombuffer(mh.buffers()[2], np.uint8)[off[0]:off[-1]].view("<u4").reshape(len(mh), -1)
             rows = np.concatenate([np.arange(g * CAND_GROUP, min((g + 1) * CAND_GROUP, len(self.keys))) for g in todo])
@@ -236,7 +236,7 @@ class _Candidates:
         todo = sorted({i for i in at if i not in self.sets})
         if todo:
             groups = sorted({i // CAND_GROUP for i in todo})
-            text = self.file.read_row_groups(groups, columns=["text"])["text"].combine_chunks()
+            text = self.file.read_row_groups(groups, columns=["text"], use_threads=False)["text"].combine_chunks()
             first = {g: k * CAND_GROUP for k, g in enumerate(groups)}     # groups are full but the last
             rows = [first[i // CAND_GROUP] + i % CAND_GROUP for i in todo]
             for lo in range(0, len(todo), SIGN_BATCH):
@@ -244,7 +244,8 @@ class _Candidates:
                 h, doc = shingle_hashes(text.take(pa.array(batch, pa.int64())), self.n)
                 cut = np.searchsorted(doc, np.arange(len(batch) + 1)).tolist()
                 for i, r in enumerate(todo[lo:lo + SIGN_BATCH]):
-                    self.sets[r] = np.unique(h[cut[i]:cut[i + 1]])
+                    x = np.sort(h[cut[i]:cut[i + 1]])          # sorted, then distinct (np.unique hashes first: slower)
+                    self.sets[r] = x[np.r_[True, x[1:] != x[:-1]]]
         return [self.sets[i] for i in at]
 
 
