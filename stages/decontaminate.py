@@ -66,7 +66,7 @@ from pipeline.stats import Stats
 
 from . import urls as U
 from .benchmarks import Benchmark, load_registry, resolve, segments
-from .ngrams import WORDS_VERSION, word_ngrams, word_spans
+from .ngrams import WORDS_VERSION, mix64, raw_ngrams, unmix64, word_ngrams, word_spans
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 WIKIPEDIA = frozenset({"wikipedia.org"})
@@ -230,10 +230,11 @@ SCREEN_BITS = 64            # bits of the scan's screen per benchmark n-gram: 1/
 
 
 class Screen:
-    """A one-hash bit table over every benchmark n-gram hash, indexed by a hash's top bits
-    (the hashes are mixed, so those are uniform): a vectorized membership screen for a whole
-    batch at once, where a Bloom filter needs one Python call per n-gram. At
-    ``SCREEN_BITS`` bits per n-gram about 1.6% of the corpus's n-grams pass it by chance;
+    """A one-hash bit table over every benchmark n-gram, indexed by the top bits of its
+    fold (``raw_ngrams``: the hash before its final mix; a sum of mixed word hashes, so those
+    bits are uniform): a vectorized membership screen for a whole batch at once, where a
+    Bloom filter needs one Python call per n-gram, and only the folds that pass are mixed.
+    At ``SCREEN_BITS`` bits per n-gram about 1.6% of the corpus's n-grams pass by chance;
     every pass is then confirmed against the exact sorted hashes, so the hits are exactly
     those of any other screen. Memory: 8 bytes per benchmark n-gram."""
 
@@ -242,11 +243,11 @@ class Screen:
         self.bits = int(min(max(math.ceil(math.log2(max(n, 1) * SCREEN_BITS)), 16), 40))
         self.table = np.zeros(1 << (self.bits - 3), dtype=np.uint8)
         for a in exact:
-            i = a >> np.uint64(64 - self.bits)
+            i = unmix64(a) >> np.uint64(64 - self.bits)
             np.bitwise_or.at(self.table, i >> np.uint64(3), np.left_shift(np.uint8(1), (i & np.uint64(7)).astype(np.uint8)))
 
     def __call__(self, h: np.ndarray) -> np.ndarray:
-        """Indexes into ``h`` of the hashes that pass (a superset of the benchmark n-grams)."""
+        """Indexes into the folds ``h`` of those that pass (a superset of the benchmark n-grams)."""
         i = h >> np.uint64(64 - self.bits)
         return np.flatnonzero((self.table[i >> np.uint64(3)] >> (i & np.uint64(7)).astype(np.uint8)) & 1)
 
@@ -264,24 +265,29 @@ def scan_shard(task: Task) -> Stats:
     wiki_rows, wiki_share = [], []
     lookups = 0
     for lo in range(0, len(texts), BATCH):
-        g = word_ngrams(texts[lo:lo + BATCH], n)
-        h = g.hashes
-        lookups += len(h)
-        idx = screen(h)
-        if len(idx):
-            word0 = np.r_[0, np.cumsum(np.bincount(g.word_doc, minlength=len(g.offsets) - 1))[:-1]]
+        r = raw_ngrams(texts[lo:lo + BATCH], n)
+        lookups += r.count
+        n_docs = len(r.offsets) - 1
+        at = screen(r.folds)                            # word positions, a superset of the hits
+        at = at[r.word_doc[at] == r.word_doc[at + n - 1]]   # n-grams within one text
+        if len(at):
+            h, doc = mix64(r.folds[at]), r.word_doc[at]
+            word0 = np.r_[0, np.cumsum(np.bincount(r.word_doc, minlength=n_docs))[:-1]]
             for name, arr in zip(names, exact):
-                sel = idx[_member(arr, h[idx])]
-                hit_cols["row"].append(lo + g.doc[sel])
+                sel = _member(arr, h)
+                hit_cols["row"].append(lo + doc[sel])
                 hit_cols["ngram"].append(h[sel])
-                hit_cols["benchmark"] += [name] * len(sel)
-                hit_cols["word"].append(g.first[sel] - word0[g.doc[sel]])
-        if wiki is not None and len(h):
+                hit_cols["benchmark"] += [name] * int(sel.sum())
+                hit_cols["word"].append(at[sel] - word0[doc[sel]])
+        if wiki is not None and r.count:
+            m = len(r.folds)
+            ok = np.flatnonzero(r.word_doc[n - 1:] == r.word_doc[:m])
+            h, hdoc = mix64(r.folds[ok]), r.word_doc[ok]
             sampled = np.flatnonzero(h % np.uint64(k) == 0) if k > 1 else np.arange(len(h))
             lookups += len(sampled)
             inwiki = np.fromiter(map(wiki.__contains__, h[sampled].tolist()), dtype=bool, count=len(sampled))
-            per_doc = np.bincount(g.doc[sampled], minlength=len(g.offsets) - 1)
-            per_hit = np.bincount(g.doc[sampled][inwiki], minlength=len(g.offsets) - 1)
+            per_doc = np.bincount(hdoc[sampled], minlength=n_docs)
+            per_hit = np.bincount(hdoc[sampled][inwiki], minlength=n_docs)
             docs = np.flatnonzero(per_hit)
             wiki_rows.append(lo + docs)
             wiki_share.append(per_hit[docs] / per_doc[docs])

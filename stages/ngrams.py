@@ -122,7 +122,23 @@ def _word_hashes(b: np.ndarray, off: np.ndarray, s: np.ndarray, e: np.ndarray) -
     return wh
 
 
+def mix64(h: np.ndarray) -> np.ndarray:
+    """``_mix64``, for callers that mix the folds of ``raw_ngrams`` themselves."""
+    return _mix64(h)
+
+
+def unmix64(h: np.ndarray) -> np.ndarray:
+    """The inverse of ``_mix64`` (each step of the splitmix64 finalizer is a bijection)."""
+    with np.errstate(over="ignore"):
+        h = h ^ (h >> np.uint64(31)) ^ (h >> np.uint64(62))
+        h = h * np.uint64(pow(0x94D049BB133111EB, -1, 2**64))
+        h = h ^ (h >> np.uint64(27)) ^ (h >> np.uint64(54))
+        h = h * np.uint64(pow(0xBF58476D1CE4E5B9, -1, 2**64))
+        return h ^ (h >> np.uint64(30)) ^ (h >> np.uint64(60))
+
+
 def _mix64(h: np.ndarray) -> np.ndarray:
+    """The splitmix64 finalizer: the last step of every word and n-gram hash."""
     with np.errstate(over="ignore"):
         h = (h ^ (h >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         h = (h ^ (h >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
@@ -187,6 +203,39 @@ class WordNgrams(NamedTuple):
     lowered: pa.Array        # the lowercased texts
 
 
+class RawNgrams(NamedTuple):
+    """The n-gram folds of a batch before the final mix (see ``raw_ngrams``)."""
+    folds: np.ndarray        # uint64, one per word position i < words - n + 1: ``unmix64`` of
+                             # the hash of the n-gram at i, when its n words are in one text
+    word_doc: np.ndarray     # int64: the text of each word
+    count: int               # how many positions hold a real n-gram (all n words in one text)
+    offsets: np.ndarray      # int64: each text's first byte (len = texts + 1)
+
+
+def raw_ngrams(texts, n: int) -> RawNgrams:
+    """``word_ngrams`` up to the fold: the final mix and the selection of the positions
+    whose n words share a text are left to the caller, who may need them for a few
+    positions only (``hash = _mix64(fold)``; a position i is an n-gram when
+    ``word_doc[i] == word_doc[i + n - 1]``)."""
+    _, b, off, s, e = word_spans(texts)
+    with np.errstate(over="ignore"):
+        wh = _mix64(_word_hashes(b, off, s, e) ^ ((e - s).astype(np.uint64) * _K))
+        # each word's text: words are in text order, so a repeat of each text's word count
+        counts = np.diff(np.searchsorted(s, off))
+        doc = np.repeat(np.arange(len(off) - 1), counts)
+        m = len(wh) - n + 1
+        if m <= 0:
+            return RawNgrams(np.empty(0, np.uint64), doc, 0, off)
+        # h[i] = sum_k wh[i+k] K**(n-1-k) (Horner's fold of n word hashes), as
+        # (G[i+n] - G[i]) K**(i+n-1) from the prefix sums G of wh[t] K**-t: 5 passes, not 2n
+        kp, kr = _powers(len(wh) + 1, _K)
+        g = np.empty(len(wh) + 1, dtype=np.uint64)
+        g[0] = 0
+        np.cumsum(wh * kr[:len(wh)], out=g[1:])
+        h = (g[n:] - g[:m]) * kp[n - 1:m + n - 1]
+    return RawNgrams(h, doc, int(np.maximum(counts - n + 1, 0).sum()), off)
+
+
 def word_ngrams(texts, n: int) -> WordNgrams:
     """Every word ``n``-gram (``words``' words) of every text, as a uint64 hash, without a
     Python object per word: word boundaries from the UTF-8 bytes, a polynomial hash per
@@ -199,9 +248,7 @@ def word_ngrams(texts, n: int) -> WordNgrams:
         doc = np.repeat(np.arange(len(off) - 1), np.diff(np.searchsorted(s, off)))
         m = len(wh) - n + 1
         if m > 0:
-            # h[i] = sum_k wh[i+k] K**(n-1-k) (Horner's fold of n word hashes), as
-            # (G[i+n] - G[i]) K**(i+n-1) from the prefix sums G of wh[t] K**-t: 5 passes, not 2n
-            kp, kr = _powers(len(wh) + 1, _K)
+            kp, kr = _powers(len(wh) + 1, _K)      # the fold as in raw_ngrams
             g = np.empty(len(wh) + 1, dtype=np.uint64)
             g[0] = 0
             np.cumsum(wh * kr[:len(wh)], out=g[1:])
