@@ -216,3 +216,21 @@ def test_no_benchmark_configured_warns(tmp_path):
     out = buf.getvalue()
     assert "warning:" in out and "no benchmark configured" in out and "--benchmark" in out
     assert (tmp_path / "clean" / "clean-00000.parquet").exists()
+
+
+def test_scan_screen_passes_every_benchmark_ngram_and_few_others():
+    """The scan's bit-table screen at a realistic size (450k benchmark n-grams): no false
+    negative, and over 2M random folds a pass rate within 10% of 1 - e^(-n/2^bits)."""
+    from stages.ngrams import mix64, unmix64
+
+    rng = np.random.default_rng(3)
+    exact = [D.sorted_unique(rng.integers(0, 2**63, size=k, dtype=np.int64).astype(np.uint64) * np.uint64(2))
+             for k in (400_000, 50_000)]
+    screen = D.Screen(exact)
+    for a in exact:
+        assert np.array_equal(screen(unmix64(a)), np.arange(len(a)))            # every one passes
+        assert np.array_equal(mix64(unmix64(a)), a)
+    probes = rng.integers(0, 2**63, size=2_000_000, dtype=np.int64).astype(np.uint64) * np.uint64(2) + np.uint64(1)
+    observed = len(screen(probes)) / len(probes)
+    expected = 1 - np.exp(-sum(map(len, exact)) / 2**screen.bits)
+    assert 0.01 < expected < 0.02 and abs(observed - expected) < 0.1 * expected
