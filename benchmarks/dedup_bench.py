@@ -1,8 +1,20 @@
-"""Dedup quality on a labelled near-duplicate set, signature speed, and clustering memory.
+"""Dedup end to end against its signature floor, quality on a labelled near-duplicate
+set, signature speed, and clustering memory.
 
-    python benchmarks/dedup_bench.py [--synthetic 1000000] [--data ../shared/data/extraction/trafilatura-eval/tests]
+    python benchmarks/dedup_bench.py [--docs 200000] [--repeats 3] [--synthetic 1000000]
+                                     [--data ../shared/data/extraction/trafilatura-eval/tests]
 
-1. **Quality.** Real texts (trafilatura on the evaluation pages), each with four edited
+1. **End to end**, MB of document text per CPU-second of the whole process tree
+   (``RUSAGE_CHILDREN`` of each reaped child: the CLI, its pool workers), start-up
+   included: ``webtext dedup`` with the default exact verification, ``--workers 1`` and
+   ``--workers 2``, on N documents built from the labelled set's real texts (2-12 of
+   their paragraphs each; 10% near copies of an earlier document with 3% of words
+   changed, 3% exact copies; 8 docs shards), against the floor on the same shards: a
+   process that reads each shard's text and computes the stage's own signatures
+   (``dedup_sign.minhashes``) and nothing else. Interleaved, ``--repeats`` times; median
+   and range. The stage's fixed cost: the CPU of the whole tree on a 50-document shard.
+   The two worker counts must write the same bytes (checked).
+2. **Quality.** Real texts (trafilatura on the evaluation pages), each with four edited
    variants: 10% of lines dropped, 3% of words changed, boilerplate lines added, and the
    last 15% truncated. The exact Jaccard of word 5-gram shingles is computed for every
    pair that shares a shingle (an inverted index; other pairs have J = 0). Reports
@@ -10,11 +22,11 @@
    and precision (each removed document has J >= 0.8 with the one kept for it, its
    ``duplicate_of``). ``--set verify=estimate --set lsh_threshold=0.8`` gives the
    estimate-only setting for comparison.
-2. **Signature speed**, MB/s of text per CPU-second: webtext's path (shingles hashed
-   with numpy a batch at a time, then ``MinHash.bulk`` on those hashes) against
+3. **Signature speed**, MB/s of text per CPU-second: webtext's path (shingles hashed
+   with numpy a batch at a time, then datasketch's permutations with numpy) against
    datasketch's bulk path on bytes shingles with xxh32, and its default per-shingle
    ``update()`` with SHA-1, in this process.
-3. **Clustering memory** on N synthetic documents (random signatures with planted
+4. **Clustering memory** on N synthetic documents (random signatures with planted
    duplicate groups): time and peak RSS of each phase after signatures, each in a fresh
    process. Synthetic documents have no text, so their candidates are verified by
    estimate.
@@ -23,8 +35,12 @@
 from __future__ import annotations
 
 import argparse
+import filecmp
 import json
 import random
+import resource
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -65,6 +81,97 @@ def labelled_set(data: Path) -> list[str]:
             docs.append(text)
             docs += variants(text, rng)
     return docs
+
+
+def corpus(texts: list[str], n: int, out: Path, shards: int = 8, seed: int = 0) -> float:
+    """``n`` documents from the real texts' paragraphs -> ``out/docs-NNNNN.parquet``;
+    returns the MB of text. 10% are near copies of an earlier document (3% of words
+    changed), 3% exact copies; the rest are 2-12 random paragraphs."""
+    import pyarrow.parquet as pq
+
+    from tests.conftest import doc_row, doc_table
+
+    rng = random.Random(seed)
+    paras = [ln for t in texts[::5] for ln in t.split("\n") if len(ln.split()) >= 8]   # originals only
+    docs: list[str] = []
+    for _ in range(n):
+        r = rng.random()
+        if docs and r < 0.03:
+            text = docs[rng.randrange(len(docs))]
+        elif docs and r < 0.13:
+            ws = docs[rng.randrange(len(docs))].split()
+            for k in rng.sample(range(len(ws)), max(1, len(ws) * 3 // 100)):
+                ws[k] = f"w{rng.randint(0, 10**6)}"
+            text = " ".join(ws)
+        else:
+            text = "\n".join(rng.choice(paras) for _ in range(rng.randint(2, 12)))
+        docs.append(text)
+    out.mkdir(parents=True, exist_ok=True)
+    for s in range(shards):
+        rows = [doc_row(f"d{i:07d}", docs[i], karma=rng.randint(1, 500)) for i in range(s, n, shards)]
+        pq.write_table(doc_table(rows), out / f"docs-{s:05d}.parquet")
+    return sum(len(d.encode()) for d in docs) / 1e6
+
+
+FLOOR = r"""
+import sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[2])
+import pyarrow.parquet as pq
+from stages.dedup_sign import minhashes
+for f in sorted(Path(sys.argv[1]).glob("docs-*.parquet")):
+    minhashes(pq.read_table(f, columns=["text"])["text"].combine_chunks(),
+              {"num_perm": 128, "seed": 1, "shingle_words": 5})
+"""
+
+
+def tree_cpu(cmd: list[str]) -> float:
+    """CPU-seconds (user + system) of ``cmd`` and every descendant it reaped."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    r = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if r.returncode:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{r.stderr[-3000:]}")
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def stage_cpu(docs: Path, work: Path, workers: int) -> float:
+    """``webtext dedup`` on a fresh work directory whose docs/ links to ``docs``' shards."""
+    shutil.rmtree(work, ignore_errors=True)
+    (work / "docs").mkdir(parents=True)
+    for f in sorted(docs.glob("docs-*.parquet")):
+        (work / "docs" / f.name).symlink_to(f)
+    webtext = str(Path(sys.executable).with_name("webtext"))
+    return tree_cpu([webtext, "--workdir", str(work), "--workers", str(workers), "dedup"])
+
+
+def end_to_end(texts: list[str], n: int, repeats: int, tmp: Path) -> None:
+    docs, tiny = tmp / "e2e-docs", tmp / "e2e-tiny"
+    mb = corpus(texts, n, docs)
+    corpus(texts, 50, tiny, shards=1)
+    runs: dict[str, list[float]] = {"floor": [], "workers 1": [], "workers 2": [], "fixed 1": [], "fixed 2": []}
+    for _ in range(repeats):          # interleaved: a load change on the machine hits every variant alike
+        runs["floor"].append(tree_cpu([sys.executable, "-c", FLOOR, str(docs), str(ROOT)]))
+        for w in (1, 2):
+            runs[f"workers {w}"].append(stage_cpu(docs, tmp / f"e2e-w{w}", w))
+            runs[f"fixed {w}"].append(stage_cpu(tiny, tmp / f"e2e-tiny-w{w}", w))
+    same = all(filecmp.cmp(a, tmp / "e2e-w2" / "dedup" / a.name, shallow=False)
+               for a in sorted((tmp / "e2e-w1" / "dedup").glob("dedup-*.parquet")) + [tmp / "e2e-w1" / "dedup" / "_clusters.parquet"])
+    med = lambda xs: statistics.median(xs)                                          # noqa: E731
+    rate = lambda xs: (mb / med(xs), mb / max(xs), mb / min(xs))                  # noqa: E731
+    print(f"dedup end to end: {n:,} documents, {mb:.1f} MB of text in 8 shards; CPU-s of the whole process tree, "
+          f"start-up included; {repeats} interleaved repeats, median (range)")
+    f_mid, f_lo, f_hi = rate(runs["floor"])
+    print(f"  signature floor (read text, minhashes)  {f_mid:6.2f} MB/CPU-s ({f_lo:.2f}-{f_hi:.2f})   "
+          f"{med(runs['floor']):6.1f} CPU-s")
+    for w in (1, 2):
+        xs, fixed = runs[f"workers {w}"], med(runs[f"fixed {w}"])
+        mid, lo, hi = rate(xs)
+        ratios = sorted(x / f for x, f in zip(runs["floor"], xs))
+        print(f"  webtext dedup --workers {w}              {mid:6.2f} MB/CPU-s ({lo:.2f}-{hi:.2f})   {med(xs):6.1f} CPU-s"
+              f" = {statistics.median(ratios):.2f}x the floor ({ratios[0]:.2f}-{ratios[-1]:.2f}x); "
+              f"fixed cost (50 documents) {fixed:.1f} CPU-s; at the margin {mb / (med(xs) - fixed):.2f} MB/CPU-s")
+    print(f"  --workers 1 and 2 wrote the same bytes: {same}")
 
 
 def exact_pairs(texts: list[str], max_df: int = 200) -> dict[tuple[int, int], float]:
@@ -169,13 +276,16 @@ from pathlib import Path
 sys.path.insert(0, sys.argv[3])
 from pipeline.executor import Task
 from stages import dedup
+from stages.dedup_sign import lsh_params
 from pipeline.config import DedupConfig
-from datasketch.lsh import _optimal_param
 phase, d = sys.argv[1], Path(sys.argv[2])
 sigs = sorted((d / "_signatures").glob("sig-*.parquet"))
+shards = [int(f.stem.split("-")[1]) for f in sigs]
 cfg = DedupConfig()
-bands, rows = _optimal_param(cfg.lsh_threshold, cfg.num_perm, 0.5, 0.5)
-P, bp = 16, {"num_perm": 128, "bands": bands, "rows": rows, "partitions": 16, "max_bucket_pairs": 32}
+bands, rows = lsh_params(cfg.lsh_threshold, cfg.num_perm)
+P, bp = 16, {"num_perm": 128, "shingle_words": 5, "bands": bands, "rows": rows, "partitions": 16,
+             "max_bucket_pairs": 32, "threshold": 0.8, "verify": "estimate"}
+cands = [d / "_candidates" / f"cand-{s:05d}.parquet" for s in shards]
 t = time.perf_counter()
 if phase == "bands":
     for f in sigs:
@@ -184,36 +294,37 @@ if phase == "bands":
 elif phase == "pairs":
     for i in range(P):
         files = sorted((d / "_bands").glob(f"*/part-{i:03d}.parquet"))
-        dedup.pairs_partition(Task("pairs", str(i), None, files, [d / "_pairs" / f"pairs-{i:03d}.parquet"], bp))
+        dedup.pairs_partition(Task("pairs", str(i), None, files, [d / "_pairs" / f"pairs-{i:03d}.parquet",
+                                                                  d / "_pairs" / f"keys-{i:03d}.parquet"], bp))
+elif phase == "candidates":      # synthetic documents have no text: verify = estimate reads none
+    keys = sorted((d / "_pairs").glob("keys-*.parquet"))
+    for f, c in zip(sigs, cands):
+        dedup.candidates_shard(Task("candidates", c.stem, None, keys + [f, f], [c], bp))
 elif phase == "verify":
     pairs = sorted((d / "_pairs").glob("pairs-*.parquet"))
-    shards = [int(f.stem.split("-")[1]) for f in sigs]
     for i in range(P):
-        dedup.verify_partition(Task("verify", f"{i:03d}", None, pairs + sigs, [d / "_verified" / f"verified-{i:03d}.parquet"],
-                                    {**bp, "threshold": 0.8, "verify": "estimate", "n_pair_files": len(pairs), "shards": shards}))
+        dedup.verify_partition(Task("verify", f"{i:03d}", None, pairs + cands, [d / "_verified" / f"verified-{i:03d}.parquet"],
+                                    {**bp, "n_pair_files": len(pairs)}))
 elif phase == "components":
     ver = sorted((d / "_verified").glob("verified-*.parquet"))
     st = dedup.components(Task("components", "all", None, ver, [d / "_components" / f"edges-{i:03d}.parquet" for i in range(P)], bp))
     print(json.dumps(st.info), file=sys.stderr)
 elif phase == "resolve":
-    shards = [int(f.stem.split("-")[1]) for f in sigs]
     for i in range(P):
-        dedup.resolve(Task("resolve", f"{i:03d}", None, [d / "_components" / f"edges-{i:03d}.parquet"] + sigs,
+        dedup.resolve(Task("resolve", f"{i:03d}", None, [d / "_components" / f"edges-{i:03d}.parquet"] + cands,
                            [d / "_resolved" / f"resolved-{i:03d}.parquet"],
-                           {**bp, "threshold": 0.8, "verify": "estimate", "keep": "witness", "replace_existing": False,
-                            "drop_shards": shards}))
+                           {**bp, "keep": "witness", "replace_existing": False, "drop_shards": shards}))
 else:
     res = sorted((d / "_resolved").glob("resolved-*.parquet"))
-    outs = [d / "_clusters.parquet"] + [d / "_drops" / f"drops-{f.stem.split('-')[1]}.parquet" for f in sigs]
-    st = dedup.merge_clusters(Task("cluster", "all", None, res, outs,
-                                   {**bp, "drop_shards": [int(f.stem.split("-")[1]) for f in sigs]}))
+    outs = [d / "_clusters.parquet"] + [d / "_drops" / f"drops-{s:05d}.parquet" for s in shards]
+    st = dedup.merge_clusters(Task("cluster", "all", None, res, outs, {**bp, "drop_shards": shards}))
 # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across fork + exec.
 hwm = next(int(x.split()[1]) for x in open("/proc/self/status") if x.startswith("VmHWM:"))
 print(json.dumps({"secs": time.perf_counter() - t, "rss": hwm / 1024}))
 """
 
 
-PHASES = ("bands", "pairs", "verify", "components", "resolve", "cluster")
+PHASES = ("bands", "pairs", "candidates", "verify", "components", "resolve", "cluster")
 
 
 def clustering_memory(n: int, tmp: Path) -> dict:
@@ -235,6 +346,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "extraction" / "trafilatura-eval" / "tests")
     ap.add_argument("--synthetic", type=int, default=1_000_000)
+    ap.add_argument("--docs", type=int, default=200_000, help="documents for the end-to-end run (0: skip it)")
+    ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="a [dedup] setting for the quality run, e.g. verify=estimate (repeatable)")
     args = ap.parse_args()
@@ -246,6 +359,8 @@ def main() -> None:
         tmp = Path(tmp)
         if args.data.exists():
             texts = labelled_set(args.data)
+            if args.docs:
+                end_to_end(texts, args.docs, args.repeats, tmp)
             q, took, info = quality(texts, tmp / "q", dedup_cfg)
             speed = signature_speed(texts)
             print(f"dedup quality: {len(texts):,} documents ({len(texts) // 5:,} real texts x 5: original + 4 edited)")
@@ -255,7 +370,7 @@ def main() -> None:
             for k, (v, n) in q.items():
                 print(f"  {k:12} {v:.4f}  (over {n:,} pairs with that exact Jaccard)" if "recall" in k else
                       f"  {k:12} {v:.4f}  (over {n:,} removed documents: exact J >= 0.8 with the one kept for it)")
-            print("signatures, MB/s of text per CPU-second (target >= 15):")
+            print("signatures alone, MB of text per CPU-second, in this process:")
             for k, v in speed.items():
                 print(f"  {k:26} {v:6.2f}   webtext = {speed['webtext'] / v:.1f}x")
         if not args.synthetic:
