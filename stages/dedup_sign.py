@@ -36,24 +36,20 @@ def text_hash(text: str) -> str:
 
 _ASCII_SPACE = np.zeros(256, dtype=bool)
 _ASCII_SPACE[[9, 10, 11, 12, 13, 28, 29, 30, 31, 32]] = True    # what str.split() splits on below 0x80
-_python_only: np.ndarray | None = None
+_python_only = np.full(0x10000, -1, dtype=np.int8)      # per BMP code point: 1, 0, or -1 (not looked at yet)
 
 
-def _python_only_table() -> np.ndarray:
-    """For each code point of the BMP at or above 0x80: must a text holding it be hashed
-    by ``text_hash`` itself? True where Python's ``str.lower`` and pyarrow's
-    ``utf8_lower`` disagree ("İ"), for "Σ" (Python lowers it by context) and for
-    whitespace (``str.split`` splits on it). Built once (~50 ms)."""
-    global _python_only
-    if _python_only is None:
-        cps = [c for c in range(0x80, 0x10000) if not 0xD800 <= c < 0xE000]
-        chars = [chr(c) for c in cps]
+def _python_only_table(cps: np.ndarray) -> np.ndarray:
+    """For code points of the BMP at or above 0x80: must a text holding one be hashed by
+    ``text_hash`` itself? True where Python's ``str.lower`` and pyarrow's ``utf8_lower``
+    disagree ("İ"), for "Σ" (Python lowers it by context) and for whitespace
+    (``str.split`` splits on it). Filled in as code points are first seen."""
+    new = np.unique(cps[_python_only[cps] < 0])
+    if len(new):
+        chars = [chr(c) for c in new.tolist()]
         arrow = pc.utf8_lower(pa.array(chars, pa.string())).to_pylist()
-        table = np.ones(0x10000, dtype=bool)
-        table[cps] = [c.lower() != x or c.isspace() for c, x in zip(chars, arrow)]
-        table[0x3A3] = True
-        _python_only = table
-    return _python_only
+        _python_only[new] = [c.lower() != x or c.isspace() or c == "\u03a3" for c, x in zip(chars, arrow)]
+    return _python_only[cps] == 1
 
 
 def text_hashes(texts: pa.Array) -> list[str]:
@@ -84,7 +80,7 @@ def _text_hashes(texts: pa.Array) -> list[str]:
         pad = np.r_[b, np.zeros(2, np.uint8)]
         c0, c1, c2 = (pad[lead + k].astype(np.int64) for k in (0, 1, 2))
         cp = np.where(c0 < 0xE0, ((c0 & 0x1F) << 6) | (c1 & 0x3F), ((c0 & 0x0F) << 12) | ((c1 & 0x3F) << 6) | (c2 & 0x3F))
-        bad = (c0 >= 0xF0) | _python_only_table()[np.minimum(cp, 0xFFFF)]
+        bad = (c0 >= 0xF0) | _python_only_table(np.where(c0 >= 0xF0, 0x80, cp))
         slow[np.searchsorted(off, lead[bad], side="right") - 1] = True
     b, off = _utf8(pc.utf8_lower(texts))
     # Runs of whitespace (split at text starts): the first byte of each run between two
