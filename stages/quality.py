@@ -26,7 +26,8 @@ def check(text: str, cfg) -> str | None:
     lines = [ln for ln in text.split("\n") if ln.strip()]
     if not lines:
         return "short_lines"
-    short = sum(1 for ln in lines if len(ln.split()) < cfg.short_line_words)
+    k = cfg.short_line_words   # a line is short with under k words: split no further than k + 1 parts
+    short = sum(1 for ln in lines if len(ln.split(None, k)) < k)
     if short / len(lines) > cfg.max_short_line_share:
         return "short_lines"
     boiler = sum(1 for ln in lines if len(ln) < 200 and _BOILERPLATE.search(ln))
@@ -41,11 +42,11 @@ def gopher(text: str) -> str | None:
     words = text.split()
     if not words:
         return "gopher_word_length"
-    mean = sum(len(w) for w in words) / len(words)
+    mean = len("".join(words)) / len(words)
     if not 3 <= mean <= 10:
         return "gopher_word_length"
     if (text.count("#") + text.count("...") + text.count("…")) / len(words) > 0.1:
         return "gopher_symbols"
-    if len(_STOP.intersection(w.lower() for w in words)) < 2:
+    if len(_STOP.intersection(text.lower().split())) < 2:   # lowering never makes or removes a space
         return "gopher_stopwords"
     return None
