@@ -43,6 +43,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline import progress
 from pipeline.config import HarvestConfig, to_dict
 from pipeline.errors import MissingInputError
 from pipeline.executor import Context, Task, finish_stage, run_phase
@@ -125,6 +126,7 @@ def harvest_dump(task: Task) -> Stats:
                 stats.add_info("decompressed_bytes", len(buf))
                 subs, bad = decode_batch(buf)
                 stats.records_in += len(subs) + bad
+                progress.advance(len(subs) + bad)
                 stats.drop("malformed_json", bad)
                 filter_into(keep, subs, stats, w)
         except (TruncatedDumpError, *CORRUPT_ERRORS) as e:   # keep what came before; count the rest as 1
@@ -175,7 +177,9 @@ def run(ctx: Context) -> dict:
     else:
         dumps = find_dumps(cfg.dumps)
         parts = [parts_dir / f"{safe_name(d)}.parquet" for d in dumps]
-        tasks = [Task("map", part.stem, harvest_dump, [d], [part], fparams) for d, part in zip(dumps, parts)]
+        # Progress counts submissions (lines); a compressed dump's count is not known up front.
+        tasks = [Task("map", part.stem, harvest_dump, [d], [part], fparams, units="submissions")
+                 for d, part in zip(dumps, parts)]
         sources = {part.name: ctx.state.digest(d) for d, part in zip(dumps, parts)}
     mapped = run_phase(ctx, out_dir, "map", tasks)
     for name, digest in sources.items():

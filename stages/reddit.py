@@ -253,11 +253,15 @@ class Filter:
     """Decides drop reasons for a batch of submissions, column-wise, and returns the rows to keep.
 
     Everything that can be decided from raw fields is decided with Arrow compute kernels
-    over the whole batch (RE2 regexes, no backtracking): flags, the scheme, the raw host
-    (Reddit, blocklist; verdicts computed once per distinct host and cached) and the raw
-    path's extension. The first matching reason wins, in the order of ``REASONS``. URL
-    normalization runs only for what survives (``urls.normalize``: fast paths for plain
-    URLs, courlan for the rest), through a bounded cache.
+    over the whole batch (RE2 regexes, no backtracking). The first matching reason wins,
+    in the order of ``REASONS``, so the URL itself (scheme, raw host, path extension) is
+    judged only on rows that no flag (no URL, self post, NSFW, deleted, removed) dropped
+    already, and the media regex only where no earlier URL reason applies. Reddit,
+    blocklist and host-validity verdicts are computed once per distinct host and cached
+    (a host matches a list when it or a parent domain is on it: one set test each).
+    Normalization runs only for what survives: a plain ASCII URL whose scheme and host are
+    lowercase is its own normalized and fetch form (one DFA match for the batch); the rest
+    go through ``urls.harvest_forms`` (fast paths, courlan for the rest) and a bounded cache.
 
     ``bad_url`` is a URL no client can fetch: longer than ``max_url_length`` characters
     (decided on the length alone, before any other work on it), a host that is not a DNS
