@@ -405,3 +405,32 @@ def test_progress_counts_every_page_examined_and_the_total_comes_from_the_fetch_
     log = tmp_path / "fetchlog-00000.parquet"
     pq.write_table(pa.Table.from_pylist(rows, schema=FETCHLOG), log, row_group_size=1000)
     assert extract.archived_pages(log) == sum(r["warc_file"] is not None for r in rows) == 1666
+
+
+def test_fast_element_lookup_gives_the_same_extraction_on_real_pages():
+    """The extraction process parses with lxml's C-level element class lookup: text, title,
+    date and extractor must be those of lxml.html's own lookup. Run in a fresh process,
+    since the lookup is set on trafilatura's shared parser."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from conftest import shared_path
+
+    folder = shared_path("extraction", "trafilatura-eval", "tests", "eval")
+    code = f"""
+import gzip, sys
+from pathlib import Path
+from stages import pagetext
+files = sorted(Path({str(folder)!r}).glob("*.html.gz"))[::25]
+pages = [gzip.decompress(f.read_bytes()).decode("utf-8", errors="replace") for f in files]
+before = [pagetext.extract_page(h, f"http://x.example/{{i}}", "auto", True) for i, h in enumerate(pages)]
+pagetext.fast_element_lookup()
+after = [pagetext.extract_page(h, f"http://x.example/{{i}}", "auto", True) for i, h in enumerate(pages)]
+assert sum(1 for b in before if b.text) >= 20, len(before)
+print(sum(a == b for a, b in zip(after, before)), len(before))
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                       cwd=Path(__file__).resolve().parent.parent)
+    same, n = map(int, r.stdout.split())
+    assert same == n, r.stderr[-2000:]
