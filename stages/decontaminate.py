@@ -244,7 +244,10 @@ class Screen:
         self.table = np.zeros(1 << (self.bits - 3), dtype=np.uint8)
         for a in exact:
             i = unmix64(a) >> np.uint64(64 - self.bits)
-            np.bitwise_or.at(self.table, i >> np.uint64(3), np.left_shift(np.uint8(1), (i & np.uint64(7)).astype(np.uint8)))
+            byte, bit = i >> np.uint64(3), (i & np.uint64(7)).astype(np.uint8)
+            for b in range(8):              # one bit position at a time: repeated bytes all write the same value
+                at = byte[bit == b]
+                self.table[at] |= np.uint8(1 << b)
 
     def __call__(self, h: np.ndarray) -> np.ndarray:
         """Indexes into the folds ``h`` of those that pass (a superset of the benchmark n-grams)."""
@@ -252,13 +255,27 @@ class Screen:
         return np.flatnonzero((self.table[i >> np.uint64(3)] >> (i & np.uint64(7)).astype(np.uint8)) & 1)
 
 
+_screens: dict[tuple, tuple[list[np.ndarray], Screen]] = {}
+
+
+def _exact_and_screen(files: list[Path]) -> tuple[list[np.ndarray], Screen]:
+    """The benchmarks' exact hash arrays and their screen, kept for the next scan task in
+    this process (a worker runs many): keyed by each file's path, inode, size and mtime,
+    so a rebuilt filter is read again."""
+    key = tuple((str(f), st.st_ino, st.st_size, st.st_mtime_ns) for f in files for st in [os.stat(f)])
+    if key not in _screens:
+        exact = [np.load(f) for f in files]
+        _screens.clear()
+        _screens[key] = (exact, Screen(exact))
+    return _screens[key]
+
+
 def scan_shard(task: Task) -> Stats:
     p = task.params
     src, *rest = task.inputs
     names = p["names"]
-    exact = [np.load(f) for f in rest[:len(names)]]
+    exact, screen = _exact_and_screen(rest[:len(names)])
     wiki = Bloom.load(str(rest[len(names)]), int) if p["wikipedia"] else None
-    screen = Screen(exact)
     texts = pq.read_table(src, columns=["text"])["text"].combine_chunks()
     n, k = p["ngram"], p["sample"]
     hit_cols = {"row": [], "ngram": [], "benchmark": [], "word": []}
