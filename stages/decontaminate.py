@@ -60,7 +60,7 @@ from pipeline import progress
 from pipeline.config import DecontaminateConfig, to_dict
 from pipeline.errors import ConfigError, MissingInputError
 from pipeline.executor import Context, Task, finish_stage, run_phase
-from pipeline.io import atomic_path, require_shards, shard_id, write_parquet
+from pipeline.io import atomic_path, parquet_rows, require_shards, shard_id, write_parquet
 from pipeline.schemas import CLEAN, HITS, REMOVALS, WIKI_SHARE, upgrade_docs
 from pipeline.stats import Stats
 
@@ -550,9 +550,7 @@ def run(ctx: Context, report_only: bool = False) -> dict:
         Task("probe", f.stem, probe_filter, [f], [j], {"fp_probes": cfg.fp_probes, "fp_rate": cfg.fp_rate})
         for f, j in zip(blooms, probe_files)])
     scan_dir = out / "_scan"
-    # the progress totals, from the footers (not in a bucket work directory: that would
-    # download every shard to the driver)
-    rows = {s: pq.read_metadata(s).num_rows if ctx.store is None else 0 for s in inputs}
+    rows = {s: parquet_rows(s) for s in inputs}          # the progress totals, from the footers
     sparams = {**base, "names": names, "wikipedia": bool(wiki_dump), "sample": cfg.wikipedia_sample}
     scanned = run_phase(ctx, out, "scan", [
         Task("scan", shard_id(s), scan_shard,
