@@ -36,26 +36,38 @@ def text_hash(text: str) -> str:
 
 _ASCII_SPACE = np.zeros(256, dtype=bool)
 _ASCII_SPACE[[9, 10, 11, 12, 13, 28, 29, 30, 31, 32]] = True    # what str.split() splits on below 0x80
-_python_only = np.full(0x10000, -1, dtype=np.int8)      # per BMP code point: 1, 0, or -1 (not looked at yet)
+PYTHON, SPACE = 1, 2
+_kinds = np.full(0x110000, -1, dtype=np.int8)   # per code point: 0, PYTHON, SPACE, or -1 (not looked at yet)
 
 
-def _python_only_table(cps: np.ndarray) -> np.ndarray:
-    """For code points of the BMP at or above 0x80: must a text holding one be hashed by
-    ``text_hash`` itself? True where Python's ``str.lower`` and pyarrow's ``utf8_lower``
-    disagree ("İ"), for "Σ" (Python lowers it by context) and for whitespace
-    (``str.split`` splits on it). Filled in as code points are first seen."""
-    new = np.unique(cps[_python_only[cps] < 0])
+def _char_kinds(cps: np.ndarray) -> np.ndarray:
+    """For code points at or above 0x80: PYTHON where a text holding one must be hashed by
+    ``text_hash`` itself (Python's ``str.lower`` and pyarrow's ``utf8_lower`` disagree,
+    as for "İ", or "Σ", which Python lowers by context), SPACE for whitespace
+    (``str.split`` splits on it: "\\xa0", "\\u3000"), else 0. Filled in as code points
+    are first seen."""
+    new = np.unique(cps[_kinds[cps] < 0])
     if len(new):
         chars = [chr(c) for c in new.tolist()]
         arrow = pc.utf8_lower(pa.array(chars, pa.string())).to_pylist()
-        _python_only[new] = [c.lower() != x or c.isspace() or c == "\u03a3" for c, x in zip(chars, arrow)]
-    return _python_only[cps] == 1
+        _kinds[new] = [PYTHON if c.lower() != x or c == "\u03a3" else SPACE if c.isspace() else 0
+                       for c, x in zip(chars, arrow)]
+    return _kinds[cps]
+
+
+def _code_points(b: np.ndarray, lead: np.ndarray) -> np.ndarray:
+    """The code point of each UTF-8 sequence starting at the byte positions ``lead``."""
+    pad = np.r_[b, np.zeros(3, np.uint8)]
+    c0, c1, c2, c3 = (pad[lead + k].astype(np.int64) for k in range(4))
+    return np.where(c0 < 0xE0, ((c0 & 0x1F) << 6) | (c1 & 0x3F),
+                    np.where(c0 < 0xF0, ((c0 & 0x0F) << 12) | ((c1 & 0x3F) << 6) | (c2 & 0x3F),
+                             ((c0 & 0x07) << 18) | ((c1 & 0x3F) << 12) | ((c2 & 0x3F) << 6) | (c3 & 0x3F)))
 
 
 def text_hashes(texts: pa.Array) -> list[str]:
     """``text_hash`` of each text, the same strings, with the lowercasing and whitespace
     collapsing done on the UTF-8 bytes of a batch with pyarrow and numpy. A text holding a
-    character outside the BMP or one of ``_python_only_table`` takes ``text_hash``."""
+    character that ``_char_kinds`` marks PYTHON takes ``text_hash``."""
     out: list[str] = []
     for lo in range(0, len(texts), SIGN_BATCH):
         out += _text_hashes(texts[lo:lo + SIGN_BATCH])
@@ -77,16 +89,21 @@ def _text_hashes(texts: pa.Array) -> list[str]:
     lead = np.flatnonzero(b >= 0xC0)
     slow = np.zeros(n, dtype=bool)
     if len(lead):
-        pad = np.r_[b, np.zeros(2, np.uint8)]
-        c0, c1, c2 = (pad[lead + k].astype(np.int64) for k in (0, 1, 2))
-        cp = np.where(c0 < 0xE0, ((c0 & 0x1F) << 6) | (c1 & 0x3F), ((c0 & 0x0F) << 12) | ((c1 & 0x3F) << 6) | (c2 & 0x3F))
-        bad = (c0 >= 0xF0) | _python_only_table(np.where(c0 >= 0xF0, 0x80, cp))
-        slow[np.searchsorted(off, lead[bad], side="right") - 1] = True
+        python = lead[_char_kinds(_code_points(b, lead)) == PYTHON]
+        slow[np.searchsorted(off, python, side="right") - 1] = True
     b, off = _utf8(pc.utf8_lower(texts))
-    # Runs of whitespace (split at text starts): the first byte of each run between two
-    # words becomes one space; runs at either end of a text go.
     sp = np.flatnonzero(b <= 32)
     sp = sp[_ASCII_SPACE[b[sp]]]
+    lead = np.flatnonzero(b >= 0xC0)
+    if len(lead):                               # whitespace beyond ASCII: every byte of it is space
+        w = lead[_char_kinds(_code_points(b, lead)) == SPACE]
+        if len(w):
+            mask = np.zeros(len(b), dtype=bool)
+            mask[sp] = mask[w] = mask[w + 1] = True
+            mask[(w + 2)[b[w] >= 0xE0]] = True
+            sp = np.flatnonzero(mask)
+    # Runs of whitespace (split at text starts): the first byte of each run between two
+    # words becomes one space; runs at either end of a text go.
     first = np.zeros(len(b) + 1, dtype=bool)
     first[off[:-1]] = True
     brk = np.flatnonzero((np.diff(sp) != 1) | first[sp[1:]]) + 1
