@@ -476,6 +476,12 @@ def _guarded(task: Task, result: Callable[[], tuple[dict, dict]]) -> tuple[dict,
         return result()
     except WebtextError:
         raise
+    except cf.process.BrokenProcessPool as e:
+        raise WebtextError(
+            f"{task.phase} failed: a worker process died while shard {task.name} or another one ran (killed, "
+            "out of memory, or started from a script without an `if __name__ == \"__main__\":` guard)",
+            "Finished shards are kept; fix the cause and rerun to resume",
+        ) from e
     except Exception as e:
         raise WebtextError(
             f"{task.phase} failed on shard {task.name}: {type(e).__name__}: {e}",
