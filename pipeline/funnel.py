@@ -14,22 +14,32 @@ from rich.table import Table
 
 # (stage, folder, unit of its records)
 STAGE_FOLDERS = [
-    ("harvest", "urls", "submissions -> urls"),
-    ("fetch", "warc", "urls -> pages"),
-    ("extract", "docs", "pages -> docs"),
-    ("dedup", "dedup", "docs"),
-    ("decontaminate", "clean", "docs"),
-    ("shard", "tokens", "docs"),
+    ("harvest", "urls", "submissions -> URLs"),
+    ("fetch", "warc", "URLs -> pages"),
+    ("extract", "docs", "pages -> documents"),
+    ("dedup", "dedup", "documents"),
+    ("decontaminate", "clean", "documents"),
+    ("shard", "tokens", "documents"),
 ]
 
 
+def units(unit: str) -> tuple[str, str]:
+    """The units of a stage's records in and out. Its drops count records in: harvest
+    drops submissions, fetch URLs, extract pages."""
+    unit_in, _, unit_out = unit.partition(" -> ")
+    return unit_in, unit_out or unit_in
+
+
 def collect(workdir: Path) -> dict:
+    """Every stage's ``_stats.json`` with the units of its records in and out (``unit_in``,
+    ``unit_out``; ``unit`` names both), the token totals and the training summaries."""
     workdir = Path(workdir)
     stages = []
     for stage, folder, unit in STAGE_FOLDERS:
         p = workdir / folder / "_stats.json"
         if p.exists():
-            stages.append({**json.loads(p.read_text()), "unit": unit})
+            unit_in, unit_out = units(unit)
+            stages.append({**json.loads(p.read_text()), "unit": unit, "unit_in": unit_in, "unit_out": unit_out})
     runs = {}
     for p in sorted((workdir / "runs").glob("*/summary.json")):
         runs[p.parent.name] = json.loads(p.read_text())
@@ -57,7 +67,8 @@ def render(funnel: dict, console: Console) -> None:
         table.add_column(col, justify="right" if col in ("in", "out") else "left")
     for s in funnel["stages"]:
         drops = ", ".join(f"{k}: {v}" for k, v in sorted(s["dropped"].items(), key=lambda kv: -kv[1]))
-        table.add_row(s["stage"], s["unit"], f"{s['in']:,}", f"{s['out']:,}", drops or "-")
+        table.add_row(s["stage"], s["unit"], f"{s['in']:,} {s['unit_in']}", f"{s['out']:,} {s['unit_out']}",
+                      drops or "-")
     console.print(table)
     fetch = next((s for s in funnel["stages"] if s.get("stage") == "fetch"), None)
     if fetch and (line := recovery_line(fetch.get("info", {}))):

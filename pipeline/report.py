@@ -18,17 +18,17 @@ kept for them with the differing words highlighted (``pipeline.reportdedup``).
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pyarrow.compute as pc
 
-from .funnel import collect
+from . import reportplots as plots
+from .funnel import STAGE_FOLDERS, collect
 from .io import atomic_path, sorted_files, write_json
 from .reportdedup import STYLE as DEDUP_STYLE
 from .reportdedup import dedup_section, render_examples
@@ -104,11 +104,39 @@ def _tokens(w: Path, m: dict) -> tuple[dict, dict]:
                    for f, e in files.items()]}
 
 
+def stage_config(w: Path) -> dict:
+    """The config each stage ran with (its ``_config.json``), in pipeline order, and the
+    run section (executor) of the latest stage that recorded one."""
+    cfg: dict = {}
+    for stage, folder, _ in STAGE_FOLDERS:
+        p = w / folder / "_config.json"
+        if p.exists():
+            saved = json.loads(p.read_text())
+            cfg[stage] = saved.get(stage, {})
+            if "run" in saved:
+                cfg["run"] = saved["run"]
+    return {"run": cfg.pop("run"), **cfg} if "run" in cfg else cfg
+
+
+def mfu_absent(summary: dict) -> str:
+    """Why a run's metrics have no MFU: it is measured against a GPU's peak FLOP/s."""
+    device = str(summary.get("device") or "")
+    if not device:
+        return "MFU not recorded: the metrics have none and the run has no summary.json naming its device"
+    if not device.startswith("cuda"):
+        return (f"MFU not recorded: a {device.split(':')[0].upper()} run (MFU is measured against a GPU's peak "
+                "FLOP/s; set train.peak_tflops to measure it against another)")
+    return (f"MFU not recorded: the peak FLOP/s of this GPU ({device}) is not known; "
+            "set train.peak_tflops to the GPU's bf16 dense peak")
+
+
 def collect_report(workdir: Path) -> dict:
     """Every number of the report, streamed shard by shard and batch by batch (memory: a
     batch of a shard's non-text columns, and the text of the dedup examples only)."""
     w = Path(workdir)
-    r: dict = {"funnel": collect(w)}
+    r: dict = {"meta": {"generated_utc": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
+                        "workdir": str(w.resolve()), "config": stage_config(w)},
+               "funnel": collect(w)}
     for name, section in (("sources", _sources), ("fetch", _fetch), ("documents", _documents)):
         if (got := section(w)) is not None:
             r[name] = got
@@ -127,8 +155,11 @@ def collect_report(workdir: Path) -> dict:
     curves = {}
     for p in sorted((w / "runs").glob("*/metrics.jsonl")):
         rows = [json.loads(x) for x in p.read_text().splitlines() if x.strip()]
-        curves[p.parent.name] = {k: [[x["step"], x[k]] for x in rows if x.get(k) is not None]
-                                 for k in ("loss", "val_loss", "tokens_per_s", "mfu")}
+        c = {k: [[x["step"], x[k]] for x in rows if x.get(k) is not None]
+             for k in ("loss", "val_loss", "tokens_per_s", "mfu")}
+        if not any(v for _, v in c["mfu"]):
+            c["mfu_absent"] = mfu_absent(r["funnel"]["runs"].get(p.parent.name, {}))
+        curves[p.parent.name] = c
     if curves:
         r["training"] = curves
     diffs = [json.loads(p.read_text()) for p in sorted_files(w / "refresh", "diff-*.json")]
@@ -140,73 +171,6 @@ def collect_report(workdir: Path) -> dict:
 
 
 # --- HTML ------------------------------------------------------------------------------
-
-def _png(fig) -> str:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
-    return f'<img alt="plot" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
-
-
-def _fig(w: float = 6, h: float = 3):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt.subplots(figsize=(w, h))
-
-
-def _bars(pairs, title: str, horizontal: bool = True) -> str:
-    if not pairs:
-        return ""
-    fig, ax = _fig(6, max(2, 0.28 * len(pairs)) if horizontal else 3)
-    labels, values = [str(p[0]) for p in pairs], [p[1] for p in pairs]
-    if horizontal:
-        ax.barh(labels[::-1], values[::-1], color="#4c72b0")
-    else:
-        ax.bar(labels, values, color="#4c72b0")
-        ax.tick_params(axis="x", rotation=45)
-    ax.set_title(title)
-    return _png(fig)
-
-
-def _histogram(h: dict, title: str, xlabel: str, log: bool = True) -> str:
-    if not h.get("counts"):
-        return ""
-    fig, ax = _fig()
-    e = h["edges"]
-    ax.bar(e[:-1], h["counts"], width=np.diff(e), align="edge", color="#55a868", edgecolor="white")
-    if log:
-        ax.set_xscale("log")
-    ax.set_title(f"{title} (median {h['median']:,.0f}, p90 {h['p90']:,.0f})")
-    ax.set_xlabel(xlabel)
-    return _png(fig)
-
-
-SOURCE_COLORS = {"live": "#4c72b0", "commoncrawl": "#dd8452", "wayback": "#55a868"}
-
-
-def _recovery(rec: dict) -> str:
-    """Stacked bars: documents per year of submission, live vs each archive."""
-    if not rec or not rec["by_year"]:
-        return ""
-    fig, ax = _fig(6, 3)
-    years = [str(r["year"]) for r in rec["by_year"]]
-    bottom = np.zeros(len(years))
-    for s in rec["sources"]:
-        v = np.array([r[s] for r in rec["by_year"]], dtype=float)
-        ax.bar(years, v, bottom=bottom, label=s, color=SOURCE_COLORS.get(s))
-        bottom += v
-    ax.tick_params(axis="x", rotation=45)
-    ax.legend()
-    ax.set_title(f"documents by year of submission and source ({rec['recovered_share']:.1%} recovered from archives)")
-    total = sum(rec["total"].values())
-    rows = [[s, n, f"{n / total:.1%}" if total else ""] for s, n in rec["total"].items()]
-    return _png(fig) + _table(rows, ["source", "documents", "share"])
-
 
 def _table(rows: list, header: list[str]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
@@ -231,40 +195,49 @@ def render_html(r: dict) -> str:
 
     f = r["funnel"]
     if f["stages"]:
-        fig, ax = _fig(7, 3)
-        names = [s["stage"] for s in f["stages"]]
-        x = np.arange(len(names))
-        ax.bar(x - 0.2, [s["in"] for s in f["stages"]], 0.4, label="in", color="#8c8c8c")
-        ax.bar(x + 0.2, [s["out"] for s in f["stages"]], 0.4, label="out", color="#4c72b0")
-        ax.set_xticks(x, names)
-        ax.legend()
-        ax.set_title("records in and out per stage")
-        rows = [[s["stage"], s["unit"], s["in"], s["out"],
+        rows = [[s["stage"], f"{s['in']:,} {s['unit_in']}", f"{s['out']:,} {s['unit_out']}",
+                 f"{sum(s['dropped'].values()):,} {s['unit_in']}" if s["dropped"] else "",
                  ", ".join(f"{k}: {v:,}" for k, v in sorted(s["dropped"].items(), key=lambda kv: -kv[1]))]
                 for s in f["stages"]]
-        section("funnel", "Funnel", _png(fig) + _table(rows, ["stage", "unit", "in", "out", "dropped"]))
+        drops = "".join(plots.drops(s) for s in f["stages"])
+        section("funnel", "Funnel",
+                "<p>Each stage counts its own unit: harvest reads submissions and writes URLs, fetch "
+                "turns URLs into pages, extract pages into documents; the later stages count documents. "
+                "A stage's drops are counted in the records it takes in.</p>"
+                + plots.funnel(f["stages"]) + _table(rows, ["stage", "in", "out", "dropped", "by reason"])
+                + ("<h3>Drop reasons per stage</h3>" + drops if drops else ""))
     if "sources" in r:
         s = r["sources"]
         section("sources", "Sources", f"<p>{s['urls']:,} URLs</p>"
-                + _bars(s["top_domains"], "top registered domains") + _bars(s["top_subreddits"], "top subreddits")
-                + _histogram(s["karma"], "karma per URL", "karma")
-                + _bars(s["submissions_per_month"], "submissions per month (by first submission)", False))
+                + plots.bars(s["top_domains"], "top registered domains", "URLs", "registered domain")
+                + plots.bars(s["top_subreddits"], "top subreddits", "URLs", "subreddit")
+                + plots.histogram(s["karma"], "karma per URL", "karma (summed score)", "URLs")
+                + plots.bars(s["submissions_per_month"], "submissions per month (by first submission)",
+                             "submissions", "month of first submission (UTC)", False))
     if "fetch" in r:
         s = r["fetch"]
         section("fetch", "Fetch", f"<p>{s['pages']:,} URLs tried, {s['bytes'] / 1e6:,.1f} MB archived</p>"
-                + _bars(s["status_classes"], "HTTP status classes", False) + _bars(s["errors"], "errors")
-                + _histogram(s["latency_ms"], "latency", "ms"))
+                + plots.bars(s["status_classes"], "HTTP status classes", "URLs", "HTTP status class", False)
+                + plots.bars(s["errors"], "fetch errors", "URLs", "error")
+                + plots.histogram(s["latency_ms"], "latency", "latency (ms)", "URLs"))
     if "documents" in r:
         s = r["documents"]
-        body = f"<p>{s.get('docs', 0):,} documents extracted</p>" + _bars(s.get("languages", []), "languages") \
-            + _bars(s.get("extractors", []), "extractor") + _recovery(s.get("recovery"))
+        body = f"<p>{s.get('docs', 0):,} documents extracted</p>" \
+            + plots.bars(s.get("languages", []), "languages", "documents", "language") \
+            + plots.bars(s.get("extractors", []), "extractors", "documents", "extractor")
+        if s.get("recovery") and s["recovery"]["by_year"]:
+            rec = s["recovery"]
+            total = sum(rec["total"].values())
+            body += plots.recovery(rec) + _table([[k, n, f"{n / total:.1%}" if total else ""]
+                                                  for k, n in rec["total"].items()], ["source", "documents", "share"])
         if "tokens_per_doc" in s:
-            body += _histogram(s["tokens_per_doc"], "document length (corpus, latest version)", "GPT-2 tokens")
+            body += plots.histogram(s["tokens_per_doc"], "document length (corpus, latest version)",
+                                    "document length (GPT-2 tokens)", "documents")
         section("documents", "Documents", body)
     if "dedup" in r:
         s = r["dedup"]
         section("dedup", "Dedup", f"<p>{s['removed']:,} duplicates removed</p>"
-                + _bars(s["cluster_sizes"], "clusters by size (documents per cluster)", False)
+                + plots.bars(s["cluster_sizes"], "clusters by size", "clusters", "documents per cluster", False)
                 + _table(s["reasons"], ["reason", "documents"]) + render_examples(s, _fmt))
     if "decontamination" in r:
         s = r["decontamination"]
@@ -281,32 +254,34 @@ def render_html(r: dict) -> str:
                 + _table([[x["file"], x["split"], x["docs"], x["tokens"], x["bytes"]] for x in s["shards"]],
                          ["shard", "split", "docs", "tokens", "bytes"]))
     if "training" in r:
-        body = ""
-        for name, c in r["training"].items():
-            fig, ax = _fig()
-            for k, style in (("loss", "-"), ("val_loss", "o-")):
-                if c[k]:
-                    ax.plot(*zip(*c[k]), style, label=k)
-            ax.set_title(f"run {name}: loss")
-            ax.set_xlabel("step")
-            ax.legend()
-            body += _png(fig)
-            if c["tokens_per_s"]:
-                fig, ax = _fig(6, 2.5)
-                ax.plot(*zip(*c["tokens_per_s"]))
-                ax.set_title(f"run {name}: tokens/s" + (f", MFU {c['mfu'][-1][1]:.1%}" if c["mfu"] else ""))
-                body += _png(fig)
-        section("training", "Training", body)
+        section("training", "Training", "".join(plots.training(name, c) for name, c in r["training"].items()))
     if "refresh" in r:
         keys = ["run_id", "started_utc", "updated", "corpus_version", "new_urls", "fetched", "documents_added",
                 "documents_removed", "tokens_added", "wall_s"]
         section("refresh", "Refresh history", _table([[d[k] for k in keys] for d in r["refresh"]], keys))
     style = ("body{font-family:sans-serif;max-width:1000px;margin:2em auto;color:#222}"
              "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;"
-             "text-align:left}img{display:block;margin:1em 0}" + DEDUP_STYLE)
+             "text-align:left}img{display:block;margin:1em 0}header p{margin:.3em 0}"
+             "pre{background:#f6f6f6;padding:.6em;overflow-x:auto}.absent{color:#666;font-style:italic}" + DEDUP_STYLE)
     nav = " · ".join(toc)
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>webtext report</title>"
-            f"<style>{style}</style></head><body><h1>webtext report</h1><nav>{nav}</nav>{''.join(parts)}</body></html>")
+            f"<style>{style}</style></head><body>{_header(r.get('meta', {}))}<nav>{nav}</nav>{''.join(parts)}"
+            "</body></html>")
+
+
+def _header(meta: dict) -> str:
+    """Generation time, work directory and each stage's config, the last folded away."""
+    cfg = meta.get("config") or {}
+    lines = []
+    for name, values in cfg.items():
+        lines.append(f"[{name}]")
+        lines += [f"{k} = {json.dumps(v)}" for k, v in values.items()]
+        lines.append("")
+    config = (f"<details><summary>config (from each stage's <code>_config.json</code>: "
+              f"{html.escape(', '.join(cfg))})</summary><pre>{html.escape(chr(10).join(lines))}</pre></details>"
+              if cfg else "<p>config: no stage has written a <code>_config.json</code></p>")
+    return (f"<header><h1>webtext report</h1><p>generated {html.escape(meta.get('generated_utc', ''))}</p>"
+            f"<p>work directory <code>{html.escape(meta.get('workdir', ''))}</code></p>{config}</header>")
 
 
 def write_report(workdir: Path, as_json: bool = False) -> Path:

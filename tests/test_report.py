@@ -4,7 +4,9 @@ dedup examples are near-duplicates with the differing words highlighted."""
 
 from __future__ import annotations
 
+import html
 import json
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -216,5 +218,108 @@ def test_numbers_do_not_depend_on_the_batch_size(demo_run, monkeypatch):
 
     whole = collect_report(demo_run)
     monkeypatch.setattr(reportstats, "BATCH_ROWS", 7)
-    assert collect_report(demo_run) == whole
+    again = collect_report(demo_run)
+    again["meta"]["generated_utc"] = whole["meta"]["generated_utc"]        # the only clock reading
+    assert again == whole
     assert whole["sources"]["urls"] > 7 and whole["documents"]["docs"] > 7
+
+
+# --- the page: header, units, drop reasons, axis labels, alt text, MFU -------------------
+
+IMG = re.compile(r'<img alt="([^"]*)" src="data:image/png;base64,')
+
+
+def _record_axes(monkeypatch) -> list[list[tuple[str, str]]]:
+    """Every figure the report embeds, as the (xlabel, ylabel) of each of its axes."""
+    from pipeline import reportplots
+
+    seen, png = [], reportplots.png
+
+    def recording(fig, alt):
+        seen.append([(ax.get_xlabel(), ax.get_ylabel()) for ax in fig.axes])
+        return png(fig, alt)
+
+    monkeypatch.setattr(reportplots, "png", recording)
+    return seen
+
+
+def test_report_page_is_headed_labelled_and_described(demo_run, monkeypatch):
+    """The demo's report: a header with the time, work directory and each stage's config;
+    the funnel in each stage's units; one drop-reason chart per stage that dropped
+    anything; every axis labelled and every plot described in its alt text."""
+    from datetime import UTC, datetime
+
+    axes = _record_axes(monkeypatch)
+    page = render_html(collect_report(demo_run))
+    header = page.split("<header>", 1)[1].split("</header>", 1)[0]
+    stamp = re.search(r"generated (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) UTC", header).group(1)
+    age = datetime.now(UTC) - datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+    assert 0 <= age.total_seconds() < 300
+    assert f"<code>{html.escape(str(demo_run.resolve()))}</code>" in header
+    dedup_cfg = json.loads((demo_run / "dedup" / "_config.json").read_text())["dedup"]
+    config = header.split("<details>", 1)[1].split("</details>", 1)[0]
+    assert "[dedup]" in config and "[harvest]" in config and "[run]" in config
+    assert all(f"{k} = {html.escape(json.dumps(v))}" in config for k, v in dedup_cfg.items())
+
+    alts = IMG.findall(page)
+    assert page.count("<img") == len(alts) == len(axes) > 10
+    assert all(len(a) > 30 and ":" in a for a in alts)                  # what it shows, then its numbers
+    assert all(x and y for fig in axes for x, y in fig), axes
+
+    stats = {s: json.loads((demo_run / f / "_stats.json").read_text())
+             for s, f in (("harvest", "urls"), ("fetch", "warc"), ("extract", "docs"), ("dedup", "dedup"),
+                          ("decontaminate", "clean"), ("shard", "tokens"))}
+    units = {"harvest": ("submissions", "URLs"), "fetch": ("URLs", "pages"), "extract": ("pages", "documents")}
+    funnel = page.split('<section id="funnel">', 1)[1].split("</section>", 1)[0]
+    (funnel_alt,) = [a for a in alts if a.startswith("Funnel")]
+    for stage, st in stats.items():
+        u_in, u_out = units.get(stage, ("documents", "documents"))
+        assert f"<td>{st['in']:,} {u_in}</td><td>{st['out']:,} {u_out}</td>" in funnel
+        assert f"{stage}: {st['in']:,} {u_in} in, {st['out']:,} {u_out} out" in funnel_alt
+        charts = [a for a in alts if a.startswith(f"Bar chart of {u_in} dropped by reason in {stage}:")]
+        assert len(charts) == (1 if st["dropped"] else 0), stage
+        for reason, n in st["dropped"].items():
+            assert f"{reason} {n:,}" in charts[0]
+    assert sum(bool(st["dropped"]) for st in stats.values()) >= 4         # the demo drops in most stages
+    assert ("submissions in, URLs out", "URLs in, pages out", "pages in, documents out") == tuple(
+        y for fig in axes if len(fig) == len(stats) for _, y in fig[:3])  # the funnel's panels
+
+
+def test_every_plot_needs_its_axis_labels_and_alt_text():
+    from pipeline import reportplots
+
+    fig, ((ax,),) = reportplots.figure()
+    ax.plot([1, 2], [3, 4])
+    ax.set_xlabel("step")
+    with pytest.raises(ValueError, match="axis label"):
+        reportplots.png(fig, "Line chart of something")
+    fig, ((ax,),) = reportplots.figure()
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    with pytest.raises(ValueError, match="alt text"):
+        reportplots.png(fig, " ")
+
+
+def test_training_shows_mfu_or_says_why_not(demo_run, tmp_path, monkeypatch):
+    """Two real CPU runs on the demo's tokens: without a peak FLOP/s the metrics have no
+    MFU and the page says it was a CPU run; with ``peak_tflops`` set the MFU is plotted."""
+    from model.train import train
+    from pipeline.config import TrainConfig
+
+    base = {"model": "tiny", "steps": 4, "batch_size": 2, "block_size": 32, "warmup_steps": 1, "eval_every": 2,
+            "eval_batches": 1, "log_every": 1}
+    for name, peak in (("cpu-plain", 0.0), ("cpu-peak", 0.01)):
+        train(demo_run / "tokens", tmp_path / "runs", TrainConfig(**base, run_name=name, peak_tflops=peak),
+              log=lambda *_: None)
+    axes = _record_axes(monkeypatch)
+    r = collect_report(tmp_path)
+    assert r["training"]["cpu-plain"]["mfu_absent"].startswith("MFU not recorded: a CPU run")
+    assert "mfu_absent" not in r["training"]["cpu-peak"] and len(r["training"]["cpu-peak"]["mfu"]) == 4
+    page = render_html(r)
+    assert '<p class="absent">MFU not recorded: a CPU run' in page and page.count("MFU not recorded") == 1
+    alts = IMG.findall(page)
+    (mfu,) = [a for a in alts if "model FLOPs utilization" in a]
+    assert "run cpu-peak" in mfu and "% at step 4" in mfu
+    assert ("step", "MFU (% of peak FLOP/s)") in [lab for fig in axes for lab in fig]
+    assert [a.split(" by step for run ")[1].split(":")[0] for a in alts if a.startswith("Line chart")] == \
+        ["cpu-peak"] * 3 + ["cpu-plain"] * 2                            # loss, tokens/s (and MFU) per run
