@@ -509,31 +509,39 @@ def schedule_remove(tabfile: Tabfile = None):
 
 @app.command()
 def remove(
-    url: Annotated[Optional[list[str]], typer.Option("--url", help="A URL to take out of the corpus (repeatable).")] = None,
-    file: Annotated[Optional[Path], typer.Option("--file", help="A file of URLs, one per line.")] = None,
+    url: Annotated[Optional[list[str]], typer.Option("--url", help="A URL to take out of the corpus, http and https alike (repeatable).")] = None,
+    domain: Annotated[Optional[list[str]], typer.Option("--domain", help="A domain: it and every subdomain (repeatable).")] = None,
+    prefix: Annotated[Optional[list[str]], typer.Option("--prefix", help="A URL prefix, either scheme (repeatable).")] = None,
+    file: Annotated[Optional[Path], typer.Option("--file", help="One per line: a URL, url:URL, domain:D or prefix:URL; # comments.")] = None,
     reason: Annotated[str, typer.Option(help="Recorded with the takedown.")] = "",
     apply: Annotated[bool, typer.Option(help="Cut a new corpus version now (else at the next shard or refresh).")] = True,
 ):
-    """Takedowns: documents from these URLs leave the corpus from the next version on.
+    """Takedowns: documents from these URLs, domains or prefixes leave the corpus from the
+    next version on, and harvest and fetch never take them in again.
 
     Earlier versions are kept as they were; the state database records when."""
-    from stages.urls import normalize_url_id
+    from stages.takedowns import parse, parse_line
 
     from .errors import ConfigError, MissingInputError
 
-    urls = list(url or [])
+    # every value checked before any is recorded
+    wanted = [parse(kind, v) for kind, vals in (("url", url), ("domain", domain), ("prefix", prefix)) for v in vals or []]
     if file:
         if not file.is_file():
             raise MissingInputError(f"{file} not found")
-        urls += [ln.strip() for ln in file.read_text(encoding="utf-8").splitlines() if ln.strip()]
-    if not urls:
-        raise ConfigError("no URL given", "Use --url URL (repeatable) or --file FILE")
-    ids = [normalize_url_id(u) for u in urls]           # every URL checked before any is recorded
+        for n, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
+            try:
+                if (t := parse_line(line)) is not None:
+                    wanted.append(t)
+            except ConfigError as e:
+                raise ConfigError(f"{file}:{n}: {e.what}", e.fix) from None
+    if not wanted:
+        raise ConfigError("no takedown given", "Use --url URL, --domain D, --prefix URL (repeatable) or --file FILE")
     ctx = _context()
     try:
         with _lock("remove", ctx):
-            added = sum(ctx.state.add_takedown(doc_id, normalized, reason) for doc_id, normalized in ids)
-            console.print(f"{added} takedown(s) recorded ({len(urls) - added} already known)")
+            added = sum(ctx.state.add_takedown(t.key, t.value, reason, t.kind) for t in wanted)
+            console.print(f"{added} takedown(s) recorded ({len(wanted) - added} already known)")
             if apply and (G.workdir / "tokens" / "manifest.json").exists():
                 from .run import run_stage
 

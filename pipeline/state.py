@@ -42,11 +42,12 @@ CREATE TABLE IF NOT EXISTS api_watermarks (
     newest_utc REAL NOT NULL        -- newest created_utc seen
 );
 CREATE TABLE IF NOT EXISTS takedowns (
-    doc_id TEXT PRIMARY KEY,        -- url_id of the normalized URL (extract's doc_id)
-    url TEXT NOT NULL,
+    doc_id TEXT PRIMARY KEY,        -- kind url: url_id of the normalized URL (extract's doc_id); else "kind:url"
+    url TEXT NOT NULL,              -- the normalized URL, the canonical host (domain) or the URL prefix
     reason TEXT NOT NULL DEFAULT '',
     requested REAL NOT NULL,        -- when `webtext remove` recorded it
-    version INTEGER                 -- the corpus version it first left (set by shard)
+    version INTEGER,                -- the corpus version it first left (set by shard)
+    kind TEXT NOT NULL DEFAULT 'url'  -- url | domain | prefix (stages.takedowns)
 );
 CREATE TABLE IF NOT EXISTS file_digests (
     path TEXT PRIMARY KEY,
@@ -65,6 +66,13 @@ class State:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.materialize = None     # set for a bucket work directory: fetches a placeholder's bytes
         self.db.executescript(_SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Bring an older work directory's tables up to _SCHEMA (columns added since)."""
+        cols = {r[1] for r in self.db.execute("PRAGMA table_info(takedowns)")}
+        if "kind" not in cols:          # before domain and prefix takedowns: every row is a URL
+            self.db.execute("ALTER TABLE takedowns ADD COLUMN kind TEXT NOT NULL DEFAULT 'url'")
 
     def close(self) -> None:
         self.db.close()
@@ -112,14 +120,26 @@ class State:
                 "ON CONFLICT(key) DO UPDATE SET newest_utc=MAX(newest_utc, excluded.newest_utc)", (key, utc))
 
     # -- takedowns ----------------------------------------------------------
-    def add_takedown(self, doc_id: str, url: str, reason: str = "") -> bool:
-        cur = self.db.execute("INSERT OR IGNORE INTO takedowns(doc_id, url, reason, requested) VALUES (?, ?, ?, ?)",
-                              (doc_id, url, reason, time.time()))
+    def add_takedown(self, doc_id: str, url: str, reason: str = "", kind: str = "url") -> bool:
+        """Record a takedown (``stages.takedowns.Takedown``: ``doc_id`` is its key, ``url`` its
+        value); False when it is known already. A URL whose other-scheme variant is recorded
+        is known: http and https count as one."""
+        if kind == "url":
+            from stages.urls import url_id
+
+            bare = url.split("://", 1)[1]
+            ids = [url_id(f"{s}://{bare}") for s in ("http", "https")]
+            if self.db.execute("SELECT 1 FROM takedowns WHERE doc_id IN (?, ?)", ids).fetchone():
+                return False
+        cur = self.db.execute("INSERT OR IGNORE INTO takedowns(doc_id, url, reason, requested, kind) "
+                              "VALUES (?, ?, ?, ?, ?)", (doc_id, url, reason, time.time(), kind))
         return cur.rowcount == 1
 
     def takedowns(self) -> list[dict]:
-        rows = self.db.execute("SELECT doc_id, url, reason, requested, version FROM takedowns ORDER BY requested")
-        return [dict(zip(("doc_id", "url", "reason", "requested", "version"), r)) for r in rows]
+        """Every takedown, oldest first: doc_id (key), url (value), reason, requested, version, kind."""
+        keys = ("doc_id", "url", "reason", "requested", "version", "kind")
+        rows = self.db.execute(f"SELECT {', '.join(keys)} FROM takedowns ORDER BY requested")
+        return [dict(zip(keys, r)) for r in rows]
 
     def mark_takedowns(self, doc_ids: list[str], version: int) -> None:
         self.db.executemany("UPDATE takedowns SET version=? WHERE doc_id=? AND version IS NULL",

@@ -113,6 +113,7 @@ from .http import Client, Outcome, SafeResolver, Validators
 from .importwarc import find_warcs, import_warcs
 from .politeness import site_of
 from .recover import Recovery, dead_reason, plan_columnar
+from .takedowns import Matcher
 from .warcstore import Journal, WarcSegments, finalize
 
 
@@ -296,23 +297,27 @@ def plan_frontier(ctx: Context, urls: list[Path], out: Path, refetch_after_s: fl
             planned_at[path.name] = time.time()
             next_id += 1
 
+    taken = Matcher.from_state(ctx.state)      # takedowns: never scheduled, new or revisit
+
+    def allowed(table: pa.Table) -> pa.Table:
+        return table.filter(pa.array(~taken.mask(table["url"], table["domain"]))) if taken else table
+
     if fresh:
         seen = pa.concat_arrays(list(ids.values())) if ids else pa.array([], pa.string())
         for src in urls:
             table = pq.read_table(src)
             new = table.filter(pc.invert(pc.is_in(table["url_id"], value_set=seen))) if len(seen) else table
+            new = allowed(new)
             if new.num_rows:
                 add(new)
     revisits = 0
     if refetch_after_s and existing:
         due = due_for_refetch(ids, planned_at, time.time() - refetch_after_s)
-        if taken := [t["doc_id"] for t in ctx.state.takedowns()]:     # never revisit a takedown
-            due = due.filter(pc.invert(pc.is_in(due, value_set=pa.array(taken, pa.string()))))
         if len(due):
             validators = last_validators(out, due)
             for src in urls:
                 table = pq.read_table(src)
-                table = table.filter(pc.is_in(table["url_id"], value_set=due))
+                table = allowed(table.filter(pc.is_in(table["url_id"], value_set=due)))
                 if table.num_rows:
                     at = pc.index_in(table["url_id"], value_set=validators["url_id"])   # null: none archived
                     for c in ("validator_url", "etag", "last_modified"):

@@ -30,7 +30,8 @@ its author), removed (by moderators or Reddit), bad_scheme, bad_url (longer than
 blocklisted_domain, bad_value (a score or created_utc outside int64), truncated_file /
 corrupt_file (the unreadable rest of a damaged file, counted as 1; every complete line
 the decompressor produces before the damage is kept), duplicate_submission (the same
-submission id seen again; the newest observation is kept), low_score (the URL's
+submission id seen again; the newest observation is kept), taken_down (a submission of
+a URL that ``webtext remove`` took down: by URL, domain or prefix), low_score (the URL's
 aggregate is below the threshold), and merged_duplicate_url (a submission merged into a
 URL kept through another one).
 """
@@ -53,6 +54,7 @@ from pipeline.stats import Stats
 
 from .harvest_reduce import aggregate_urls
 from .reddit import CORRUPT_ERRORS, Filter, TruncatedDumpError, decode_batch, iter_batches
+from .takedowns import Matcher
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 
@@ -193,6 +195,8 @@ def run(ctx: Context) -> dict:
     # "format" 2: URLS gained fetch_url (so reduce tasks done before it run again).
     rparams = {"format": 2, "min_score": cfg.min_score, "score_agg": cfg.score_agg, "num_shards": cfg.num_shards,
                "versions": {p.name: versions[p.name] for p in all_parts}, "latest": latest}
+    if rules := Matcher.from_state(ctx.state).params():    # `webtext remove`: a new takedown reruns reduce
+        rparams["takedowns"] = rules
     # bucket_rows bounds the task's memory, not its output: an option, so changing it reruns nothing.
     tasks = [Task("reduce", f"{i:05d}", aggregate_urls, all_parts, [out_dir / f"urls-{i:05d}.parquet"],
                   {**rparams, "shard": i}, {"bucket_rows": cfg.reduce_bucket_rows}) for i in range(cfg.num_shards)]

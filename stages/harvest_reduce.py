@@ -4,7 +4,8 @@ In: every map part ``urls/_parts/*.parquet`` (schema SUBMISSIONS; older parts wi
 ``url_hash`` or ``raw_url`` are filled in), each tagged with the harvest version that
 brought it in. Out: ``urls/urls-NNNNN.parquet`` (schema URLS, sorted by ``url_id``), the
 URLs whose ``url_hash % num_shards`` is this shard and whose aggregated karma is at
-least ``min_score``; stats count duplicate_submission, low_score, merged_duplicate_url.
+least ``min_score``; stats count taken_down (``params["takedowns"]``, ``stages.takedowns``),
+duplicate_submission, low_score, merged_duplicate_url.
 One task per shard (``aggregate_urls``), run by ``stages.harvest.run``.
 
 Phases of a task, each holding one bucket of about ``bucket_rows`` submissions at a
@@ -48,6 +49,7 @@ from pipeline.schemas import SUBMISSIONS, URLS
 from pipeline.stats import Stats
 
 from . import urls as U
+from .takedowns import Matcher
 
 
 # The reduce phase works in buckets so that its memory does not grow with the harvest:
@@ -296,12 +298,17 @@ def _reduce(task: Task, n: int, limit: int, spill_dir: Path, stats: Stats) -> No
     shard, nshards = p["shard"], p["num_shards"]
     rows, hold = min(READ_ROWS, limit), min(SPILL_ROWS, limit)
     by_id, by_url = Spill(spill_dir, "id", n, hold), Spill(spill_dir, "url", n, hold)
+    taken = Matcher.from_params(p.get("takedowns"))
     for part in task.inputs:
         version = p["versions"][part.name]
         for t in iter_part(part, rows):
             t = t.filter(pa.array(t["url_hash"].to_numpy() % np.uint64(nshards) == shard))
             t = t.append_column("version", pa.array(np.full(t.num_rows, version, dtype=np.int32))).cast(WORK)
             stats.records_in += t.num_rows
+            if taken:                       # taken-down URLs never come back into urls/
+                hit = taken.mask(t["url"], t["domain"])
+                stats.drop("taken_down", int(hit.sum()))
+                t = t.filter(pa.array(~hit))
             no_id = pc.equal(t["id"], "").to_numpy(zero_copy_only=False)
             if no_id.any():
                 anon = t.filter(pa.array(no_id))

@@ -51,6 +51,7 @@ from pipeline.io import atomic_path, read_json, require_shards, sha256_file, sha
 from pipeline.schemas import SCHEMA_VERSION, tokens_schema
 from pipeline.stats import Stats
 
+from .takedowns import Takedown, matching_docs
 from .tokenizer import TokenizerSpec, array_encoder, resolve_tokenizer
 
 VAL_BUCKETS = 1_000_000
@@ -403,8 +404,10 @@ def run(ctx: Context, export: str | None = None) -> dict:
     idx = [(k[m], n[m], v[m]) for (k, n, v), m in zip(idx, live)]
     current = np.concatenate([k for k, _, _ in idx]) if idx else np.empty(0, np.uint64)
     takedowns = ctx.state.takedowns()
-    gone = shuffle_keys([t["doc_id"] for t in takedowns], cfg.seed)
-    if takedowns:                               # `webtext remove`: out of this version and every later one
+    # `webtext remove`: matching documents (stages.takedowns) out of this version and every later one
+    taken, covered = matching_docs(ctx.materialize(inputs), [Takedown(t["kind"], t["url"]) for t in takedowns])
+    gone = shuffle_keys(taken, cfg.seed)
+    if takedowns:
         current = current[~np.isin(current, gone)]
     fingerprint = hashlib.sha256("".join(ctx.state.digest(s) for s in inputs).encode()).hexdigest()
     source = {"folder": "clean", "docs": tokenized.stats.records_in, "shards": len(inputs), "sha256": fingerprint}
@@ -464,7 +467,7 @@ def run(ctx: Context, export: str | None = None) -> dict:
                                 "removed_docs": int(len(removed) - len(changed)), "revised_docs": int(len(changed))}]
         # when it was made, and the takedowns it applied: beside the manifest, which stays
         # a function of the inputs
-        applied = [t for t, k in zip(takedowns, np.isin(gone, removed)) if k]
+        applied = [t for t, ids in zip(takedowns, covered) if ids and np.isin(shuffle_keys(ids, cfg.seed), removed).any()]
         write_json(vdir / f"v{v:04d}.json", {"version": v, "created": time.time(),
                                               "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                                               "takedowns": applied})
