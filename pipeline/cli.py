@@ -369,19 +369,45 @@ def sample(
 @app.command()
 @_mirrored()
 def export(
+    dest: Annotated[Optional[Path], typer.Argument(
+        metavar="OUT", help="Output folder: a new folder for --format; for --hf, default runs/<name>/hf.")] = None,
+    fmt: Annotated[Optional[str], typer.Option(
+        "--format", help="Text release of a corpus version: parquet, or jsonl (gzipped JSON Lines), with a dataset card.")] = None,
+    version: Annotated[Optional[int], typer.Option(
+        "--version", help="With --format: the corpus version (default: the current one).")] = None,
     hf: Annotated[bool, typer.Option("--hf", help="Write a Hugging Face GPT-2 folder (config.json + model.safetensors).")] = False,
     run_name: RunName = None,
-    out: Annotated[Optional[Path], typer.Option(help="Output folder (default: runs/<name>/hf).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Output folder (same as OUT).")] = None,
 ):
-    """Export a checkpoint for other tools."""
-    from model.hf import export_hf
-
+    """Export the corpus text (--format parquet|jsonl [--version N] OUT) or a checkpoint (--hf)."""
     from .errors import ConfigError
 
+    if dest and out and dest != out:
+        raise ConfigError(f"two output folders given ({dest} and --out {out})", "Give OUT or --out, not both")
+    dest = dest or out
+    if hf and fmt:
+        raise ConfigError("--hf (a model checkpoint) and --format (the corpus text) are two exports",
+                          "Run them one at a time")
+    if fmt:
+        if run_name:
+            raise ConfigError("--run-name chooses a checkpoint for --hf, not a text release", "Drop --run-name")
+        if dest is None:
+            raise ConfigError("no output folder for the text release", f"Use webtext export --format {fmt} OUT")
+        from .export import export_text
+
+        s = export_text(G.workdir, dest, fmt, version or 0)
+        console.print(f"corpus version {s.version} written to {dest}: {s.rows['train']:,} train and {s.rows['val']:,} "
+                      f"val documents in {sum(map(len, s.files.values()))} file(s), {s.taken_down:,} taken down left "
+                      f"out; card {dest / 'README.md'}  (datasets.load_dataset({str(dest)!r}))", highlight=False)
+        return
+    if version is not None:
+        raise ConfigError("--version chooses the corpus version of a text release", "Add --format parquet or jsonl")
     if not hf:
-        raise ConfigError("choose an export format", "Use --hf")
+        raise ConfigError("choose an export format", "Use --format parquet|jsonl OUT (the corpus text) or --hf (a checkpoint)")
+    from model.hf import export_hf
+
     name, _, ck, model = _checkpoint(run_name, "cpu")
-    path = export_hf(ck, model, out or G.workdir / "runs" / name / "hf")
+    path = export_hf(ck, model, dest or G.workdir / "runs" / name / "hf")
     console.print(f"Hugging Face GPT-2 model written: {path}  (transformers.GPT2LMHeadModel.from_pretrained)")
 
 
