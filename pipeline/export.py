@@ -24,8 +24,9 @@ existed when it was cut (its ``source.shards``), so that row is exported.
 Takedowns: a release never carries a taken-down document, whatever version it is of.
 Left out are the documents of the version that the current version no longer holds
 (documents leave the corpus only by a takedown; a revised one keeps its doc_id), and
-those whose URL's doc_id is in the state's takedowns (also one recorded with
-``remove --no-apply`` that no version has applied yet).
+those that a takedown in the state covers (URL in either scheme, domain or prefix, as
+shard matches them), also one recorded with ``remove --no-apply`` that no version has
+applied yet.
 
 Memory: the doc_id -> (split, clean shard, row) index of the version (about 100 bytes
 a document), plus one record batch and one output file's row group at a time.
@@ -119,19 +120,21 @@ def _clean_shards(workdir: Path, manifest: dict) -> list[Path]:
     return shards[:n] if n else shards
 
 
-def _takedowns(workdir: Path) -> set[str]:
-    import sqlite3
+def _takedowns(workdir: Path, shards: list[Path]) -> set[str]:
+    """The doc_ids in ``shards`` that a takedown in the state covers (URL, either scheme;
+    domain; prefix: ``stages.takedowns``, as shard applies them)."""
+    from stages.takedowns import Takedown, matching_docs
 
-    path = Path(workdir) / "state.sqlite"
-    if not path.exists():
+    from .state import State
+
+    if not (Path(workdir) / "state.sqlite").exists():
         return set()
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    state = State(workdir)
     try:
-        return {r[0] for r in db.execute("SELECT doc_id FROM takedowns")}
-    except sqlite3.OperationalError:            # a state from before takedowns
-        return set()
+        takedowns = [Takedown(t["kind"], t["url"]) for t in state.takedowns()]
     finally:
-        db.close()
+        state.close()
+    return set(matching_docs(shards, takedowns)[0]) if takedowns else set()
 
 
 def _release_table(batch: pa.RecordBatch) -> pa.Table:
@@ -209,11 +212,11 @@ def export_text(workdir: Path, out: Path, fmt: str = "parquet", version: int = 0
                           "Choose a new output folder, or delete this one")
     workdir = Path(workdir)
     manifest, split_of, left = version_docs(workdir, version)
-    gone = _takedowns(workdir) | left
+    shards = _clean_shards(workdir, manifest)
+    gone = _takedowns(workdir, shards) | left
     summary = Summary(version=manifest["version"], format=fmt)
     summary.taken_down = sum(d in gone for d in split_of)
     wanted = {d: s for d, s in split_of.items() if d not in gone}
-    shards = _clean_shards(workdir, manifest)
     # the newest revision of each document: its last row in the version's clean shards
     where: dict[str, tuple[int, int]] = {}
     for i, path in enumerate(shards):

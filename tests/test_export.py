@@ -126,6 +126,17 @@ def test_an_old_version_and_a_takedown_after_it(demo_run, tmp_path):
             assert len(ids) == len(v1["train"]) + len(v1["val"]) - 1
             assert "1 of this version's documents were left out" in (out / "README.md").read_text()
 
+    # a domain takedown recorded but not yet applied to any version: still out of every release
+    domain = sorted({clean[d]["domain"] for d in v1["val"]})[0]
+    r = CliRunner().invoke(app, ["--workdir", str(work), "remove", "--no-apply", "--domain", domain])
+    assert r.exit_code == 0, r.output
+    r = _export(work, tmp_path / "d1", "--format", "jsonl", "--version", "1")
+    assert r.exit_code == 0, r.output
+    ds = datasets.load_dataset("json", data_files=str(tmp_path / "d1" / "data" / "*.jsonl.gz"))["train"]
+    assert domain not in ds["domain"] and doc_id not in ds["doc_id"]
+    on_domain = {d for d in v1["train"] | v1["val"] if clean[d]["domain"] == domain}
+    assert on_domain and ds.num_rows == len(v1["train"]) + len(v1["val"]) - len(on_domain | {doc_id})
+
 
 def test_jsonl_loads_with_the_json_builder(demo_run, tmp_path):
     out = tmp_path / "j"
