@@ -1,14 +1,17 @@
 """``webtext report``: one self-contained HTML file about a work directory.
 
 ``reports/report.html`` embeds its plots (matplotlib, PNG, base64) and styles, and
-references no external URL. Sections appear when their data exists: the funnel, sources
+references no external URL. A header gives the generation time (UTC), the work directory
+and each stage's ``_config.json``. Every plot is built in ``pipeline.reportplots`` (axes
+labelled with units, alt text with its numbers). Sections appear when their data exists:
+the funnel (a panel per stage in its own units, and each stage's drops by reason), sources
 (domains, subreddits, karma, submissions per month), fetch (status classes, errors,
 latency, bytes), documents (length in tokens, language, extractor, and the live and
 archive-recovered shares by year of submission), dedup (cluster sizes, removals by
 reason, example pairs), decontamination (the GPT-2-style overlap table, Wikipedia
 removals), tokens (per version and split, the shard list), training (loss, validation
-loss, tokens/s, MFU) and the refresh history. ``collect_report`` returns the same numbers
-as a dict (``report --json`` writes ``reports/report.json``).
+loss, tokens/s, MFU or why it is absent) and the refresh history. ``collect_report``
+returns the same numbers as a dict (``report --json`` writes ``reports/report.json``).
 
 Memory does not grow with the corpus: every number is folded a record batch at a time
 over the shards, reading only the columns it needs (``pipeline.reportstats``), and the
@@ -18,6 +21,7 @@ kept for them with the differing words highlighted (``pipeline.reportdedup``).
 
 from __future__ import annotations
 
+import csv
 import html
 import json
 from collections import Counter
@@ -118,6 +122,15 @@ def stage_config(w: Path) -> dict:
     return {"run": cfg.pop("run"), **cfg} if "run" in cfg else cfg
 
 
+def _metric_rows(p: Path) -> list[dict]:
+    """A run's metrics: JSONL, or CSV (``train.metrics_format = "csv"``: an empty cell is None)."""
+    if p.suffix != ".csv":
+        return [json.loads(x) for x in p.read_text().splitlines() if x.strip()]
+    with p.open(newline="") as f:
+        return [{k: (int(v) if k == "step" else float(v)) if v else None for k, v in row.items()}
+                for row in csv.DictReader(f)]
+
+
 def mfu_absent(summary: dict) -> str:
     """Why a run's metrics have no MFU: it is measured against a GPU's peak FLOP/s."""
     device = str(summary.get("device") or "")
@@ -153,8 +166,8 @@ def collect_report(workdir: Path) -> dict:
             "overlap": json.loads(overlap.read_text()).get("benchmarks", []) if overlap.exists() else [],
             "wikipedia": {k: v for k, v in dropped.items() if k.startswith("wikipedia")}}
     curves = {}
-    for p in sorted((w / "runs").glob("*/metrics.jsonl")):
-        rows = [json.loads(x) for x in p.read_text().splitlines() if x.strip()]
+    for p in sorted([*(w / "runs").glob("*/metrics.jsonl"), *(w / "runs").glob("*/metrics.csv")]):
+        rows = _metric_rows(p)
         c = {k: [[x["step"], x[k]] for x in rows if x.get(k) is not None]
              for k in ("loss", "val_loss", "tokens_per_s", "mfu")}
         if not any(v for _, v in c["mfu"]):

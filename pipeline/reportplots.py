@@ -155,6 +155,13 @@ def drops(s: dict) -> str:
     return png(fig, f"Bar chart of {unit} dropped by reason in {s['stage']}: {listing(pairs, 20)}")
 
 
+def _steps(ax) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    ax.set_xlabel("step")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def training(name: str, c: dict) -> str:
     """Loss and validation loss, tokens/s, and MFU (or why there is none) of one run."""
     out = ""
@@ -164,7 +171,7 @@ def training(name: str, c: dict) -> str:
             if c[k]:
                 ax.plot(*zip(*c[k]), style, label=k)
         ax.set_title(f"run {name}: loss")
-        ax.set_xlabel("step")
+        _steps(ax)
         ax.set_ylabel("cross-entropy loss (nats/token)")
         ax.legend()
         last = {k: c[k][-1] for k in ("loss", "val_loss") if c[k]}
@@ -175,7 +182,7 @@ def training(name: str, c: dict) -> str:
         fig, ((ax,),) = figure(6, 2.5)
         ax.plot(*zip(*c["tokens_per_s"]))
         ax.set_title(f"run {name}: throughput")
-        ax.set_xlabel("step")
+        _steps(ax)
         ax.set_ylabel("tokens/s")
         step, v = c["tokens_per_s"][-1]
         out += png(fig, f"Line chart of the training throughput in tokens per second by step for run {name}: "
@@ -185,8 +192,9 @@ def training(name: str, c: dict) -> str:
         fig, ((ax,),) = figure(6, 2.5)
         ax.plot([s for s, _ in mfu], [100 * v for _, v in mfu], color="#8172b2")
         ax.set_title(f"run {name}: model FLOPs utilization")
-        ax.set_xlabel("step")
+        _steps(ax)
         ax.set_ylabel("MFU (% of peak FLOP/s)")
+        ax.set_ylim(bottom=0)
         step, v = mfu[-1]
         out += png(fig, f"Line chart of the model FLOPs utilization (MFU) by step for run {name}: "
                         f"{v:.1%} at step {step:,}")

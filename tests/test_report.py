@@ -302,19 +302,21 @@ def test_every_plot_needs_its_axis_labels_and_alt_text():
 
 def test_training_shows_mfu_or_says_why_not(demo_run, tmp_path, monkeypatch):
     """Two real CPU runs on the demo's tokens: without a peak FLOP/s the metrics have no
-    MFU and the page says it was a CPU run; with ``peak_tflops`` set the MFU is plotted."""
+    MFU and the page says it was a CPU run; with ``peak_tflops`` set the MFU is plotted
+    (that run's metrics in CSV, read as the JSONL ones are)."""
     from model.train import train
     from pipeline.config import TrainConfig
 
     base = {"model": "tiny", "steps": 4, "batch_size": 2, "block_size": 32, "warmup_steps": 1, "eval_every": 2,
             "eval_batches": 1, "log_every": 1}
-    for name, peak in (("cpu-plain", 0.0), ("cpu-peak", 0.01)):
-        train(demo_run / "tokens", tmp_path / "runs", TrainConfig(**base, run_name=name, peak_tflops=peak),
-              log=lambda *_: None)
+    for name, peak, fmt in (("cpu-plain", 0.0, "jsonl"), ("cpu-peak", 0.01, "csv")):
+        train(demo_run / "tokens", tmp_path / "runs",
+              TrainConfig(**base, run_name=name, peak_tflops=peak, metrics_format=fmt), log=lambda *_: None)
     axes = _record_axes(monkeypatch)
     r = collect_report(tmp_path)
     assert r["training"]["cpu-plain"]["mfu_absent"].startswith("MFU not recorded: a CPU run")
     assert "mfu_absent" not in r["training"]["cpu-peak"] and len(r["training"]["cpu-peak"]["mfu"]) == 4
+    assert [s for s, _ in r["training"]["cpu-peak"]["val_loss"]] == [2, 4]
     page = render_html(r)
     assert '<p class="absent">MFU not recorded: a CPU run' in page and page.count("MFU not recorded") == 1
     alts = IMG.findall(page)
