@@ -285,6 +285,30 @@ def test_report_page_is_headed_labelled_and_described(demo_run, monkeypatch):
         y for fig in axes if len(fig) == len(stats) for _, y in fig[:3])  # the funnel's panels
 
 
+def test_terminal_funnel_gives_each_number_its_unit(demo_run):
+    import io
+
+    from rich.console import Console
+
+    from pipeline.funnel import collect, render
+
+    out = io.StringIO()
+    f = collect(demo_run)
+    render(f, Console(file=out, width=300))
+    harvest, fetch, extract = f["stages"][:3]
+    for s, u_in, u_out in ((harvest, "submissions", "URLs"), (fetch, "URLs", "pages"), (extract, "pages", "documents")):
+        assert (s["unit_in"], s["unit_out"]) == (u_in, u_out)
+        assert f"{s['in']:,} {u_in}" in out.getvalue() and f"{s['out']:,} {u_out}" in out.getvalue()
+
+
+def test_mfu_absent_names_the_reason():
+    from pipeline.report import mfu_absent
+
+    assert mfu_absent({"device": "cpu"}).startswith("MFU not recorded: a CPU run")
+    assert "peak FLOP/s of this GPU (cuda:0) is not known" in mfu_absent({"device": "cuda:0"})
+    assert "no summary.json" in mfu_absent({})
+
+
 def test_every_plot_needs_its_axis_labels_and_alt_text():
     from pipeline import reportplots
 
