@@ -37,7 +37,8 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import json
-import time
+import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,7 +47,6 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .errors import ConfigError, MissingInputError
-from .io import read_json
 
 FORMATS = {"parquet": ".parquet", "jsonl": ".jsonl.gz"}
 SPLITS = ("train", "val")
@@ -151,7 +151,7 @@ def _release_table(batch: pa.RecordBatch) -> pa.Table:
 
 def _json_default(x):
     if isinstance(x, dt.datetime):
-        return x.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return x.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     raise TypeError(type(x))
 
 
@@ -225,7 +225,28 @@ def export_text(workdir: Path, out: Path, fmt: str = "parquet", version: int = 0
             if d in wanted:
                 where[d] = (i, row)
     summary.missing = len(wanted) - len(where)
-    data = out / "data"
+    if summary.missing:
+        raise MissingInputError(f"{summary.missing:,} document(s) of corpus version {summary.version} have no row in "
+                                f"{workdir / 'clean'}", "Was clean/ rebuilt or edited since? Rerun `webtext shard`")
+    # written beside OUT and renamed onto it at the end: a failed export leaves no half release
+    staging = out.parent / f".{out.name}.partial-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        _write_data(shards, where, wanted, staging / "data", fmt, file_bytes, summary)
+        from .exportcard import write_card
+
+        write_card(workdir, staging, manifest, summary)
+        staging.rename(out)                 # onto an empty folder too
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return summary
+
+
+def _write_data(shards: list[Path], where: dict[str, tuple[int, int]], wanted: dict[str, str], data: Path,
+                fmt: str, file_bytes: int, summary: Summary) -> None:
+    """Stream the chosen rows (``where``: doc_id -> (clean shard, row)) into each split's
+    files, one record batch at a time, and count what the card reports."""
     data.mkdir(parents=True)
     writers = {s: _SplitWriter(data, s, fmt, file_bytes) for s in SPLITS}
     lo, hi = None, None
@@ -252,7 +273,3 @@ def export_text(workdir: Path, out: Path, fmt: str = "parquet", version: int = 0
                     summary.sources[s] = summary.sources.get(s, 0) + 1
     summary.files = {s: w.finish() for s, w in writers.items()}
     summary.first_seen = [lo, hi] if lo is not None else []
-    from .exportcard import write_card
-
-    write_card(workdir, out, manifest, summary)
-    return summary

@@ -32,7 +32,7 @@ def _sidecar(workdir: Path, folder: str, name: str) -> Path | None:
     return None
 
 
-def _utc(t: int | float | None) -> str:
+def _utc(t: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(t)) if t is not None else "-"
 
 

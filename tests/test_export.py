@@ -106,7 +106,7 @@ def test_an_old_version_and_a_takedown_after_it(demo_run, tmp_path):
     shutil.copytree(demo_run, work)
     v1 = _version_docs(work, version=1)
     clean = _clean(work)
-    doc_id = sorted(v1["train"])[0]
+    doc_id = min(v1["train"])
     url = clean[doc_id]["url"]
     assert normalize_url_id(url)[0] == doc_id
     assert _export(work, tmp_path / "before", "--format", "parquet", "--version", "1").exit_code == 0
@@ -127,7 +127,7 @@ def test_an_old_version_and_a_takedown_after_it(demo_run, tmp_path):
             assert "1 of this version's documents were left out" in (out / "README.md").read_text()
 
     # a domain takedown recorded but not yet applied to any version: still out of every release
-    domain = sorted({clean[d]["domain"] for d in v1["val"]})[0]
+    domain = min(clean[d]["domain"] for d in v1["val"])
     r = CliRunner().invoke(app, ["--workdir", str(work), "remove", "--no-apply", "--domain", domain])
     assert r.exit_code == 0, r.output
     r = _export(work, tmp_path / "d1", "--format", "jsonl", "--version", "1")
@@ -148,7 +148,8 @@ def test_jsonl_loads_with_the_json_builder(demo_run, tmp_path):
     assert ds["train"].column_names == COLUMNS
     # ISO 8601 strings in UTC, which the json builder reads back as timestamps
     assert ds["train"].features["first_seen"].dtype.startswith("timestamp")
-    line = json.loads(gzip.open(next((out / "data").glob("train-*.jsonl.gz")), "rt").readline())
+    with gzip.open(next((out / "data").glob("train-*.jsonl.gz")), "rt") as f:
+        line = json.loads(f.readline())
     assert line["first_seen"].endswith("Z") and line["doc_id"] in v1["train"]
     card = DatasetCard.load(out / "README.md")
     assert [d["path"][0].endswith(".jsonl.gz") for d in card.data.configs[0]["data_files"]] == [True, True]
@@ -176,7 +177,7 @@ def test_files_are_cut_by_size_and_a_newer_revision_is_not_in_the_version(demo_r
 def _cli(work, *args):
     """The real entry point (one line on stderr, exit code), as a user runs it."""
     return subprocess.run([sys.executable, "-m", "pipeline.cli", "--workdir", str(work), "export", *map(str, args)],
-                          capture_output=True, text=True, timeout=120)
+                          check=False, capture_output=True, text=True, timeout=120)
 
 
 def _one_error(r, needle):
@@ -198,3 +199,19 @@ def test_bad_input_is_one_line_and_exit_2(demo_run, tmp_path):
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "keep.txt").write_text("x")
     _one_error(_cli(demo_run, "--format", "jsonl", tmp_path / "full"), "not an empty folder")
+
+
+def test_a_failed_export_leaves_no_half_release(demo_run, tmp_path, monkeypatch):
+    import pipeline.exportcard
+
+    def broken(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pipeline.exportcard, "write_card", broken)
+    with pytest.raises(OSError, match="disk full"):
+        export_text(demo_run, tmp_path / "out", "parquet")
+    assert list(tmp_path.iterdir()) == []                 # neither OUT nor its staging folder
+    monkeypatch.undo()
+    (tmp_path / "out").mkdir()                            # an empty folder is a fine OUT
+    s = export_text(demo_run, tmp_path / "out", "parquet")
+    assert (tmp_path / "out" / "README.md").is_file() and len(s.files["val"]) == 1
