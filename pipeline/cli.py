@@ -624,7 +624,7 @@ def report(
     funnel = collect(G.workdir)
     if not funnel["stages"]:
         raise MissingInputError(f"no stage output in {G.workdir}", "Run `webtext run` or `webtext demo` first")
-    path = write_report(G.workdir, as_json=as_json)
+    path = write_report(G.workdir, as_json=as_json, source=G.spec if is_url(G.spec) else None)
     if as_json:
         print(path.read_text())
     else:

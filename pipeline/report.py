@@ -143,13 +143,15 @@ def mfu_absent(summary: dict) -> str:
             "set train.peak_tflops to the GPU's bf16 dense peak")
 
 
-def collect_report(workdir: Path) -> dict:
+def collect_report(workdir: Path, source: str | None = None) -> dict:
     """Every number of the report, streamed shard by shard and batch by batch (memory: a
-    batch of a shard's non-text columns, and the text of the dedup examples only)."""
+    batch of a shard's non-text columns, and the text of the dedup examples only).
+    ``source``: the bucket URL that ``workdir`` is the local scratch of, if any."""
     w = Path(workdir)
-    r: dict = {"meta": {"generated_utc": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
-                        "workdir": str(w.resolve()), "config": stage_config(w)},
-               "funnel": collect(w)}
+    meta = {"generated_utc": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"), "workdir": str(w.resolve())}
+    if source:
+        meta |= {"workdir": source, "scratch": str(w.resolve())}
+    r: dict = {"meta": {**meta, "config": stage_config(w)}, "funnel": collect(w)}
     for name, section in (("sources", _sources), ("fetch", _fetch), ("documents", _documents)):
         if (got := section(w)) is not None:
             r[name] = got
@@ -294,11 +296,13 @@ def _header(meta: dict) -> str:
               f"{html.escape(', '.join(cfg))})</summary><pre>{html.escape(chr(10).join(lines))}</pre></details>"
               if cfg else "<p>config: no stage has written a <code>_config.json</code></p>")
     return (f"<header><h1>webtext report</h1><p>generated {html.escape(meta.get('generated_utc', ''))}</p>"
-            f"<p>work directory <code>{html.escape(meta.get('workdir', ''))}</code></p>{config}</header>")
+            f"<p>work directory <code>{html.escape(meta.get('workdir', ''))}</code>"
+            + (f" (local scratch <code>{html.escape(meta['scratch'])}</code>)" if meta.get("scratch") else "")
+            + f"</p>{config}</header>")
 
 
-def write_report(workdir: Path, as_json: bool = False) -> Path:
-    r = collect_report(workdir)
+def write_report(workdir: Path, as_json: bool = False, source: str | None = None) -> Path:
+    r = collect_report(workdir, source)
     out = Path(workdir) / "reports"
     if as_json:
         write_json(out / "report.json", r)

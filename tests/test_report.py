@@ -285,6 +285,14 @@ def test_report_page_is_headed_labelled_and_described(demo_run, monkeypatch):
         y for fig in axes if len(fig) == len(stats) for _, y in fig[:3])  # the funnel's panels
 
 
+def test_header_names_the_bucket_and_its_local_scratch(demo_run):
+    r = collect_report(demo_run, source="s3://corpus/demo")
+    assert r["meta"]["workdir"] == "s3://corpus/demo" and r["meta"]["scratch"] == str(demo_run.resolve())
+    header = render_html(r).split("</header>", 1)[0]
+    assert (f"work directory <code>s3://corpus/demo</code> (local scratch "
+            f"<code>{html.escape(str(demo_run.resolve()))}</code>)") in header
+
+
 def test_terminal_funnel_gives_each_number_its_unit(demo_run):
     import io
 
