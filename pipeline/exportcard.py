@@ -114,7 +114,8 @@ def _sources(workdir: Path, summary) -> list[str]:
                      "web archive, captured at `captured_at`).")
     dumps = _dumps(workdir)
     if dumps:
-        lines += ["- Reddit submission dumps read:", *[f"  {d}" for d in dumps]]
+        lines += ["- Reddit submission dumps read by the work directory (up to its latest version):",
+                  *[f"  {d}" for d in dumps]]
     top = sorted(summary.subreddits.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_SUBREDDITS]
     if top:
         lines.append(f"- Subreddits ({len(summary.subreddits):,} in all; documents per subreddit, top "
@@ -137,6 +138,10 @@ def _filters(workdir: Path) -> list[str]:
 
 def body(workdir: Path, manifest: dict, summary) -> str:
     rows, total = summary.rows, sum(summary.rows.values())
+    latest = manifest.get("versions", [{}])[-1].get("version", summary.version)
+    scope = (f"The whole work directory at export time (through corpus "
+             f"version {latest}; this release is version {summary.version})." if latest != summary.version else
+             "The work directory that built this version.")
     created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     files = "\n".join(f"- {s}: {rows[s]:,} documents in {len(f)} file(s): " + ", ".join(f"`{x}`" for x in f)
                       for s, f in summary.files.items() if f)
@@ -158,8 +163,8 @@ def body(workdir: Path, manifest: dict, summary) -> str:
         "The split is the corpus's: a document is in val by a hash of its normalized URL.", "",
         f"Taken-down documents are not included ({summary.taken_down:,} of this version's documents were "
         "left out for a takedown recorded up to the export).", "",
-        "## Funnel", "", *_funnel(workdir), "",
-        "## Decontamination", "", *_overlap(workdir), "",
+        "## Funnel", "", scope, "", *_funnel(workdir), "",
+        "## Decontamination", "", scope, "", *_overlap(workdir), "",
         "## Sources and dates", "", *_sources(workdir, summary), "",
         "## Filters and settings", "", *_filters(workdir),
         "## Licensing", "",
