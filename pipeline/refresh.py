@@ -50,6 +50,13 @@ def _delta(after: dict, before: dict) -> dict:
             "dropped": {k: v for k, v in dropped.items() if v}, "info": {k: v for k, v in info.items() if v}}
 
 
+def _new_urls(harvest: dict) -> int:
+    """URLs this run added to urls/: the change in kept URLs plus the URLs a takedown took
+    out in this run (URLs leave urls/ only by a takedown), so a takedown never makes it
+    negative."""
+    return max(0, harvest["out"] + harvest["info"].get("taken_down_urls", 0))
+
+
 def run_diff(before: dict, after: dict, wall: dict[str, float], started: float) -> dict:
     stages = {s: _delta(after.get(s, {}), before.get(s, {})) for s in FOLDERS}
     shard_after, shard_before = after.get("shard", {}).get("info", {}), before.get("shard", {}).get("info", {})
@@ -58,7 +65,7 @@ def run_diff(before: dict, after: dict, wall: dict[str, float], started: float) 
         "started": started, "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "updated": updated,
         "corpus_version": shard_after.get("version"),
-        "new_urls": stages["harvest"]["out"],
+        "new_urls": _new_urls(stages["harvest"]),
         "fetched": stages["fetch"]["in"],
         "new_documents": stages["extract"]["out"],
         "documents_added": shard_after.get("added_docs", 0) if updated else 0,

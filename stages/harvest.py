@@ -215,7 +215,7 @@ def run(ctx: Context) -> dict:
     stats.info.update({k: v for k, v in sourced.info.items() if k != "api_newest"})
     stats.add_info("sources", len(all_parts))
     stats.add_info("harvest_version", latest)
-    for key in ("unique_urls", "new_urls"):
+    for key in ("unique_urls", "new_urls", "taken_down_urls"):
         stats.add_info(key, reduced.stats.info.get(key, 0))
     return finish_stage(ctx, "harvest", out_dir, stats, to_dict(cfg),
                         mapped.ran + reduced.ran, mapped.skipped + reduced.skipped, started)

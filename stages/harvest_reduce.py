@@ -299,6 +299,7 @@ def _reduce(task: Task, n: int, limit: int, spill_dir: Path, stats: Stats) -> No
     rows, hold = min(READ_ROWS, limit), min(SPILL_ROWS, limit)
     by_id, by_url = Spill(spill_dir, "id", n, hold), Spill(spill_dir, "url", n, hold)
     taken = Matcher.from_params(p.get("takedowns"))
+    taken_urls: set[int] = set()    # distinct URLs dropped by a takedown (the drop counts submissions)
     for part in task.inputs:
         version = p["versions"][part.name]
         for t in iter_part(part, rows):
@@ -308,6 +309,7 @@ def _reduce(task: Task, n: int, limit: int, spill_dir: Path, stats: Stats) -> No
             if taken:                       # taken-down URLs never come back into urls/
                 hit = taken.mask(t["url"], t["domain"])
                 stats.drop("taken_down", int(hit.sum()))
+                taken_urls.update(t["url_hash"].to_numpy()[hit].tolist())
                 t = t.filter(pa.array(~hit))
             no_id = pc.equal(t["id"], "").to_numpy(zero_copy_only=False)
             if no_id.any():
@@ -315,6 +317,8 @@ def _reduce(task: Task, n: int, limit: int, spill_dir: Path, stats: Stats) -> No
                 by_url.add(anon, url_buckets(anon["url_hash"], n))
                 t = t.filter(pa.array(~no_id))
             by_id.add(t, id_buckets(t["id"].to_pylist(), n) if n > 1 else None)
+    if taken_urls:
+        stats.add_info("taken_down_urls", len(taken_urls))
     by_id.close()
     for b in range(n):
         subs, repeated = latest_observations(by_id.read(b))

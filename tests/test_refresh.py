@@ -175,7 +175,7 @@ def test_refetch_after_revisits_with_conditional_get(refreshed, tmp_path):
     urls = pa.concat_tables(pq.read_table(f) for f in (work / "urls").glob("urls-*.parquet"))
     assert normalize_url_id(taken)[1] not in urls["url"].to_pylist()            # harvest dropped the takedown
     assert diff["revisits"] == urls.num_rows                                       # all the others
-    assert diff["new_urls"] == -1 and diff["drops"]["harvest"]["taken_down"] >= 1    # net: the takedown left
+    assert diff["new_urls"] == 0 and diff["drops"]["harvest"]["taken_down"] >= 1    # the takedown left, none came
     assert diff["updated"] and diff["documents_revised"] == 1 and diff["documents_added"] == 0
     assert set(proxy.not_modified) >= {u for u in fetched_before if u in in_corpus and u != edited}
     assert diff["not_modified"] == len(proxy.not_modified)
