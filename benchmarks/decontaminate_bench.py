@@ -32,7 +32,6 @@ import os
 import resource
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,6 +40,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
+from benchcpu import child, fmt  # noqa: E402  (benchmarks/ is on the path)
 NAMES = ["lambada", "wikitext2", "ptb", "wsc273"]
 
 STAGE = r"""
@@ -120,26 +120,11 @@ def write(dedup: Path, texts: list[str], copies: int, data: Path) -> int:
     return copies * len(texts)
 
 
-def child(args: list[str]) -> tuple[dict, float]:
-    """Run a Python child; (its last JSON line, CPU-seconds of its whole process tree)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    r = subprocess.run([sys.executable, "-c", *args], capture_output=True, text=True)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if r.returncode:
-        raise SystemExit(r.stderr[-3000:])
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return json.loads(r.stdout.strip().splitlines()[-1]), cpu
-
-
 def stage(src: Path, work: Path, workers: int, bench_dir: Path, fp: float) -> tuple[dict, float]:
     """The stage on a fresh work directory holding a copy of ``src`` (copied before the clock)."""
     shutil.rmtree(work, ignore_errors=True)
     shutil.copytree(src, work / "dedup")
     return child([STAGE, str(work), str(workers), str(ROOT), json.dumps(NAMES), str(bench_dir), str(fp)])
-
-
-def fmt(xs: list[float], scale: float = 1e6) -> str:
-    return f"{statistics.median(xs) / scale:5.2f} ({min(xs) / scale:.2f}-{max(xs) / scale:.2f})"
 
 
 def big_filter(items: int, fp: float, tmp: Path) -> None:

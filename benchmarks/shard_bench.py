@@ -23,19 +23,16 @@ sampler would add CPU to the timed runs).
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import resource
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from benchcpu import child, fmt  # noqa: E402  (benchmarks/ is on the path)
 
 STAGE = r"""
 import json, sys, threading, time
@@ -101,26 +98,11 @@ def write(clean: Path, texts: list[str], repeat: int) -> None:
         write_parquet(doc_table(rows[k:k + 500]), clean / f"clean-{k // 500:05d}.parquet", CLEAN)
 
 
-def child(args: list[str]) -> tuple[dict, float]:
-    """Run a Python child; (its last JSON line, CPU-seconds of its whole process tree)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    r = subprocess.run([sys.executable, "-c", *args], capture_output=True, text=True)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if r.returncode:
-        raise SystemExit(r.stderr[-3000:])
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return json.loads(r.stdout.strip().splitlines()[-1]), cpu
-
-
 def stage(src: Path, work: Path, workers: int, rss: bool = False) -> tuple[dict, float]:
     """The shard stage on a fresh work directory holding a copy of ``src`` (copied before the clock)."""
     shutil.rmtree(work, ignore_errors=True)
     shutil.copytree(src, work / "clean")
     return child([STAGE, str(work), str(workers), str(ROOT), "rss" if rss else "-"])
-
-
-def fmt(xs: list[float], scale: float = 1e6) -> str:
-    return f"{statistics.median(xs) / scale:5.2f} ({min(xs) / scale:.2f}-{max(xs) / scale:.2f})"
 
 
 def main() -> None:
