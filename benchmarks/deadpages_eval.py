@@ -46,7 +46,7 @@ def main() -> None:
     args = ap.parse_args()
     if not args.data.exists():
         raise SystemExit(f"{args.data} not found: this benchmark needs ../shared's evaluation pages")
-    from stages.deadpages import SCAN_BYTES, parking_signal
+    from webtext.stages.deadpages import SCAN_BYTES, parking_signal
 
     pages = load_pages(args.data)
     flagged = [(name, url, sig) for name, body, url in pages if (sig := parking_signal(body, url))]

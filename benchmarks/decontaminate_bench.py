@@ -47,9 +47,9 @@ STAGE = r"""
 import json, sys
 sys.path.insert(0, sys.argv[3])
 from pathlib import Path
-from pipeline.config import load_config
-from pipeline.executor import Context
-from stages import decontaminate as D
+from webtext.pipeline.config import load_config
+from webtext.pipeline.executor import Context
+from webtext.stages import decontaminate as D
 work, workers = Path(sys.argv[1]), int(sys.argv[2])
 ctx = Context(work, load_config(None, {"run": {"workers": workers}, "decontaminate": {
     "benchmarks": json.loads(sys.argv[4]), "benchmark_dir": sys.argv[5], "fp_rate": float(sys.argv[6])}}))
@@ -64,9 +64,9 @@ sys.path.insert(0, sys.argv[2])
 import numpy as np
 import pyarrow.parquet as pq
 from rbloom import Bloom
-from stages.benchmarks import load_registry, resolve
-from stages.decontaminate import benchmark_ngrams
-from stages.ngrams import word_ngrams
+from webtext.stages.benchmarks import load_registry, resolve
+from webtext.stages.decontaminate import benchmark_ngrams
+from webtext.stages.ngrams import word_ngrams
 reg = load_registry()
 grams = np.unique(np.concatenate([benchmark_ngrams(resolve(n, sys.argv[4], reg), 13) for n in json.loads(sys.argv[3])]))
 bloom = Bloom(len(grams), float(sys.argv[5]), hash_func=int)
@@ -97,8 +97,8 @@ def corpus(data: Path) -> list[str]:
 def write(dedup: Path, texts: list[str], copies: int, data: Path) -> int:
     """Dedup shards of 1,000 documents (zstd, as dedup writes them); one document in 50 has
     a LAMBADA passage planted in its middle. Returns the documents written."""
-    from pipeline.io import write_parquet
-    from pipeline.schemas import DEDUP
+    from webtext.pipeline.io import write_parquet
+    from webtext.pipeline.schemas import DEDUP
 
     sys.path.insert(0, str(ROOT / "tests"))
     from conftest import doc_row, doc_table

@@ -118,7 +118,7 @@ import sys
 from pathlib import Path
 sys.path.insert(0, sys.argv[2])
 import pyarrow.parquet as pq
-from stages.dedup_sign import minhashes
+from webtext.stages.dedup_sign import minhashes
 for f in sorted(Path(sys.argv[1]).glob("docs-*.parquet")):
     minhashes(pq.read_table(f, columns=["text"])["text"].combine_chunks(),
               {"num_perm": 128, "seed": 1, "shingle_words": 5})
@@ -177,7 +177,7 @@ def end_to_end(texts: list[str], n: int, repeats: int, tmp: Path) -> None:
 def exact_pairs(texts: list[str], max_df: int = 200) -> dict[tuple[int, int], float]:
     """Exact Jaccard of every pair sharing a shingle (shingles in more than ``max_df``
     documents are not used to find pairs; such pairs share little else)."""
-    from stages.ngrams import doc_shingles
+    from webtext.stages.ngrams import doc_shingles
 
     sets = [set(doc_shingles(t, 5)) for t in texts]
     index = defaultdict(list)
@@ -194,9 +194,9 @@ def exact_pairs(texts: list[str], max_df: int = 200) -> dict[tuple[int, int], fl
 def quality(texts: list[str], tmp: Path, dedup_cfg: dict) -> dict:
     import pyarrow.parquet as pq
 
-    from pipeline.config import load_config
-    from pipeline.executor import Context
-    from stages import dedup
+    from webtext.pipeline.config import load_config
+    from webtext.pipeline.executor import Context
+    from webtext.stages import dedup
     from tests.conftest import doc_row, doc_table
 
     rows = [doc_row(f"d{i:06d}", t) for i, t in enumerate(texts)]
@@ -225,8 +225,8 @@ def signature_speed(texts: list[str]) -> dict:
     import xxhash
     from datasketch import MinHash
 
-    from stages.dedup import minhashes
-    from stages.ngrams import doc_shingles
+    from webtext.stages.dedup import minhashes
+    from webtext.stages.ngrams import doc_shingles
 
     mb = lambda xs: sum(len(x.encode()) for x in xs) / 1e6                         # noqa: E731
     minhashes(pa.array(texts[:50]), {"num_perm": 128, "seed": 1, "shingle_words": 5})   # warm the tables
@@ -252,7 +252,7 @@ SYNTH = r"""
 import sys, numpy as np, pyarrow as pa, pyarrow.parquet as pq
 from pathlib import Path
 sys.path.insert(0, sys.argv[3])
-from pipeline.schemas import SIGNATURES
+from webtext.pipeline.schemas import SIGNATURES
 n, out = int(sys.argv[1]), Path(sys.argv[2])
 rng = np.random.default_rng(0)
 per = 100_000
@@ -274,10 +274,10 @@ PHASE = r"""
 import json, sys, time
 from pathlib import Path
 sys.path.insert(0, sys.argv[3])
-from pipeline.executor import Task
-from stages import dedup
-from stages.dedup_sign import lsh_params
-from pipeline.config import DedupConfig
+from webtext.pipeline.executor import Task
+from webtext.stages import dedup
+from webtext.stages.dedup_sign import lsh_params
+from webtext.pipeline.config import DedupConfig
 phase, d = sys.argv[1], Path(sys.argv[2])
 sigs = sorted((d / "_signatures").glob("sig-*.parquet"))
 shards = [int(f.stem.split("-")[1]) for f in sigs]

@@ -6,7 +6,7 @@
 Archives real pages from trafilatura's evaluation set into one WARC shard the way fetch
 writes it (with its fetch log), then, R times, interleaved:
 
-  1. the stage: ``python -m pipeline.cli --workers 1 extract`` in a fresh process (its
+  1. the stage: ``python -m webtext.pipeline.cli --workers 1 extract`` in a fresh process (its
      start-up, the pool worker, the forkserver and the extraction process included);
   2. the floor: bare ``trafilatura.extract(html, fast=True, include_comments=False)``
      (the stage's own settings) in a fresh process, over the same pages decoded as the
@@ -58,10 +58,10 @@ def archive(work: Path, pages: list[tuple[str, bytes]]) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from pipeline.schemas import FETCHLOG
-    from stages import urls as U
-    from stages.http import Outcome, detect_charset
-    from stages.warcstore import WarcSegments
+    from webtext.pipeline.schemas import FETCHLOG
+    from webtext.stages import urls as U
+    from webtext.stages.http import Outcome, detect_charset
+    from webtext.stages.warcstore import WarcSegments
 
     warc = work / "warc"
     warc.mkdir(parents=True)
@@ -81,9 +81,9 @@ def archive(work: Path, pages: list[tuple[str, bytes]]) -> None:
 
 
 def load_pages(data: Path, n: int, mode: str) -> list[tuple[str, bytes]]:
-    from pipeline.config import ExtractConfig
-    from stages.extract import decode_html, paragraph_language
-    from stages.http import detect_charset
+    from webtext.pipeline.config import ExtractConfig
+    from webtext.stages.extract import decode_html, paragraph_language
+    from webtext.stages.http import detect_charset
 
     bodies = [gzip.decompress(p.read_bytes()) for p in sorted(data.glob("*/*.html.gz"))]
     if mode != "mixed":
@@ -105,7 +105,7 @@ from pathlib import Path
 sys.path.insert(0, sys.argv[2])
 import trafilatura
 from fastwarc.warc import ArchiveIterator, WarcRecordType
-from stages.extract import decode_html
+from webtext.stages.extract import decode_html
 pages, pending = [], {}
 for p in sorted(Path(sys.argv[1]).glob("warc-*.warc.gz")):   # the same pages, decoded as the stage does
     with open(p, "rb") as f:
@@ -146,7 +146,7 @@ def stage(work: Path) -> tuple[float, dict]:
     """One run of ``webtext extract`` with one worker over work/warc, from scratch."""
     shutil.rmtree(work / "docs", ignore_errors=True)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    cpu, _ = tree_cpu([sys.executable, "-m", "pipeline.cli", "--workdir", str(work), "--workers", "1", "extract"], env)
+    cpu, _ = tree_cpu([sys.executable, "-m", "webtext.pipeline.cli", "--workdir", str(work), "--workers", "1", "extract"], env)
     return cpu, json.loads((work / "docs" / "_stats.json").read_text())
 
 

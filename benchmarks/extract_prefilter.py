@@ -30,10 +30,10 @@ def main() -> None:
     args = ap.parse_args()
     if not args.data.exists():
         raise SystemExit(f"{args.data} not found: this benchmark needs ../shared's evaluation pages")
-    from pipeline.config import ExtractConfig
-    from pipeline.stats import Stats
-    from stages import extract
-    from stages.http import detect_charset
+    from webtext.pipeline.config import ExtractConfig
+    from webtext.pipeline.stats import Stats
+    from webtext.stages import extract
+    from webtext.stages.http import detect_charset
 
     files = sorted(args.data.glob("*/*.html.gz"))
     default = ExtractConfig()

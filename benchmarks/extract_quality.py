@@ -76,7 +76,7 @@ def main() -> None:
         raise SystemExit(f"{args.data} not found; pass --data")
     import trafilatura
 
-    from stages.extract import extract_page, normalize_text
+    from webtext.stages.extract import extract_page, normalize_text
 
     def newspaper(html, url):      # as a user runs it: the full Article.parse
         from newspaper import Article

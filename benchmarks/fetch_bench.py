@@ -92,9 +92,9 @@ import json, resource, sys, time
 from pathlib import Path
 sys.path.insert(0, sys.argv[4])
 import pyarrow.parquet as pq
-from pipeline.config import FetchConfig, to_dict
-from pipeline.executor import Task
-from stages import fetch
+from webtext.pipeline.config import FetchConfig, to_dict
+from webtext.pipeline.executor import Task
+from webtext.stages import fetch
 proxy, conc, _, out = sys.argv[2], int(sys.argv[3]), sys.argv[4], Path(sys.argv[5])
 level, engine = int(sys.argv[6]), sys.argv[7]
 src = out / "urls-00000.parquet"        # written by the parent, so it is not in this process's RSS

@@ -189,12 +189,12 @@ def _ratio(values: list[float]) -> str:
 
 
 READER = """
-import sys, time; from pathlib import Path; from stages.reddit import iter_batches
+import sys, time; from pathlib import Path; from webtext.stages.reddit import iter_batches
 t = time.perf_counter(); n = sum(len(b) for b in iter_batches(Path(sys.argv[1] if len(sys.argv) > 1 else {p!r})))
 print(n, time.perf_counter() - t)
 """
 FLOOR = """
-import time; from pathlib import Path; from stages.reddit import iter_batches, decode_batch
+import time; from pathlib import Path; from webtext.stages.reddit import iter_batches, decode_batch
 t = time.perf_counter(); n = 0
 for buf in iter_batches(Path({p!r})):
     decode_batch(buf); n += len(buf)
@@ -202,8 +202,8 @@ print(n, time.perf_counter() - t)
 """
 HARVEST = """
 import time, resource; from pathlib import Path
-from pipeline.executor import Task; from pipeline.config import HarvestConfig
-from stages.harvest import harvest_dump, filter_params
+from webtext.pipeline.executor import Task; from pipeline.config import HarvestConfig
+from webtext.stages.harvest import harvest_dump, filter_params
 p = filter_params(HarvestConfig())
 t = time.perf_counter()
 s = harvest_dump(Task("map", "x", harvest_dump, [Path({p!r})], [Path({o!r})], p))
@@ -211,7 +211,7 @@ print(s.records_in, s.records_out, s.info.get("decompressed_bytes"), time.perf_c
       resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 """
 JSONLOADS = """
-import json, time, itertools; from pathlib import Path; from stages.reddit import iter_batches
+import json, time, itertools; from pathlib import Path; from webtext.stages.reddit import iter_batches
 t = time.perf_counter(); n = b = 0
 for buf in iter_batches(Path({p!r})):
     for line in buf.splitlines():
@@ -221,7 +221,7 @@ print(b, time.perf_counter() - t)
 """
 
 ARROWJSON = """
-import time; from pathlib import Path; from stages.reddit import iter_batches
+import time; from pathlib import Path; from webtext.stages.reddit import iter_batches
 import pyarrow as pa, pyarrow.json as pj
 schema = pa.schema([("url", pa.string()), ("score", pa.int64()), ("is_self", pa.bool_()), ("over_18", pa.bool_()),
                     ("created_utc", pa.int64()), ("subreddit", pa.string()), ("id", pa.string()), ("title", pa.string()),
@@ -246,14 +246,14 @@ def _peak():
                      f"{{resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024:.0f}}\\n")
 atexit.register(_peak)
 sys.argv = ["webtext"] + {argv!r}
-from pipeline.cli import main
+from webtext.pipeline.cli import main
 sys.exit(main())
 """
 
 
 REDUCE = """
 import resource, sys, time; from pathlib import Path
-from pipeline.executor import Task; from stages.harvest_reduce import aggregate_urls
+from webtext.pipeline.executor import Task; from stages.harvest_reduce import aggregate_urls
 parts = sorted(Path({d!r}).glob("RS_*.parquet"))
 params = {{"min_score": 3, "score_agg": "sum", "num_shards": 1, "shard": 0, "latest": 2,
           "versions": {{p.name: 1 + i % 2 for i, p in enumerate(parts)}}}}
@@ -271,8 +271,8 @@ def make_parts(folder: Path, n: int, parts: int = 4, seed: int = 0) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from pipeline.schemas import SUBMISSIONS
-    from stages import urls as U
+    from webtext.pipeline.schemas import SUBMISSIONS
+    from webtext.stages import urls as U
 
     rng = random.Random(seed)
     folder.mkdir(parents=True, exist_ok=True)

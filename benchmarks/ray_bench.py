@@ -31,8 +31,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
 def _context(workdir: Path, executor: str, workers: int):
-    from pipeline.config import load_config
-    from pipeline.executor import Context
+    from webtext.pipeline.config import load_config
+    from webtext.pipeline.executor import Context
     from rich.console import Console
 
     cfg = load_config(None, {"run": {"executor": executor, "workers": workers}})
@@ -54,7 +54,7 @@ def _timed(executor: str, workers: int, fn):
 
 
 def bench_extract(template: Path, tmp: Path, executor: str, workers: int) -> tuple[int, float]:
-    from stages import extract
+    from webtext.stages import extract
 
     work = tmp / f"extract-{executor}-{workers}"
     shutil.copytree(template, work)
@@ -74,7 +74,7 @@ def make_docs(docs_dir: Path, out: Path, shards: int, copies: int) -> tuple[int,
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from pipeline.schemas import DOCS
+    from webtext.pipeline.schemas import DOCS
 
     base = pa.concat_tables(pq.read_table(f) for f in sorted(docs_dir.glob("docs-*.parquet")))
     out.mkdir(parents=True)
@@ -92,10 +92,10 @@ def make_docs(docs_dir: Path, out: Path, shards: int, copies: int) -> tuple[int,
 
 
 def bench_signatures(docs: Path, tmp: Path, executor: str, workers: int) -> tuple[int, float]:
-    from pipeline.config import DedupConfig
-    from pipeline.executor import Task, run_phase
-    from pipeline.io import shard_id
-    from stages.dedup import sign_shard, signature_params
+    from webtext.pipeline.config import DedupConfig
+    from webtext.pipeline.executor import Task, run_phase
+    from webtext.pipeline.io import shard_id
+    from webtext.stages.dedup import sign_shard, signature_params
 
     work = tmp / f"sign-{executor}-{workers}"
     shutil.copytree(docs.parent, work)

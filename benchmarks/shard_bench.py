@@ -46,9 +46,9 @@ if sys.argv[4] == "rss":
             time.sleep(0.005)
     threading.Thread(target=sample, daemon=True).start()
 from pathlib import Path
-from pipeline.config import load_config
-from pipeline.executor import Context
-from stages import shard
+from webtext.pipeline.config import load_config
+from webtext.pipeline.executor import Context
+from webtext.stages import shard
 work, workers = Path(sys.argv[1]), int(sys.argv[2])
 ctx = Context(work, load_config(None, {"run": {"workers": workers}, "shard": {"shard_tokens": 2_000_000}}))
 st = shard.run(ctx)
@@ -60,7 +60,7 @@ FLOOR = r"""
 import glob, json, sys, time
 sys.path.insert(0, sys.argv[2])
 import pyarrow.parquet as pq
-from stages.tokenizer import gpt2_encoding
+from webtext.stages.tokenizer import gpt2_encoding
 texts = [t for f in sorted(glob.glob(sys.argv[1] + "/*.parquet"))
          for t in pq.read_table(f, columns=["text"])["text"].to_pylist()]
 encode = gpt2_encoding().encode_ordinary
@@ -73,8 +73,8 @@ print(json.dumps({"tokens": n, "loop_cpu": time.process_time() - t}))
 
 
 def corpus(data: Path) -> list[str]:
-    from stages import decontaminate as D
-    from stages.benchmarks import load_registry, resolve, segments
+    from webtext.stages import decontaminate as D
+    from webtext.stages.benchmarks import load_registry, resolve, segments
 
     texts = [D.strip_wikitext(m) for _, m in D.wiki_articles(
         data / "wikipedia" / "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2")]
@@ -86,8 +86,8 @@ def corpus(data: Path) -> list[str]:
 
 def write(clean: Path, texts: list[str], repeat: int) -> None:
     """Clean shards of 500 documents, written as decontaminate writes them (zstd)."""
-    from pipeline.io import write_parquet
-    from pipeline.schemas import CLEAN
+    from webtext.pipeline.io import write_parquet
+    from webtext.pipeline.schemas import CLEAN
 
     sys.path.insert(0, str(ROOT / "tests"))
     from conftest import doc_row, doc_table

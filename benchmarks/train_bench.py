@@ -32,9 +32,9 @@ def write_tokens(out: Path, n_tokens: int, seed: int = 0) -> Path:
     """A train shard and a small val shard of random ids, plus manifest.json."""
     import pyarrow as pa
 
-    from pipeline.io import sha256_file, write_json
-    from stages.shard import write_ipc
-    from stages.tokenizer import resolve_tokenizer
+    from webtext.pipeline.io import sha256_file, write_json
+    from webtext.stages.shard import write_ipc
+    from webtext.stages.tokenizer import resolve_tokenizer
 
     rng = np.random.default_rng(seed)
     out.mkdir(parents=True, exist_ok=True)
@@ -60,7 +60,7 @@ def write_tokens(out: Path, n_tokens: int, seed: int = 0) -> Path:
 def loader_rate(tokens_dir: Path, batch: int, block: int, seconds: float = 3.0) -> dict:
     import torch
 
-    from model.data import EpochWindows, Prefetcher, RandomWindows, load_split
+    from webtext.model.data import EpochWindows, Prefetcher, RandomWindows, load_split
 
     arrays = load_split(tokens_dir, "train")
     out = {}
@@ -88,7 +88,7 @@ def largest_batch(model_name: str, block: int, candidates=(64, 48, 32, 24, 16, 1
     compiled graphs need less)."""
     import torch
 
-    from model.gpt import GPT, config_for
+    from webtext.model.gpt import GPT, config_for
 
     model = GPT(config_for(model_name)).cuda()
     for b in candidates:
@@ -136,8 +136,8 @@ def main() -> None:
             print(f"  no CUDA device: trainer tokens/s and MFU not measured. For reference, 124M at 45% MFU on an "
                   f"H100 consumes {need / 1e6:.2f} M tokens/s; the prefetching loader delivers {rates['prefetcher'] / need:,.0f}x that")
             return
-        from model.train import train
-        from pipeline.config import TrainConfig
+        from webtext.model.train import train
+        from webtext.pipeline.config import TrainConfig
 
         name = torch.cuda.get_device_name() if on_gpu else "CPU"
         b = args.batch_size or (largest_batch(args.model, block) if on_gpu else 8)

@@ -34,7 +34,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from pipeline.errors import ConfigError, MissingInputError
+from webtext.pipeline.errors import ConfigError, MissingInputError
 
 SAMPLING = ("random", "epoch")
 
@@ -43,7 +43,7 @@ def read_manifest(tokens_dir: Path, verify: bool = True, version: int = 0) -> di
     """``tokens/manifest.json`` as of corpus ``version`` (0 = the latest; its ``shards`` are
     that version's). With ``verify``, each of those shards' sha256 is checked first (a
     shard changed or truncated since ``webtext shard`` is an error)."""
-    from stages.shard import select_version, verify_manifest
+    from webtext.stages.shard import select_version, verify_manifest
 
     manifest_path = Path(tokens_dir) / "manifest.json"
     if not manifest_path.exists():

@@ -38,9 +38,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pipeline.errors import ConfigError
-from stages.benchmarks import Benchmark, load_registry, resolve
-from stages.tokenizer import TokenizerSpec, decoder, encoder
+from webtext.pipeline.errors import ConfigError
+from webtext.stages.benchmarks import Benchmark, load_registry, resolve
+from webtext.stages.tokenizer import TokenizerSpec, decoder, encoder
 
 from .gpt import GPT
 
@@ -77,7 +77,7 @@ def tokenizer_of(ck: dict) -> TokenizerSpec:
     recording it)."""
     t = ck.get("tokenizer") or {}
     if not t.get("tokenizer"):
-        from stages.tokenizer import resolve_tokenizer
+        from webtext.stages.tokenizer import resolve_tokenizer
 
         return resolve_tokenizer("gpt2")
     return TokenizerSpec(t["tokenizer"], t.get("backend") or "tiktoken", t["vocab_size"], t["eot"],
@@ -205,6 +205,6 @@ def sample(ck: dict, model: GPT, prompt: str, max_new_tokens: int = 100, tempera
 
 
 def write_eval(path: Path, results: list[dict]) -> None:
-    from pipeline.io import write_json
+    from webtext.pipeline.io import write_json
 
     write_json(path, {"results": results})

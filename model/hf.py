@@ -16,8 +16,8 @@ from pathlib import Path
 
 import torch
 
-from pipeline.errors import ConfigError
-from pipeline.io import atomic_path, write_json
+from webtext.pipeline.errors import ConfigError
+from webtext.pipeline.io import atomic_path, write_json
 
 from .gpt import GPT
 
@@ -69,7 +69,7 @@ def export_hf(ck: dict, model: GPT, out: Path) -> Path:
     if spec.path:
         shutil.copyfile(spec.path, out / "tokenizer.json")
     elif spec.name == "gpt2":
-        from stages.tokenizer import bpe_files
+        from webtext.stages.tokenizer import bpe_files
 
         vocab_bpe, encoder_json = bpe_files()
         shutil.copyfile(encoder_json, out / "vocab.json")

@@ -36,9 +36,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.config import TrainConfig
-from pipeline.errors import ConfigError, MissingInputError
-from pipeline.io import atomic_path, write_json
+from webtext.pipeline.config import TrainConfig
+from webtext.pipeline.errors import ConfigError, MissingInputError
+from webtext.pipeline.io import atomic_path, write_json
 
 from .data import EpochWindows, Prefetcher, load_split, make_sampler, read_manifest
 from .gpt import GPT, config_for

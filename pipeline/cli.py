@@ -253,7 +253,7 @@ def tokenizer_train(
     """Train a byte-level BPE (HF tokenizers) on the corpus text; use it with `shard --tokenizer PATH`."""
     import pyarrow.parquet as pq
 
-    from stages.tokenizer import train_bpe
+    from webtext.stages.tokenizer import train_bpe
 
     from .errors import MissingInputError
 
@@ -294,7 +294,7 @@ def train(
             "tokens_per_step": tokens_per_step, "sampling": sampling, "corpus_version": corpus_version, "lr": lr, "compile": compile,
             "device": device, "run_name": run_name}
     if int(os.environ.get("RANK", "0")) != 0:      # torchrun's other ranks: no state database, no JSON
-        from model.train import train as train_model
+        from webtext.model.train import train as train_model
 
         cfg = load_config(G.config, {"train": opts})
         train_model(G.workdir / "tokens", G.workdir / "runs", cfg.train, log=lambda *_: None)
@@ -303,7 +303,7 @@ def train(
 
 
 def _checkpoint(run_name: Optional[str], device: str):
-    from model.train import load_checkpoint, model_from_checkpoint, pick_device
+    from webtext.model.train import load_checkpoint, model_from_checkpoint, pick_device
 
     cfg = load_config(G.config, {})
     name = run_name or cfg.train.run_name
@@ -332,7 +332,7 @@ def eval_(
     device: Device = "auto",
 ):
     """Zero-shot perplexity on WikiText-2 and PTB, and LAMBADA accuracy, as in the GPT-2 paper (runs/<name>/eval.json)."""
-    from model.evaluate import EVAL_SETS, run_eval, write_eval
+    from webtext.model.evaluate import EVAL_SETS, run_eval, write_eval
 
     name, dev, ck, model = _checkpoint(run_name, device)
     cfg = load_config(G.config, {})
@@ -356,7 +356,7 @@ def sample(
     device: Device = "auto",
 ):
     """Generate text from a trained checkpoint."""
-    from model.evaluate import sample as generate
+    from webtext.model.evaluate import sample as generate
 
     _, dev, ck, model = _checkpoint(run_name, device)
     for i, text in enumerate(generate(ck, model, prompt, max_new_tokens, temperature, top_k or None,
@@ -404,7 +404,7 @@ def export(
         raise ConfigError("--version chooses the corpus version of a text release", "Add --format parquet or jsonl")
     if not hf:
         raise ConfigError("choose an export format", "Use --format parquet|jsonl OUT (the corpus text) or --hf (a checkpoint)")
-    from model.hf import export_hf
+    from webtext.model.hf import export_hf
 
     name, _, ck, model = _checkpoint(run_name, "cpu")
     path = export_hf(ck, model, dest or G.workdir / "runs" / name / "hf")
@@ -546,7 +546,7 @@ def remove(
     next version on, and harvest and fetch never take them in again.
 
     Earlier versions are kept as they were; the state database records when."""
-    from stages.takedowns import parse, parse_line
+    from webtext.stages.takedowns import parse, parse_line
 
     from .errors import ConfigError, MissingInputError
 

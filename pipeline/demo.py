@@ -74,8 +74,8 @@ def run_demo(workdir: Path, config: Path | None, articles: int = 200, steps: int
     console.print(f"report: {write_report(workdir)}  (webtext report)")
     ckpt = workdir / "runs" / "demo" / "ckpt.pt"
     if until == "train" and ckpt.exists():       # the tiny model's first words
-        from model.evaluate import sample
-        from model.train import load_checkpoint, model_from_checkpoint
+        from webtext.model.evaluate import sample
+        from webtext.model.train import load_checkpoint, model_from_checkpoint
 
         ck = load_checkpoint(ckpt)
         text = sample(ck, model_from_checkpoint(ck), "The", max_new_tokens=30, seed=0)[0]

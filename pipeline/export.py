@@ -92,7 +92,7 @@ def _tokens_dir(workdir: Path) -> Path:
 
 def _doc_splits(tokens: Path, manifest: dict) -> dict[str, str]:
     """doc_id -> split of every document in ``manifest``'s (one version's) token shards."""
-    from stages.shard import read_tokens
+    from webtext.stages.shard import read_tokens
 
     split_of: dict[str, str] = {}
     for shard in manifest["shards"]:
@@ -104,7 +104,7 @@ def _doc_splits(tokens: Path, manifest: dict) -> dict[str, str]:
 def version_docs(workdir: Path, version: int = 0) -> tuple[dict, dict[str, str], set[str]]:
     """(the manifest as of ``version``, doc_id -> split of every document it holds, the
     doc_ids of that version that left the corpus since: in no later version's shards)."""
-    from model.data import read_manifest
+    from webtext.model.data import read_manifest
 
     tokens = _tokens_dir(workdir)
     manifest = read_manifest(tokens, version=version)
@@ -123,7 +123,7 @@ def _clean_shards(workdir: Path, manifest: dict) -> list[Path]:
 def _takedowns(workdir: Path, shards: list[Path]) -> set[str]:
     """The doc_ids in ``shards`` that a takedown in the state covers (URL, either scheme;
     domain; prefix: ``stages.takedowns``, as shard applies them)."""
-    from stages.takedowns import Takedown, matching_docs
+    from webtext.stages.takedowns import Takedown, matching_docs
 
     from .state import State
 

@@ -90,7 +90,7 @@ def _documents(w: Path) -> dict | None:
 def _tokens(w: Path, m: dict) -> tuple[dict, dict]:
     """Tokens per document (the latest version's shards, memory-mapped: only the list
     offsets are read, a record batch at a time) and the table per version and shard."""
-    from stages.shard import read_tokens
+    from webtext.stages.shard import read_tokens
 
     lengths = IntHistogram()
     for s in m["shards"]:

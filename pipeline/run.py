@@ -26,7 +26,7 @@ def parse_stages(spec: str) -> list[str]:
 def run_stage(ctx: Context, name: str, **options) -> dict:
     """Run one stage by name; returns its stats (for train: the run summary)."""
     if name == "train":
-        from model.train import train
+        from webtext.model.train import train
 
         started = time.time()
         ctx.log("[bold]train[/bold]")
@@ -41,7 +41,7 @@ def run_stage(ctx: Context, name: str, **options) -> dict:
         return summary
     import importlib
 
-    module = importlib.import_module(f"stages.{name}")
+    module = importlib.import_module(f"webtext.stages.{name}")
     ctx.log(f"[bold]{name}[/bold]")
     result = module.run(ctx, **options)
     ctx.publish()           # an s3:// or gs:// work directory gets the stage's files now

@@ -44,7 +44,7 @@ def _webtext() -> list[str]:
     if exe.exists():
         return [str(exe)]
     found = shutil.which("webtext")
-    return [found] if found else [sys.executable, "-m", "pipeline.cli"]
+    return [found] if found else [sys.executable, "-m", "webtext.pipeline.cli"]
 
 
 def refresh_argv(workdir: Path, config: Path | None) -> list[str]:

@@ -125,7 +125,7 @@ class State:
         value); False when it is known already. A URL whose other-scheme variant is recorded
         is known: http and https count as one."""
         if kind == "url":
-            from stages.urls import url_id
+            from webtext.stages.urls import url_id
 
             bare = url.split("://", 1)[1]
             ids = [url_id(f"{s}://{bare}") for s in ("http", "https")]

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.errors import ConfigError, MissingInputError
+from webtext.pipeline.errors import ConfigError, MissingInputError
 
 REGISTRY = Path(__file__).resolve().parent.parent / "data" / "benchmarks.toml"
 FORMATS = ("jsonl", "text", "lines", "wikitext", "wikitext-tokens", "ptb", "wsc-xml")

@@ -101,7 +101,7 @@ def _bucket_fs(url: str):
 
     u = urllib.parse.urlsplit(url)
     if u.scheme.lower() in ("gs", "gcs"):
-        from pipeline.remote import gcs_filesystem      # its parser knows anonymous for GCS
+        from webtext.pipeline.remote import gcs_filesystem      # its parser knows anonymous for GCS
         return gcs_filesystem(url)
     query = urllib.parse.parse_qsl(u.query, keep_blank_values=True)
     anonymous = any(k == "anonymous" and v.lower() in _TRUE for k, v in query)

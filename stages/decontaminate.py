@@ -56,13 +56,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from rbloom import Bloom
 
-from pipeline import progress
-from pipeline.config import DecontaminateConfig, to_dict
-from pipeline.errors import ConfigError, MissingInputError
-from pipeline.executor import Context, Task, finish_stage, run_phase
-from pipeline.io import atomic_path, parquet_rows, require_shards, shard_id, write_parquet
-from pipeline.schemas import CLEAN, HITS, REMOVALS, WIKI_SHARE, upgrade_docs
-from pipeline.stats import Stats
+from webtext.pipeline import progress
+from webtext.pipeline.config import DecontaminateConfig, to_dict
+from webtext.pipeline.errors import ConfigError, MissingInputError
+from webtext.pipeline.executor import Context, Task, finish_stage, run_phase
+from webtext.pipeline.io import atomic_path, parquet_rows, require_shards, shard_id, write_parquet
+from webtext.pipeline.schemas import CLEAN, HITS, REMOVALS, WIKI_SHARE, upgrade_docs
+from webtext.pipeline.stats import Stats
 
 from . import urls as U
 from .benchmarks import Benchmark, load_registry, resolve, segments

@@ -74,12 +74,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline import progress
-from pipeline.config import DedupConfig, to_dict
-from pipeline.executor import Context, Task, finish_stage, run_phase
-from pipeline.io import parquet_rows, require_shards, shard_id, write_parquet
-from pipeline.schemas import DEDUP, upgrade_docs
-from pipeline.stats import Stats
+from webtext.pipeline import progress
+from webtext.pipeline.config import DedupConfig, to_dict
+from webtext.pipeline.executor import Context, Task, finish_stage, run_phase
+from webtext.pipeline.io import parquet_rows, require_shards, shard_id, write_parquet
+from webtext.pipeline.schemas import DEDUP, upgrade_docs
+from webtext.pipeline.stats import Stats
 
 from .dedup_cluster import components, merge_clusters, resolve
 from .dedup_sign import band_shard, lsh_params, minhashes, sign_shard, signature_params, text_hash  # noqa: F401

@@ -13,10 +13,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipeline.executor import Task
-from pipeline.io import atomic_path, write_parquet
-from pipeline.schemas import CLUSTERS, DROPS, RESOLVED, VERIFIED
-from pipeline.stats import Stats
+from webtext.pipeline.executor import Task
+from webtext.pipeline.io import atomic_path, write_parquet
+from webtext.pipeline.schemas import CLUSTERS, DROPS, RESOLVED, VERIFIED
+from webtext.pipeline.stats import Stats
 
 from .dedup_sign import BAND_MIX, _mix
 from .dedup_verify import by_shard, candidate_files, pair_jaccard, row_of, shard_of

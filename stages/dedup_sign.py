@@ -15,11 +15,11 @@ import pyarrow.parquet as pq
 import xxhash
 from datasketch import MinHash, MinHashLSH
 
-from pipeline import progress
-from pipeline.executor import Task
-from pipeline.io import shard_id, write_parquet
-from pipeline.schemas import BANDS, SIGNATURES
-from pipeline.stats import Stats
+from webtext.pipeline import progress
+from webtext.pipeline.executor import Task
+from webtext.pipeline.io import shard_id, write_parquet
+from webtext.pipeline.schemas import BANDS, SIGNATURES
+from webtext.pipeline.stats import Stats
 
 from .ngrams import WORDS_VERSION, shingle_hashes
 

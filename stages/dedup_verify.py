@@ -17,10 +17,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipeline.executor import Task
-from pipeline.io import atomic_path, shard_id, write_parquet
-from pipeline.schemas import BANDS, CANDIDATES, PAIR_KEYS, PAIRS, VERIFIED
-from pipeline.stats import Stats
+from webtext.pipeline.executor import Task
+from webtext.pipeline.io import atomic_path, shard_id, write_parquet
+from webtext.pipeline.schemas import BANDS, CANDIDATES, PAIR_KEYS, PAIRS, VERIFIED
+from webtext.pipeline.stats import Stats
 
 from .dedup_sign import BAND_MIX, SIGN_BATCH, _mix, read_minhash
 from .ngrams import shingle_hashes

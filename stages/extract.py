@@ -45,12 +45,12 @@ from pathlib import Path
 import pyarrow as pa
 from fastwarc.warc import ArchiveIterator, WarcRecordType
 
-from pipeline import progress
-from pipeline.config import ExtractConfig, to_dict
-from pipeline.executor import Context, Task, finish_stage, run_phase
-from pipeline.io import require_shards, shard_id, sorted_files, write_parquet
-from pipeline.schemas import DOCS
-from pipeline.stats import Stats
+from webtext.pipeline import progress
+from webtext.pipeline.config import ExtractConfig, to_dict
+from webtext.pipeline.executor import Context, Task, finish_stage, run_phase
+from webtext.pipeline.io import require_shards, shard_id, sorted_files, write_parquet
+from webtext.pipeline.schemas import DOCS
+from webtext.pipeline.stats import Stats
 
 from . import urls as U
 from . import quality

@@ -94,10 +94,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import xxhash
 
-from pipeline import progress
-from pipeline.config import FetchConfig, to_dict
-from pipeline.executor import Context, Task, finish_stage, run_phase
-from pipeline.io import (
+from webtext.pipeline import progress
+from webtext.pipeline.config import FetchConfig, to_dict
+from webtext.pipeline.executor import Context, Task, finish_stage, run_phase
+from webtext.pipeline.io import (
     atomic_path,
     parquet_rows,
     read_json,
@@ -106,8 +106,8 @@ from pipeline.io import (
     sorted_files,
     write_json,
 )
-from pipeline.schemas import FETCHLOG
-from pipeline.stats import Stats
+from webtext.pipeline.schemas import FETCHLOG
+from webtext.pipeline.stats import Stats
 
 from .http import Client, Outcome, SafeResolver, Validators
 from .importwarc import find_warcs, import_warcs

@@ -44,13 +44,13 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline import progress
-from pipeline.config import HarvestConfig, to_dict
-from pipeline.errors import MissingInputError
-from pipeline.executor import Context, Task, finish_stage, run_phase
-from pipeline.io import atomic_path, read_json, safe_name, sorted_files
-from pipeline.schemas import SUBMISSIONS
-from pipeline.stats import Stats
+from webtext.pipeline import progress
+from webtext.pipeline.config import HarvestConfig, to_dict
+from webtext.pipeline.errors import MissingInputError
+from webtext.pipeline.executor import Context, Task, finish_stage, run_phase
+from webtext.pipeline.io import atomic_path, read_json, safe_name, sorted_files
+from webtext.pipeline.schemas import SUBMISSIONS
+from webtext.pipeline.stats import Stats
 
 from .harvest_reduce import aggregate_urls
 from .reddit import CORRUPT_ERRORS, Filter, TruncatedDumpError, decode_batch, iter_batches

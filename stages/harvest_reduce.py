@@ -43,10 +43,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipeline.executor import Task
-from pipeline.io import atomic_path
-from pipeline.schemas import SUBMISSIONS, URLS
-from pipeline.stats import Stats
+from webtext.pipeline.executor import Task
+from webtext.pipeline.io import atomic_path
+from webtext.pipeline.schemas import SUBMISSIONS, URLS
+from webtext.pipeline.stats import Stats
 
 from . import urls as U
 from .takedowns import Matcher

@@ -56,7 +56,7 @@ import webencodings
 from protego import Protego
 from yarl import URL
 
-from pipeline.config import FetchConfig
+from webtext.pipeline.config import FetchConfig
 
 from .hosts import host_verdict, is_public_address
 from .politeness import HostGate, KeyedLimit, retry_after_s, site_of

@@ -41,9 +41,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from fastwarc.warc import ArchiveIterator, WarcRecordType
 
-from pipeline.config import FetchConfig
-from pipeline.errors import MissingInputError
-from pipeline.stats import Stats
+from webtext.pipeline.config import FetchConfig
+from webtext.pipeline.errors import MissingInputError
+from webtext.pipeline.stats import Stats
 
 from .captures import decode_payload
 from .http import DROP_HEADERS, Outcome

@@ -35,7 +35,7 @@ def _context():
     global _CTX
     if _CTX is None:
         _CTX = multiprocessing.get_context("forkserver")
-        _CTX.set_forkserver_preload(["trafilatura", "newspaper", "stages.pagetext"])
+        _CTX.set_forkserver_preload(["trafilatura", "newspaper", "webtext.stages.pagetext"])
     return _CTX
 
 

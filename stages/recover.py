@@ -26,7 +26,7 @@ from __future__ import annotations
 import aiohttp
 import pyarrow as pa
 
-from pipeline.config import FetchConfig
+from webtext.pipeline.config import FetchConfig
 
 from .archives import ArchiveClient, ArchiveUnavailable
 from .captures import Capture

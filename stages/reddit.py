@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import zstandard
 
-from pipeline.schemas import SUBMISSIONS
+from webtext.pipeline.schemas import SUBMISSIONS
 
 from . import urls as U
 

@@ -21,9 +21,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.errors import WebtextError
-from pipeline.executor import Task
-from pipeline.stats import Stats
+from webtext.pipeline.errors import WebtextError
+from webtext.pipeline.executor import Task
+from webtext.pipeline.stats import Stats
 
 from .reddit import INT64_MAX, INT64_MIN, Submission, as_int
 
@@ -89,7 +89,7 @@ def watermark_utc(value) -> float | None:
 
 
 def pull_api(task: Task) -> Stats:
-    from pipeline.io import atomic_path
+    from webtext.pipeline.io import atomic_path
 
     from .harvest import SubmissionWriter, filter_into, make_filter
 

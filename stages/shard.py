@@ -43,13 +43,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import xxhash
 
-from pipeline import progress
-from pipeline.config import ShardConfig, to_dict
-from pipeline.errors import ConfigError
-from pipeline.executor import Context, Task, finish_stage, run_phase
-from pipeline.io import atomic_path, read_json, require_shards, sha256_file, shard_id, write_json
-from pipeline.schemas import SCHEMA_VERSION, tokens_schema
-from pipeline.stats import Stats
+from webtext.pipeline import progress
+from webtext.pipeline.config import ShardConfig, to_dict
+from webtext.pipeline.errors import ConfigError
+from webtext.pipeline.executor import Context, Task, finish_stage, run_phase
+from webtext.pipeline.io import atomic_path, read_json, require_shards, sha256_file, shard_id, write_json
+from webtext.pipeline.schemas import SCHEMA_VERSION, tokens_schema
+from webtext.pipeline.stats import Stats
 
 from .takedowns import Takedown, matching_docs
 from .tokenizer import TokenizerSpec, array_encoder, resolve_tokenizer

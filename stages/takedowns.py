@@ -34,7 +34,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.errors import ConfigError
+from webtext.pipeline.errors import ConfigError
 
 from . import urls as U
 from .hosts import parse_host

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import tiktoken
 
-from pipeline.errors import ConfigError, MissingInputError
+from webtext.pipeline.errors import ConfigError, MissingInputError
 
 EOT = 50256
 VOCAB_BPE_SHA256 = "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5"
@@ -209,7 +209,7 @@ def train_bpe(texts, vocab_size: int, out: Path, show_progress: bool = False) ->
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=show_progress)
     tok.train_from_iterator(texts, trainer=trainer)
     out.parent.mkdir(parents=True, exist_ok=True)
-    from pipeline.io import atomic_path
+    from webtext.pipeline.io import atomic_path
 
     with atomic_path(out) as tmp:
         tok.save(str(tmp))

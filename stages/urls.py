@@ -272,7 +272,7 @@ def normalize_url_id(url: str) -> tuple[str, str]:
     """(url_id, normalized url) as harvest computes them: a document's doc_id is the
     url_id of the URL it was harvested under. A URL with no http(s) scheme and host is a
     ConfigError."""
-    from pipeline.errors import ConfigError
+    from webtext.pipeline.errors import ConfigError
 
     norm = normalize(url)
     if norm is None:

@@ -17,10 +17,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.config import load_config
-from pipeline.executor import Context
-from pipeline.schemas import DOCS, URLS
-from stages import urls as U
+from webtext.pipeline.config import load_config
+from webtext.pipeline.executor import Context
+from webtext.pipeline.schemas import DOCS, URLS
+from webtext.stages import urls as U
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "data"
@@ -107,10 +107,10 @@ def run_fetch(tmp_path: Path, table: pa.Table, **cfg):
     """One fetch shard over ``table`` (URLS rows) with the tests' defaults (loopback allowed,
     no politeness delay, quick retries) overridden by ``cfg``: (stats, fetch log rows by
     url, the shard's WARC segments). The log has the FETCHLOG schema and the shard is final."""
-    from pipeline.config import FetchConfig, to_dict
-    from pipeline.executor import Task
-    from pipeline.schemas import FETCHLOG
-    from stages import fetch
+    from webtext.pipeline.config import FetchConfig, to_dict
+    from webtext.pipeline.executor import Task
+    from webtext.pipeline.schemas import FETCHLOG
+    from webtext.stages import fetch
 
     src = tmp_path / "urls-00000.parquet"
     pq.write_table(table, src)
@@ -257,7 +257,7 @@ def loopback_web():
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory) -> Path:
     """A small demo pipeline (60 articles) run through shard with two workers."""
-    from pipeline.demo import run_demo
+    from webtext.pipeline.demo import run_demo
 
     workdir = tmp_path_factory.mktemp("demo")
     run_demo(workdir, None, articles=60, steps=10, workers=2, until="shard")

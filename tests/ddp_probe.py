@@ -9,8 +9,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import model.data as D  # noqa: E402
-import model.train as T  # noqa: E402
+import webtext.model.data as D  # noqa: E402
+import webtext.model.train as T  # noqa: E402
 
 seen: list[tuple[int, int]] = []
 train_arrays: list = []                 # the training sampler's shards (validation reads others)
@@ -31,7 +31,7 @@ def recording_gather(arrays, which, starts, length):
 D._gather = recording_gather
 T.make_sampler = recording_make_sampler
 
-from pipeline.cli import app  # noqa: E402
+from webtext.pipeline.cli import app  # noqa: E402
 
 rank = int(os.environ["RANK"])
 try:

@@ -14,9 +14,9 @@ import aiohttp
 import pytest
 from conftest import shared_path
 
-from pipeline.archiveweb import ArchiveWeb
-from stages.archives import ArchiveClient, ArchiveUnavailable
-from stages.captures import (
+from webtext.pipeline.archiveweb import ArchiveWeb
+from webtext.stages.archives import ArchiveClient, ArchiveUnavailable
+from webtext.stages.captures import (
     Capture,
     Crawl,
     choose_capture,

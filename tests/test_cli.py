@@ -9,13 +9,13 @@ import sys
 import pytest
 from pathlib import Path
 
-from pipeline import cli
+from webtext.pipeline import cli
 
 COMMANDS = ["harvest", "fetch", "extract", "dedup", "decontaminate", "shard", "train", "run", "demo", "report"]
 
 
 def webtext(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "webtext.pipeline.cli", *args], capture_output=True, text=True,
                           cwd=cwd, timeout=120)
 
 
@@ -56,7 +56,7 @@ def test_bad_config_file(tmp_path):
 def test_tokenizer_train_then_shard_with_it(tmp_path):
     import pyarrow.parquet as pq
 
-    from pipeline.demoweb import docstring_paragraphs
+    from webtext.pipeline.demoweb import docstring_paragraphs
 
     from conftest import doc_row, doc_table
 
@@ -87,7 +87,7 @@ def test_example_config_is_complete_and_valid():
     import tomllib
     from pathlib import Path
 
-    from pipeline.config import Config, load_config
+    from webtext.pipeline.config import Config, load_config
 
     path = Path(__file__).resolve().parent.parent / "webtext.example.toml"
     cfg = load_config(path)
@@ -169,11 +169,11 @@ def test_read_only_workdir(tmp_path):
         ro = base / "ro"
         ro.mkdir()
         ro.chmod(0o555)
-        argv = [sys.executable, "-m", "pipeline.cli", "--workdir", str(ro), "dedup"]
+        argv = [sys.executable, "-m", "webtext.pipeline.cli", "--workdir", str(ro), "dedup"]
         cwd = Path(__file__).resolve().parent.parent
         if os.geteuid() == 0:               # root ignores permissions: run as nobody
             nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
-            probe = subprocess.run([*nobody, sys.executable, "-c", "import pipeline.cli"], cwd=cwd,
+            probe = subprocess.run([*nobody, sys.executable, "-c", "import webtext.pipeline.cli"], cwd=cwd,
                                    capture_output=True, timeout=120)
             if probe.returncode:            # e.g. a checkout under a 0700 temporary directory
                 pytest.skip("this checkout or its Python cannot be read by an unprivileged user")
@@ -188,7 +188,7 @@ def test_schedule_without_crontab_program(tmp_path):
     import os
 
     env = {**os.environ, "PATH": str(tmp_path)}          # no crontab program on the PATH
-    r = subprocess.run([sys.executable, "-m", "pipeline.cli", "--workdir", str(tmp_path / "w"), "schedule",
+    r = subprocess.run([sys.executable, "-m", "webtext.pipeline.cli", "--workdir", str(tmp_path / "w"), "schedule",
                         "install", "--cron", "0 3 * * *"], capture_output=True, text=True, timeout=120, env=env)
     _one_line_error(r, "no crontab program", "apt-get install cron", "--tabfile", "--systemd")
 

@@ -16,9 +16,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from stages.captures import Capture, choose_capture, safe_filename
-from stages.columnar import PLAN, plan_from_columnar, safe_filenames, to_captures
-from stages.surt import surt
+from webtext.stages.captures import Capture, choose_capture, safe_filename
+from webtext.stages.columnar import PLAN, plan_from_columnar, safe_filenames, to_captures
+from webtext.stages.surt import surt
 
 ROOT = Path(__file__).resolve().parent.parent
 DAY = 86400
@@ -262,7 +262,7 @@ def test_random_agreement_pruning_and_compaction(tmp_path):
 SIZE_SCRIPT = r"""
 import json, sys, time
 import pyarrow as pa, pyarrow.parquet as pq
-from stages.columnar import plan_from_columnar
+from webtext.stages.columnar import plan_from_columnar
 
 def hwm_kib():
     # this process's own peak RSS (VmHWM): unlike ru_maxrss, it does not carry over a
@@ -351,7 +351,7 @@ def test_bucket_url_gives_the_local_plan(tmp_path):
     (credentials in the URL, or anonymous=true as for s3://commoncrawl) equals the local one."""
     pytest.importorskip("moto")
     from conftest import KEY, SECRET, moto_s3
-    from stages.columnar import index_files
+    from webtext.stages.columnar import index_files
 
     urls, rows = small_world(tmp_path)
     root = write_hive(tmp_path, rows)

@@ -1,7 +1,7 @@
 import pytest
 
-from pipeline.config import load_config
-from pipeline.errors import ConfigError
+from webtext.pipeline.config import load_config
+from webtext.pipeline.errors import ConfigError
 
 
 def test_defaults_and_toml_and_overrides(tmp_path):
@@ -44,7 +44,7 @@ import math  # noqa: E402
 import tomllib  # noqa: E402
 import typing  # noqa: E402
 
-from pipeline import config as C  # noqa: E402
+from webtext.pipeline import config as C  # noqa: E402
 
 SECTIONS = [C.ExecutorConfig, C.HarvestConfig, C.FetchConfig, C.ExtractConfig, C.DedupConfig,
             C.DecontaminateConfig, C.ShardConfig, C.TrainConfig]
@@ -78,7 +78,7 @@ def test_every_numeric_setting_has_a_range():
 
 
 def test_model_sizes_match_the_model():
-    from model.gpt import CONFIGS
+    from webtext.model.gpt import CONFIGS
 
     assert tuple(CONFIGS) == C.MODEL_SIZES
 

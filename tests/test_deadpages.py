@@ -10,7 +10,7 @@ import time
 import pytest
 from conftest import shared_path
 
-from stages.deadpages import SCAN_BYTES, is_parked, is_soft_404, parking_signal
+from webtext.stages.deadpages import SCAN_BYTES, is_parked, is_soft_404, parking_signal
 
 SOFT_404 = [
     ("http://example.com/2019/05/story.html", "https://example.com/", 200),

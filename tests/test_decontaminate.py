@@ -10,12 +10,12 @@ import pyarrow.parquet as pq
 import pytest
 from rbloom import Bloom
 
-from pipeline.config import ConfigError
-from pipeline.errors import MissingInputError
-from pipeline.schemas import CLEAN, REMOVALS
-from stages import decontaminate as D
-from stages.benchmarks import load_registry, resolve, segments
-from stages.ngrams import word_ngrams
+from webtext.pipeline.config import ConfigError
+from webtext.pipeline.errors import MissingInputError
+from webtext.pipeline.schemas import CLEAN, REMOVALS
+from webtext.stages import decontaminate as D
+from webtext.stages.benchmarks import load_registry, resolve, segments
+from webtext.stages.ngrams import word_ngrams
 
 from conftest import doc_row, doc_table, make_context, shared_path
 
@@ -221,7 +221,7 @@ def test_no_benchmark_configured_warns(tmp_path):
 def test_scan_screen_passes_every_benchmark_ngram_and_few_others():
     """The scan's bit-table screen at a realistic size (450k benchmark n-grams): no false
     negative, and over 2M random folds a pass rate within 10% of 1 - e^(-n/2^bits)."""
-    from stages.ngrams import mix64, unmix64
+    from webtext.stages.ngrams import mix64, unmix64
 
     rng = np.random.default_rng(3)
     exact = [D.sorted_unique(rng.integers(0, 2**63, size=k, dtype=np.int64).astype(np.uint64) * np.uint64(2))

@@ -5,11 +5,11 @@ import random
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.config import ConfigError
-from pipeline.demoweb import docstring_paragraphs
-from pipeline.schemas import CLUSTERS, DEDUP
-from stages import dedup
-from stages.ngrams import shingles, words
+from webtext.pipeline.config import ConfigError
+from webtext.pipeline.demoweb import docstring_paragraphs
+from webtext.pipeline.schemas import CLUSTERS, DEDUP
+from webtext.stages import dedup
+from webtext.stages.ngrams import shingles, words
 
 from conftest import doc_row, doc_table, make_context
 
@@ -274,7 +274,7 @@ def test_vectorized_shingle_hashes_match_the_python_shingles(monkeypatch):
     import numpy as np
     import pyarrow as pa
 
-    from stages import ngrams
+    from webtext.stages import ngrams
 
     texts = _texts()
     h, doc = ngrams.shingle_hashes(pa.array(texts), 5)
@@ -294,7 +294,7 @@ def test_signatures_equal_datasketch_bulk():
     import pyarrow as pa
     from datasketch import MinHash
 
-    from stages import ngrams
+    from webtext.stages import ngrams
 
     texts = _texts()
     h, doc = ngrams.shingle_hashes(texts, 5)
@@ -385,7 +385,7 @@ def test_batched_text_hashes_equal_text_hash():
     characters where the two lowercasings differ, which take the Python path."""
     import pyarrow as pa
 
-    from stages.dedup_sign import text_hash, text_hashes
+    from webtext.stages.dedup_sign import text_hash, text_hashes
 
     rng = random.Random(7)
     alphabet = list("aZ \t\n\r\x0b\x0c\x1c\x1f\x85\xa0éÉİΣσẞ日😀Ǆ\u2028\u3000-.")

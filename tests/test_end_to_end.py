@@ -12,20 +12,20 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline import schemas
-from pipeline.config import load_config
-from pipeline.demo import demo_overrides
-from pipeline.demoweb import DemoProxy, build_demo_web
-from pipeline.executor import Context
-from pipeline.funnel import collect
-from pipeline.run import run_all
-from stages.urls import normalize_url_id
+from webtext.pipeline import schemas
+from webtext.pipeline.config import load_config
+from webtext.pipeline.demo import demo_overrides
+from webtext.pipeline.demoweb import DemoProxy, build_demo_web
+from webtext.pipeline.executor import Context
+from webtext.pipeline.funnel import collect
+from webtext.pipeline.run import run_all
+from webtext.stages.urls import normalize_url_id
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def _cli(workdir, *args, **kw):
-    return [sys.executable, "-m", "pipeline.cli", "--workdir", str(workdir), *args]
+    return [sys.executable, "-m", "webtext.pipeline.cli", "--workdir", str(workdir), *args]
 
 
 def test_demo_funnel_and_schemas(demo_run):
@@ -209,9 +209,9 @@ def test_report_training_section_and_terminal_progress(tmp_path):
 
     from rich.console import Console
 
-    from pipeline.config import load_config
-    from pipeline.executor import Context, _Progress
-    from pipeline.report import collect_report, render_html
+    from webtext.pipeline.config import load_config
+    from webtext.pipeline.executor import Context, _Progress
+    from webtext.pipeline.report import collect_report, render_html
 
     run = tmp_path / "runs" / "r1"
     run.mkdir(parents=True)
@@ -231,8 +231,8 @@ def test_report_training_section_and_terminal_progress(tmp_path):
 
 
 def _corpus_ids(workdir: Path, version: int = 0) -> set[str]:
-    from model.data import read_manifest
-    from stages.shard import read_tokens
+    from webtext.model.data import read_manifest
+    from webtext.stages.shard import read_tokens
 
     m = read_manifest(workdir / "tokens", version=version)
     return {d for f in m["shards"] for d in read_tokens(workdir / "tokens" / f["file"])["doc_id"].to_pylist()}
@@ -243,7 +243,7 @@ def test_takedown_removes_a_page_recovered_from_an_archive(demo_run, tmp_path):
     other; the fetch log still says where it came from, and the earlier version keeps it."""
     from typer.testing import CliRunner
 
-    from pipeline.cli import app
+    from webtext.pipeline.cli import app
 
     work = tmp_path / "w"
     shutil.copytree(demo_run, work)
@@ -273,7 +273,7 @@ def test_funnel_prints_the_recovered_dead_links(demo_run):
 
     from rich.console import Console
 
-    from pipeline.funnel import render
+    from webtext.pipeline.funnel import render
 
     logs = pa.concat_tables(pq.read_table(p) for p in sorted((demo_run / "warc").glob("fetchlog-*.parquet")))
     rows = logs.to_pylist()

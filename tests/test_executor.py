@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.errors import WebtextError
-from pipeline.executor import Task, remove_stale_temporaries, run_phase
-from pipeline.io import atomic_path
-from pipeline.stats import Stats
+from webtext.pipeline.errors import WebtextError
+from webtext.pipeline.executor import Task, remove_stale_temporaries, run_phase
+from webtext.pipeline.io import atomic_path
+from webtext.pipeline.stats import Stats
 
 from conftest import make_context
 
@@ -85,9 +85,9 @@ def test_atomic_path_and_stale_temporaries(tmp_path):
 
 
 def test_unsupported_work_directory_urls_are_refused_with_a_clear_error(tmp_path, monkeypatch):
-    from pipeline.config import load_config
-    from pipeline.errors import ConfigError
-    from pipeline.executor import Context
+    from webtext.pipeline.config import load_config
+    from webtext.pipeline.errors import ConfigError
+    from webtext.pipeline.executor import Context
 
     monkeypatch.chdir(tmp_path)
     for url in ("ftp://host/prefix", "hdfs://namenode/x"):

@@ -16,11 +16,11 @@ import pytest
 from huggingface_hub import DatasetCard
 from typer.testing import CliRunner
 
-from model.data import read_manifest
-from pipeline.cli import app
-from pipeline.export import RELEASE, export_text
-from stages import shard as S
-from stages.urls import normalize_url_id
+from webtext.model.data import read_manifest
+from webtext.pipeline.cli import app
+from webtext.pipeline.export import RELEASE, export_text
+from webtext.stages import shard as S
+from webtext.stages.urls import normalize_url_id
 
 COLUMNS = ["doc_id", "url", "text", "karma", "subreddits", "first_seen", "domain", "lang", "extractor",
            "source", "captured_at"]
@@ -176,7 +176,7 @@ def test_files_are_cut_by_size_and_a_newer_revision_is_not_in_the_version(demo_r
 
 def _cli(work, *args):
     """The real entry point (one line on stderr, exit code), as a user runs it."""
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", "--workdir", str(work), "export", *map(str, args)],
+    return subprocess.run([sys.executable, "-m", "webtext.pipeline.cli", "--workdir", str(work), "export", *map(str, args)],
                           check=False, capture_output=True, text=True, timeout=120)
 
 
@@ -202,12 +202,12 @@ def test_bad_input_is_one_line_and_exit_2(demo_run, tmp_path):
 
 
 def test_a_failed_export_leaves_no_half_release(demo_run, tmp_path, monkeypatch):
-    import pipeline.exportcard
+    import webtext.pipeline.exportcard as exportcard
 
     def broken(*a, **k):
         raise OSError("disk full")
 
-    monkeypatch.setattr(pipeline.exportcard, "write_card", broken)
+    monkeypatch.setattr(exportcard, "write_card", broken)
     with pytest.raises(OSError, match="disk full"):
         export_text(demo_run, tmp_path / "out", "parquet")
     assert list(tmp_path.iterdir()) == []                 # neither OUT nor its staging folder

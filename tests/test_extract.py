@@ -3,14 +3,14 @@
 import pyarrow.parquet as pq
 from fastwarc.warc import WarcRecordType
 
-from pipeline.config import ExtractConfig, to_dict
-from pipeline.demoweb import _html, docstring_paragraphs
-from pipeline.executor import Task
-from pipeline.schemas import DOCS
-from stages import extract, pagetext
-from stages import urls as U
-from stages.http import Outcome, detect_charset
-from stages.warcstore import WarcSegments
+from webtext.pipeline.config import ExtractConfig, to_dict
+from webtext.pipeline.demoweb import _html, docstring_paragraphs
+from webtext.pipeline.executor import Task
+from webtext.pipeline.schemas import DOCS
+from webtext.stages import extract, pagetext
+from webtext.stages import urls as U
+from webtext.stages.http import Outcome, detect_charset
+from webtext.stages.warcstore import WarcSegments
 
 GERMAN = ("Die Stadtverwaltung hat am Montag neue Pläne für den Ausbau der Radwege vorgestellt. "
           "Nach Angaben des Bürgermeisters sollen bis zum Ende des kommenden Jahres mehr als zwanzig "
@@ -182,7 +182,7 @@ def test_extraction_process_death_is_an_error_and_processes_are_recycled():
     import threading
     import time
 
-    from stages.isolate import Isolated
+    from webtext.stages.isolate import Isolated
 
     page = _html("a.example", "Fine", docstring_paragraphs()[5:10])
     huge = ("<html><body>" + "".join(f"<div><p>paragraph {i} with some words in it</p><table><tr><td>c{i}</td>"
@@ -214,14 +214,14 @@ def test_extraction_process_that_cannot_start_is_a_clear_error(tmp_path):
 
     root = Path(__file__).resolve().parent.parent
     script = tmp_path / "unguarded.py"
-    script.write_text("from stages.isolate import Isolated\n"
+    script.write_text("from webtext.stages.isolate import Isolated\n"
                       "with Isolated(timeout_s=30, recycle_after=10, settings=('trafilatura',)) as iso:\n"
                       "    print(iso('<html><body><p>hello</p></body></html>', 'http://a.example/'))\n")
     r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path, timeout=120,
                        env={**os.environ, "PYTHONPATH": str(root)})
     assert r.returncode != 0
     last = r.stderr.strip().splitlines()[-1]
-    assert last.startswith("stages.isolate.ExtractionProcessError: the extraction process exited (code 1) "
+    assert last.startswith("webtext.stages.isolate.ExtractionProcessError: the extraction process exited (code 1) "
                            "before it was ready"), r.stderr[-2000:]
     assert "__main__" in last and "AssertionError" not in r.stderr
     assert "('ok'" not in r.stdout and "('error'" not in r.stdout
@@ -248,8 +248,8 @@ def test_mojibake_repaired():
 
 
 def test_quality_filters():
-    from pipeline.config import ExtractConfig
-    from stages import quality
+    from webtext.pipeline.config import ExtractConfig
+    from webtext.stages import quality
 
     cfg = ExtractConfig()
     prose = "\n".join(docstring_paragraphs()[20:24])
@@ -355,7 +355,7 @@ def test_visible_chars_is_linear_and_skips_scripts():
 
     assert extract.visible_chars("<p>ab <b>cd</b></p><script>var x = '<p>zz</p>';</script><STYLE>p{}</STYLE>ef") == 6
     # Unterminated scripts: a backtracking regex (<script.*?</script>) would hang here.
-    code = "from stages.extract import visible_chars; print(visible_chars('<script' * 200000 + '<p>x</p>'))"
+    code = "from webtext.stages.extract import visible_chars; print(visible_chars('<script' * 200000 + '<p>x</p>'))"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.stdout.strip() == "0"
 
@@ -385,8 +385,8 @@ def test_progress_counts_every_page_examined_and_the_total_comes_from_the_fetch_
     of archived rows (a non-null warc_file), read from the Parquet footer alone."""
     import pyarrow as pa
 
-    from pipeline import progress
-    from pipeline.schemas import FETCHLOG
+    from webtext.pipeline import progress
+    from webtext.pipeline.schemas import FETCHLOG
 
     paras = docstring_paragraphs()[:5]
     pages = [(f"http://a.example/{i}", _html("a.example", f"T{i}", paras if i % 2 else ["Too short."]),
@@ -421,7 +421,7 @@ def test_fast_element_lookup_gives_the_same_extraction_on_real_pages():
     code = f"""
 import gzip, sys
 from pathlib import Path
-from stages import pagetext
+from webtext.stages import pagetext
 files = sorted(Path({str(folder)!r}).glob("*.html.gz"))[::25]
 pages = [gzip.decompress(f.read_bytes()).decode("utf-8", errors="replace") for f in files]
 before = [pagetext.extract_page(h, f"http://x.example/{{i}}", "auto", True) for i, h in enumerate(pages)]

@@ -5,8 +5,8 @@ import pyarrow.parquet as pq
 import pytest
 from warcio.archiveiterator import ArchiveIterator
 
-from pipeline.config import FetchConfig
-from stages import fetch
+from webtext.pipeline.config import FetchConfig
+from webtext.stages import fetch
 
 from conftest import Route, kill_fetch_after, run_fetch, url_table
 
@@ -239,7 +239,7 @@ def test_resume_after_sigkill(tmp_path, loopback_web):
     (work / "urls").mkdir(parents=True)
     pq.write_table(url_table([f"{w.base}/slow{i}" for i in range(n)]), work / "urls" / "urls-00000.parquet")
     root = Path(__file__).resolve().parent.parent
-    args = [sys.executable, "-m", "pipeline.cli", "--workdir", str(work), "fetch", "--allow-private",
+    args = [sys.executable, "-m", "webtext.pipeline.cli", "--workdir", str(work), "fetch", "--allow-private",
             "--concurrency", "2", "--retries", "0", "--host-delay", "0"]
     done_before = kill_fetch_after(args, work, 10, root).count("\n")
     assert 10 <= done_before < n
@@ -272,7 +272,7 @@ def test_warc_gzip_engines_read_back_identically(tmp_path, loopback_web, engine,
 
 
 def test_warc_gzip_level_out_of_range_is_a_config_error():
-    from pipeline.errors import ConfigError
+    from webtext.pipeline.errors import ConfigError
 
     with pytest.raises(ConfigError, match="out of range for isal"):
         FetchConfig(warc_gzip_level=6)

@@ -14,8 +14,8 @@ import pytest
 from conftest import Route, kill_fetch_after, run_fetch, url_table
 from warcio.archiveiterator import ArchiveIterator
 
-from pipeline.archiveweb import ArchiveWeb
-from stages.surt import surt
+from webtext.pipeline.archiveweb import ArchiveWeb
+from webtext.stages.surt import surt
 
 DAY = 86400
 T0 = 1487900000                       # 2017-02-24, inside CC-MAIN-2017-09 of the loopback index
@@ -243,7 +243,7 @@ def test_columnar_plan_makes_no_cdx_request(tmp_path, loopback_web, archives):
 
 def test_old_fetch_logs_stay_readable(tmp_path, loopback_web, archives):
     """A version-3 log (no source, captured_at, archive) reads with nulls in the new columns."""
-    from pipeline.schemas import FETCHLOG
+    from webtext.pipeline.schemas import FETCHLOG
     old = pa.schema([f for f in FETCHLOG if f.name not in ("source", "captured_at", "archive")])
     pq.write_table(pa.Table.from_pylist([{"url_id": "a", "url": "u", "bytes": 0, "elapsed_ms": 0, "tries": 1}],
                                         schema=old), tmp_path / "fetchlog-00000.parquet")
@@ -255,7 +255,7 @@ def test_old_fetch_logs_stay_readable(tmp_path, loopback_web, archives):
 
 def _fetch_cli(work, toml) -> list[str]:
     import sys
-    return [sys.executable, "-m", "pipeline.cli", "--workdir", str(work), "--config", str(toml), "fetch"]
+    return [sys.executable, "-m", "webtext.pipeline.cli", "--workdir", str(work), "--config", str(toml), "fetch"]
 
 
 def _warc_bytes(work) -> bytes:

@@ -16,8 +16,8 @@ import pyarrow as pa
 import pytest
 from warcio.archiveiterator import ArchiveIterator
 
-from stages import fetch
-from stages import urls as U
+from webtext.stages import fetch
+from webtext.stages import urls as U
 
 from conftest import LoopbackServer, run_fetch, url_table
 

@@ -8,10 +8,10 @@ import pyarrow.parquet as pq
 import pytest
 import zstandard
 
-from pipeline.errors import MissingInputError
-from pipeline.schemas import URLS
-from stages import harvest
-from stages import urls as U
+from webtext.pipeline.errors import MissingInputError
+from webtext.pipeline.schemas import URLS
+from webtext.stages import harvest
+from webtext.stages import urls as U
 
 from conftest import make_context, shared_path
 
@@ -312,7 +312,7 @@ def test_batch_keeps_what_harvest_forms_gives():
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from stages.reddit import Submission
+    from webtext.stages.reddit import Submission
 
     raw = _url_corpus()
     raw += [" " + u for u in raw[:500]] + ["\x1chttps://x.example/a", "https://\u212a.example/a", "https://x.example/a#f"]
@@ -331,14 +331,14 @@ def test_pathological_url_is_linear():
     import subprocess
     import sys
 
-    code = "from stages.urls import normalize; normalize('http://example.com/' + 'a' * 200000 + '?'); print('ok')"
+    code = "from webtext.stages.urls import normalize; normalize('http://example.com/' + 'a' * 200000 + '?'); print('ok')"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.stdout.strip() == "ok"
 
 
 def test_batch_filter_reasons_on_awkward_urls():
     """The column-wise filter: the first matching reason wins, and odd URLs reach the exact host splitter."""
-    from stages.reddit import Submission
+    from webtext.stages.reddit import Submission
 
     keep = harvest.make_filter(harvest.filter_params(harvest.HarvestConfig()))
     cases = [

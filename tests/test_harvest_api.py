@@ -9,8 +9,8 @@ from urllib.parse import parse_qs, urlsplit
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.errors import WebtextError
-from stages import harvest
+from webtext.pipeline.errors import WebtextError
+from webtext.stages import harvest
 
 from conftest import LoopbackServer, make_context, shared_path
 

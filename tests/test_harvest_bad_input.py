@@ -20,9 +20,9 @@ import pyarrow.parquet as pq
 import pytest
 import zstandard
 
-from stages import harvest
-from stages import urls as U
-from stages.reddit import Submission, iter_batches
+from webtext.stages import harvest
+from webtext.stages import urls as U
+from webtext.stages.reddit import Submission, iter_batches
 
 from conftest import make_context
 

@@ -12,10 +12,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.executor import Task
-from pipeline.schemas import SUBMISSIONS, URLS
-from stages import harvest, harvest_reduce
-from stages import urls as U
+from webtext.pipeline.executor import Task
+from webtext.pipeline.schemas import SUBMISSIONS, URLS
+from webtext.stages import harvest, harvest_reduce
+from webtext.stages import urls as U
 
 ROOT = Path(__file__).resolve().parent.parent
 

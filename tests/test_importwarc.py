@@ -12,10 +12,10 @@ from datetime import UTC, datetime
 import pyarrow.parquet as pq
 from fastwarc.warc import ArchiveIterator, WarcRecord, WarcRecordType
 
-from pipeline.config import ExtractConfig, to_dict
-from pipeline.demoweb import _html, docstring_paragraphs
-from pipeline.executor import Task
-from stages import extract
+from webtext.pipeline.config import ExtractConfig, to_dict
+from webtext.pipeline.demoweb import _html, docstring_paragraphs
+from webtext.pipeline.executor import Task
+from webtext.stages import extract
 from tests.conftest import Route, run_fetch, url_table
 
 SUBMITTED = 1_700_000_000          # url_table's first_seen of row 0 (row i: + i)
@@ -113,7 +113,7 @@ def test_fetch_imports_pages_from_a_common_crawl_segment_and_extract_keeps_them(
 
 
 def test_fetch_from_missing_warc_is_one_line_and_exit_2(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "pipeline.cli", "--workdir", str(tmp_path / "w"), "fetch",
+    r = subprocess.run([sys.executable, "-m", "webtext.pipeline.cli", "--workdir", str(tmp_path / "w"), "fetch",
                         "--from-warc", str(tmp_path / "missing.warc.gz")], check=False, capture_output=True,
                        text=True, timeout=120)
     assert r.returncode == 2, r.stderr

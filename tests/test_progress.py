@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from pipeline import progress
-from pipeline.config import load_config
-from pipeline.errors import WebtextError
-from pipeline.executor import Context, Task, run_phase
-from pipeline.io import atomic_path
-from pipeline.stats import Stats
+from webtext.pipeline import progress
+from webtext.pipeline.config import load_config
+from webtext.pipeline.errors import WebtextError
+from webtext.pipeline.executor import Context, Task, run_phase
+from webtext.pipeline.io import atomic_path
+from webtext.pipeline.stats import Stats
 
 
 def counting(task: Task) -> Stats:
@@ -120,7 +120,7 @@ def test_a_terminal_gets_a_rich_bar_with_records_rate_and_eta(tmp_path):
 
 
 def test_progress_interval_is_range_checked():
-    from pipeline.config import ConfigError
+    from webtext.pipeline.config import ConfigError
 
     with pytest.raises(ConfigError, match="run.progress_interval_s must be"):
         load_config(None, {"run": {"progress_interval_s": 0}})

@@ -8,15 +8,15 @@ import pyarrow.parquet as pq
 from conftest import doc_row, doc_table, make_context, shared_path
 from fastwarc.warc import WarcRecordType
 
-from pipeline.config import ExtractConfig, to_dict
-from pipeline.demoweb import _html, docstring_paragraphs
-from pipeline.executor import Task
-from pipeline.report import collect_report, render_html, write_report
-from pipeline.schemas import CLEAN, DEDUP, DOCS, upgrade_docs
-from stages import decontaminate as D
-from stages import dedup, extract
-from stages import urls as U
-from stages.warcstore import WarcSegments
+from webtext.pipeline.config import ExtractConfig, to_dict
+from webtext.pipeline.demoweb import _html, docstring_paragraphs
+from webtext.pipeline.executor import Task
+from webtext.pipeline.report import collect_report, render_html, write_report
+from webtext.pipeline.schemas import CLEAN, DEDUP, DOCS, upgrade_docs
+from webtext.stages import decontaminate as D
+from webtext.stages import dedup, extract
+from webtext.stages import urls as U
+from webtext.stages.warcstore import WarcSegments
 
 Y2019, Y2020 = 1_560_000_000, 1_590_000_000     # June 2019, May 2020 (UTC)
 

@@ -17,11 +17,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.config import load_config
-from pipeline.demo import demo_overrides
-from pipeline.demoweb import DemoProxy, build_demo_web
-from pipeline.executor import Context
-from pipeline.run import ORDER, run_all
+from webtext.pipeline.config import load_config
+from webtext.pipeline.demo import demo_overrides
+from webtext.pipeline.demoweb import DemoProxy, build_demo_web
+from webtext.pipeline.executor import Context
+from webtext.pipeline.run import ORDER, run_all
 
 from conftest import free_port, moto_s3, pipeline_outputs, s3_url
 
@@ -92,7 +92,7 @@ def test_ray_with_the_work_directory_in_a_bucket(cluster, demo):
                   scratch=str(tmp / "ray-s3"))
         with fs.open_input_stream("webtext-test/ray/tokens/manifest.json") as f:
             manifest = f.read()
-        from pipeline.remote import open_store
+        from webtext.pipeline.remote import open_store
 
         open_store(s3_url(endpoint, "ray"), str(tmp / "ray-s3")).materialize_all()
     assert pipeline_outputs(tmp / "ray-s3") == pipeline_outputs(tmp / "local")
@@ -141,8 +141,8 @@ def test_a_killed_worker_is_retried_and_the_outputs_are_the_same(cluster, demo):
 def test_a_failing_task_is_not_retried_and_names_its_shard(cluster, tmp_path):
     """A task that raises (here: a docs shard that is not Parquet) fails the stage at once
     with the shard named, as under the local executor."""
-    from pipeline.errors import WebtextError
-    from stages import dedup
+    from webtext.pipeline.errors import WebtextError
+    from webtext.stages import dedup
 
     docs = tmp_path / "w" / "docs"
     docs.mkdir(parents=True)

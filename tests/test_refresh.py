@@ -12,16 +12,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from model.data import read_manifest
-from pipeline.config import load_config
-from pipeline.demo import demo_overrides
-from pipeline.demoweb import DemoProxy, build_demo_web
-from pipeline.executor import Context
-from pipeline.lock import LOCKED_EXIT, LockedError, WorkdirLock
-from pipeline.refresh import refresh
-from pipeline.run import ORDER, run_all
-from stages import shard as S
-from stages.urls import normalize_url_id
+from webtext.model.data import read_manifest
+from webtext.pipeline.config import load_config
+from webtext.pipeline.demo import demo_overrides
+from webtext.pipeline.demoweb import DemoProxy, build_demo_web
+from webtext.pipeline.executor import Context
+from webtext.pipeline.lock import LOCKED_EXIT, LockedError, WorkdirLock
+from webtext.pipeline.refresh import refresh
+from webtext.pipeline.run import ORDER, run_all
+from webtext.stages import shard as S
+from webtext.stages.urls import normalize_url_id
 
 from conftest import ROOT
 
@@ -107,7 +107,7 @@ def test_near_duplicate_of_an_old_document_is_dropped(refreshed):
 def test_takedown_leaves_the_next_version_only(refreshed, tmp_path):
     from typer.testing import CliRunner
 
-    from pipeline.cli import app
+    from webtext.pipeline.cli import app
 
     work = tmp_path / "w"
     shutil.copytree(refreshed["tmp"] / "incr", work)
@@ -142,7 +142,7 @@ def test_refetch_after_revisits_with_conditional_get(refreshed, tmp_path):
     conditional GET and cost nothing downstream; a rewritten page replaces its document
     in a new version (the old version keeps the old text); a page edited by two words
     stays as it was (a near-duplicate of itself); a taken-down URL is never revisited."""
-    from pipeline.demoweb import Page, _html, docstring_paragraphs
+    from webtext.pipeline.demoweb import Page, _html, docstring_paragraphs
 
     work = tmp_path / "w"
     shutil.copytree(refreshed["tmp"] / "incr", work)
@@ -199,13 +199,13 @@ def test_refetch_after_revisits_with_conditional_get(refreshed, tmp_path):
 
 
 def _webtext(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "webtext.pipeline.cli", *args], capture_output=True, text=True,
                           cwd=ROOT, timeout=120, **kw)
 
 
 def test_lock_refuses_a_second_run_and_recovers_after_sigkill(tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; sys.path.insert(0, '.'); from pipeline.lock import WorkdirLock; "
+        "import sys, time; sys.path.insert(0, '.'); from webtext.pipeline.lock import WorkdirLock; "
         f"WorkdirLock({str(tmp_path)!r}, 'refresh').acquire(); print('held', flush=True); time.sleep(60)")],
         cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
@@ -228,7 +228,7 @@ def test_schedule_writes_and_removes_a_crontab_entry(tmp_path):
     from crontab import CronTab
     from typer.testing import CliRunner
 
-    from pipeline.cli import app
+    from webtext.pipeline.cli import app
 
     tab = tmp_path / "crontab"
     tab.write_text("MAILTO=ops@example.org\n15 1 * * * /usr/bin/backup\n")
@@ -264,7 +264,7 @@ def test_refresh_exit_codes_and_json_logs(refreshed, tmp_path):
 
 
 def test_status_on_empty_partial_and_complete_work_directories(refreshed, tmp_path):
-    from pipeline.status import collect_status
+    from webtext.pipeline.status import collect_status
 
     empty = collect_status(tmp_path / "none")
     assert not empty["exists"] and not (tmp_path / "none").exists()          # never creates one

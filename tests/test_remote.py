@@ -13,14 +13,14 @@ import pyarrow.parquet as pq
 import pytest
 from rich.console import Console
 
-from pipeline.config import load_config
-from pipeline.demo import demo_overrides
-from pipeline.demoweb import DemoProxy, build_demo_web
-from pipeline.errors import ConfigError, WebtextError
-from pipeline.executor import Context, Task, _execute
-from pipeline.remote import StoreSpec, open_store, redact
-from pipeline.run import ORDER, run_all
-from pipeline.stats import Stats
+from webtext.pipeline.config import load_config
+from webtext.pipeline.demo import demo_overrides
+from webtext.pipeline.demoweb import DemoProxy, build_demo_web
+from webtext.pipeline.errors import ConfigError, WebtextError
+from webtext.pipeline.executor import Context, Task, _execute
+from webtext.pipeline.remote import StoreSpec, open_store, redact
+from webtext.pipeline.run import ORDER, run_all
+from webtext.pipeline.stats import Stats
 
 from conftest import KEY, SECRET, gcs_emulator, moto_s3, pipeline_outputs, s3_url as _url
 
@@ -84,7 +84,7 @@ def in_bucket(s3, demo, tmp_path_factory):
 def test_s3_workdir_gives_the_local_bytes_and_a_fresh_scratch_redoes_nothing(s3, demo, in_bucket, tmp_path):
     import gzip
 
-    from pipeline.remote import is_placeholder
+    from webtext.pipeline.remote import is_placeholder
 
     fs, endpoint = s3
     tmp, web, proxy = demo
@@ -214,7 +214,7 @@ def test_cli_status_mirrors_a_bucket_workdir(s3, tmp_path):
     """Read-only commands on a bucket work directory see its files (mirrored into the scratch)."""
     from typer.testing import CliRunner
 
-    from pipeline.cli import app
+    from webtext.pipeline.cli import app
 
     fs, endpoint = s3
     with fs.open_output_stream("webtext-test/cli/tokens/manifest.json") as f:
@@ -231,8 +231,8 @@ def test_cli_status_mirrors_a_bucket_workdir(s3, tmp_path):
 def test_schedule_names_the_bucket_and_logs_in_its_scratch():
     import shlex
 
-    from pipeline import schedule as S
-    from pipeline.remote import default_scratch
+    from webtext.pipeline import schedule as S
+    from webtext.pipeline.remote import default_scratch
 
     url = "s3://bucket/prefix?endpoint_override=minio:9000&scheme=http"
     cmd = S.cron_command(url, None)
@@ -275,9 +275,9 @@ def test_refresh_takedown_and_training_on_a_bucket(s3, tmp_path):
     """The service loop on a bucket work directory, each step from a fresh scratch (another
     machine, or a cron job whose scratch was wiped): January, then a refresh with February,
     a takedown, and training. Every step reads what it needs from the bucket."""
-    from pipeline.refresh import refresh
-    from pipeline.run import run_stage
-    from stages.urls import normalize_url_id
+    from webtext.pipeline.refresh import refresh
+    from webtext.pipeline.run import run_stage
+    from webtext.stages.urls import normalize_url_id
 
     fs, endpoint = s3
     url = _url(endpoint, "service")
@@ -311,8 +311,8 @@ def test_refresh_takedown_and_training_on_a_bucket(s3, tmp_path):
 
 
 def test_placeholders_come_and_go_and_mirror_mode_keeps_everything(s3, tmp_path):
-    from pipeline.config import load_config as load
-    from pipeline.remote import is_placeholder
+    from webtext.pipeline.config import load_config as load
+    from webtext.pipeline.remote import is_placeholder
 
     fs, endpoint = s3
     url = _url(endpoint, "lazy")
@@ -337,8 +337,8 @@ def test_placeholders_come_and_go_and_mirror_mode_keeps_everything(s3, tmp_path)
 def test_cli_pull_downloads_bulk_data_and_status_does_not(s3, tmp_path):
     from typer.testing import CliRunner
 
-    from pipeline.cli import app
-    from pipeline.remote import is_placeholder
+    from webtext.pipeline.cli import app
+    from webtext.pipeline.remote import is_placeholder
 
     fs, endpoint = s3
     pq.write_table(pa.table({"x": [1, 2, 3]}), tmp_path / "d.parquet")
@@ -358,7 +358,7 @@ def test_cli_pull_downloads_bulk_data_and_status_does_not(s3, tmp_path):
 
 
 def test_a_scratch_without_sparse_files_falls_back_to_a_full_copy(s3, tmp_path, monkeypatch):
-    import pipeline.executor as E
+    import webtext.pipeline.executor as E
 
     fs, endpoint = s3
     monkeypatch.setattr(E, "sparse_files_work", lambda folder: False)    # e.g. a FUSE mount

@@ -18,12 +18,12 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import ROOT, doc_row, doc_table, make_context
 
-from pipeline.demoweb import docstring_paragraphs
-from pipeline.report import collect_report, render_html
-from pipeline.reportdedup import word_diff
-from pipeline.reportstats import IntHistogram
-from pipeline.schemas import CLUSTERS
-from stages import dedup
+from webtext.pipeline.demoweb import docstring_paragraphs
+from webtext.pipeline.report import collect_report, render_html
+from webtext.pipeline.reportdedup import word_diff
+from webtext.pipeline.reportstats import IntHistogram
+from webtext.pipeline.schemas import CLUSTERS
+from webtext.stages import dedup
 
 WORDS = 3_000            # words per document (~20 kB of text)
 
@@ -65,7 +65,7 @@ def write_large_docs(workdir: Path, shards: int = 4, docs_per_shard: int = 1500,
 
 PEAK = """
 import json, sys
-from pipeline.report import collect_report
+from webtext.pipeline.report import collect_report
 
 def status(key):
     for line in open("/proc/self/status"):
@@ -168,7 +168,7 @@ def test_word_diff_keeps_context_around_differences_and_escapes_html():
     assert [seg["op"] for seg in diff] == ["skip", "equal", "replace", "equal", "skip"]
     assert diff[0]["words"] == 500 - 12 and diff[-1]["words"] == 499 - 12
     assert diff[2] == {"op": "replace", "removed": "<script>alert(1)</script> ", "kept": "w500 "}
-    from pipeline.reportdedup import render_examples
+    from webtext.pipeline.reportdedup import render_examples
 
     page = render_examples({"examples_of": "near_duplicate", "examples": [
         {"removed_id": "x", "kept_id": "y", "reason": "near_duplicate", "similarity": 0.9, "diff": diff}]}, str)
@@ -196,7 +196,7 @@ def test_streamed_histogram_equals_numpy_over_the_whole_column():
 def test_cluster_sizes_are_right_even_when_a_cluster_is_split_across_the_file(tmp_path, monkeypatch):
     """Run lengths count a cluster whose rows are apart twice; the check against the rows
     that name their own cluster catches it and counts per cluster_id."""
-    from pipeline import reportdedup, reportstats
+    from webtext.pipeline import reportdedup, reportstats
 
     rows = [("a", "a", True, None, None, None), ("b", "a", False, "near_duplicate", "a", 0.9),
             ("c", "c", True, None, None, None), ("d", "c", False, "exact_duplicate", "c", 1.0),
@@ -214,7 +214,7 @@ def test_cluster_sizes_are_right_even_when_a_cluster_is_split_across_the_file(tm
 def test_numbers_do_not_depend_on_the_batch_size(demo_run, monkeypatch):
     """Folding 7 rows at a time gives the report of whole shards (counts, ties in first-seen
     order, histograms, medians, cluster sizes and examples)."""
-    from pipeline import reportstats
+    from webtext.pipeline import reportstats
 
     whole = collect_report(demo_run)
     monkeypatch.setattr(reportstats, "BATCH_ROWS", 7)
@@ -231,7 +231,7 @@ IMG = re.compile(r'<img alt="([^"]*)" src="data:image/png;base64,')
 
 def _record_axes(monkeypatch) -> list[list[tuple[str, str]]]:
     """Every figure the report embeds, as the (xlabel, ylabel) of each of its axes."""
-    from pipeline import reportplots
+    from webtext.pipeline import reportplots
 
     seen, png = [], reportplots.png
 
@@ -298,7 +298,7 @@ def test_terminal_funnel_gives_each_number_its_unit(demo_run):
 
     from rich.console import Console
 
-    from pipeline.funnel import collect, render
+    from webtext.pipeline.funnel import collect, render
 
     out = io.StringIO()
     f = collect(demo_run)
@@ -310,7 +310,7 @@ def test_terminal_funnel_gives_each_number_its_unit(demo_run):
 
 
 def test_mfu_absent_names_the_reason():
-    from pipeline.report import mfu_absent
+    from webtext.pipeline.report import mfu_absent
 
     assert mfu_absent({"device": "cpu"}).startswith("MFU not recorded: a CPU run")
     assert "peak FLOP/s of this GPU (cuda:0) is not known" in mfu_absent({"device": "cuda:0"})
@@ -318,7 +318,7 @@ def test_mfu_absent_names_the_reason():
 
 
 def test_every_plot_needs_its_axis_labels_and_alt_text():
-    from pipeline import reportplots
+    from webtext.pipeline import reportplots
 
     fig, ((ax,),) = reportplots.figure()
     ax.plot([1, 2], [3, 4])
@@ -336,8 +336,8 @@ def test_training_shows_mfu_or_says_why_not(demo_run, tmp_path, monkeypatch):
     """Two real CPU runs on the demo's tokens: without a peak FLOP/s the metrics have no
     MFU and the page says it was a CPU run; with ``peak_tflops`` set the MFU is plotted
     (that run's metrics in CSV, read as the JSONL ones are)."""
-    from model.train import train
-    from pipeline.config import TrainConfig
+    from webtext.model.train import train
+    from webtext.pipeline.config import TrainConfig
 
     base = {"model": "tiny", "steps": 4, "batch_size": 2, "block_size": 32, "warmup_steps": 1, "eval_every": 2,
             "eval_batches": 1, "log_every": 1}

@@ -10,13 +10,13 @@ import pyarrow.parquet as pq
 import pytest
 from rich.console import Console
 
-from pipeline.config import load_config
-from pipeline.demo import demo_overrides
-from pipeline.demoweb import DemoProxy, build_demo_web
-from pipeline.executor import Context
-from pipeline.run import ORDER, run_all
-from stages.fetch import split_by_site
-from stages.politeness import site_of
+from webtext.pipeline.config import load_config
+from webtext.pipeline.demo import demo_overrides
+from webtext.pipeline.demoweb import DemoProxy, build_demo_web
+from webtext.pipeline.executor import Context
+from webtext.pipeline.run import ORDER, run_all
+from webtext.stages.fetch import split_by_site
+from webtext.stages.politeness import site_of
 
 from conftest import pipeline_outputs
 

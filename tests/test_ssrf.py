@@ -14,13 +14,13 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from stages import fetch
-from stages.http import SafeResolver, check_target
+from webtext.stages import fetch
+from webtext.stages.http import SafeResolver, check_target
 
 from conftest import LoopbackServer, Route, run_fetch, url_table
 
 try:
-    from stages import hosts
+    from webtext.stages import hosts
 except ImportError:        # before the fix: the parser tests fail, the fetch tests still run
     hosts = None
 

@@ -11,16 +11,15 @@ import sys
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
 from typer.testing import CliRunner
 
-from model.data import read_manifest
-from pipeline.cli import app
-from pipeline.state import State
-from stages import fetch, harvest
-from stages import shard as S
-from stages.takedowns import Matcher, Takedown, parse, parse_line
-from stages.urls import url_id
+from webtext.model.data import read_manifest
+from webtext.pipeline.cli import app
+from webtext.pipeline.state import State
+from webtext.stages import fetch, harvest
+from webtext.stages import shard as S
+from webtext.stages.takedowns import Matcher, Takedown, parse, parse_line
+from webtext.stages.urls import url_id
 
 from conftest import ROOT, Route, make_context, url_table
 from test_harvest import _sub, _urls, _write_zst
@@ -32,7 +31,7 @@ def _cli(work, *args):
 
 def _webtext(work, *args):
     """The real command line, as a user runs it (exit codes and the one-line error)."""
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", "--workdir", str(work), "remove", *args],
+    return subprocess.run([sys.executable, "-m", "webtext.pipeline.cli", "--workdir", str(work), "remove", *args],
                           capture_output=True, text=True, timeout=120, cwd=ROOT, env={**os.environ, "COLUMNS": "200"})
 
 

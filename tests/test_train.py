@@ -13,16 +13,16 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from model import evaluate as E
-from model.data import EpochWindows, RandomWindows, load_split
-from model.gpt import GPT, config_for
-from model.train import load_checkpoint, model_from_checkpoint, peak_flops, train
-from pipeline.config import TrainConfig
-from pipeline.demoweb import docstring_paragraphs
-from pipeline.errors import ConfigError
-from stages import shard as S
-from stages.benchmarks import Benchmark
-from stages.tokenizer import resolve_tokenizer
+from webtext.model import evaluate as E
+from webtext.model.data import EpochWindows, RandomWindows, load_split
+from webtext.model.gpt import GPT, config_for
+from webtext.model.train import load_checkpoint, model_from_checkpoint, peak_flops, train
+from webtext.pipeline.config import TrainConfig
+from webtext.pipeline.demoweb import docstring_paragraphs
+from webtext.pipeline.errors import ConfigError
+from webtext.stages import shard as S
+from webtext.stages.benchmarks import Benchmark
+from webtext.stages.tokenizer import resolve_tokenizer
 
 from conftest import ROOT, doc_row, doc_table, free_port, make_context, shared_path
 
@@ -121,7 +121,7 @@ def _covered(windows, T):
 
 @pytest.mark.parametrize("cls", [RandomWindows, EpochWindows])
 def test_samplers_give_each_rank_disjoint_tokens(tokens_dir, cls, monkeypatch):
-    import model.data as D
+    import webtext.model.data as D
 
     arrays = load_split(tokens_dir, "train")
     T, world, seen = 16, 3, []
@@ -187,7 +187,7 @@ def test_ddp_gloo_two_processes_train_on_disjoint_data(tokens_dir, tmp_path, nod
 def test_checkpoint_loads_into_sample_and_eval(tokens_dir, tmp_path):
     from typer.testing import CliRunner
 
-    from pipeline.cli import app
+    from webtext.pipeline.cli import app
 
     train(tokens_dir, tokens_dir.parent / "runs", tiny(steps=2), log=lambda *_: None)
     work = str(tokens_dir.parent)
@@ -243,7 +243,7 @@ def test_export_matches_transformers_logits(tokens_dir, tmp_path):
     train(tokens_dir, tokens_dir.parent / "runs", tiny(steps=2), log=lambda *_: None)
     from typer.testing import CliRunner
 
-    from pipeline.cli import app
+    from webtext.pipeline.cli import app
 
     r = CliRunner().invoke(app, ["--workdir", str(tokens_dir.parent), "export", "--hf", "--run-name", "t",
                                  "--out", str(tmp_path / "hf")])
