@@ -2,7 +2,7 @@
 
 Every file carries ``webtext.schema`` (the folder's name) and ``webtext.schema_version``
 in its Arrow metadata, so a reader can tell what it holds. Change a schema only with a
-version bump. The README's "Folders and schemas" section documents these fields.
+version bump. The "Folders and schemas" section of docs/folders.md documents these fields.
 """
 
 from __future__ import annotations
@@ -253,7 +253,7 @@ FOLDER_FILES = {
 
 
 def markdown() -> str:
-    """The README's schema tables, generated from the schemas (a test keeps them in sync)."""
+    """The schema tables of docs/folders.md, generated from the schemas (a test keeps them in sync)."""
     out = []
     for folder, schema in BY_FOLDER.items():
         if folder in ("dedup", "clean"):

@@ -99,9 +99,9 @@ def test_demo_recovers_dead_links_from_the_archives(demo_run, tmp_path):
     assert not misses & set(in_corpus)
 
 
-def test_readme_schemas_match_code():
-    readme = (ROOT / "README.md").read_text()
-    block = readme.split("<!-- schemas:begin -->\n", 1)[1].split("<!-- schemas:end -->", 1)[0]
+def test_docs_folders_schemas_match_code():
+    page = (ROOT / "docs" / "folders.md").read_text()
+    block = page.split("<!-- schemas:begin -->\n", 1)[1].split("<!-- schemas:end -->", 1)[0]
     assert block == schemas.markdown()
 
 
