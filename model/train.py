@@ -329,6 +329,9 @@ def _train(tokens_dir, runs_dir, cfg: TrainConfig, d: Dist, device: str, log, st
         log(f"  train: resuming run '{cfg.run_name}' at step {step}")
     if d.main:
         run_dir.mkdir(parents=True, exist_ok=True)
+        # the corpus version this run reads (`webtext gc` keeps it while the run is here)
+        write_json(run_dir / "corpus.json", {"corpus_version": manifest.get("version", 1),
+                                             "folder": manifest.get("folder"), "source": manifest.get("source")})
     use_compile = cfg.compile == "on" or (cfg.compile == "auto" and device.startswith("cuda"))
     net = torch.compile(model) if use_compile else model
     if d.world > 1:

@@ -612,6 +612,25 @@ def pull():
 
 
 @app.command()
+def gc(
+    keep: Annotated[int, typer.Option("--keep", help="Corpus versions to keep, the newest (at least 1).")],
+    force: Annotated[bool, typer.Option("--force", help="Also remove versions that runs under runs/ were trained on.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+):
+    """Remove all but the newest N corpus versions' folders from tokens/ (never the latest;
+    never a version a run under runs/ was trained on, unless --force)."""
+    from .gc import as_json as gc_json, gc as collect_garbage, render
+
+    ctx = _context()
+    try:
+        with _lock("gc", ctx):
+            res = collect_garbage(ctx.workdir, keep, force, symlink=ctx.store is None)
+    finally:
+        ctx.close()
+    print(gc_json(res) if as_json else render(res))
+
+
+@app.command()
 @_mirrored()
 def report(
     as_json: Annotated[bool, typer.Option("--json", help="Write reports/report.json and print it, instead of the HTML.")] = False,

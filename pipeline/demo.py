@@ -80,4 +80,34 @@ def run_demo(workdir: Path, config: Path | None, articles: int = 200, steps: int
         ck = load_checkpoint(ckpt)
         text = sample(ck, model_from_checkpoint(ck), "The", max_new_tokens=30, seed=0)[0]
         console.print(f"sample from runs/demo (webtext sample --run-name demo): {text!r}", highlight=False)
+    out = Console()
+    for line in loading_recipe(workdir):
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
     return funnel
+
+
+def loading_recipe(workdir: Path) -> list[str]:
+    """How to load this work directory's current corpus version, with its real paths:
+    each tool's line after its label is one Python expression or shell command (a test
+    runs them)."""
+    from webtext.stages.tokenlayout import LINK, NANOGPT, read_manifest_file, versions_of
+
+    w = Path(workdir).resolve()
+    tokens = w / "tokens"
+    versions = versions_of(read_manifest_file(tokens))
+    if not versions or "folder" not in versions[-1]:
+        return []
+    latest = versions[-1]
+    cur = tokens / (LINK if (tokens / LINK).is_symlink() else latest["folder"])
+    nano = cur / NANOGPT / "train.bin"
+    lines = [f"load corpus version {latest['version']} ({tokens / latest['folder']}; {cur} is the latest):",
+             f"  datasets: datasets.load_dataset({str(tokens)!r})",
+             f"  pyarrow: [pa.ipc.open_file(pa.memory_map(p)).read_all() for p in sorted(glob.glob({str(cur / 'train-*.arrow')!r}))]",
+             f"  nanogpt: np.memmap({str(nano)!r}, dtype=np.uint16, mode='r')" if nano.exists() else
+             f"  nanogpt: webtext --workdir {w} shard --export nanogpt   (writes {nano})",
+             f"  text: webtext --workdir {w} export --format parquet OUT && "
+             "python -c \"import duckdb; print(duckdb.sql(\\\"select * from 'OUT/data/*.parquet'\\\"))\""]
+    if len(versions) > 1:
+        lines.append(f"  older: datasets.load_dataset({str(tokens)!r}, {versions[0]['folder']!r}); "
+                     f"webtext train --corpus-version {versions[0]['version']}; webtext gc --keep 1 frees them")
+    return lines

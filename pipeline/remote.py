@@ -106,7 +106,7 @@ LAZY_DEFAULT = (
     "dedup/dedup-*.parquet", "dedup/_signatures/*", "dedup/_bands/*", "dedup/_pairs/*",
     "dedup/_verified/*", "dedup/_components/*", "dedup/_resolved/*",
     "clean/clean-*.parquet", "clean/_scan/*.parquet", "clean/_filters/*",
-    "tokens/_parts/*", "tokens/train-*", "tokens/val-*",
+    "tokens/_parts/*", "tokens/train-*", "tokens/val-*", "tokens/v*/train-*", "tokens/v*/val-*",
 )
 
 
@@ -144,7 +144,7 @@ def _commit_rank(rel: str) -> int:
     """Upload order: data first, then completion records, then summaries and the state."""
     if rel == "state.sqlite":
         return 3
-    if rel.endswith(("_stats.json", "manifest.json")):
+    if rel.endswith(("_stats.json", "manifest.json")) or rel == "tokens/LATEST":     # the pointer after its version
         return 2
     return 1 if "/_done/" in f"/{rel}" else 0
 

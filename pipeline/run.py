@@ -33,6 +33,9 @@ def run_stage(ctx: Context, name: str, **options) -> dict:
         ctx.drop_pool()         # the trainer needs the memory the idle data workers hold
         if ctx.store is not None:       # the trainer memory-maps the token shards: their bytes, here
             ctx.store.materialize_all(ctx.dir("tokens"))
+        from webtext.stages.tokenlayout import migrate_flat
+
+        migrate_flat(ctx.dir("tokens"), copy=ctx.store is not None, log=ctx.log)     # the old flat layout, once
         summary = train(ctx.dir("tokens"), ctx.dir("runs"), ctx.cfg.train, log=ctx.log)
         ran = summary["_trained"]
         if ctx.run_id is not None:

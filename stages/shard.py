@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -46,12 +47,13 @@ import xxhash
 from webtext.pipeline import progress
 from webtext.pipeline.config import ShardConfig, to_dict
 from webtext.pipeline.errors import ConfigError
-from webtext.pipeline.executor import Context, Task, finish_stage, run_phase
+from webtext.pipeline.executor import Context, PhaseResult, Task, finish_stage, run_phase
 from webtext.pipeline.io import atomic_path, read_json, require_shards, sha256_file, shard_id, write_json
-from webtext.pipeline.schemas import SCHEMA_VERSION, tokens_schema
+from webtext.pipeline.schemas import tokens_schema
 from webtext.pipeline.stats import Stats
 
 from .takedowns import Takedown, matching_docs
+from .tokenlayout import LAYOUT_SCHEMA, folder_name, link_or_copy, migrate_flat, refresh, versions_of
 from .tokenizer import TokenizerSpec, array_encoder, resolve_tokenizer
 
 VAL_BUCKETS = 1_000_000
@@ -285,7 +287,8 @@ def _flat(path: Path) -> np.ndarray:
 
 
 def export_nanogpt(out: Path, files: list[tuple[str, Path]], dtype: str) -> dict:
-    """``tokens/nanogpt/{train,val}.bin``: every shard's flat tokens, in manifest order."""
+    """``out/nanogpt/{train,val}.bin`` (``out``: the version's folder, ``tokens/vNNNN``):
+    every shard's flat tokens, in manifest order."""
     if dtype != "uint16":
         raise ConfigError("--export nanogpt writes uint16 .bin files; this vocabulary needs uint32",
                           "Use a vocabulary of at most 65,536 tokens, or read the Arrow shards")
@@ -303,14 +306,7 @@ def export_nanogpt(out: Path, files: list[tuple[str, Path]], dtype: str) -> dict
     return sizes
 
 
-def _versions(manifest: dict | None) -> list[dict]:
-    """The manifest's versions; a manifest from before versions is version 1."""
-    if not manifest:
-        return []
-    if "versions" in manifest:
-        return manifest["versions"]
-    return [{"version": 1, "source": manifest.get("source"),
-             "shards": [x["file"] for x in manifest["shards"]]}]
+_versions = versions_of      # the manifest's versions (a manifest from before versions is version 1)
 
 
 def _totals(entries: list[dict]) -> dict:
@@ -318,25 +314,28 @@ def _totals(entries: list[dict]) -> dict:
                 "tokens": sum(x["tokens"] for x in entries if x["split"] == s)} for s in ("train", "val")}
 
 
-def shard_entry(ctx: Context, path: Path, split: str, version: int) -> dict:
+def shard_entry(ctx: Context, out: Path, path: Path, split: str, version: int) -> dict:
+    """A shard's manifest entry; ``file`` is its path relative to ``tokens/`` (``v0002/train-00000.arrow``)."""
     t = read_tokens(path)
     # flatten() of each chunk is a zero-copy view; combine_chunks() would copy every token.
-    return {"file": path.name, "split": split, "docs": t.num_rows, "version": version,
+    return {"file": path.relative_to(out).as_posix(), "split": split, "docs": t.num_rows, "version": version,
             "tokens": sum(len(chunk.flatten()) for chunk in t["tokens"].chunks), "sha256": ctx.state.digest(path)}
 
 
 def write_manifest(out: Path, files: dict[str, dict], versions: list[dict], spec: TokenizerSpec,
                    cfg: ShardConfig) -> Path:
-    """``manifest.json``: every shard file ever written (``shard_files``), the versions (each
-    listing its shards), and, for readers that know no versions, the latest version's
-    ``shards``, ``totals`` and ``source``."""
+    """``manifest.json``: every shard file of the kept versions (``shard_files``, keyed by
+    the path relative to ``tokens/``), the versions (each naming its ``folder`` and listing
+    its shards), and, for readers that know no versions, the latest version's ``shards``,
+    ``totals`` and ``source``."""
     latest = versions[-1]
     shards = [files[f] for f in latest["shards"]]
     manifest = {
-        "schema_version": SCHEMA_VERSION, "tokenizer": spec.name, "backend": spec.backend,
+        "schema_version": LAYOUT_SCHEMA, "tokenizer": spec.name, "backend": spec.backend,
         "vocab_size": spec.vocab_size, "eot": spec.eot, "eot_convention": "one <|endoftext|> after every document",
         "dtype": spec.dtype, "vocab_sha256": spec.vocab_sha256, "tokenizer_path": spec.path,
         "shuffle_seed": cfg.seed, "shard_tokens": cfg.shard_tokens, "version": latest["version"],
+        "folder": latest["folder"],
         "source": latest["source"], "shards": shards, "totals": _totals(shards),
         "versions": versions, "shard_files": files,
     }
@@ -347,16 +346,20 @@ def write_manifest(out: Path, files: dict[str, dict], versions: list[dict], spec
 
 
 def select_version(manifest: dict, version: int = 0) -> dict:
-    """The manifest as of ``version`` (0 = latest): its ``shards`` and ``totals``."""
+    """The manifest as of ``version`` (0 = latest): its ``shards``, ``totals`` and ``folder``
+    (None in the old flat layout). A version that gc removed is an error."""
     versions = _versions(manifest)
     if not version or not versions or version == versions[-1]["version"]:
-        return manifest
+        return {**manifest, "folder": versions[-1].get("folder") if versions else None}
     found = [v for v in versions if v["version"] == version]
     if not found:
-        raise ConfigError(f"tokens/ has no corpus version {version}",
+        gone = [g["version"] for g in manifest.get("removed_versions", [])]
+        raise ConfigError(f"tokens/ has no corpus version {version}"
+                          + (" (`webtext gc` removed it)" if version in gone else ""),
                           f"Versions: {', '.join(str(v['version']) for v in versions)}")
     shards = [{**manifest["shard_files"][f], "file": f} for f in found[0]["shards"]]
-    return {**manifest, "version": version, "shards": shards, "totals": _totals(shards), "source": found[0]["source"]}
+    return {**manifest, "version": version, "shards": shards, "totals": _totals(shards), "source": found[0]["source"],
+            "folder": found[0].get("folder")}
 
 
 def verify_manifest(tokens_dir: Path, manifest: dict | None = None) -> list[str]:
@@ -374,10 +377,71 @@ def verify_manifest(tokens_dir: Path, manifest: dict | None = None) -> list[str]
     return bad
 
 
+def _cut_version(ctx: Context, out: Path, v: int, last: dict | None, files: dict[str, dict], idx: list[tuple],
+                 parts: list[Path], new: np.ndarray | None, removed: np.ndarray, old_keys: dict[str, np.ndarray],
+                 base: dict, spec: TokenizerSpec) -> tuple[list[str], list[tuple[str, Path]], PhaseResult]:
+    """Version ``v``'s folder ``tokens/vNNNN/``: the last version's shards (hard-linked, or
+    a copy without the ``removed`` documents), then new shards of the ``new`` documents
+    (every document for version 1). Names count up per split inside the folder. Returns
+    the version's shard paths (relative to ``out``), the new shards, and the phase."""
+    cfg: ShardConfig = ctx.cfg.shard
+    vdir, meta = out / folder_name(v), out / "_versions"
+    vdir.mkdir(parents=True, exist_ok=True)
+    meta.mkdir(exist_ok=True)
+    count = {"train": 0, "val": 0}
+
+    def name(split: str) -> Path:
+        count[split] += 1
+        return vdir / f"{split}-{count[split] - 1:05d}.arrow"
+
+    tasks, kept, replaced = [], [], {}
+    if len(removed):
+        np.save(meta / f"v{v:04d}-removed.npy", removed)
+    for f in last["shards"] if last else []:
+        g = name(files[f]["split"])
+        if len(removed) and np.isin(old_keys[f], removed).any():
+            replaced[f] = g
+            tasks.append(Task("rewrite", f"v{v:04d}-{g.stem}", rewrite, [out / f, meta / f"v{v:04d}-removed.npy"], [g],
+                              {"seed": cfg.seed}))
+        kept.append((f, g))
+    extra, only = [], new is not None
+    if only:
+        np.save(meta / f"v{v:04d}-new.npy", new)
+        extra = [meta / f"v{v:04d}-new.npy"]
+    made = []
+    for split, ranges in plan(idx, cfg.shard_tokens, new, skip_empty=v > 1).items():
+        for lo, hi in ranges:
+            f = name(split)
+            made.append((split, f))
+            tasks.append(Task("assemble", f"v{v:04d}-{f.stem}", assemble, parts + extra, [f],
+                              {**base, "split": split, "lo": lo, "hi": hi, "dtype": spec.dtype,
+                               "shard_tokens": cfg.shard_tokens, "only": only}))
+    done = run_phase(ctx, out, "assemble", tasks)
+    ctx.materialize([f for _, f in made] + list(replaced.values()))
+    shards = []
+    for f, g in kept:
+        split = files[f]["split"]
+        if f not in replaced:           # unchanged: the same file in this version's folder
+            link_or_copy(out / f, g, copy=ctx.store is not None)
+            files[g.relative_to(out).as_posix()] = {**files[f], "file": g.relative_to(out).as_posix(), "version": v,
+                                                    "origin": files[f].get("origin") or f}
+            shards.append(g.relative_to(out).as_posix())
+        elif read_tokens(g).num_rows:
+            entry = shard_entry(ctx, out, g, split, v)
+            files[entry["file"]] = entry
+            shards.append(entry["file"])
+    for split, f in made:
+        entry = shard_entry(ctx, out, f, split, v)
+        files[entry["file"]] = entry
+        shards.append(entry["file"])
+    return shards, made, done
+
+
 def run(ctx: Context, export: str | None = None) -> dict:
-    """Tokenize new clean shards, then add a corpus version holding the documents that
-    are new since the last version in new shards, and copies without them of the shards
-    that hold removed documents. Earlier versions' files are never rewritten."""
+    """Tokenize new clean shards, then add a corpus version (its own folder
+    ``tokens/vNNNN/``) holding the last version's shards, less removed documents, and
+    the documents that are new since then in new shards. Earlier versions' files are
+    never rewritten."""
     cfg: ShardConfig = ctx.cfg.shard
     started = time.time()
     inputs = require_shards(ctx.dir("clean"), "clean-*.parquet", "clean shards", "decontaminate")
@@ -386,6 +450,9 @@ def run(ctx: Context, export: str | None = None) -> dict:
     base = {"val_fraction": cfg.val_fraction, "seed": cfg.seed, "eot": "after-each-doc",
             "tokenizer": {k: getattr(spec, k) for k in ("name", "backend", "vocab_size", "eot", "vocab_sha256", "path")}}
     mpath = out / "manifest.json"
+    if mpath.exists():
+        ctx.materialize(out / f for v in versions_of(read_json(mpath)) for f in v["shards"] if "/" not in f)
+        migrate_flat(out, copy=ctx.store is not None, log=ctx.log)       # the old flat layout, once
     prev = read_json(mpath) if mpath.exists() else None
     if prev and (prev.get("vocab_sha256"), prev.get("shuffle_seed"), prev.get("dtype")) != \
             (spec.vocab_sha256, cfg.seed, spec.dtype):
@@ -422,62 +489,31 @@ def run(ctx: Context, export: str | None = None) -> dict:
     removed = np.union1d(np.setdiff1d(previous, current), changed)
     if last is None or len(new) or len(removed):
         v = last["version"] + 1 if last else 1
-        tag = f"v{v:04d}-" if v > 1 else ""
-        vdir = out / "_versions"
-        vdir.mkdir(exist_ok=True)
-        extra, only = [], new is not None
-        if only:
-            np.save(vdir / f"v{v:04d}-new.npy", new)
-            extra = [vdir / f"v{v:04d}-new.npy"]
-        tasks, made = [], []
-        for split, ranges in plan(idx, cfg.shard_tokens, new, skip_empty=v > 1).items():
-            for i, (lo, hi) in enumerate(ranges):
-                f = out / f"{split}-{tag}{i:05d}.arrow"
-                made.append((split, f))
-                tasks.append(Task("assemble", f.stem, assemble, parts + extra, [f],
-                                  {**base, "split": split, "lo": lo, "hi": hi, "dtype": spec.dtype,
-                                   "shard_tokens": cfg.shard_tokens, "only": only}))
-        replaced = {}
-        if len(removed):
-            np.save(vdir / f"v{v:04d}-removed.npy", removed)
-            for j, (f, keys) in enumerate(sorted(old_keys.items())):
-                if np.isin(keys, removed).any():
-                    split = files[f]["split"]
-                    g = out / f"{split}-{tag}r{j:05d}.arrow"
-                    replaced[f] = (split, g)
-                    tasks.append(Task("rewrite", g.stem, rewrite, [out / f, vdir / f"v{v:04d}-removed.npy"], [g],
-                                      {"seed": cfg.seed}))
-        done = run_phase(ctx, out, "assemble", tasks)
+        shards, made, done = _cut_version(ctx, out, v, last, files, idx, parts, new, removed, old_keys, base, spec)
         ran, skipped = ran + done.ran, skipped + done.skipped
-        ctx.materialize([f for _, f in made] + [g for _, g in replaced.values()])
-        shards = []
-        for f in last["shards"] if last else []:
-            split, g = replaced.get(f, (files[f]["split"], None))
-            if g is None:
-                shards.append(f)
-            elif read_tokens(g).num_rows:
-                files[g.name] = shard_entry(ctx, g, split, v)
-                shards.append(g.name)
-        for split, f in made:
-            files[f.name] = shard_entry(ctx, f, split, v)
-            shards.append(f.name)
-        n_new = sum(files[f.name]["docs"] for _, f in made)
-        versions = versions + [{"version": v, "source": source, "shards": shards, "added_docs": n_new - len(changed),
-                                "added_tokens": sum(files[f.name]["tokens"] for _, f in made),
+        n_new = sum(files[f.relative_to(out).as_posix()]["docs"] for _, f in made)
+        versions = versions + [{"version": v, "folder": folder_name(v), "source": source, "shards": shards,
+                                "added_docs": n_new - len(changed),
+                                "added_tokens": sum(files[f.relative_to(out).as_posix()]["tokens"] for _, f in made),
                                 "removed_docs": int(len(removed) - len(changed)), "revised_docs": int(len(changed))}]
         # when it was made, and the takedowns it applied: beside the manifest, which stays
         # a function of the inputs
         applied = [t for t, ids in zip(takedowns, covered) if ids and np.isin(shuffle_keys(ids, cfg.seed), removed).any()]
-        write_json(vdir / f"v{v:04d}.json", {"version": v, "created": time.time(),
-                                              "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                                              "takedowns": applied})
+        write_json(out / "_versions" / f"v{v:04d}.json", {"version": v, "created": time.time(),
+                                                         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                                                         "takedowns": applied})
         ctx.state.mark_takedowns([t["doc_id"] for t in applied], v)
-        ctx.log(f"  shard: corpus version {v}: {n_new - len(changed):,} new document(s), {len(changed):,} revised, "
-                f"{len(removed) - len(changed):,} removed")
-    for stale in list(out.glob("train-*.arrow")) + list(out.glob("val-*.arrow")):
-        if stale.name not in files:             # from a run that crashed before its manifest
-            stale.unlink()
+        ctx.log(f"  shard: corpus version {v} in {out / folder_name(v)}: {n_new - len(changed):,} new document(s), "
+                f"{len(changed):,} revised, {len(removed) - len(changed):,} removed")
+    kept_folders = {v["folder"] for v in versions}
+    for stale in [*out.glob("v*/train-*.arrow"), *out.glob("v*/val-*.arrow")]:
+        if stale.relative_to(out).as_posix() not in files:
+            stale.unlink()          # from a run that crashed before its manifest
+    for d in out.glob("v[0-9]*"):
+        if d.is_dir() and d.name not in kept_folders and not any(d.glob("*.arrow")):
+            shutil.rmtree(d)
     write_manifest(out, files, versions, spec, cfg)
+    refresh(out, read_json(mpath), symlink=ctx.store is None)     # folder manifests, card, then latest
     latest = versions[-1]
     entries = [files[f] for f in latest["shards"]]
     totals = _totals(entries)
@@ -486,13 +522,14 @@ def run(ctx: Context, export: str | None = None) -> dict:
         stats.add_info(f"docs_{split}", totals[split]["docs"])
         stats.add_info(f"tokens_{split}", totals[split]["tokens"])
     stats.add_info("version", latest["version"])
+    stats.add_info("folder", latest["folder"])
     made_now = latest if latest is not last else {}            # this run's version, if it cut one
     for key in ("added_docs", "added_tokens", "removed_docs", "revised_docs"):
         stats.add_info(key, made_now.get(key, 0))
     stats.add_info("tokenizer", f"{spec.name} ({spec.backend})")
     if export == "nanogpt":
         ctx.materialize(out / f for f in latest["shards"])
-        for split, n in export_nanogpt(out, [(files[f]["split"], out / f) for f in latest["shards"]],
+        for split, n in export_nanogpt(out / latest["folder"], [(files[f]["split"], out / f) for f in latest["shards"]],
                                        spec.dtype).items():
             stats.add_info(f"nanogpt_{split}_tokens", n)
     elif export:
