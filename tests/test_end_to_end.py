@@ -50,7 +50,7 @@ def test_demo_funnel_and_schemas(demo_run):
                             ("dedup", "dedup-*.parquet"), ("clean", "clean-*.parquet")]:
         for p in sorted((demo_run / folder).glob(pattern)):
             assert pq.read_table(p).schema.equals(schemas.BY_FOLDER[folder], check_metadata=True)
-    for p in sorted((demo_run / "tokens").glob("*.arrow")):
+    for p in sorted((demo_run / "tokens").glob("v*/*.arrow")):
         assert pa.ipc.open_file(pa.memory_map(str(p))).schema.equals(schemas.TOKENS, check_metadata=True)
     for folder in ("urls", "warc", "docs", "dedup", "clean", "tokens"):
         assert (demo_run / folder / "_config.json").exists()
@@ -179,8 +179,9 @@ def test_sigkill_during_extract_then_rerun_gives_identical_corpus(tmp_path):
     assert f"{finished} already done" in r.stderr          # only unfinished shards reran
     for folder, pattern in [("docs", "docs-*.parquet"), ("clean", "clean-*.parquet")]:
         assert _table(killed / folder, pattern).equals(_table(ref / folder, pattern)), folder
-    names = sorted(p.name for p in (ref / "tokens").glob("*.arrow")) + ["manifest.json"]
-    assert names == sorted(p.name for p in (killed / "tokens").glob("*.arrow")) + ["manifest.json"]
+    names = sorted(p.relative_to(ref / "tokens").as_posix() for p in (ref / "tokens").glob("v*/*.arrow")) + ["manifest.json"]
+    assert names == sorted(p.relative_to(killed / "tokens").as_posix()
+                           for p in (killed / "tokens").glob("v*/*.arrow")) + ["manifest.json"]
     for name in names:
         assert (killed / "tokens" / name).read_bytes() == (ref / "tokens" / name).read_bytes()
     assert not list(killed.rglob("*.tmp-*"))

@@ -75,7 +75,7 @@ def test_ray_cluster_gives_the_local_executors_bytes(cluster, demo):
     tmp, web, proxy = demo
     _pipeline(tmp / "ray", web, proxy, executor="ray", ray_address=cluster)
     local, on_ray = pipeline_outputs(tmp / "local"), pipeline_outputs(tmp / "ray")
-    assert len(local) > 50 and any(k.startswith("tokens/train-") for k in local)
+    assert len(local) > 50 and any(k.startswith("tokens/v0001/train-") for k in local)
     assert on_ray == local
     cfg = (tmp / "ray" / "docs" / "_config.json").read_text()
     assert '"executor": "ray"' in cfg

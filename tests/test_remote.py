@@ -90,7 +90,7 @@ def test_s3_workdir_gives_the_local_bytes_and_a_fresh_scratch_redoes_nothing(s3,
     tmp, web, proxy = demo
     url, scratch, log = in_bucket
     local = pipeline_outputs(tmp / "local")
-    assert len(local) > 50 and any(k.startswith("tokens/train-") for k in local)
+    assert len(local) > 50 and any(k.startswith("tokens/v0001/train-") for k in local)
     # the bucket holds the whole work directory, state database included
     _download(fs, "corpus", tmp_path / "bucket")
     assert pipeline_outputs(tmp_path / "bucket") == local

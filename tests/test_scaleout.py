@@ -61,7 +61,7 @@ def runs(tmp_path_factory):
 def test_one_worker_and_eight_write_the_same_bytes(runs):
     tmp, _ = runs
     one, eight = pipeline_outputs(tmp / "w1"), pipeline_outputs(tmp / "w8")
-    assert any(k.startswith("tokens/train-") for k in one)
+    assert any(k.startswith("tokens/v0001/train-") for k in one)
     assert one == eight
 
 

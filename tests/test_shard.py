@@ -37,7 +37,7 @@ def _rows(n=120, start=0):
 
 def _read_all(tokens_dir):
     out = {}
-    for f in sorted(tokens_dir.glob("*.arrow")):
+    for f in sorted(tokens_dir.glob("latest/*.arrow")):          # the current version's folder
         t = pa.ipc.open_file(pa.memory_map(str(f), "r")).read_all()     # plain pyarrow, memory-mapped
         for doc_id, toks in zip(t["doc_id"].to_pylist(), t["tokens"].to_pylist()):
             out[doc_id] = (f.name, toks)
@@ -112,7 +112,7 @@ def test_round_trip_shuffled_shards_by_token_count_and_manifest(tmp_path):
     assert all(abs(s["tokens"] - total // 6) < total // 6 for s in train_shards)
     # Shuffled: each output shard draws from every input shard (40 documents each).
     for s in train_shards:
-        sources = {int(d[1:]) // 40 for d, (name, _) in seen.items() if name == s["file"]}
+        sources = {int(d[1:]) // 40 for d, (name, _) in seen.items() if name == s["file"].split("/")[-1]}
         assert len(sources) >= 2, s["file"]
     assert m["totals"]["train"]["tokens"] + m["totals"]["val"]["tokens"] == total
     assert (m["tokenizer"], m["backend"], m["dtype"], m["eot"]) == ("gpt2", "tiktoken", "uint16", EOT)
@@ -142,11 +142,11 @@ def test_manifest_checksum_mismatch_is_detected(tmp_path):
     _corpus(tmp_path, _rows(40))
     S.run(make_context(tmp_path))
     assert read_manifest(tmp_path / "tokens")["totals"]["train"]["docs"] > 0
-    shard = tmp_path / "tokens" / "train-00000.arrow"
+    shard = tmp_path / "tokens" / "v0001" / "train-00000.arrow"
     data = bytearray(shard.read_bytes())
     data[len(data) // 2] ^= 0xFF                                       # one flipped byte in the tokens
     shard.write_bytes(bytes(data))
-    assert S.verify_manifest(tmp_path / "tokens") == ["train-00000.arrow"]
+    assert S.verify_manifest(tmp_path / "tokens") == ["v0001/train-00000.arrow"]
     with pytest.raises(MissingInputError, match="train-00000.arrow do not match the sha256"):
         read_manifest(tmp_path / "tokens")
 
@@ -156,7 +156,7 @@ def test_hf_datasets_loads_the_shards_as_they_are(tmp_path):
     rows = _rows(40)
     _corpus(tmp_path, rows)
     S.run(make_context(tmp_path, shard={"val_fraction": 0.0}))
-    ds = datasets.load_dataset("arrow", data_files=str(tmp_path / "tokens" / "train-*.arrow"), split="train",
+    ds = datasets.load_dataset("arrow", data_files=str(tmp_path / "tokens" / "latest" / "train-*.arrow"), split="train",
                                cache_dir=str(tmp_path / "hf-cache"))
     assert ds.num_rows == 40 and ds.features["tokens"].feature.dtype == "uint16"
     enc = gpt2_encoding()
@@ -178,7 +178,7 @@ def test_trained_vocabulary_above_uint16_uses_uint32(tmp_path):
     spec = resolve_tokenizer(str(tok))
     assert (spec.backend, spec.vocab_size, spec.dtype) == ("hf", 66_000, "uint32")
     S.run(make_context(tmp_path, shard={"tokenizer": str(tok), "val_fraction": 0.0}))
-    t = pa.ipc.open_file(pa.memory_map(str(tmp_path / "tokens" / "train-00000.arrow"), "r")).read_all()
+    t = pa.ipc.open_file(pa.memory_map(str(tmp_path / "tokens" / "v0001" / "train-00000.arrow"), "r")).read_all()
     assert t.schema.equals(TOKENS32)
     flat = np.concatenate([c.flatten().to_numpy() for c in t["tokens"].chunks])
     assert flat.dtype == np.uint32 and int(flat.max()) >= 2**16 and int(flat[-1]) == spec.eot
@@ -200,7 +200,7 @@ def test_nanogpt_export(tmp_path):
     S.run(make_context(tmp_path, shard={"val_fraction": 0.2, "shard_tokens": 3000}), export="nanogpt")
     m = json.loads((tmp_path / "tokens" / "manifest.json").read_text())
     for split in ("train", "val"):
-        flat = np.fromfile(tmp_path / "tokens" / "nanogpt" / f"{split}.bin", dtype=np.uint16)
+        flat = np.fromfile(tmp_path / "tokens" / "latest" / "nanogpt" / f"{split}.bin", dtype=np.uint16)
         assert len(flat) == m["totals"][split]["tokens"] and flat[-1] == EOT
         docs = gpt2_encoding().decode(flat.tolist()).split("<|endoftext|>")[:-1]
         assert len(docs) == m["totals"][split]["docs"]
@@ -231,17 +231,17 @@ def test_versions_append_shards_and_earlier_versions_stay_readable(tmp_path):
     _corpus(tmp_path, _rows(80))
     first = S.run(make_context(tmp_path))
     tokens = tmp_path / "tokens"
-    v1_files = {f.name: (f.stat().st_mtime_ns, f.read_bytes()) for f in tokens.glob("*.arrow")}
+    v1_files = {f.name: (f.stat().st_mtime_ns, f.read_bytes()) for f in tokens.glob("v0001/*.arrow")}
     assert first["info"]["version"] == 1
     # a refresh brings new documents in a new clean shard: new shards only
     pq.write_table(doc_table(_rows(40, start=300)), tmp_path / "clean" / "clean-00002.parquet")
     second = S.run(make_context(tmp_path))
     m = read_json(tokens / "manifest.json")
     assert second["info"]["version"] == 2 and second["info"]["added_docs"] == 40
-    assert {f.name: (f.stat().st_mtime_ns, f.read_bytes()) for f in tokens.glob("*.arrow") if f.name in v1_files} \
+    assert {f.name: (f.stat().st_mtime_ns, f.read_bytes()) for f in tokens.glob("v0001/*.arrow") if f.name in v1_files} \
         == v1_files                                                     # appended, never rewritten
     new_files = set(m["versions"][1]["shards"]) - set(m["versions"][0]["shards"])
-    assert new_files and all("-v0002-" in f for f in new_files)
+    assert new_files and all(f.startswith("v0002/") for f in new_files)
     assert m["totals"]["train"]["docs"] + m["totals"]["val"]["docs"] == 120
     v1 = read_manifest(tokens, version=1)
     assert v1["totals"]["train"]["docs"] + v1["totals"]["val"]["docs"] == 80
