@@ -541,6 +541,9 @@ def remove(
     file: Annotated[Optional[Path], typer.Option("--file", help="One per line: a URL, url:URL, domain:D or prefix:URL; # comments.")] = None,
     reason: Annotated[str, typer.Option(help="Recorded with the takedown.")] = "",
     apply: Annotated[bool, typer.Option(help="Cut a new corpus version now (else at the next shard or refresh).")] = True,
+    purge: Annotated[bool, typer.Option("--purge", help="Also remove the pages' bytes from every stored form: WARC records, "
+                                        "docs, dedup, clean, the tokenizer's parts, the current version and its nanoGPT export.")] = False,
+    all_versions: Annotated[bool, typer.Option("--all-versions", help="With --purge: rewrite earlier corpus versions' token shards too.")] = False,
 ):
     """Takedowns: documents from these URLs, domains or prefixes leave the corpus from the
     next version on, and harvest and fetch never take them in again.
@@ -563,6 +566,11 @@ def remove(
                 raise ConfigError(f"{file}:{n}: {e.what}", e.fix) from None
     if not wanted:
         raise ConfigError("no takedown given", "Use --url URL, --domain D, --prefix URL (repeatable) or --file FILE")
+    if all_versions and not purge:
+        raise ConfigError("--all-versions needs --purge", "Add --purge, or leave out --all-versions")
+    if purge and is_url(G.spec):
+        raise ConfigError("remove --purge rewrites files in place and works on a local work directory only",
+                          "Run it where the work directory is a local path (copy the bucket down and back up)")
     ctx = _context()
     try:
         with _lock("remove", ctx):
@@ -574,6 +582,17 @@ def remove(
                 st = run_stage(ctx, "shard")
                 console.print(f"corpus version {st['info']['version']}: {st['info'].get('removed_docs', 0)} "
                               "document(s) removed")
+            if purge:
+                from webtext.stages.takedowns import Takedown
+
+                from .purge import purge as purge_pages
+
+                every = [Takedown(t["kind"], t["url"]) for t in ctx.state.takedowns()]
+                res = purge_pages(ctx.workdir, every, all_versions=all_versions, log=ctx.log)
+                old = res.kept_in_old_versions
+                if old:
+                    console.print(f"{len(old)} token shard(s) of earlier corpus versions still hold the page(s): "
+                                  "rerun with --all-versions, or `webtext gc` those versions")
     finally:
         ctx.close()
 

@@ -211,7 +211,35 @@ def _fingerprint(ctx: Context, task: Task) -> str:
 
 
 def _record_path(folder: Path, task: Task) -> Path:
-    return folder / "_done" / f"{task.phase}-{task.name}.json"
+    return _record_dir(folder) / f"{task.phase}-{task.name}.json"
+
+
+def _record_dir(folder: Path) -> Path:
+    return folder / "_done"
+
+
+def update_recorded_outputs(folder: Path, files: dict[str, Path], gone: set[str] = frozenset()) -> int:
+    """After a sanctioned rewrite of finished outputs (``remove --purge``): the completion
+    records under ``folder`` that name a rewritten file (``files``: name -> its path) take
+    its new size and hash, so the task stays done; one that names a removed file (``gone``) is left
+    to fail its check, so the task runs again. Returns the records updated."""
+    n = 0
+    rdir = _record_dir(folder)
+    for p in sorted(rdir.glob("*.json")) if rdir.is_dir() else []:
+        try:
+            rec = read_json(p)
+        except (OSError, ValueError):
+            continue
+        outs = rec.get("outputs", {})
+        hit = {name for name in outs if Path(name).name in files and Path(name).name not in gone}
+        if not hit:
+            continue
+        for name in hit:
+            f = files[Path(name).name]
+            outs[name].update(size=f.stat().st_size, sha256=sha256_file(f))
+        write_json(p, rec)
+        n += 1
+    return n
 
 
 def _is_done(path: Path, fingerprint: str, task: Task) -> dict | None:
