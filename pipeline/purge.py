@@ -313,9 +313,7 @@ def _purge_tokens(tokens: Path, ids: set[str], all_versions: bool, res: PurgeRes
     latest = _latest_shards(tokens)
     changed: dict[str, dict] = {}          # path relative to tokens/ -> its new docs, tokens, sha256
     patterns: dict[str, np.ndarray] = {}   # doc_id -> its first tokens: how a nanoGPT export is searched
-    for p in sorted(tokens.rglob("*.arrow"), key=lambda p: "_parts" not in p.parts):
-        if p.is_symlink():
-            continue
+    for p in sorted(_real_files(tokens, "*.arrow"), key=lambda p: "_parts" not in p.parts):
         with pa.OSFile(str(p), "rb") as src:
             r = ipc.open_file(src)
             if "doc_id" not in r.schema.names:
@@ -339,7 +337,21 @@ def _purge_tokens(tokens: Path, ids: set[str], all_versions: bool, res: PurgeRes
         changed[p.relative_to(tokens).as_posix()] = {"docs": kept.num_rows, "tokens": n_tokens, "sha256": sha256_file(p)}
     if changed:
         _update_manifests(tokens, changed)
+        from webtext.stages.tokenlayout import refresh
+
+        refresh(tokens)            # version folders' manifests and the dataset card follow
     _purge_nanogpt(tokens, list(patterns.values()), all_versions, latest, res)
+
+
+def _real_files(base: Path, pattern: str) -> list[Path]:
+    """``base.rglob(pattern)`` without what it reaches through a symlink (``tokens/latest``
+    is one to the current version's folder: each file once)."""
+    out = []
+    for p in base.rglob(pattern):
+        rel = p.relative_to(base)
+        if not any((base / Path(*rel.parts[:i + 1])).is_symlink() for i in range(len(rel.parts))):
+            out.append(p)
+    return out
 
 
 PATTERN = 64            # tokens of a purged document looked for in a nanoGPT export
@@ -405,7 +417,7 @@ def _purge_nanogpt(tokens: Path, patterns: list[np.ndarray], all_versions: bool,
     if not patterns or not mpath.exists():
         return
     full = json.loads(mpath.read_text())
-    for exp in sorted(p for p in tokens.rglob("nanogpt") if p.is_dir() and not p.is_symlink()):
+    for exp in sorted(p for p in _real_files(tokens, "nanogpt") if p.is_dir()):
         if not any(_holds(b, patterns) for b in sorted(exp.glob("*.bin"))):
             continue
         man = select_version(full, 0)
