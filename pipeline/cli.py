@@ -1,8 +1,10 @@
 """The ``webtext`` command line: thin Typer commands over the library.
 
-    webtext [--workdir DIR] [--config webtext.toml] [--workers N] COMMAND [OPTIONS]
+    webtext [--workdir DIR] [--config webtext.toml] [--workers N] [--json] COMMAND [OPTIONS]
 
-Each command gathers its flags into config overrides and calls the stage. Errors the
+Each command gathers its flags into config overrides and calls the stage, then prints a
+short summary (pipeline.summary) on stdout, or with ``--json`` (before or after the
+command) its result as one JSON document; progress and logs go to stderr. Errors the
 user can fix print one line (``error: ...``) and exit 2; Ctrl-C exits 130; an
 unexpected failure prints one line (set WEBTEXT_DEBUG=1 for the traceback) and exits 1.
 """
@@ -13,6 +15,7 @@ import contextlib
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -20,12 +23,16 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from .cliapp import WebtextTyper
 from .config import load_config
 from .errors import WebtextError
 from .remote import is_url
+from .summary import emit
 
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
-                  help="Build a WebText-style corpus from Reddit links and train GPT-2 on it.")
+app = WebtextTyper(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
+                   help="Build a WebText-style corpus from Reddit links and train GPT-2 on it. Every command "
+                        "prints a short summary; with --json (webtext --json COMMAND, or COMMAND --json) it "
+                        "prints its result as one JSON document on stdout instead.")
 console = Console(stderr=True)
 
 
@@ -36,26 +43,37 @@ class _Global:
     workers: Optional[int] = None
     executor: Optional[str] = None
     ray_address: Optional[str] = None
+    json: bool = False             # --json: results as JSON on stdout, not a human summary
 
 
 G = _Global()
+AsJson = Annotated[bool, typer.Option("--json", help="Print the result as one JSON document on stdout instead of "
+                                                     "a summary (the same as webtext --json COMMAND).")]
+
+
+def _json(as_json: bool) -> bool:
+    """--json given after the command or before it."""
+    return as_json or G.json
 
 
 @app.callback()
 def main_options(
     workdir: Annotated[str, typer.Option(
-        help="Work directory holding every stage's folder and state.sqlite: a path, or s3://bucket/prefix or "
+        metavar="PATH|URL", help="Work directory holding every stage's folder and state.sqlite: a path, or s3://bucket/prefix or "
              "gs://bucket/prefix (worked on through a local scratch: the run.scratch setting).",
         envvar="WEBTEXT_WORKDIR")] = "work",
-    config: Annotated[Optional[Path], typer.Option(help="TOML config file (one table per stage, e.g. fetch).",
+    config: Annotated[Optional[Path], typer.Option(metavar="PATH", help="TOML config file (one table per stage, e.g. fetch).",
                                                    envvar="WEBTEXT_CONFIG")] = None,
     workers: Annotated[Optional[int], typer.Option(help="Worker processes; 0 = one per core.")] = None,
     executor: Annotated[Optional[str], typer.Option(
-        help="local (a process pool) or ray (every shard task on a Ray cluster).", envvar="WEBTEXT_EXECUTOR")] = None,
+        metavar="local|ray", help="local (a process pool) or ray (every shard task on a Ray cluster).", envvar="WEBTEXT_EXECUTOR")] = None,
     ray_address: Annotated[Optional[str], typer.Option(
-        help="Ray cluster to join (host:port or auto); default: start a local one.", envvar="RAY_ADDRESS")] = None,
+        metavar="HOST:PORT", help="Ray cluster to join (host:port or auto); default: start a local one.", envvar="RAY_ADDRESS")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help=(
+        "Every command prints its result as one JSON document on stdout instead of a short summary "
+        "(progress and logs stay on stderr). Also accepted after the command: webtext fetch --json."))] = False,
 ):
-    G.spec, G.config, G.workers = workdir, config, workers
+    G.spec, G.config, G.workers, G.json = workdir, config, workers, as_json
     if is_url(workdir):
         from .remote import scratch_path
 
@@ -101,39 +119,46 @@ def _lock(command: str, ctx=None):
     return WorkdirLock(ctx.workdir if ctx else G.workdir, command, log=ctx.log if ctx else (lambda m: console.print(m, highlight=False)))
 
 
-def _one(stage: str, options: dict | None = None, **sections) -> None:
+def _one(stage: str, options: dict | None = None, *, as_json: bool = False, **sections) -> None:
+    """Run one stage, then print its summary (or with --json its result)."""
     from .run import run_stage
+    from .summary import shown, stage_lines, train_lines
 
     ctx = _context(**sections)
+    started = time.monotonic()
     try:
         with _lock(stage, ctx), ctx.tracked_run(stage):
             result = run_stage(ctx, stage, **(options or {}))
     finally:
         ctx.close()
-    shown = {k: v for k, v in result.items() if not k.startswith("_")}
-    console.print_json(json.dumps(shown))
+    elapsed = time.monotonic() - started
+    spec = G.spec.rstrip("/")
+    lines = (train_lines(result, f"{spec}/runs/{ctx.cfg.train.run_name}", elapsed) if stage == "train"
+             else stage_lines(result, spec, elapsed))
+    emit(shown(result), lines, _json(as_json))
 
 
-Dumps = Annotated[Optional[list[Path]], typer.Option("--dumps", help="Pushshift RS_* dump file or folder (repeatable).")]
-Proxy = Annotated[Optional[str], typer.Option(help="Forward proxy URL for fetching (default: HTTP_PROXY).")]
-Bench = Annotated[Optional[list[str]], typer.Option("--benchmark", help="Benchmark: a name from data/benchmarks.toml (lambada, wikitext2, ptb, wsc273, ...), or a file: .jsonl (PATH.jsonl:FIELD), WSC .xml, WikiText .tokens, or plain text (repeatable).")]
+Dumps = Annotated[Optional[list[Path]], typer.Option("--dumps", metavar="PATH", help="Pushshift RS_* dump file or folder (repeatable).")]
+Proxy = Annotated[Optional[str], typer.Option(metavar="URL", help="Forward proxy URL for fetching (default: HTTP_PROXY).")]
+Bench = Annotated[Optional[list[str]], typer.Option("--benchmark", metavar="NAME|FILE", help="Benchmark: a name from data/benchmarks.toml (lambada, wikitext2, ptb, wsc273, ...), or a file: .jsonl (PATH.jsonl:FIELD), WSC .xml, WikiText .tokens, or plain text (repeatable).")]
 
 
 @app.command()
 def harvest(
-    source: Annotated[Optional[str], typer.Option(help="dumps (Pushshift/Arctic-Shift files) or api (live, through praw).")] = None,
+    source: Annotated[Optional[str], typer.Option(metavar="dumps|api", help="dumps (Pushshift/Arctic-Shift files) or api (live, through praw).")] = None,
     dumps: Dumps = None,
     min_score: Annotated[Optional[int], typer.Option(help="Keep URLs whose aggregated karma is at least this (default 3).")] = None,
-    score_agg: Annotated[Optional[str], typer.Option(help="Aggregate karma over a URL's submissions: sum or max.")] = None,
+    score_agg: Annotated[Optional[str], typer.Option(metavar="sum|max", help="Aggregate karma over a URL's submissions: sum or max.")] = None,
     allow_nsfw: Annotated[Optional[bool], typer.Option("--allow-nsfw", help="Keep NSFW submissions.")] = None,
     num_shards: Annotated[Optional[int], typer.Option(help="Number of urls/ output shards.")] = None,
-    subreddit: Annotated[Optional[list[str]], typer.Option(help="Subreddit to read with --source api (repeatable).")] = None,
-    listing: Annotated[Optional[str], typer.Option(help="API listing: new, top or hot.")] = None,
-    time_filter: Annotated[Optional[str], typer.Option(help="For --listing top: hour, day, week, month, year or all.")] = None,
+    subreddit: Annotated[Optional[list[str]], typer.Option(metavar="NAME", help="Subreddit to read with --source api (repeatable).")] = None,
+    listing: Annotated[Optional[str], typer.Option(metavar="new|top|hot", help="API listing: new, top or hot.")] = None,
+    time_filter: Annotated[Optional[str], typer.Option(metavar="hour|day|week|month|year|all", help="For --listing top: hour, day, week, month, year or all.")] = None,
     limit: Annotated[Optional[int], typer.Option(help="API submissions per subreddit and pull.")] = None,
-    praw_site: Annotated[Optional[str], typer.Option(help="praw.ini site holding the API credentials.")] = None,
-    reddit_url: Annotated[Optional[str], typer.Option(help="Reddit base URL (token endpoint).")] = None,
-    oauth_url: Annotated[Optional[str], typer.Option(help="Reddit OAuth API base URL.")] = None,
+    praw_site: Annotated[Optional[str], typer.Option(metavar="NAME", help="praw.ini site holding the API credentials.")] = None,
+    reddit_url: Annotated[Optional[str], typer.Option(metavar="URL", help="Reddit base URL (token endpoint).")] = None,
+    oauth_url: Annotated[Optional[str], typer.Option(metavar="URL", help="Reddit OAuth API base URL.")] = None,
+    as_json: AsJson = False,
 ):
     """Reddit submissions (dumps or the live API) -> urls/ (normalized URLs with karma >= min-score).
 
@@ -143,11 +168,11 @@ def harvest(
                              "min_score": min_score, "score_agg": score_agg, "allow_nsfw": allow_nsfw,
                              "num_shards": num_shards, "subreddits": subreddit, "listing": listing,
                              "time_filter": time_filter, "api_limit": limit, "praw_site": praw_site,
-                             "reddit_url": reddit_url, "oauth_url": oauth_url})
+                             "reddit_url": reddit_url, "oauth_url": oauth_url}, as_json=as_json)
 
 
 Archive = Annotated[Optional[str], typer.Option(
-    help="Dead-link recovery from Common Crawl and the Wayback Machine: off, fallback (a dead live page is "
+    metavar="off|fallback|prefer", help="Dead-link recovery from Common Crawl and the Wayback Machine: off, fallback (a dead live page is "
          "looked up in the archives; the default) or prefer (old submissions: the capture nearest the "
          "submission first).")]
 FromWarc = Annotated[Optional[list[Path]], typer.Option(
@@ -165,42 +190,46 @@ def fetch(
     proxy: Proxy = None,
     concurrency: Annotated[Optional[int], typer.Option(help="Requests in flight across all hosts.")] = None,
     per_host: Annotated[Optional[int], typer.Option(help="Connections per host.")] = None,
-    timeout: Annotated[Optional[float], typer.Option(help="Total seconds per request.")] = None,
+    timeout: Annotated[Optional[float], typer.Option(metavar="SECONDS", help="Total seconds per request.")] = None,
     retries: Annotated[Optional[int], typer.Option(help="Retries after 429, 5xx or connection errors.")] = None,
-    host_delay: Annotated[Optional[float], typer.Option(help="Minimum seconds between requests to one host.")] = None,
+    host_delay: Annotated[Optional[float], typer.Option(metavar="SECONDS", help="Minimum seconds between requests to one host.")] = None,
     ignore_robots: Annotated[Optional[bool], typer.Option("--ignore-robots", help="Do not fetch or obey robots.txt (only for sites you run).")] = None,
     user_agent: Annotated[Optional[str], typer.Option(help="User-Agent header (include a contact URL).")] = None,
     allow_private: Annotated[Optional[bool], typer.Option("--allow-private", help="Allow loopback/private targets (tests only).")] = None,
     refetch_after: RefetchAfter = None,
     archive: Archive = None,
     from_warc: FromWarc = None,
+    as_json: AsJson = False,
 ):
     """urls/ -> warc/ (WARC/1.1 archives and a fetch log)."""
     _one("fetch", fetch={"from_warc": [str(p) for p in from_warc] if from_warc else None, "proxy": proxy, "refetch_after_days": refetch_after, "archive": archive, "concurrency": concurrency, "per_host": per_host, "timeout_s": timeout,
                          "retries": retries, "user_agent": user_agent, "allow_private": allow_private,
-                         "host_delay_s": host_delay, "obey_robots": None if ignore_robots is None else not ignore_robots})
+                         "host_delay_s": host_delay, "obey_robots": None if ignore_robots is None else not ignore_robots},
+         as_json=as_json)
 
 
 @app.command()
 def extract(
-    extractor: Annotated[Optional[str], typer.Option(help="auto (trafilatura, newspaper3k fallback), trafilatura, newspaper3k, or both (auto's text plus their agreement).")] = None,
+    extractor: Annotated[Optional[str], typer.Option(metavar="auto|trafilatura|newspaper3k|both", help="auto (trafilatura, newspaper3k fallback), trafilatura, newspaper3k, or both (auto's text plus their agreement).")] = None,
     min_words: Annotated[Optional[int], typer.Option(help="Drop documents shorter than this many words.")] = None,
-    lang: Annotated[Optional[list[str]], typer.Option(help="Language to keep, ISO 639-1 (repeatable; default en).")] = None,
+    lang: Annotated[Optional[list[str]], typer.Option(metavar="CODE", help="Language to keep, ISO 639-1 (repeatable; default en).")] = None,
     dates: Annotated[Optional[bool], typer.Option("--dates/--no-dates", help="Find publication dates with htmldate.")] = None,
+    as_json: AsJson = False,
 ):
     """warc/ -> docs/ (main text: trafilatura, newspaper3k fallback; quality, length and language filters)."""
-    _one("extract", extract={"extractor": extractor, "min_words": min_words, "langs": lang, "dates": dates})
+    _one("extract", as_json=as_json, extract={"extractor": extractor, "min_words": min_words, "langs": lang, "dates": dates})
 
 
 @app.command()
 def dedup(
-    threshold: Annotated[Optional[float], typer.Option(help="Jaccard similarity at which documents are near-duplicates.")] = None,
+    threshold: Annotated[Optional[float], typer.Option(metavar="SIMILARITY", help="Jaccard similarity at which documents are near-duplicates.")] = None,
     num_perm: Annotated[Optional[int], typer.Option(help="MinHash permutations.")] = None,
     verify: Annotated[Optional[str], typer.Option(
-        help="Check LSH candidates: exact (Jaccard from the texts), estimate (MinHash) or off.")] = None,
+        metavar="exact|estimate|off", help="Check LSH candidates: exact (Jaccard from the texts), estimate (MinHash) or off.")] = None,
+    as_json: AsJson = False,
 ):
     """docs/ -> dedup/ (exact and MinHash near-duplicates removed)."""
-    _one("dedup", dedup={"threshold": threshold, "num_perm": num_perm, "verify": verify})
+    _one("dedup", as_json=as_json, dedup={"threshold": threshold, "num_perm": num_perm, "verify": verify})
 
 
 @app.command()
@@ -208,15 +237,16 @@ def decontaminate(
     benchmark: Bench = None,
     ngram: Annotated[Optional[int], typer.Option(help="Word n-gram size for overlap (default 13).")] = None,
     policy: Annotated[Optional[str], typer.Option(
-        help="spans: cut 200 characters around each hit (GPT-3's rules); drop: drop any document with a hit.")] = None,
-    benchmark_dir: Annotated[Optional[str], typer.Option(help="Folder holding the registry's benchmark files.")] = None,
+        metavar="spans|drop", help="spans: cut 200 characters around each hit (GPT-3's rules); drop: drop any document with a hit.")] = None,
+    benchmark_dir: Annotated[Optional[str], typer.Option(metavar="PATH", help="Folder holding the registry's benchmark files.")] = None,
     wikipedia_dump: Annotated[Optional[str], typer.Option(
-        help="Wikipedia pages-articles XML (.bz2): drop documents mostly made of its n-grams.")] = None,
+        metavar="PATH", help="Wikipedia pages-articles XML (.bz2): drop documents mostly made of its n-grams.")] = None,
     keep_wikipedia: Annotated[Optional[bool], typer.Option("--keep-wikipedia", help="Do not drop wikipedia.org pages.")] = None,
     report_only: Annotated[bool, typer.Option("--report-only", help="Write the overlap report only; change no documents.")] = False,
+    as_json: AsJson = False,
 ):
     """dedup/ -> clean/ (Wikipedia pages and benchmark overlap removed; overlap report)."""
-    _one("decontaminate", {"report_only": report_only},
+    _one("decontaminate", {"report_only": report_only}, as_json=as_json,
          decontaminate={"benchmarks": list(benchmark) if benchmark else None, "ngram": ngram, "policy": policy,
                         "benchmark_dir": benchmark_dir, "wikipedia_dump": wikipedia_dump,
                         "drop_wikipedia": None if keep_wikipedia is None else not keep_wikipedia})
@@ -224,20 +254,21 @@ def decontaminate(
 
 @app.command()
 def shard(
-    val_fraction: Annotated[Optional[float], typer.Option(help="Share of documents held out for validation.")] = None,
+    val_fraction: Annotated[Optional[float], typer.Option(metavar="FRACTION", help="Share of documents held out for validation.")] = None,
     tokenizer: Annotated[Optional[str], typer.Option(
-        help="gpt2 (default), or a tokenizer.json from `webtext tokenizer train`.")] = None,
-    backend: Annotated[Optional[str], typer.Option(help="auto (tiktoken for gpt2) | tiktoken | hf.")] = None,
+        metavar="gpt2|PATH", help="gpt2 (default), or a tokenizer.json from `webtext tokenizer train`.")] = None,
+    backend: Annotated[Optional[str], typer.Option(metavar="auto|tiktoken|hf", help="auto (tiktoken for gpt2) | tiktoken | hf.")] = None,
     shard_tokens: Annotated[Optional[int], typer.Option(help="Tokens per output shard, about (default 100M).")] = None,
     export: Annotated[Optional[str], typer.Option(
-        help="Also write another format: nanogpt (tokens/nanogpt/{train,val}.bin, flat uint16).")] = None,
+        metavar="FORMAT", help="Also write another format: nanogpt (tokens/nanogpt/{train,val}.bin, flat uint16).")] = None,
+    as_json: AsJson = False,
 ):
     """clean/ -> tokens/ (BPE Arrow shards, shuffled, train/val, manifest.json)."""
-    _one("shard", {"export": export},
+    _one("shard", {"export": export}, as_json=as_json,
          shard={"val_fraction": val_fraction, "tokenizer": tokenizer, "backend": backend, "shard_tokens": shard_tokens})
 
 
-tokenizer_app = typer.Typer(no_args_is_help=True, help="Train a byte-level BPE tokenizer on the corpus.")
+tokenizer_app = WebtextTyper(no_args_is_help=True, help="Train a byte-level BPE tokenizer on the corpus.")
 app.add_typer(tokenizer_app, name="tokenizer")
 
 
@@ -247,8 +278,9 @@ def tokenizer_train(
     vocab_size: Annotated[int, typer.Option(help="Vocabulary size, <|endoftext|> included (257 to 65536: "
                                                  "256 bytes plus EOT at least; token ids are stored as uint16).",
                                             min=257, max=65536)] = 50257,
-    source: Annotated[str, typer.Option(help="Work-directory folder whose Parquet shards hold the text.")] = "clean",
+    source: Annotated[str, typer.Option(metavar="FOLDER", help="Work-directory folder whose Parquet shards hold the text.")] = "clean",
     out: Annotated[Optional[Path], typer.Option(help="Output tokenizer.json (default tokenizers/bpe-<vocab>.json).")] = None,
+    as_json: AsJson = False,
 ):
     """Train a byte-level BPE (HF tokenizers) on the corpus text; use it with `shard --tokenizer PATH`."""
     import pyarrow.parquet as pq
@@ -268,23 +300,26 @@ def tokenizer_train(
 
     path = out or G.workdir / "tokenizers" / f"bpe-{vocab_size}.json"
     train_bpe(texts(), vocab_size, path, show_progress=console.is_terminal)
-    console.print(f"tokenizer written: {path}  (use: webtext shard --tokenizer {path})")
+    emit({"tokenizer": str(path), "vocab_size": vocab_size, "source": source, "shards": len(files)},
+         [f"tokenizer written: {path} ({vocab_size:,} tokens, from {len(files):,} {source}/ shard(s))  "
+          f"(use: webtext shard --tokenizer {path})"], _json(as_json))
 
 
 @app.command()
 def train(
-    model: Annotated[Optional[str], typer.Option(help="tiny | gpt2 | gpt2-medium | gpt2-large | gpt2-xl.")] = None,
+    model: Annotated[Optional[str], typer.Option(metavar="tiny|gpt2|gpt2-medium|gpt2-large|gpt2-xl", help="tiny | gpt2 | gpt2-medium | gpt2-large | gpt2-xl.")] = None,
     steps: Annotated[Optional[int], typer.Option(help="Optimizer steps.")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Sequences per micro-batch, per rank.")] = None,
     block_size: Annotated[Optional[int], typer.Option(help="Tokens per sequence.")] = None,
     tokens_per_step: Annotated[Optional[int], typer.Option(
         help="Tokens per optimizer step, reached by gradient accumulation (0 = one micro-batch per rank).")] = None,
-    sampling: Annotated[Optional[str], typer.Option(help="random (nanoGPT-style windows) | epoch (no replacement).")] = None,
+    sampling: Annotated[Optional[str], typer.Option(metavar="random|epoch", help="random (nanoGPT-style windows) | epoch (no replacement).")] = None,
     corpus_version: Annotated[Optional[int], typer.Option(help="tokens/ corpus version to train on (0 = the latest).")] = None,
-    lr: Annotated[Optional[float], typer.Option(help="Peak learning rate.")] = None,
-    compile: Annotated[Optional[str], typer.Option(help="torch.compile: auto (on for CUDA) | on | off.")] = None,
-    device: Annotated[Optional[str], typer.Option(help="auto | cpu | cuda.")] = None,
-    run_name: Annotated[Optional[str], typer.Option(help="Folder under runs/; rerunning resumes it.")] = None,
+    lr: Annotated[Optional[float], typer.Option(metavar="RATE", help="Peak learning rate.")] = None,
+    compile: Annotated[Optional[str], typer.Option(metavar="auto|on|off", help="torch.compile: auto (on for CUDA) | on | off.")] = None,
+    device: Annotated[Optional[str], typer.Option(metavar="auto|cpu|cuda", help="auto | cpu | cuda.")] = None,
+    run_name: Annotated[Optional[str], typer.Option(metavar="NAME", help="Folder under runs/; rerunning resumes it.")] = None,
+    as_json: AsJson = False,
 ):
     """tokens/ -> runs/<run-name>/ (GPT-2 trained for N steps; checkpoint and metrics).
 
@@ -299,7 +334,7 @@ def train(
         cfg = load_config(G.config, {"train": opts})
         train_model(G.workdir / "tokens", G.workdir / "runs", cfg.train, log=lambda *_: None)
         return
-    _one("train", train=opts)
+    _one("train", as_json=as_json, train=opts)
 
 
 def _checkpoint(run_name: Optional[str], device: str):
@@ -312,8 +347,8 @@ def _checkpoint(run_name: Optional[str], device: str):
     return name, dev, ck, model_from_checkpoint(ck, dev)
 
 
-RunName = Annotated[Optional[str], typer.Option(help="The run under runs/ (default: [train] run_name).")]
-Device = Annotated[str, typer.Option(help="auto | cpu | cuda.")]
+RunName = Annotated[Optional[str], typer.Option(metavar="NAME", help="The run under runs/ (default: [train] run_name).")]
+Device = Annotated[str, typer.Option(metavar="auto|cpu|cuda", help="auto | cpu | cuda.")]
 
 
 @app.command("eval")
@@ -321,15 +356,16 @@ Device = Annotated[str, typer.Option(help="auto | cpu | cuda.")]
 def eval_(
     run_name: RunName = None,
     benchmark: Annotated[Optional[list[str]], typer.Option(
-        "--benchmark", help="wikitext2 | wikitext2-raw | ptb | lambada, a registry name, or a file (repeatable). "
+        "--benchmark", metavar="NAME|FILE", help="wikitext2 | wikitext2-raw | ptb | lambada, a registry name, or a file (repeatable). "
                             "Default: wikitext2, ptb, lambada.")] = None,
     benchmark_dir: Annotated[Optional[str], typer.Option(
-        help="Folder of the registry's files (default: [decontaminate] benchmark_dir).")] = None,
+        metavar="PATH", help="Folder of the registry's files (default: [decontaminate] benchmark_dir).")] = None,
     stride: Annotated[Optional[int], typer.Option(help="Tokens scored per perplexity window (default: half the context).",
                                                   min=1)] = None,
     limit: Annotated[Optional[int], typer.Option(help="Only the first N tokens (perplexity) or passages (LAMBADA).",
                                                  min=1)] = None,
     device: Device = "auto",
+    as_json: AsJson = False,
 ):
     """Zero-shot perplexity on WikiText-2 and PTB, and LAMBADA accuracy, as in the GPT-2 paper (runs/<name>/eval.json)."""
     from webtext.model.evaluate import EVAL_SETS, run_eval, write_eval
@@ -338,8 +374,11 @@ def eval_(
     cfg = load_config(G.config, {})
     results = run_eval(ck, model, list(benchmark or EVAL_SETS), benchmark_dir or cfg.decontaminate.benchmark_dir,
                        cfg.decontaminate.registry, dev, stride, limit)
-    write_eval(G.workdir / "runs" / name / "eval.json", results)
-    console.print_json(json.dumps(results))
+    from .summary import eval_lines
+
+    path = G.workdir / "runs" / name / "eval.json"
+    write_eval(path, results)
+    emit(results, eval_lines(results, str(path)), _json(as_json))
 
 
 @app.command()
@@ -348,22 +387,21 @@ def sample(
     prompt: Annotated[str, typer.Option(help="Text to continue (empty: start a new document).")] = "",
     run_name: RunName = None,
     max_new_tokens: Annotated[int, typer.Option(help="Tokens to generate.", min=1, max=1_000_000)] = 100,
-    temperature: Annotated[float, typer.Option(help="Softmax temperature (0.01 to 100).", min=0.01,
+    temperature: Annotated[float, typer.Option(metavar="NUMBER", help="Softmax temperature (0.01 to 100).", min=0.01,
                                                max=100)] = 0.8,
     top_k: Annotated[int, typer.Option(help="Sample among the k likeliest tokens (0 = all).", min=0)] = 50,
     num_samples: Annotated[int, typer.Option(help="Independent samples.", min=1, max=10_000)] = 1,
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
     device: Device = "auto",
+    as_json: AsJson = False,
 ):
     """Generate text from a trained checkpoint."""
     from webtext.model.evaluate import sample as generate
 
     _, dev, ck, model = _checkpoint(run_name, device)
-    for i, text in enumerate(generate(ck, model, prompt, max_new_tokens, temperature, top_k or None,
-                                      num_samples, seed, dev)):
-        if num_samples > 1:
-            print(f"--- sample {i + 1}")
-        print(text)
+    texts = generate(ck, model, prompt, max_new_tokens, temperature, top_k or None, num_samples, seed, dev)
+    lines = [f"--- sample {i + 1}\n{t}" if num_samples > 1 else t for i, t in enumerate(texts)]
+    emit({"prompt": prompt, "samples": texts}, lines, _json(as_json))
 
 
 @app.command()
@@ -372,12 +410,13 @@ def export(
     dest: Annotated[Optional[Path], typer.Argument(
         metavar="OUT", help="Output folder: a new folder for --format; for --hf, default runs/<name>/hf.")] = None,
     fmt: Annotated[Optional[str], typer.Option(
-        "--format", help="Text release of a corpus version: parquet, or jsonl (gzipped JSON Lines), with a dataset card.")] = None,
+        "--format", metavar="parquet|jsonl", help="Text release of a corpus version: parquet, or jsonl (gzipped JSON Lines), with a dataset card.")] = None,
     version: Annotated[Optional[int], typer.Option(
         "--version", help="With --format: the corpus version (default: the current one).")] = None,
     hf: Annotated[bool, typer.Option("--hf", help="Write a Hugging Face GPT-2 folder (config.json + model.safetensors).")] = False,
     run_name: RunName = None,
     out: Annotated[Optional[Path], typer.Option(help="Output folder (same as OUT).")] = None,
+    as_json: AsJson = False,
 ):
     """Export the corpus text (--format parquet|jsonl [--version N] OUT) or a checkpoint (--hf)."""
     from .errors import ConfigError
@@ -396,9 +435,11 @@ def export(
         from .export import export_text
 
         s = export_text(G.workdir, dest, fmt, version or 0)
-        console.print(f"corpus version {s.version} written to {dest}: {s.rows['train']:,} train and {s.rows['val']:,} "
-                      f"val documents in {sum(map(len, s.files.values()))} file(s), {s.taken_down:,} taken down left "
-                      f"out; card {dest / 'README.md'}  (datasets.load_dataset({str(dest)!r}))", highlight=False)
+        emit({"format": fmt, "out": str(dest), "version": s.version, "rows": s.rows, "taken_down": s.taken_down,
+              "files": {split: [str(f) for f in fs] for split, fs in s.files.items()}, "card": str(dest / "README.md")},
+             [f"corpus version {s.version} written to {dest}: {s.rows['train']:,} train and {s.rows['val']:,} "
+              f"val documents in {sum(map(len, s.files.values()))} file(s), {s.taken_down:,} taken down left "
+              f"out; card {dest / 'README.md'}  (datasets.load_dataset({str(dest)!r}))"], _json(as_json))
         return
     if version is not None:
         raise ConfigError("--version chooses the corpus version of a text release", "Add --format parquet or jsonl")
@@ -408,7 +449,8 @@ def export(
 
     name, _, ck, model = _checkpoint(run_name, "cpu")
     path = export_hf(ck, model, dest or G.workdir / "runs" / name / "hf")
-    console.print(f"Hugging Face GPT-2 model written: {path}  (transformers.GPT2LMHeadModel.from_pretrained)")
+    emit({"hf": str(path), "run_name": name},
+         [f"Hugging Face GPT-2 model written: {path}  (transformers.GPT2LMHeadModel.from_pretrained)"], _json(as_json))
 
 
 @app.command()
@@ -417,10 +459,11 @@ def run(
     proxy: Proxy = None,
     benchmark: Bench = None,
     steps: Annotated[Optional[int], typer.Option(help="Training steps.")] = None,
-    stages: Annotated[Optional[str], typer.Option(help="Comma-separated subset of stages to run, in pipeline order.")] = None,
+    stages: Annotated[Optional[str], typer.Option(metavar="STAGE,...", help="Comma-separated subset of stages to run, in pipeline order.")] = None,
     skip_train: Annotated[bool, typer.Option("--skip-train", help="Stop after shard.")] = False,
     refetch_after: RefetchAfter = None,
     archive: Archive = None,
+    as_json: AsJson = False,
 ):
     """Every stage in order: harvest, fetch, extract, dedup, decontaminate, shard, train."""
     from .funnel import collect, render
@@ -434,17 +477,23 @@ def run(
                    train={"steps": steps})
     try:
         with _lock("run", ctx):
-            run_all(ctx, [s for s in chosen if not (skip_train and s == "train")])
+            results = run_all(ctx, [s for s in chosen if not (skip_train and s == "train")])
     finally:
         ctx.close()
-    render(collect(G.workdir), Console())
+    if _json(as_json):
+        from .summary import shown
+
+        emit({"results": [shown(r) for r in results], "funnel": collect(G.workdir)}, [], True)
+    else:
+        render(collect(G.workdir), Console())
 
 
 @app.command()
 def demo(
     articles: Annotated[int, typer.Option(help="Articles in the generated demo web.", min=1, max=100_000)] = 200,
     steps: Annotated[int, typer.Option(help="Training steps for the tiny model.", min=1)] = 150,
-    until: Annotated[str, typer.Option(help="Last stage to run (earlier finished stages are skipped).")] = "train",
+    until: Annotated[str, typer.Option(metavar="STAGE", help="Last stage to run (earlier finished stages are skipped).")] = "train",
+    as_json: AsJson = False,
 ):
     """Offline demo: January through every stage, February through refresh, then training, funnel and report."""
     from .demo import run_demo
@@ -455,17 +504,22 @@ def demo(
         from .errors import ConfigError
 
         raise ConfigError("the demo needs a local work directory", "Use --workdir PATH (a bucket works with run and refresh)")
-    with _lock("demo"):
-        run_demo(G.workdir, G.config, articles=articles, steps=steps, workers=G.workers, console=console,
-                 until=last)
+    as_json = _json(as_json)
+    # with --json, the tables the demo shows a person go to stderr and only the funnel to stdout
+    with _lock("demo"), contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
+        funnel = run_demo(G.workdir, G.config, articles=articles, steps=steps, workers=G.workers, console=console,
+                          until=last)
+    if as_json:
+        emit(funnel, [], True)
 
 
 @app.command()
 def refresh(
     dumps: Dumps = None,
-    source: Annotated[Optional[str], typer.Option(help="dumps | api (default: [harvest] source).")] = None,
+    source: Annotated[Optional[str], typer.Option(metavar="dumps|api", help="dumps | api (default: [harvest] source).")] = None,
     log_json: Annotated[bool, typer.Option("--log-json", help="Structured logs: one JSON object per line on stderr.")] = False,
     refetch_after: RefetchAfter = None,
+    as_json: AsJson = False,
 ):
     """One incremental update to a new corpus version, with a run diff (exit 0 updated, 3 nothing new, 75 locked).
 
@@ -483,23 +537,26 @@ def refresh(
         ctx.close()
     if log_json:
         sys.stderr.write(json.dumps({"level": "info", "msg": "refresh done", "diff": diff}) + "\n")
-    else:
+    if _json(as_json):
+        emit(diff, [], True)
+    elif not log_json:
         render(diff, Console())
     raise typer.Exit(EXIT_UPDATED if diff["updated"] else EXIT_NOTHING_NEW)
 
 
-schedule_app = typer.Typer(help="Run `webtext refresh` on a schedule (user crontab or systemd timer).",
+schedule_app = WebtextTyper(help="Run `webtext refresh` on a schedule (user crontab or systemd timer).",
                             no_args_is_help=True)
 app.add_typer(schedule_app, name="schedule")
-Tabfile = Annotated[Optional[Path], typer.Option(help="A crontab file to edit instead of the user's crontab.")]
+Tabfile = Annotated[Optional[Path], typer.Option(metavar="PATH", help="A crontab file to edit instead of the user's crontab.")]
 
 
 @schedule_app.command("install")
 def schedule_install(
-    cron: Annotated[Optional[str], typer.Option(help='Cron schedule, e.g. "0 3 * * *" (03:00 daily).')] = None,
+    cron: Annotated[Optional[str], typer.Option(metavar="SCHEDULE", help='Cron schedule, e.g. "0 3 * * *" (03:00 daily).')] = None,
     systemd: Annotated[bool, typer.Option("--systemd", help="Print a systemd service and timer unit instead.")] = False,
-    on_calendar: Annotated[str, typer.Option(help="The timer's OnCalendar (with --systemd).")] = "*-*-* 03:00:00",
+    on_calendar: Annotated[str, typer.Option(metavar="CALENDAR", help="The timer's OnCalendar (with --systemd).")] = "*-*-* 03:00:00",
     tabfile: Tabfile = None,
+    as_json: AsJson = False,
 ):
     """Add (or replace) the refresh entry for this work directory."""
     from . import schedule as S
@@ -507,43 +564,49 @@ def schedule_install(
 
     if systemd:
         service, timer = S.systemd_units(G.spec, G.config, on_calendar)
+        if _json(as_json):
+            emit({"service": service, "timer": timer}, [], True)
+            return
         print("# ~/.config/systemd/user/webtext-refresh.service\n" + service)
         print("# ~/.config/systemd/user/webtext-refresh.timer\n" + timer)
         print("# then: systemctl --user daemon-reload && systemctl --user enable --now webtext-refresh.timer")
         return
     if not cron:
         raise ConfigError("choose a schedule", 'Use --cron "0 3 * * *", or --systemd')
-    console.print(f"crontab entry written: {S.install(cron, G.spec, G.config, tabfile)}", highlight=False)
+    entry = S.install(cron, G.spec, G.config, tabfile)
+    emit({"installed": entry}, [f"crontab entry written: {entry}"], _json(as_json))
 
 
 @schedule_app.command("show")
-def schedule_show(tabfile: Tabfile = None):
+def schedule_show(tabfile: Tabfile = None, as_json: AsJson = False):
     """Print this work directory's refresh entry, if any."""
     from . import schedule as S
 
     entries = S.show(G.spec, tabfile)
-    print("\n".join(entries) if entries else f"no refresh scheduled for {G.spec}")
+    emit({"entries": entries}, entries or [f"no refresh scheduled for {G.spec}"], _json(as_json))
 
 
 @schedule_app.command("remove")
-def schedule_remove(tabfile: Tabfile = None):
+def schedule_remove(tabfile: Tabfile = None, as_json: AsJson = False):
     """Remove this work directory's refresh entry."""
     from . import schedule as S
 
-    console.print(f"{S.remove(G.spec, tabfile)} crontab entry(ies) removed")
+    n = S.remove(G.spec, tabfile)
+    emit({"removed": n}, [f"{n} crontab entry(ies) removed"], _json(as_json))
 
 
 @app.command()
 def remove(
-    url: Annotated[Optional[list[str]], typer.Option("--url", help="A URL to take out of the corpus, http and https alike (repeatable).")] = None,
-    domain: Annotated[Optional[list[str]], typer.Option("--domain", help="A domain: it and every subdomain (repeatable).")] = None,
-    prefix: Annotated[Optional[list[str]], typer.Option("--prefix", help="A URL prefix, either scheme (repeatable).")] = None,
+    url: Annotated[Optional[list[str]], typer.Option("--url", metavar="URL", help="A URL to take out of the corpus, http and https alike (repeatable).")] = None,
+    domain: Annotated[Optional[list[str]], typer.Option("--domain", metavar="DOMAIN", help="A domain: it and every subdomain (repeatable).")] = None,
+    prefix: Annotated[Optional[list[str]], typer.Option("--prefix", metavar="URL", help="A URL prefix, either scheme (repeatable).")] = None,
     file: Annotated[Optional[Path], typer.Option("--file", help="One per line: a URL, url:URL, domain:D or prefix:URL; # comments.")] = None,
-    reason: Annotated[str, typer.Option(help="Recorded with the takedown.")] = "",
+    reason: Annotated[str, typer.Option(metavar="TEXT", help="Recorded with the takedown.")] = "",
     apply: Annotated[bool, typer.Option(help="Cut a new corpus version now (else at the next shard or refresh).")] = True,
     purge: Annotated[bool, typer.Option("--purge", help="Also remove the pages' bytes from every stored form: WARC records, "
                                         "docs, dedup, clean, the tokenizer's parts, the current version and its nanoGPT export.")] = False,
     all_versions: Annotated[bool, typer.Option("--all-versions", help="With --purge: rewrite earlier corpus versions' token shards too.")] = False,
+    as_json: AsJson = False,
 ):
     """Takedowns: documents from these URLs, domains or prefixes leave the corpus from the
     next version on, and harvest and fetch never take them in again.
@@ -576,10 +639,12 @@ def remove(
         with _lock("remove", ctx):
             added = sum(ctx.state.add_takedown(t.key, t.value, reason, t.kind) for t in wanted)
             console.print(f"{added} takedown(s) recorded ({len(wanted) - added} already known)")
+            version = {}
             if apply and (G.workdir / "tokens" / "manifest.json").exists():
                 from .run import run_stage
 
                 st = run_stage(ctx, "shard")
+                version = {"version": st["info"]["version"], "removed_docs": st["info"].get("removed_docs", 0)}
                 console.print(f"corpus version {st['info']['version']}: {st['info'].get('removed_docs', 0)} "
                               "document(s) removed")
             if purge:
@@ -595,6 +660,9 @@ def remove(
                                   "rerun with --all-versions, or `webtext gc` those versions")
     finally:
         ctx.close()
+    if _json(as_json):          # the lines above went to stderr; the result, to stdout
+        emit({"takedowns": [{"kind": t.kind, "value": t.value} for t in wanted], "recorded": added,
+              "already_known": len(wanted) - added, **version}, [], True)
 
 
 @app.command()
@@ -613,21 +681,23 @@ def status(
     if G.config is not None:        # checked like every other command's: a missing or invalid file is an error
         load_config(G.config, {})
         st["config"] = str(G.config)
-    if as_json:
-        print(json.dumps(st, indent=2, default=str))
+    if _json(as_json):
+        emit(st, [], True)
     else:
         render_status(st, Console())
 
 
 @app.command()
 @_mirrored(keep=True)
-def pull():
+def pull(as_json: AsJson = False):
     """Download a bucket work directory (--workdir s3://... or gs://...) into the local
     scratch, bulk data included: e.g. on each node before `torchrun ... webtext train`."""
     if not is_url(G.spec):
-        console.print(f"{G.spec} is a local work directory: nothing to download")
+        emit({"workdir": G.spec, "local": str(G.workdir), "downloaded": False},
+             [f"{G.spec} is a local work directory: nothing to download"], _json(as_json))
         return
-    console.print(f"work directory ready in {G.workdir}")
+    emit({"workdir": G.spec, "local": str(G.workdir), "downloaded": True},
+         [f"work directory ready in {G.workdir}"], _json(as_json))
 
 
 @app.command()
@@ -646,7 +716,7 @@ def gc(
             res = collect_garbage(ctx.workdir, keep, force, symlink=ctx.store is None)
     finally:
         ctx.close()
-    print(gc_json(res) if as_json else render(res))
+    print(gc_json(res) if _json(as_json) else render(res))
 
 
 @app.command()
@@ -662,6 +732,7 @@ def report(
     funnel = collect(G.workdir)
     if not funnel["stages"]:
         raise MissingInputError(f"no stage output in {G.workdir}", "Run `webtext run` or `webtext demo` first")
+    as_json = _json(as_json)
     path = write_report(G.workdir, as_json=as_json, source=G.spec if is_url(G.spec) else None)
     if as_json:
         print(path.read_text())

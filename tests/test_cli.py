@@ -66,7 +66,7 @@ def test_tokenizer_train_then_shard_with_it(tmp_path):
     r = webtext("--workdir", str(tmp_path), "tokenizer", "train", "--vocab-size", "600")
     assert r.returncode == 0, r.stderr
     tok = tmp_path / "tokenizers" / "bpe-600.json"
-    assert tok.is_file() and "webtext shard --tokenizer" in r.stderr
+    assert tok.is_file() and "webtext shard --tokenizer" in r.stdout
     r = webtext("--workdir", str(tmp_path), "shard", "--tokenizer", str(tok))
     assert r.returncode == 0, r.stderr
     m = json.loads((tmp_path / "tokens" / "manifest.json").read_text())
@@ -212,3 +212,172 @@ def test_status_checks_its_config(tmp_path):
     cfg.write_text("[fetch]\nconcurrency = 8\n")
     r = webtext("--workdir", str(tmp_path), "--config", str(cfg), "status", "--json")
     assert r.returncode == 0 and json.loads(r.stdout)["config"] == str(cfg)
+
+
+# ---- what a command prints: a summary for a person, or with --json one JSON document on stdout ----
+
+def _docs_world(root: Path, folder: str = "docs") -> Path:
+    """A work directory whose ``folder`` holds 40 documents, 6 of them exact copies of others."""
+    import pyarrow.parquet as pq
+
+    from webtext.pipeline.demoweb import docstring_paragraphs
+
+    from conftest import doc_row, doc_table
+
+    texts = docstring_paragraphs()[:34]
+    rows = [doc_row(f"d{i}", t, url=f"http://s{i}.example/") for i, t in enumerate(texts + texts[:6])]
+    (root / folder).mkdir(parents=True)
+    pq.write_table(doc_table(rows), root / folder / f"{folder}-00000.parquet")
+    return root
+
+
+def _not_json(text: str) -> None:
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(text)
+
+
+def test_stage_prints_a_summary_and_json_only_when_asked(tmp_path):
+    import shutil
+
+    from webtext.pipeline.run import run_stage
+    from webtext.pipeline.summary import shown
+
+    from conftest import make_context
+
+    world = _docs_world(tmp_path / "world")
+    for name in ("human", "after", "before", "direct", "run"):
+        shutil.copytree(world, tmp_path / name)
+    human = webtext("--workdir", str(tmp_path / "human"), "--workers", "1", "dedup")
+    after = webtext("--workdir", str(tmp_path / "after"), "--workers", "1", "dedup", "--json")
+    before = webtext("--workdir", str(tmp_path / "before"), "--workers", "1", "--json", "dedup")
+    for r in (human, after, before):
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert "dedup" in r.stderr                  # progress stays on stderr
+    data = json.loads(after.stdout)                 # one JSON document, on stdout
+    assert json.loads(before.stdout) == data        # --json before or after the command: the same
+    ctx = make_context(tmp_path / "direct", workers=1)
+    try:
+        assert data == shown(run_stage(ctx, "dedup"))      # what the stage returns, unchanged
+    finally:
+        ctx.close()
+    assert (data["in"], data["out"], data["dropped"].get("exact_duplicate")) == (40, 34, 6)
+    _not_json(human.stdout)
+    out = human.stdout
+    assert "{" not in out and '"stage"' not in out
+    assert "dedup: 40 documents in -> 34 documents out (6 dropped) in " in out
+    assert "dropped: exact_duplicate 6" in out
+    assert f"output: {tmp_path / 'human'}/dedup/" in out
+    assert len(out.splitlines()) <= 8
+    r = webtext("--workdir", str(tmp_path / "run"), "--workers", "1", "run", "--stages", "dedup", "--json")
+    assert r.returncode == 0, r.stderr[-2000:]
+    ran = json.loads(r.stdout)                      # webtext run: every stage's result and the funnel
+    assert ran["results"] == [data] and [s["stage"] for s in ran["funnel"]["stages"]] == ["dedup"]
+
+
+def test_shard_summary_names_the_version_and_tokens(tmp_path):
+    import shutil
+
+    world = _docs_world(tmp_path / "world", "clean")
+    shutil.copytree(world, tmp_path / "j")
+    human = webtext("--workdir", str(world), "--workers", "1", "shard")
+    data = json.loads(webtext("--workdir", str(tmp_path / "j"), "--workers", "1", "shard", "--json").stdout)
+    assert human.returncode == 0, human.stderr[-2000:]
+    info = data["info"]
+    assert info["tokens_train"] >= 1000                    # so the count needs a thousands separator
+    assert f"shard: {data['in']:,} documents in -> {data['out']:,} documents out" in human.stdout
+    assert (f"corpus version 1: {info['docs_train']:,} train / {info['docs_val']:,} val documents, "
+            f"{info['tokens_train']:,} train / {info['tokens_val']:,} val tokens") in human.stdout
+    assert f"output: {world}/tokens/{info['folder']}/" in human.stdout
+
+
+def test_summary_lines_use_each_stage_units():
+    from webtext.pipeline.summary import drops, stage_lines
+
+    fetch = {"stage": "fetch", "in": 12_345, "out": 12_000, "dropped": {"http_4xx": 300, "robots_disallowed": 45},
+             "info": {"new_urls": 1_000, "bytes": 2_500_000, "recovered_wayback": 7, "archive_miss": 3},
+             "tasks_run": 3, "tasks_skipped": 5}
+    lines = stage_lines(fetch, "s3://b/w/", 75.0)
+    assert lines[0] == "fetch: 12,345 URLs in -> 12,000 pages out (345 dropped) in 1 min 15 s"
+    assert "  dropped: http_4xx 300, robots_disallowed 45" in lines
+    assert "  new URLs: 1,000, revisits: 0, downloaded: 2.5 MB" in lines
+    assert any("wayback 7" in x for x in lines) and lines[-1] == "  output: s3://b/w/warc/"
+    harvest = stage_lines({"stage": "harvest", "in": 9, "out": 1, "dropped": {"nsfw": 8}, "info": {}}, "w", 1)
+    assert harvest[0].startswith("harvest: 9 submissions in -> 1 URLs out")
+    assert stage_lines({"stage": "extract", "in": 2, "out": 2, "dropped": {}, "info": {}}, "w", 1)[0] \
+        .startswith("extract: 2 pages in -> 2 documents out")
+    many = {f"r{i}": 10 - i for i in range(7)}
+    assert drops(many) == "r0 10, r1 9, r2 8, r3 7, and 3 more reason(s) 15"
+
+
+def test_other_commands_print_json_only_with_json(tmp_path):
+    from typer.testing import CliRunner
+
+    tab = tmp_path / "crontab"
+    base = ["--workdir", str(tmp_path / "w"), "schedule"]
+    r = CliRunner().invoke(cli.app, [*base, "install", "--cron", "0 3 * * *", "--tabfile", str(tab)])
+    assert r.exit_code == 0 and "crontab entry written" in r.stdout
+    _not_json(r.stdout)
+    human = CliRunner().invoke(cli.app, [*base, "show", "--tabfile", str(tab)])
+    _not_json(human.stdout)
+    for args in ([*base, "show", "--tabfile", str(tab), "--json"], ["--json", *base, "show", "--tabfile", str(tab)]):
+        r = CliRunner().invoke(cli.app, args)
+        assert r.exit_code == 0, r.output
+        assert json.loads(r.stdout) == {"entries": human.stdout.splitlines()}
+    r = webtext("--workdir", str(tmp_path / "w"), "--json", "pull")
+    assert r.returncode == 0 and json.loads(r.stdout)["downloaded"] is False
+
+
+# ---- --help: flags show no metavar, values a meaningful one, never a Python type name ----
+
+def _command_tree():
+    """Every command and group of the CLI as (argv path, click command), the app itself first."""
+    import typer
+
+    root = typer.main.get_command(cli.app)
+    out, todo = [], [((), root)]
+    while todo:
+        path, cmd = todo.pop(0)
+        out.append((path, cmd))
+        if hasattr(cmd, "list_commands"):
+            ctx = cmd.make_context("webtext", [], resilient_parsing=True)
+            todo += [((*path, name), cmd.get_command(ctx, name)) for name in cmd.list_commands(ctx)]
+    return out
+
+
+def test_help_has_no_type_metavars():
+    from typer.testing import CliRunner
+
+    tree = _command_tree()
+    names = {" ".join(p) for p, _ in tree}
+    assert {"", "fetch", "tokenizer", "tokenizer train", "schedule install", "remove", "eval"} <= names
+    for path, cmd in tree:
+        r = CliRunner().invoke(cli.app, [*path, "--help"], env={"COLUMNS": "200"})
+        assert r.exit_code == 0, (path, r.output)
+        for bad in ("<bool>", "<str>", "<int>", "<float>", "<path>", "<list", " range>"):
+            assert bad not in r.output, f"{bad} in `webtext {' '.join(path)} --help`"
+        ctx = cmd.make_context("webtext", [], resilient_parsing=True)
+        for p in cmd.get_params(ctx):
+            if getattr(p, "is_flag", False):
+                assert p.metavar == "", (path, p.name)          # a flag: no metavar at all
+            elif p.param_type_name == "option":
+                assert p.metavar and p.metavar == p.metavar.upper() or "|" in p.metavar, (path, p.name, p.metavar)
+    fetch = CliRunner().invoke(cli.app, ["fetch", "--help"], env={"COLUMNS": "200"}).output
+    assert re.search(r"--timeout\s+SECONDS", fetch) and re.search(r"--ignore-robots\s+Do not fetch", fetch)
+    train = CliRunner().invoke(cli.app, ["train", "--help"], env={"COLUMNS": "200"}).output
+    assert re.search(r"--device\s+auto\|cpu\|cuda", train) and re.search(r"--steps\s+N\s", train)
+
+
+def test_flags_still_take_no_value():
+    import typer
+
+    root = typer.main.get_command(cli.app)
+    ctx = root.make_context("webtext", ["--json", "fetch"], resilient_parsing=True)
+    assert ctx.params["as_json"] is True
+    fetch = root.get_command(ctx, "fetch")
+    sub = fetch.make_context("fetch", ["--ignore-robots", "--allow-private", "--concurrency", "3", "--json"])
+    assert (sub.params["ignore_robots"], sub.params["allow_private"], sub.params["concurrency"],
+            sub.params["as_json"]) == (True, True, 3, True)
+    extract = root.get_command(ctx, "extract")
+    assert extract.make_context("extract", ["--no-dates"]).params["dates"] is False
+    r = webtext("fetch", "--ignore-robots", "yes")
+    _one_line_error(r, "yes")                               # a flag given a value: a usage error
