@@ -5,8 +5,16 @@
 PYTHON   ?= python3
 VENV     ?= .venv
 BIN      := $(VENV)/bin
-# The CPU wheel of torch; use TORCH_SPEC=torch for a CUDA build on a GPU machine.
-TORCH_SPEC ?= torch==2.13.0
+# torch comes from pip's index. TORCH_INDEX empty (the default) means pip's own
+# configuration: on a stock Linux machine that is PyPI, whose torch==2.13.0 is the CUDA
+# build (with several GB of NVIDIA libraries); here, on CI, pip is configured with a
+# local CPU wheel. For the CPU-only build from PyTorch's own index:
+#   make setup TORCH_INDEX=https://download.pytorch.org/whl/cpu     (or: make setup-cpu)
+# setup installs once: to switch builds, `rm -r $(VENV)` first. The last line of setup
+# says which build it installed (torch version, and CUDA version or "CPU build").
+TORCH_SPEC  ?= torch==2.13.0
+TORCH_INDEX ?=
+TORCH_CPU_INDEX := https://download.pytorch.org/whl/cpu
 WORKDIR  ?= work
 DEMO_DIR ?= work/demo
 CONFIG   ?= webtext.toml
@@ -25,15 +33,20 @@ else
   train_stages = train
 endif
 
-.PHONY: setup demo crawl dedup shard train refresh report screenshot test clean
+.PHONY: setup setup-cpu demo crawl dedup shard train refresh report screenshot test clean
 
 setup: $(VENV)/.installed
+
+setup-cpu:        ## setup with the CPU-only torch from PyTorch's index
+	$(MAKE) setup TORCH_INDEX=$(TORCH_CPU_INDEX)
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/pip install --quiet $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX) )"$(TORCH_SPEC)"
 	$(BIN)/pip install --quiet -e ".[test]"
+	@$(BIN)/python -c "import torch; c = torch.version.cuda; \
+	  print('installed torch', torch.__version__, f'(CUDA {c} build)' if c else '(CPU build)')"
 	touch $@
 
 demo: setup
