@@ -741,7 +741,7 @@ def report(
         console.print(f"report written: {path}")
 
 
-GLOBAL_OPTIONS = ("--workdir", "--config", "--workers", "--executor", "--ray-address")
+GLOBAL_OPTIONS = ("--workdir", "--config", "--workers", "--executor", "--ray-address", "--json")
 
 
 def _usage_error(e) -> str:

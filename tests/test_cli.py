@@ -381,3 +381,28 @@ def test_flags_still_take_no_value():
     assert extract.make_context("extract", ["--no-dates"]).params["dates"] is False
     r = webtext("fetch", "--ignore-robots", "yes")
     _one_line_error(r, "yes")                               # a flag given a value: a usage error
+
+
+def test_train_and_eval_summaries():
+    from webtext.pipeline.summary import eval_lines, train_lines
+
+    run = {"steps": 1_200, "final_train_loss": 3.21, "final_val_loss": 3.5, "tokens_per_s": 45_678.9, "mfu": None,
+           "device": "cuda", "world_size": 8, "params": 124_439_808, "model": "gpt2", "tokens_seen": 589_824_000,
+           "_trained": True}
+    lines = train_lines(run, "work/runs/gpt2", 3_725)
+    assert lines[0] == ("train: gpt2 model (124.44M parameters) on 8 x cuda: 1,200 steps, 589,824,000 tokens "
+                        "in 1 h 02 min")
+    assert lines[1] == "  loss: train 3.210, val 3.500; 45,679 tokens/s"
+    assert "work/runs/gpt2/" in lines[2]
+    assert train_lines({**run, "_trained": False}, "w/runs/x", 0.1) == ["train: w/runs/x already at step 1,200: nothing to do"]
+    lines = eval_lines([{"benchmark": "wikitext2", "task": "perplexity", "tokens": 12_345, "words": 9_000,
+                         "token_ppl": 1234.5, "word_ppl": 2345.6, "bits_per_byte": 1.5},
+                        {"benchmark": "lambada", "task": "last word", "examples": 500, "accuracy": 0.25, "ppl": 99.0}],
+                       "w/runs/x/eval.json")
+    assert lines == ["wikitext2: word perplexity 2,345.60, token perplexity 1,234.50, 1.500 bits/byte over 12,345 tokens",
+                     "lambada: last-word accuracy 25.0% over 500 passages (perplexity 99.00)",
+                     "written: w/runs/x/eval.json"]
+
+
+def test_json_before_a_subcommand_group_says_where_it_goes():
+    _one_line_error(webtext("tokenizer", "--json", "train"), "--json is a global option", "webtext --json")
