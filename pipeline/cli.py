@@ -741,6 +741,67 @@ def report(
         console.print(f"report written: {path}")
 
 
+classifier_app = WebtextTyper(no_args_is_help=True, help="GPT-3's quality classifier: a logistic regression on hashed "
+                                                         "word counts, the corpus against a negative set.")
+app.add_typer(classifier_app, name="classifier")
+
+
+@classifier_app.command("train")
+@_mirrored()
+def classifier_train(
+    negative: Annotated[Optional[list[Path]], typer.Option(
+        "--negative", metavar="PATH", help="Negative documents (required, repeatable): docs tables (Parquet with a "
+                                           "text column) or WARC files (.warc.gz, .warc; the HTML pages' text), or folders of them.")] = None,
+    positive: Annotated[Optional[list[Path]], typer.Option(
+        "--positive", metavar="PATH", help="Positive documents, as --negative (repeatable; default: the work directory's clean/).")] = None,
+    out: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Model folder to write (default <workdir>/classifier).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the validation split and of the sample under --max-docs.")] = 0,
+    max_docs: Annotated[int, typer.Option(min=1, help="Documents per class at most (bounds memory: about 5 KB a document).")] = 100_000,
+    val_fraction: Annotated[float, typer.Option(min=0.01, max=0.5, help="Share of documents held out for the AUC.")] = 0.1,
+    c: Annotated[float, typer.Option("--c", min=1e-6, help="Inverse L2 strength (scikit-learn's C): higher gives more confident "
+                                                     "scores, which GPT-3's Pareto rule reads as they are.")] = 1.0,
+    as_json: AsJson = False,
+):
+    """Fit the quality classifier: positives (the corpus) against negatives; report held-out AUC."""
+    from webtext.stages.classifier import ClassifierConfig, train as train_classifier
+
+    from .errors import ConfigError, MissingInputError
+
+    if not negative:
+        raise ConfigError("no negatives given", "Give --negative PATH (Parquet docs tables or WARC files, or folders of them)")
+    if not positive and not any((G.workdir / "clean").glob("*.parquet")):
+        raise MissingInputError(f"no corpus in {G.workdir / 'clean'} to take as positives",
+                                "Run `webtext run` first, or give --positive PATH")
+    out = out or G.workdir / "classifier"
+    res = train_classifier(positive or [G.workdir / "clean"], negative, out,
+                           ClassifierConfig(C=c, seed=seed, max_docs=max_docs, val_fraction=val_fraction))
+    v, pos, neg = res["validation"], res["positives"], res["negatives"]
+    auc = f"AUC {v['auc']:.4f}, accuracy {v['accuracy']:.3f}" if v["auc"] is not None else "no AUC (a class has no held-out documents)"
+    emit(res, [f"classifier written: {out}",
+               f"  positives {pos['train']:,} train + {pos['val']:,} held out; negatives {neg['train']:,} + {neg['val']:,}",
+               f"  held out: {auc}  (use: webtext classifier score --model {out} --out DIR PATH...)"], _json(as_json))
+
+
+@classifier_app.command("score")
+@_mirrored()
+def classifier_score(
+    inputs: Annotated[list[Path], typer.Argument(metavar="PATH...", help="Docs tables (Parquet with a text column) or folders of them.")],
+    model: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Model folder (default <workdir>/classifier).")] = None,
+    out: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Folder for the scored tables (same file names).")] = None,
+    in_place: Annotated[bool, typer.Option("--in-place", help="Rewrite each input with the column instead (atomically).")] = False,
+    seed: Annotated[int, typer.Option(help="Seed of the Pareto rule whose kept count is reported.")] = 0,
+    as_json: AsJson = False,
+):
+    """Add a quality_score column (0-1) to docs tables; report what GPT-3's rule, pareto(9) > 1 - score, keeps."""
+    from webtext.stages.classifier import score
+
+    res = score(model or G.workdir / "classifier", inputs, out, in_place, seed=seed)
+    rows, mean, kept = res["rows"], res["mean_score"], res["pareto"]["kept"]
+    emit(res, [f"scored {rows:,} documents in {len(res['files'])} file(s)"
+               + (f": mean quality_score {mean:.3f}" if rows else ""),
+               f"  pareto(9) > 1 - score would keep {kept:,} of {rows:,}"], _json(as_json))
+
+
 GLOBAL_OPTIONS = ("--workdir", "--config", "--workers", "--executor", "--ray-address", "--json")
 
 
