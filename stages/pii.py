@@ -49,7 +49,7 @@ _EMAIL = re.compile(
     r"@((?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,8}([A-Za-z]{2,24}))"
     r"(?![\w-]|\.[A-Za-z0-9]|:[\w/~])")
 _IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w]|\.\d)")
-_IPV6 = re.compile(r"(?<![\w:.])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:(?<=:)(?:\d{1,3}\.){3}\d{1,3})?(?![\w:.])")
+_IPV6 = re.compile(r"(?<![\w:.])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:(?<=:)(?:\d{1,3}\.){3}\d{1,3})?(?![\w:]|\.\w)")
 _VERSION_BEFORE = re.compile(
     r"(?i)(?:\bversion|\bver\.?|\bv\.?|\bbuild|\brelease|\brelease[ds]?|\bfirmware|\bupdate|\bkb|\bsp|\bpatch"
     r"|\bpython|\bjava|\bnode(?:\.?js)?|\bchrome|\bfirefox|\bwindows|\bandroid|\bios|\bmacos|\bno\.?|#)\s*$")
