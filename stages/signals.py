@@ -48,7 +48,7 @@ c4_line_count          non-empty lines; the C4 line filters then count, in TFDS'
                        ``c4_policy_lines`` (terms of use, privacy policy, cookie policy, uses
                        cookies, use of cookies, use cookies), and keep ``c4_kept_lines``
 c4_kept_line_share     c4_kept_lines / c4_line_count (1 - the share C4 removes)
-c4_punct_line_share    non-empty lines ending in C4's terminal punctuation (order-free)
+c4_punct_line_share    non-empty lines ending in C4's terminal punctuation, citations removed
 c4_lorem_ipsum         1 if "lorem ipsum" is in a line that passed punctuation and words
 c4_curly_brace         1 if "{" is in such a line that does not mention javascript
 c4_sentence_count      sentences in the lines C4 keeps
@@ -218,15 +218,14 @@ def _c4(text: str) -> dict[str, int | float]:
         if not line:
             continue
         c["c4_line_count"] += 1
+        words = line.split()
+        if "[" in line:                                  # citations go before the punctuation test
+            line = _C4_CITATION.sub("", line)
         ends_ok = line.endswith(_C4_END) and not line.endswith("...")
         punct += ends_ok
-        words = line.split()
         if any(len(w) > 1000 for w in words):
             c["c4_long_word_lines"] += 1
             continue
-        if "[" in line:
-            line = _C4_CITATION.sub("", line)
-            ends_ok = line.endswith(_C4_END) and not line.endswith("...")
         if not ends_ok:
             c["c4_no_punct_lines"] += 1
             continue
