@@ -106,9 +106,15 @@ def sources(specs: Iterable[Path], what: str, warc: bool = True) -> list[Source]
     return found
 
 
-def _parquet_texts(src: Source) -> Iterator[str]:
+def _parquet_texts(src: Source, rows: np.ndarray | None) -> Iterator[str]:
+    """The texts of the rows where ``rows`` (a boolean mask of the file's rows) is set, or all."""
+    start = 0
     for batch in pq.ParquetFile(src.path).iter_batches(columns=["text"], batch_size=BATCH):
-        for text in batch.column(0).to_pylist():
+        col = batch.column(0)
+        if rows is not None:
+            col = col.filter(pa.array(rows[start:start + len(col)]))
+        start += len(batch)
+        for text in col.to_pylist():
             if text:
                 yield text
             else:
@@ -139,12 +145,36 @@ def _warc_texts(src: Source) -> Iterator[str]:
                 src.skipped += 1
 
 
-def texts(srcs: list[Source]) -> Iterator[str]:
-    """Every text of ``srcs`` in order, counted on its Source."""
+def texts(srcs: list[Source], sample: dict[Path, np.ndarray] | None = None) -> Iterator[str]:
+    """Every text of ``srcs`` (of ``sample``'s rows where given) in order, counted on its Source."""
     for src in srcs:
-        for text in (_parquet_texts if src.kind == "parquet" else _warc_texts)(src):
+        it = _parquet_texts(src, sample and sample[src.path]) if src.kind == "parquet" else _warc_texts(src)
+        for text in it:
             src.docs += 1
             yield text
+
+
+def _mix(x: np.ndarray, seed: int) -> np.ndarray:
+    """splitmix64 (Steele, Lea and Flood 2014) of uint64 ``x``: 64 well-mixed bits per integer."""
+    z = x + np.uint64(((seed + 1) * 0x9E3779B97F4A7C15) % 2**64)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def sample_rows(srcs: list[Source], cap: int, seed: int) -> dict[Path, np.ndarray] | None:
+    """Which rows of the Parquet ``srcs`` to read when they hold more than ``cap``: a boolean
+    mask per file, ``cap`` rows in all, chosen uniformly by a seeded hash of (file, row)
+    from the files' row counts alone (no text read). None: read everything (within the
+    cap, or a WARC source, whose pages are only known by reading them: taken in order)."""
+    if any(s.kind != "parquet" for s in srcs):
+        return None
+    counts = [pq.ParquetFile(s.path).metadata.num_rows for s in srcs]
+    if sum(counts) <= cap:
+        return None
+    keys = [_mix(np.arange(n, dtype=np.uint64) + np.uint64(i << 40), seed) for i, n in enumerate(counts)]
+    cut = np.partition(np.concatenate(keys), cap - 1)[cap - 1]
+    return {s.path: k <= cut for s, k in zip(srcs, keys)}
 
 
 def _unit(key: str, seed: int) -> float:
@@ -208,14 +238,11 @@ def _hashed(model: Model, srcs: list[Source], cfg: ClassifierConfig):
 
     Text is hashed a batch at a time, so only the sparse features of the class stay in
     memory. A text's split comes from a hash of the text: duplicates share a split, and
-    the split is the same whatever the order of the files. When the Parquet sources hold
-    more rows than the cap, each text is kept with probability cap / rows (a hash again),
-    so the sample spans every file; WARC texts are taken in order up to the cap.
+    the split is the same whatever the order of the files. Over the cap, ``sample_rows``
+    picks the rows.
     """
     from scipy.sparse import csr_matrix, vstack
 
-    rows = sum(pq.ParquetFile(s.path).metadata.num_rows for s in srcs if s.kind == "parquet")
-    share = cfg.max_docs / rows if rows > cfg.max_docs and all(s.kind == "parquet" for s in srcs) else 1.0
     parts: dict[bool, list] = {False: [], True: []}
     batch: dict[bool, list[str]] = {False: [], True: []}
     n = 0
@@ -225,9 +252,7 @@ def _hashed(model: Model, srcs: list[Source], cfg: ClassifierConfig):
             parts[val].append(model.features(batch[val]))
             batch[val] = []
 
-    for text in texts(srcs):
-        if share < 1 and _unit(text, cfg.seed + 1) >= share:
-            continue
+    for text in texts(srcs, sample_rows(srcs, cfg.max_docs, cfg.seed)):
         val = _unit(text, cfg.seed) < cfg.val_fraction
         batch[val].append(text)
         if len(batch[val]) >= BATCH:

@@ -219,3 +219,14 @@ def test_cli_errors_are_one_line(demo_run, negatives, tmp_path):
     one_line_error(webtext(*w, "score", "--model", str(tmp_path / "m"), "--out", str(tmp_path / "o"),
                            str(negatives["parquet"])), "no classifier in")
     assert not (tmp_path / "m").exists()
+
+
+def test_max_docs_samples_across_the_files(demo_run, negatives, tmp_path):
+    info = train([demo_run / "clean"], [negatives["parquet"]], tmp_path / "m", ClassifierConfig(max_docs=30, seed=1))
+    for side in ("positives", "negatives"):
+        n = info[side]["train"] + info[side]["val"]
+        assert n == 30, (side, n)
+    # the sample is spread by a hash, not the first 30 rows: shards past them give some
+    srcs = info["positives"]["sources"]
+    starts = np.cumsum([0] + [pq.ParquetFile(s["path"]).metadata.num_rows for s in srcs])
+    assert sum(s["docs"] for s, start in zip(srcs, starts) if start >= 30) > 5
