@@ -802,6 +802,41 @@ def classifier_score(
                f"  pareto(9) > 1 - score would keep {kept:,} of {rows:,}"], _json(as_json))
 
 
+@app.command()
+@_mirrored()
+def compare(
+    reference: Annotated[Path, typer.Option(
+        metavar="FILE.JSONL", help="Reference documents, one JSON object with a text field a line: OpenAI's WebText "
+                                   "samples (webtext.test.jsonl, webtext.valid.jsonl, webtext.train.jsonl), or your own "
+                                   "lines with an optional url field.")],
+    threshold: Annotated[Optional[list[float]], typer.Option(
+        "--threshold", metavar="J", help="Jaccard thresholds (repeatable; default 0.5 0.7 0.8 0.9); the dedup threshold "
+                                         "is always added.")] = None,
+    verify: Annotated[str, typer.Option(metavar="exact|estimate", help="exact: candidate pairs' Jaccard from their "
+                                                                      "shingles | estimate: from MinHash.")] = "exact",
+    run_name: Annotated[Optional[str], typer.Option(
+        metavar="NAME", help="Also report the perplexity of runs/NAME/ckpt.pt on the reference.")] = None,
+    ppl_docs: Annotated[int, typer.Option(min=1, help="Reference documents scored for perplexity (a seeded sample).")] = 500,
+    device: Device = "auto",
+    as_json: AsJson = False,
+):
+    """How close clean/ is to a WebText sample: the share of reference documents with a near-duplicate in the corpus
+    and of the corpus in the reference, what identifies the missing ones, and a run's perplexity on them
+    (reports/compare.json)."""
+    from .compare import DEFAULT_THRESHOLDS, CompareConfig, compare as run_compare
+    from .comparereport import summary_lines
+
+    cfg = load_config(G.config, {"run": {"workers": G.workers}})
+    ccfg = CompareConfig(dedup=cfg.dedup, thresholds=list(threshold or DEFAULT_THRESHOLDS), verify=verify,
+                         workers=cfg.run.workers, ppl_docs=ppl_docs)
+    model = None
+    if run_name:                    # (name, checkpoint, GPT, device)
+        name, dev, ck, gpt = _checkpoint(run_name, device)
+        model = (name, ck, gpt, dev)
+    report = run_compare(G.workdir, reference, ccfg, model, log=lambda m: console.print(m, highlight=False))
+    emit(report, summary_lines(report, str(G.workdir / "reports" / "compare.json")), _json(as_json))
+
+
 GLOBAL_OPTIONS = ("--workdir", "--config", "--workers", "--executor", "--ray-address", "--json")
 
 
