@@ -1,75 +1,58 @@
-"""Zero-shot evaluation and sampling from a checkpoint (``webtext eval``, ``webtext sample``).
+"""Zero-shot evaluation and sampling (``webtext eval``, ``webtext sample``).
 
-Language-modelling benchmarks as in the GPT-2 paper's Table 3:
+The GPT-2 paper's Table 3 sets and HellaSwag, scored the same way for our checkpoints
+and for Hugging Face GPT-2 checkpoints (``webtext eval --hf``, loaded by model/hf.py into
+our GPT class). Every scored text starts after one ``<|endoftext|>``, as documents do in
+training. The registry (data/benchmarks.toml) maps names to files and formats.
 
-- **WikiText-2** (``wikitext2``: the tokenized ``wiki.test.tokens``; ``wikitext2-raw``:
-  ``wiki.test.raw``) and **PTB** (``ptb``: ``ptb.test.txt``). The test file is read whole,
-  detokenized, encoded with the run's tokenizer, preceded by one ``<|endoftext|>``, and
-  scored with overlapping windows of ``block_size`` tokens: after the first window,
-  each window scores only its last ``stride`` tokens (default ``block_size / 2``), so
-  every token is predicted once with at least ``block_size - stride`` tokens of
-  context. We report the perplexity per BPE token and per word, where the word count is
-  the number of whitespace-separated tokens of the original (not detokenized) file,
-  so word-level figures compare across tokenizers.
-- **LAMBADA** (``lambada``: ``lambada_test.jsonl``): each passage's last word (after its
-  last space) is the target. Accuracy: every token of `` word`` is the model's greedy
-  choice given the passage before it. Perplexity: exp of the mean over passages of the
-  target word's summed negative log-likelihood (per word, as the paper reports it).
-  No stop-word filter and no extra tokens are used.
-
-Detokenization (the paper used invertible detokenizers to undo the benchmarks'
-pre-processing; ours are rule lists, below, not guaranteed invertible):
-
-- WikiText: ``" @-@ "`` -> ``-``, ``" @,@ "`` -> ``,``, ``" @.@ "`` -> ``.``; no space
-  before ``, . ; : ! ? ) ]`` or after ``( [``; ``" 's"`` and other clitics rejoined;
-  heading markers ``= = x = =`` -> ``== x ==``. ``<unk>`` is kept as the literal text.
-- PTB: clitics rejoined (``" n't"``, ``" 's"``, ``" 're"``...), no space before
-  punctuation, ``\\/`` -> ``/``. ``<unk>`` and the number token ``N`` are kept.
+- **Perplexity / bits per character** (WikiText-2/103, PTB, 1BW; enwik8, text8): the
+  test file is detokenized (model/evalsets.py), encoded whole, and scored with
+  overlapping windows of ``block_size`` tokens: after the first window, each window
+  scores only its last ``stride`` tokens (default ``block_size / 2``). The summed NLL is
+  divided by the publisher's units (words + one ``<eos>`` per line; bytes; characters),
+  with or without ``--limit`` (then the units of the scored prefix).
+- **LAMBADA** (OpenAI's ``lambada_test.jsonl``): the target is each passage's last word
+  (after its last space). Perplexity: exp of the mean over passages of the target
+  word's summed NLL. ``accuracy``: every token of `` word`` is the greedy choice given the
+  passage and the target's earlier tokens (no filter). ``accuracy_stopword``: the same,
+  but the first token is the likeliest one that starts a word (a leading space, then a
+  letter or digit) and is not an English stop word (``STOP_WORDS``) - our reading of the
+  paper's "stop-word filter", whose code was not published. The paper's 45.99% (117M)
+  is the filtered figure (its text: 52.66% without, 63.24% with, for 1542M).
+- **CBT-CN / CBT-NE**: for each of the 10 candidates, the log-probability of the
+  candidate and the rest of the question sentence, given the 20 context sentences and
+  the question up to the blank (the paper's protocol); the likeliest is the answer.
+- **HellaSwag** (``hellaswag_val.jsonl``, as nanoGPT/llm.c): each ending `` ending`` after
+  ``ctx``; ``acc`` picks the least summed loss, ``acc_norm`` the least mean loss per token.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import re
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from webtext.pipeline.errors import ConfigError
-from webtext.stages.benchmarks import Benchmark, load_registry, resolve
+from webtext.pipeline.errors import ConfigError, MissingInputError
+from webtext.stages.benchmarks import Benchmark, load_registry, read_cbt, read_hellaswag, resolve
 from webtext.stages.tokenizer import TokenizerSpec, decoder, encoder
 
+from .evalsets import detokenize_ptb, detokenize_wikitext, fill, lm_text
 from .gpt import GPT
 
-EVAL_SETS = ("wikitext2", "ptb", "lambada")
-_CLITICS = re.compile(r" (n't|'s|'re|'ve|'m|'ll|'d)\b")
-_NO_SPACE_BEFORE = re.compile(r" ([,.;:!?)\]}])")
-_NO_SPACE_AFTER = re.compile(r"([(\[{]) ")
-_HEADING = re.compile(r"^( ?(?:= )+)(.*?)((?: =)+) ?$", re.M)
-
-
-def detokenize_wikitext(text: str) -> str:
-    s = text.replace(" @-@ ", "-").replace(" @,@ ", ",").replace(" @.@ ", ".")
-    s = _HEADING.sub(lambda m: "=" * m.group(1).count("=") + " " + m.group(2).strip() + " "
-                     + "=" * m.group(3).count("="), s)
-    s = _CLITICS.sub(r"\1", s)
-    s = _NO_SPACE_BEFORE.sub(r"\1", s)
-    s = _NO_SPACE_AFTER.sub(r"\1", s)
-    return s
-
-
-def detokenize_ptb(text: str) -> str:
-    s = text.replace("\\/", "/")
-    s = _CLITICS.sub(r"\1", s)
-    s = _NO_SPACE_BEFORE.sub(r"\1", s)
-    s = _NO_SPACE_AFTER.sub(r"\1", s)
-    return "\n".join(line.strip() for line in s.splitlines())
-
-
-DETOKENIZERS = {"wikitext-tokens": detokenize_wikitext, "wikitext": detokenize_wikitext, "ptb": detokenize_ptb}
+PAPER_SETS = ("lambada", "cbt-cn", "cbt-ne", "wikitext2", "ptb", "enwik8", "text8", "wikitext103", "1bw")
+EVAL_SETS = (*PAPER_SETS, "hellaswag")   # the default: those whose files are present
+__all__ = ["detokenize_ptb", "detokenize_wikitext"]
+# NLTK's English stop-word list (the 127 lower-case words of its first release).
+STOP_WORDS = frozenset("""i me my myself we our ours ourselves you your yours yourself yourselves he him his
+himself she her hers herself it its itself they them their theirs themselves what which who whom this that these
+those am is are was were be been being have has had having do does did doing a an the and but if or because as
+until while of at by for with about against between into through during before after above below to from up down
+in out on off over under again further then once here there when where why how all any both each few more most
+other some such no nor not only own same so than too very s t can will just don should now""".split())
 
 
 def tokenizer_of(ck: dict) -> TokenizerSpec:
@@ -124,34 +107,117 @@ def stream_nll(model: GPT, ids: list[int], eot: int, stride: int | None = None, 
 
 
 @torch.no_grad()
-def lambada(model: GPT, passages: list[str], encode, batch_size: int = 16, device: str = "cpu") -> dict:
-    block = model.cfg.block_size
-    items = []
+def score_continuations(model: GPT, pairs: list[tuple[list[int], list[int]]], batch_size: int = 8,
+                        device: str = "cpu", first_dist: bool = False) -> list[tuple]:
+    """For each (context ids, continuation ids): (log-probabilities of the continuation's
+    tokens (k,), whether each is the greedy choice (k,), and with ``first_dist`` the
+    log-probabilities over the vocabulary at its first token (V,), else None). A context
+    too long for ``block_size`` loses its oldest tokens."""
+    block, out = model.cfg.block_size, []
+    for lo in range(0, len(pairs), batch_size):
+        rows = [((c + t)[-(block + 1):], len(t)) for c, t in pairs[lo:lo + batch_size]]
+        x = np.zeros((len(rows), max(len(s) for s, _ in rows) - 1), dtype=np.int64)
+        for r, (s, _) in enumerate(rows):
+            x[r, : len(s) - 1] = s[:-1]
+        logits, _ = model(torch.from_numpy(x).to(device))
+        for r, (s, k) in enumerate(rows):
+            lp = F.log_softmax(logits[r, len(s) - 1 - k: len(s) - 1, : model.cfg.vocab_size].float(), dim=-1)
+            tgt = torch.tensor(s[-k:], device=lp.device)
+            picked = lp.gather(-1, tgt.unsqueeze(-1)).squeeze(-1)
+            out.append((picked.cpu(), (lp.argmax(-1) == tgt).cpu(), lp[0].cpu() if first_dist else None))
+    return out
+
+
+def word_starts(spec: TokenizerSpec, vocab_size: int) -> torch.Tensor:
+    """(V,) bool: tokens that begin a word that is not a stop word (a space, then a letter
+    or digit; the stripped, lower-cased token text not in ``STOP_WORDS``)."""
+    decode = decoder(spec)
+    ok = torch.zeros(vocab_size, dtype=torch.bool)
+    for i in range(vocab_size):
+        t = decode([i]) if i != spec.eot else ""
+        ok[i] = t[:1] == " " and t[1:2].isalnum() and t.strip().lower() not in STOP_WORDS
+    return ok
+
+
+def lambada(model: GPT, passages: list[str], spec: TokenizerSpec, batch_size: int = 16, device: str = "cpu") -> dict:
+    encode = encoder(spec)
+    pairs = []
     for p in passages:
         ctx, _, word = p.strip().rpartition(" ")
-        c, t = encode([ctx])[0], encode([" " + word])[0]
-        items.append(((c + t)[-(block + 1):], len(t)))
-    correct, nll = 0, 0.0
-    for lo in range(0, len(items), batch_size):
-        group = items[lo:lo + batch_size]
-        width = max(len(s) for s, _ in group) - 1
-        x = np.zeros((len(group), width), dtype=np.int64)
-        for r, (s, _) in enumerate(group):
-            x[r, : len(s) - 1] = s[:-1]
-        lp = _logprobs(model, torch.from_numpy(x).to(device))
-        for r, (s, k) in enumerate(group):
-            pos = torch.arange(len(s) - 1 - k, len(s) - 1, device=lp.device)
-            tgt = torch.tensor(s[-k:], device=lp.device)
-            row = lp[r, pos]
-            nll -= float(row.gather(-1, tgt.unsqueeze(-1)).sum())
-            correct += bool((row.argmax(-1) == tgt).all())
+        pairs.append(([spec.eot] + encode([ctx])[0], encode([" " + word])[0]))
+    scores = score_continuations(model, pairs, batch_size, device, first_dist=True)
+    allowed = word_starts(spec, model.cfg.vocab_size)
+    nll, correct, correct_sw = 0.0, 0, 0
+    for (_, tgt), (lp, hits, first) in zip(pairs, scores):
+        nll -= float(lp.sum())
+        correct += bool(hits.all())
+        pick = int(first.masked_fill(~allowed, -math.inf).argmax())
+        correct_sw += pick == tgt[0] and bool(hits[1:].all())
+    n = max(1, len(pairs))
+    return {"examples": len(pairs), "accuracy": correct / n, "accuracy_stopword": correct_sw / n,
+            "ppl": math.exp(nll / n)}
+
+
+def cbt(model: GPT, b: Benchmark, spec: TokenizerSpec, limit: int | None, batch_size: int, device: str) -> dict:
+    encode, items, pairs = encoder(spec), [], []
+    for ex in read_cbt(b.path):
+        context = detokenize_ptb(" ".join(ex.context))
+        question = detokenize_ptb(ex.question)
+        items.append(ex)
+        for c in ex.candidates:
+            head, rest = fill(context + " " + question, c)
+            pairs.append(([spec.eot] + encode([head])[0], encode([rest])[0]))
+        if limit and len(items) >= limit:
+            break
+    scores = iter(score_continuations(model, pairs, batch_size, device))
+    correct = 0
+    for ex in items:
+        lp = [float(next(scores)[0].sum()) for _ in ex.candidates]
+        correct += ex.candidates[int(np.argmax(lp))] == ex.answer
+    return {"benchmark": b.name, "task": "cloze", "examples": len(items), "accuracy": correct / max(1, len(items))}
+
+
+def hellaswag(model: GPT, b: Benchmark, spec: TokenizerSpec, limit: int | None, batch_size: int, device: str) -> dict:
+    """As llm.c's dev/data/hellaswag.py: no EOT before ``ctx`` (so its figures compare)."""
+    encode, items, pairs = encoder(spec), [], []
+    for ex in read_hellaswag(b.path):
+        items.append(ex)
+        ctx = encode([ex.context])[0]
+        pairs += [(ctx, encode([" " + e])[0]) for e in ex.endings]
+        if limit and len(items) >= limit:
+            break
+    scores = iter(score_continuations(model, pairs, batch_size, device))
+    acc = acc_norm = 0
+    for ex in items:
+        lp = [next(scores)[0] for _ in ex.endings]
+        acc += int(np.argmax([float(x.sum()) for x in lp])) == ex.label
+        acc_norm += int(np.argmax([float(x.mean()) for x in lp])) == ex.label
     n = max(1, len(items))
-    return {"examples": len(items), "accuracy": correct / n, "ppl": math.exp(nll / n)}
+    return {"benchmark": b.name, "task": "multiple choice", "examples": len(items), "acc": acc / n,
+            "acc_norm": acc_norm / n}
+
+
+def perplexity(model: GPT, b: Benchmark, spec: TokenizerSpec, device: str = "cpu", stride: int | None = None,
+               limit: int | None = None, batch_size: int = 8) -> dict:
+    t = lm_text(b)
+    ids = encoder(spec)([t.text])[0]
+    units = t.total_units()
+    if limit:
+        ids = ids[:limit]
+        units = t.units_in_prefix(len(decoder(spec)(ids)))     # the scored prefix's units
+    nll, n = stream_nll(model, ids, spec.eot, stride, batch_size, device)
+    out = {"benchmark": b.name, "task": "perplexity" if t.unit == "word" else "bits per character",
+           "tokens": n, "units": units, "unit": t.unit, "token_ppl": math.exp(nll / max(1, n))}
+    if t.unit == "word":
+        out["word_ppl"] = math.exp(nll / max(1, units))
+    else:
+        out["bpc"] = nll / math.log(2) / max(1, units)
+    return out
 
 
 def evaluate_benchmark(model: GPT, b: Benchmark, spec: TokenizerSpec, device: str = "cpu",
                        stride: int | None = None, limit: int | None = None, batch_size: int = 8) -> dict:
-    encode = encoder(spec)
+    """One set's scores; ``limit`` keeps the first N tokens (perplexity) or examples."""
     if b.format == "jsonl":                   # LAMBADA-style: last word of each passage
         passages = []
         with b.path.open(encoding="utf-8") as f:
@@ -160,28 +226,27 @@ def evaluate_benchmark(model: GPT, b: Benchmark, spec: TokenizerSpec, device: st
                     passages.append(json.loads(line)[b.field])
                 if limit and len(passages) >= limit:
                     break
-        return {"benchmark": b.name, "task": "last word", **lambada(model, passages, encode, batch_size, device)}
-    if b.format not in DETOKENIZERS:
-        raise ConfigError(f"benchmark {b.name} has format {b.format}; eval reads wikitext, wikitext-tokens, "
-                          "ptb (perplexity) and jsonl (last-word accuracy)")
-    raw = b.path.read_text(encoding="utf-8", errors="replace")
-    text = DETOKENIZERS[b.format](raw)
-    ids = encode([text])[0]
-    if limit:
-        ids = ids[:limit]
-        text = decoder(spec)(ids)               # the prefix scored
-    words = len(raw.split()) if not limit else len(text.split())
-    nll, n = stream_nll(model, ids, spec.eot, stride, batch_size, device)
-    return {"benchmark": b.name, "task": "perplexity", "tokens": n, "words": words,
-            "token_ppl": math.exp(nll / n), "word_ppl": math.exp(nll / max(1, words)),
-            "bits_per_byte": nll / math.log(2) / max(1, len(text.encode()))}
+        return {"benchmark": b.name, "task": "last word", **lambada(model, passages, spec, batch_size, device)}
+    if b.format == "cbt":
+        return cbt(model, b, spec, limit, batch_size, device)
+    if b.format == "hellaswag":
+        return hellaswag(model, b, spec, limit, batch_size, device)
+    return perplexity(model, b, spec, device, stride, limit, batch_size)
 
 
-def run_eval(ck: dict, model: GPT, names: list[str], benchmark_dir: str, registry: str | None = None,
-             device: str = "cpu", stride: int | None = None, limit: int | None = None) -> list[dict]:
-    spec = tokenizer_of(ck)
-    reg = load_registry(registry)
-    return [evaluate_benchmark(model, resolve(n, benchmark_dir, reg), spec, device, stride, limit)
+def run_eval(spec: TokenizerSpec, model: GPT, names: list[str] | None, benchmark_dir: str,
+             registry: str | None = None, device: str = "cpu", stride: int | None = None,
+             limit: int | None = None, batch_size: int = 8) -> list[dict]:
+    """Scores on ``names`` (registry names or files); None: every set of ``EVAL_SETS``
+    whose file is under ``benchmark_dir``."""
+    reg = load_registry(registry, evalsets=True)
+    if names is None:
+        names = [n for n in EVAL_SETS if (Path(benchmark_dir) / reg[n]["file"]).is_file()]
+        if not names:
+            raise MissingInputError(f"no evaluation set found under {benchmark_dir}",
+                                    "Download them (docs/train.md, Evaluation against the paper) or use --benchmark-dir")
+    model.eval()
+    return [evaluate_benchmark(model, resolve(n, benchmark_dir, reg), spec, device, stride, limit, batch_size)
             for n in names]
 
 
@@ -204,7 +269,13 @@ def sample(ck: dict, model: GPT, prompt: str, max_new_tokens: int = 100, tempera
     return texts
 
 
-def write_eval(path: Path, results: list[dict]) -> None:
+def write_eval(path: Path, results: list[dict], source: str = "", n_params: int = 0) -> dict:
+    """runs/<name>/eval.json: the results, what was scored and the paper column compared."""
     from webtext.pipeline.io import write_json
 
-    write_json(path, {"results": results})
+    from .paper import paper_column
+
+    doc = {"source": source, "parameters": n_params, "paper_column": paper_column(n_params) if n_params else None,
+           "results": results}
+    write_json(path, doc)
+    return doc

@@ -355,30 +355,48 @@ Device = Annotated[str, typer.Option(metavar="auto|cpu|cuda", help="auto | cpu |
 @_mirrored()
 def eval_(
     run_name: RunName = None,
+    hf: Annotated[Optional[str], typer.Option(
+        "--hf", metavar="PATH|NAME", help="Score a Hugging Face GPT-2 checkpoint instead of a run: a folder, or a "
+                                          "name in the local Hugging Face cache (never downloaded).")] = None,
     benchmark: Annotated[Optional[list[str]], typer.Option(
-        "--benchmark", metavar="NAME|FILE", help="wikitext2 | wikitext2-raw | ptb | lambada, a registry name, or a file (repeatable). "
-                            "Default: wikitext2, ptb, lambada.")] = None,
+        "--benchmark", metavar="NAME|FILE", help="lambada | cbt-cn | cbt-ne | wikitext2 | ptb | enwik8 | text8 | "
+                            "wikitext103 | 1bw | hellaswag, another registry name, or a file (repeatable). "
+                            "Default: those of these whose files are under --benchmark-dir.")] = None,
     benchmark_dir: Annotated[Optional[str], typer.Option(
         metavar="PATH", help="Folder of the registry's files (default: [decontaminate] benchmark_dir).")] = None,
     stride: Annotated[Optional[int], typer.Option(help="Tokens scored per perplexity window (default: half the context).",
                                                   min=1)] = None,
-    limit: Annotated[Optional[int], typer.Option(help="Only the first N tokens (perplexity) or passages (LAMBADA).",
+    limit: Annotated[Optional[int], typer.Option(help="Only the first N tokens (perplexity) or examples (the others).",
                                                  min=1)] = None,
     device: Device = "auto",
     as_json: AsJson = False,
 ):
-    """Zero-shot perplexity on WikiText-2 and PTB, and LAMBADA accuracy, as in the GPT-2 paper (runs/<name>/eval.json)."""
-    from webtext.model.evaluate import EVAL_SETS, run_eval, write_eval
+    """The GPT-2 paper's zero-shot Table 3 (and HellaSwag), beside the paper's figures (runs/<name>/eval.json)."""
+    from webtext.model.evaluate import run_eval, tokenizer_of, write_eval
+    from webtext.model.paper import detail_lines, side_by_side
 
-    name, dev, ck, model = _checkpoint(run_name, device)
+    from .errors import ConfigError
+
     cfg = load_config(G.config, {})
-    results = run_eval(ck, model, list(benchmark or EVAL_SETS), benchmark_dir or cfg.decontaminate.benchmark_dir,
-                       cfg.decontaminate.registry, dev, stride, limit)
-    from .summary import eval_lines
+    if hf and run_name:
+        raise ConfigError("--hf scores a Hugging Face checkpoint, --run-name one of ours", "Give one of them")
+    if hf:
+        from webtext.model.hf import load_hf
+        from webtext.model.train import pick_device
 
+        dev = pick_device(device)
+        spec, model, folder = load_hf(hf, dev)
+        name, source = f"hf-{folder.name if Path(hf).expanduser().exists() else hf.replace('/', '--')}", hf
+    else:
+        name, dev, ck, model = _checkpoint(run_name, device)
+        spec, source = tokenizer_of(ck), f"runs/{name}"
+    results = run_eval(spec, model, benchmark, benchmark_dir or cfg.decontaminate.benchmark_dir,
+                       cfg.decontaminate.registry, dev, stride, limit)
+    n_params = model.num_params(non_embedding=False) - (model.cfg.padded_vocab - model.cfg.vocab_size) * model.cfg.n_embd
     path = G.workdir / "runs" / name / "eval.json"
-    write_eval(path, results)
-    emit(results, eval_lines(results, str(path)), _json(as_json))
+    doc = write_eval(path, results, source, n_params)
+    emit(doc, [f"{source}: {n_params / 1e6:,.1f}M parameters", *side_by_side(results, n_params),
+               *detail_lines(results), f"written: {path}"], _json(as_json))
 
 
 @app.command()
