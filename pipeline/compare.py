@@ -21,8 +21,8 @@ Similarity is the dedup stage's: word 5-gram shingles and the same MinHash
 (``stages.dedup_sign.minhashes`` at ``[dedup]`` num_perm, shingle_words and seed). The
 *reference* is the LSH index (bands x rows from datasketch's optimizer at
 ``lsh_threshold``, 0.2 below the lowest threshold, so a pair at the lowest one is a
-candidate with probability >= 0.99), held in memory at about 12 x bands + 4 x num_perm
-bytes a document (~150 MB for the 250k-document train file). The *corpus* streams past it,
+candidate with probability >= 0.99), held in memory at 12 x bands + 4 x num_perm
+bytes a document (about 1 KB: ~250 MB for the 250k-document train file). The *corpus* streams past it,
 one ``clean-*.parquet`` shard per worker process, SIGN_BATCH documents at a time, so
 memory does not grow with the corpus. Candidates' Jaccard is the MinHash estimate, or
 (``verify="exact"``, the default) the exact Jaccard of the shingle sets for pairs whose
