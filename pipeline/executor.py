@@ -3,7 +3,7 @@
 A stage is a list of phases; a phase is a list of ``Task``s, each mapping input files to
 output files through a module-level function ``fn(task) -> Stats``. The function writes
 its outputs atomically (``pipeline.io.atomic_path``). When it returns, the executor
-records completion in ``<folder>/_done/<phase>-<task>.json``: the task's fingerprint
+records completion in ``<folder>/_meta/done/<phase>-<task>.json``: the task's fingerprint
 (its parameters and the sha256 of its inputs), its stats and its outputs' sizes and
 digests. A rerun skips every task whose record matches, so after a crash only the
 unfinished shards run again, and they produce the same bytes.
@@ -39,7 +39,7 @@ from rich.progress import (BarColumn, Progress, ProgressColumn, TextColumn, Time
                            TimeRemainingColumn)
 from rich.text import Text
 
-from . import progress
+from . import layout, progress
 from .config import Config
 from .errors import WebtextError
 from .io import ensure_workdir, read_json, sha256_file, write_json
@@ -91,6 +91,7 @@ class Context:
             self.pull()
         else:
             self.workdir = ensure_workdir(Path(workdir))
+        layout.migrate(self.workdir)     # a work directory from before version 5: sidecars into _meta/
         self.state = State(self.workdir)
         if self.store is not None:      # a placeholder's digest needs its bytes (when not cached)
             self.state.materialize = lambda path: self.store.stage_in([path])
@@ -202,7 +203,8 @@ class Context:
 
 
 def _fingerprint(ctx: Context, task: Task) -> str:
-    inputs = [(p.name, ctx.state.digest(p)) for p in task.inputs]
+    # An absent input is a Parquet output an earlier task left unwritten: it had no rows.
+    inputs = [(p.name, ctx.state.digest(p) if p.exists() else None) for p in task.inputs]
     blob = json.dumps(
         {"phase": task.phase, "name": task.name, "params": task.params, "inputs": inputs},
         sort_keys=True, default=str,
@@ -215,7 +217,7 @@ def _record_path(folder: Path, task: Task) -> Path:
 
 
 def _record_dir(folder: Path) -> Path:
-    return folder / "_done"
+    return layout.done_dir(folder)
 
 
 def update_recorded_outputs(folder: Path, files: dict[str, Path], gone: set[str] = frozenset()) -> int:
@@ -257,7 +259,10 @@ def _is_done(path: Path, fingerprint: str, task: Task) -> dict | None:
         return None
     for name, info in recorded.items():
         p = folder / name
-        if not p.exists() or p.stat().st_size != info["size"]:
+        if info.get("absent"):
+            if p.exists():
+                return None
+        elif not p.exists() or p.stat().st_size != info["size"]:
             return None
     return rec
 
@@ -285,11 +290,14 @@ def _execute(task: Task) -> tuple[dict, dict]:
     extra = [Path(p) for p in stats.info.pop("_outputs", [])]
     outputs = {}
     for p in [*task.outputs, *extra]:
+        if not p.exists() and p.suffix == ".parquet":     # no rows: no file (pipeline.io.write_parquet)
+            outputs[_output_name(task.outputs[0].parent, p)] = {"absent": True}
+            continue
         if not p.exists():
             raise RuntimeError(f"task {task.phase}/{task.name} did not write {p.name}")
         outputs[_output_name(task.outputs[0].parent, p)] = {"size": p.stat().st_size, "sha256": sha256_file(p)}
     if store is not None:
-        written = [*task.outputs, *extra]
+        written = [p for p in [*task.outputs, *extra] if p.exists()]
         store.parallel(store.put, written)
         for p in written:          # uploaded: bulk data leaves the scratch (a phase reads it later)
             st = p.stat()
@@ -351,8 +359,9 @@ def run_phase(ctx: Context, folder: Path, phase: str, tasks: list[Task]) -> Phas
     def finished(task: Task, rec_path: Path, fp: str, result: tuple[dict, dict]) -> None:
         stats, outputs = result
         folder = task.outputs[0].parent if task.outputs else None
+        written = {name: info for name, info in outputs.items() if not info.get("absent")}
         if ctx.store is not None:      # written on another node: the driver's mirror needs it too
-            for name, info in outputs.items():
+            for name, info in written.items():
                 mtime = info.pop("_mtime_ns", None)
                 p = folder / name
                 if not p.exists():
@@ -360,7 +369,7 @@ def run_phase(ctx: Context, folder: Path, phase: str, tasks: list[Task]) -> Phas
                         ctx.store.placeholder(p, info["size"], mtime)
                     else:
                         ctx.store.get(p, mtime_ns=mtime)
-        for name, info in outputs.items():
+        for name, info in written.items():
             ctx.state.remember_digest(folder / name, info["sha256"])
         write_json(rec_path, {"fingerprint": fp, "stats": stats, "outputs": outputs, "finished": time.time()})
         if ctx.store is not None:      # the marker: only now is the task done in the bucket
@@ -621,10 +630,11 @@ class _Progress:
 
 def finish_stage(ctx: Context, stage: str, folder: Path, stats: Stats, config: dict,
                  ran: int, skipped: int, started: float) -> dict:
-    """Write ``_stats.json`` and ``_config.json`` beside a stage's output and log it in state."""
+    """Write ``_meta/stats.json`` and ``_meta/config.json`` in a stage's folder and log it in state."""
     out = {"stage": stage, **stats.to_dict(), "tasks_run": ran, "tasks_skipped": skipped}
-    write_json(folder / "_stats.json", out)
-    write_json(folder / "_config.json", {stage: config, "run": {"executor": ctx.cfg.run.executor}})
+    write_json(layout.stats_path(folder), out)
+    write_json(layout.config_path(folder), {stage: config, "run": {"executor": ctx.cfg.run.executor}})
+    layout.write_card(folder)       # names the data files for datasets.load_dataset(folder)
     if ctx.run_id is not None:
         ctx.state.record_stage(ctx.run_id, stage, started, ran, skipped, out)
     return out

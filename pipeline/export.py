@@ -4,8 +4,8 @@
 
 In: ``tokens/manifest.json`` (which documents a version holds: the doc_ids of its token
 shards), ``clean/`` (their final text, after decontamination), the takedowns in
-``state.sqlite``, and the stages' ``_stats.json`` / ``_config.json`` and
-``clean/_overlap.json`` for the card.
+``state.sqlite``, and the stages' ``_meta/stats.json`` / ``_meta/config.json`` and
+``clean/_meta/overlap.json`` for the card.
 
 Out, in a new folder ``OUT``:
 - ``OUT/data/{train,val}-NNNNN-of-MMMMM.parquet`` (or ``.jsonl.gz``): one row per
@@ -46,6 +46,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from . import layout
 from .errors import ConfigError, MissingInputError
 
 FORMATS = {"parquet": ".parquet", "jsonl": ".jsonl.gz"}
@@ -204,6 +205,7 @@ def export_text(workdir: Path, out: Path, fmt: str = "parquet", version: int = 0
                 file_bytes: int = FILE_BYTES) -> Summary:
     """Write corpus ``version`` (0 = the current one) of ``workdir`` to the new folder
     ``out``: data files and the dataset card (see the module docstring)."""
+    layout.migrate(Path(workdir))   # a work directory from before version 5: sidecars into _meta/
     if fmt not in FORMATS:
         raise ConfigError(f"unknown text export format {fmt!r}", "Use --format parquet or --format jsonl")
     out = Path(out)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import yaml
 
+from . import layout
 from .funnel import STAGE_FOLDERS, collect
 from .io import atomic_path, read_json
 
@@ -25,11 +26,9 @@ TOP_SUBREDDITS = 20
 
 
 def _sidecar(workdir: Path, folder: str, name: str) -> Path | None:
-    """A stage's bookkeeping file, beside its data or in its ``_meta/`` folder."""
-    for p in (workdir / folder / name, workdir / folder / "_meta" / name, workdir / folder / "_meta" / name.lstrip("_")):
-        if p.is_file():
-            return p
-    return None
+    """A stage's bookkeeping file (``name``: a ``pipeline.layout`` name), if it is there."""
+    p = layout.meta(workdir / folder, name)
+    return p if p.is_file() else None
 
 
 def _utc(t: float | None) -> str:
@@ -72,7 +71,7 @@ def _funnel(workdir: Path) -> list[str]:
 
 
 def _overlap(workdir: Path) -> list[str]:
-    p = _sidecar(workdir, "clean", "_overlap.json")
+    p = _sidecar(workdir, "clean", layout.OVERLAP)
     if p is None:
         return ["No overlap report was found (`clean/_overlap.json`)."]
     rep = read_json(p)
@@ -126,7 +125,7 @@ def _sources(workdir: Path, summary) -> list[str]:
 def _filters(workdir: Path) -> list[str]:
     lines = []
     for stage, folder, _ in STAGE_FOLDERS:
-        p = _sidecar(workdir, folder, "_config.json")
+        p = _sidecar(workdir, folder, layout.CONFIG)
         if p is None:
             continue
         cfg = read_json(p)

@@ -12,6 +12,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from . import layout
+
 # (stage, folder, unit of its records)
 STAGE_FOLDERS = [
     ("harvest", "urls", "submissions -> URLs"),
@@ -31,12 +33,13 @@ def units(unit: str) -> tuple[str, str]:
 
 
 def collect(workdir: Path) -> dict:
-    """Every stage's ``_stats.json`` with the units of its records in and out (``unit_in``,
+    """Every stage's ``_meta/stats.json`` with the units of its records in and out (``unit_in``,
     ``unit_out``; ``unit`` names both), the token totals and the training summaries."""
     workdir = Path(workdir)
+    layout.migrate(workdir)         # a work directory from before version 5: sidecars into _meta/
     stages = []
     for stage, folder, unit in STAGE_FOLDERS:
-        p = workdir / folder / "_stats.json"
+        p = layout.stats_path(workdir / folder)
         if p.exists():
             unit_in, unit_out = units(unit)
             stages.append({**json.loads(p.read_text()), "unit": unit, "unit_in": unit_in, "unit_out": unit_out})

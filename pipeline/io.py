@@ -67,11 +67,61 @@ def read_json(path: Path):
     return json.loads(Path(path).read_text())
 
 
-def write_parquet(table: pa.Table, path: Path, schema: pa.Schema) -> None:
-    """Write ``table`` cast to ``schema`` (which carries the schema version metadata)."""
-    table = table.select(schema.names).cast(schema)
+def write_parquet(table: pa.Table, path: Path, schema: pa.Schema | None = None, **kwargs) -> bool:
+    """Write ``table`` cast to ``schema`` (which carries the schema version metadata). A table
+    of no rows writes no file (and removes one left from before): the work directory holds
+    no empty Parquet file, and a reader takes a missing file for no rows (``read_parquet``).
+    Returns whether a file was written."""
+    if schema is not None:
+        table = table.select(schema.names).cast(schema)
+    if table.num_rows == 0:
+        Path(path).unlink(missing_ok=True)
+        return False
     with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, compression="zstd")
+        pq.write_table(table, tmp, **{"compression": "zstd", **kwargs})
+    return True
+
+
+class ParquetSink:
+    """A streaming Parquet writer (``with ParquetSink(path, schema) as w: w.write(table)``)
+    that opens its file on the first rows: with none, no file is written (and one left from
+    before is removed). The file appears atomically when the block ends without error."""
+
+    def __init__(self, path: Path, schema: pa.Schema, **kwargs):
+        self.path, self.schema, self.kwargs = Path(path), schema, {"compression": "zstd", **kwargs}
+        self.rows = 0
+        self._ctx = self._tmp = self._writer = None
+
+    def write(self, table: pa.Table, **kwargs) -> None:
+        if table.num_rows == 0:
+            return
+        if self._writer is None:
+            self._ctx = atomic_path(self.path)
+            self._tmp = self._ctx.__enter__()
+            self._writer = pq.ParquetWriter(self._tmp, self.schema, **self.kwargs)
+        self._writer.write_table(table, **kwargs)
+        self.rows += table.num_rows
+
+    def __enter__(self) -> "ParquetSink":
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        if self._writer is None:
+            if exc[0] is None:
+                self.path.unlink(missing_ok=True)
+            return False
+        self._writer.close()
+        self._ctx.__exit__(*exc)
+        return False
+
+
+def read_parquet(path: Path, schema: pa.Schema, columns: list[str] | None = None, **kwargs) -> pa.Table:
+    """``pq.read_table``, or an empty table of ``schema`` when ``path`` is absent (an output
+    written with no rows; see ``write_parquet``)."""
+    if not Path(path).exists():
+        t = schema.empty_table()
+        return t.select(columns) if columns is not None else t
+    return pq.read_table(path, columns=columns, **kwargs)
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

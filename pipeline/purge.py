@@ -45,6 +45,7 @@ import pyarrow.parquet as pq
 from webtext.stages import urls as U
 from webtext.stages.takedowns import Matcher, Takedown, matching_docs
 
+from . import layout
 from .io import atomic_path, sha256_file
 
 # Where page text or its records live. urls/ and the fetch frontier hold only URLs and
@@ -313,7 +314,8 @@ def _purge_tokens(tokens: Path, ids: set[str], all_versions: bool, res: PurgeRes
     latest = _latest_shards(tokens)
     changed: dict[str, dict] = {}          # path relative to tokens/ -> its new docs, tokens, sha256
     patterns: dict[str, np.ndarray] = {}   # doc_id -> its first tokens: how a nanoGPT export is searched
-    for p in sorted(_real_files(tokens, "*.arrow"), key=lambda p: "_parts" not in p.parts):
+    parts = layout.meta(tokens, layout.PARTS)       # the tokenizer's parts
+    for p in sorted(_real_files(tokens, "*.arrow"), key=lambda p: p.parent != parts):
         with pa.OSFile(str(p), "rb") as src:
             r = ipc.open_file(src)
             if "doc_id" not in r.schema.names:
@@ -324,7 +326,7 @@ def _purge_tokens(tokens: Path, ids: set[str], all_versions: bool, res: PurgeRes
             continue
         for d, toks in zip(t["doc_id"].filter(pa.array(hit)).to_pylist(), t["tokens"].filter(pa.array(hit)).to_pylist()):
             patterns.setdefault(d, np.asarray(toks[:PATTERN], dtype=np.int64))
-        is_current = "_parts" in p.relative_to(tokens).parts or p.resolve() in latest
+        is_current = p.parent == parts or p.resolve() in latest
         if not is_current and not all_versions:
             res.kept_in_old_versions.append(str(p.relative_to(tokens)))
             continue

@@ -24,6 +24,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from . import layout
 from .executor import Context
 from .funnel import STAGE_FOLDERS
 from .io import read_json, write_json
@@ -37,7 +38,7 @@ FOLDERS = {stage: folder for stage, folder, _ in STAGE_FOLDERS}
 def snapshot(workdir: Path) -> dict[str, dict]:
     out = {}
     for stage, folder in FOLDERS.items():
-        p = Path(workdir) / folder / "_stats.json"
+        p = layout.stats_path(Path(workdir) / folder)
         out[stage] = read_json(p) if p.exists() else {}
     return out
 

@@ -16,10 +16,10 @@ the URL>``, the same path on every node) that can be wiped at any time. The rule
   objects become placeholders, and local files the bucket does not hold are deleted.
 - **Task outputs** are uploaded by the worker that wrote them, as soon as the task ends
   (bulk ones then become placeholders); the driver then uploads the task's completion
-  record (``_done/...json``). A store has no rename, so this order is the atomic commit:
+  record (``_meta/done/...json``). A store has no rename, so this order is the atomic commit:
   an object without its marker is an unfinished task, which a rerun redoes.
 - **Publish** (after every stage and at the end of the run): every other file the driver
-  changed goes up, completion records and stage summaries (``_stats.json``,
+  changed goes up, completion records and stage summaries (``_meta/stats.json``,
   ``manifest.json``, ``state.sqlite``) last, and objects whose local file was deleted are
   deleted. The state database is uploaded through SQLite's backup API, so the object is
   always a consistent database; only the driver touches it.
@@ -49,6 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
+from . import layout
 from .errors import ConfigError, WebtextError
 
 _URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):/")
@@ -101,12 +102,13 @@ class StoreSpec:
 
 # Bulk data that only tasks read (or the driver reads through ``Context.materialize``): in
 # the scratch these are placeholders between uses. Everything else is mirrored for real.
+_M = layout.META
 LAZY_DEFAULT = (
-    "warc/warc-*.warc.gz", "urls/_parts/*", "docs/docs-*.parquet",
-    "dedup/dedup-*.parquet", "dedup/_signatures/*", "dedup/_bands/*", "dedup/_pairs/*",
-    "dedup/_verified/*", "dedup/_components/*", "dedup/_resolved/*",
-    "clean/clean-*.parquet", "clean/_scan/*.parquet", "clean/_filters/*",
-    "tokens/_parts/*", "tokens/train-*", "tokens/val-*", "tokens/v*/train-*", "tokens/v*/val-*",
+    "warc/warc-*.warc.gz", f"urls/{_M}/{layout.PARTS}/*", "docs/docs-*.parquet",
+    "dedup/dedup-*.parquet", *(f"dedup/{_M}/{name}/*" for name in (
+        layout.SIGNATURES, layout.BANDS, layout.PAIRS, layout.VERIFIED, layout.COMPONENTS, layout.RESOLVED)),
+    "clean/clean-*.parquet", f"clean/{_M}/{layout.SCAN}/*.parquet", f"clean/{_M}/{layout.FILTERS}/*",
+    f"tokens/{_M}/{layout.PARTS}/*", "tokens/train-*", "tokens/val-*", "tokens/v*/train-*", "tokens/v*/val-*",
 )
 
 
@@ -144,9 +146,9 @@ def _commit_rank(rel: str) -> int:
     """Upload order: data first, then completion records, then summaries and the state."""
     if rel == "state.sqlite":
         return 3
-    if rel.endswith(("_stats.json", "manifest.json")) or rel == "tokens/LATEST":     # the pointer after its version
-        return 2
-    return 1 if "/_done/" in f"/{rel}" else 0
+    if rel.endswith((f"/{layout.META}/{layout.STATS}", "manifest.json")) or rel == "tokens/LATEST":
+        return 2                    # the pointer after its version
+    return 1 if f"/{layout.META}/{layout.DONE}/" in f"/{rel}" else 0
 
 
 _GCS_OPTIONS = {"scheme": str, "endpoint_override": str, "project_id": str, "default_bucket_location": str,
@@ -365,8 +367,17 @@ class ObjectStore:
         """Download the files among ``paths`` that belong to the mirror but are missing here
         (a task on another node); returns how many."""
         missing = [Path(p) for p in paths if self.holds(p) and (not Path(p).exists() or is_placeholder(Path(p)))]
-        self.parallel(self.get, missing)
+        self.parallel(self._get_unless_absent, missing)
         return len(missing)
+
+    def _get_unless_absent(self, local: Path) -> None:
+        """``get``, except that a Parquet file the bucket lacks is an output of no rows
+        (``pipeline.io.write_parquet`` writes none): there is nothing to download."""
+        if local.suffix == ".parquet" and not is_placeholder(local):
+            info = self._io("look up", self.rel(local), lambda: self.fs.get_file_info(self.key(self.rel(local))))
+            if info.type == self._pafs.FileType.NotFound:
+                return
+        self.get(local)
 
     @staticmethod
     def parallel(fn, items) -> None:

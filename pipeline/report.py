@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.compute as pc
 
+from . import layout
 from . import reportplots as plots
 from .funnel import STAGE_FOLDERS, collect
 from .io import atomic_path, sorted_files, write_json
@@ -109,11 +110,11 @@ def _tokens(w: Path, m: dict) -> tuple[dict, dict]:
 
 
 def stage_config(w: Path) -> dict:
-    """The config each stage ran with (its ``_config.json``), in pipeline order, and the
+    """The config each stage ran with (its ``_meta/config.json``), in pipeline order, and the
     run section (executor) of the latest stage that recorded one."""
     cfg: dict = {}
     for stage, folder, _ in STAGE_FOLDERS:
-        p = w / folder / "_config.json"
+        p = layout.config_path(w / folder)
         if p.exists():
             saved = json.loads(p.read_text())
             cfg[stage] = saved.get(stage, {})
@@ -148,6 +149,7 @@ def collect_report(workdir: Path, source: str | None = None) -> dict:
     batch of a shard's non-text columns, and the text of the dedup examples only).
     ``source``: the bucket URL that ``workdir`` is the local scratch of, if any."""
     w = Path(workdir)
+    layout.migrate(w)               # a work directory from before version 5: sidecars into _meta/
     meta = {"generated_utc": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"), "workdir": str(w.resolve())}
     if source:
         meta |= {"workdir": source, "scratch": str(w.resolve())}
@@ -158,10 +160,10 @@ def collect_report(workdir: Path, source: str | None = None) -> dict:
     manifest = w / "tokens" / "manifest.json"
     if manifest.exists():
         r.setdefault("documents", {})["tokens_per_doc"], r["tokens"] = _tokens(w, json.loads(manifest.read_text()))
-    if (w / "dedup" / "_clusters.parquet").exists():
+    if layout.meta(w / "dedup", layout.CLUSTERS).exists():
         r["dedup"] = dedup_section(w)
-    overlap = w / "clean" / "_overlap.json"
-    stats = w / "clean" / "_stats.json"
+    overlap = layout.meta(w / "clean", layout.OVERLAP)
+    stats = layout.stats_path(w / "clean")
     if overlap.exists() or stats.exists():
         dropped = json.loads(stats.read_text()).get("dropped", {}) if stats.exists() else {}
         r["decontamination"] = {

@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from . import layout
 from .io import sorted_files
 from .reportstats import batches, count_values, top
 
@@ -160,7 +161,7 @@ def word_diff(removed: str, kept: str) -> list[dict]:
 
 def dedup_section(workdir: Path) -> dict:
     """The report's ``dedup`` numbers and examples; the examples' texts are read from docs/."""
-    s = scan_clusters(Path(workdir) / "dedup" / "_clusters.parquet")
+    s = scan_clusters(layout.meta(Path(workdir) / "dedup", layout.CLUSTERS))
     cands = s.pop("candidates")
     texts = read_texts(Path(workdir) / "docs", "docs-*.parquet",
                        {c["doc_id"] for c in cands} | {c["duplicate_of"] for c in cands if c["duplicate_of"]})

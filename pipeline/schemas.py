@@ -9,14 +9,55 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "4"   # 2: fetchlog gained fetched_at, etag and last_modified; 3: fetchlog gained wait_ms,
+SCHEMA_VERSION = "5"   # 2: fetchlog gained fetched_at, etag and last_modified; 3: fetchlog gained wait_ms,
 #                        submissions gained raw_url, urls gained fetch_url; 4: documents gained source and
-#                        captured_at, fetchlog gained source, captured_at and archive
+#                        captured_at, fetchlog gained source, captured_at and archive; 5: every time column
+#                        (first_seen, last_seen, created_utc, fetched_at, captured_at) is timestamp[s, UTC],
+#                        not int64 unix seconds, and each stage's bookkeeping moved into <stage>/_meta/
+#                        (pipeline.layout; pipeline.layout.migrate moves an older work directory's)
 
 
 def _list(t: pa.DataType) -> pa.ListType:
     """A list type as Parquet round-trips it (child field named "element")."""
     return pa.list_(pa.field("element", t))
+
+
+# Every time column: a UTC time to the second. Parquet has no seconds unit: pyarrow stores it as
+# TIMESTAMP(MILLIS, UTC) and reads it back as timestamp[ms, tz=UTC] (whole seconds), so code that
+# wants unix seconds goes through ``unix_seconds``. Files written before version 5 hold int64
+# unix seconds there; ``upgrade_times`` reads them as this type.
+UTC_S = pa.timestamp("s", tz="UTC")
+TIME_FIELDS = ("first_seen", "last_seen", "created_utc", "fetched_at", "captured_at")
+
+
+def upgrade_times(table: pa.Table | pa.RecordBatch):
+    """``table`` with its pre-version-5 int64 time columns (``TIME_FIELDS``) cast to ``UTC_S``."""
+    for i, f in enumerate(table.schema):
+        if f.name in TIME_FIELDS and pa.types.is_integer(f.type):
+            table = table.set_column(i, pa.field(f.name, UTC_S, f.nullable), table.column(i).cast(UTC_S))
+    return table
+
+
+def stored(schema: pa.Schema) -> pa.Schema:
+    """``schema`` as pyarrow reads it back from a Parquet file: Parquet has no seconds unit,
+    so its time columns come back as timestamp[ms, tz=UTC] (the same instants)."""
+    ms = pa.timestamp("ms", tz="UTC")
+    return pa.schema([f.with_type(ms) if f.type == UTC_S else f for f in schema], metadata=schema.metadata)
+
+
+def unix_seconds(table: pa.Table | pa.RecordBatch):
+    """``table`` with its time columns as int64 seconds since the epoch, whatever the unit
+    they were read in, for code that does arithmetic on them in Python (archive lookups,
+    WARC metadata)."""
+    for i, f in enumerate(table.schema):
+        if f.name in TIME_FIELDS and pa.types.is_timestamp(f.type):
+            table = table.set_column(i, pa.field(f.name, pa.int64(), f.nullable), seconds(table.column(i)))
+    return table
+
+
+def seconds(times: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """A timestamp column (any unit) as int64 unix seconds."""
+    return times.cast(UTC_S).cast(pa.int64())
 
 
 def _schema(name: str, fields: list[pa.Field]) -> pa.Schema:
@@ -32,8 +73,8 @@ URLS = _schema("urls", [
     pa.field("registered_domain", pa.string(), nullable=False),  # e.g. bbc.co.uk (public suffix list)
     pa.field("score", pa.int64(), nullable=False),          # aggregated karma (sum or max)
     pa.field("num_submissions", pa.int32(), nullable=False),
-    pa.field("first_seen", pa.int64(), nullable=False),     # earliest created_utc, unix s
-    pa.field("last_seen", pa.int64(), nullable=False),      # latest created_utc, unix s
+    pa.field("first_seen", UTC_S, nullable=False),          # earliest created_utc
+    pa.field("last_seen", UTC_S, nullable=False),           # latest created_utc
     pa.field("subreddits", _list(pa.string()), nullable=False),
     pa.field("submission_ids", _list(pa.string()), nullable=False),
     pa.field("title", pa.string()),                         # title of the earliest submission
@@ -43,12 +84,12 @@ URLS = _schema("urls", [
     pa.field("fetch_url", pa.string(), nullable=False),
 ])
 
-# urls/_parts/: one row per kept submission (harvest's map output, before aggregation).
+# urls/_meta/parts/: one row per kept submission (harvest's map output, before aggregation).
 SUBMISSIONS = _schema("submissions", [
     pa.field("url", pa.string(), nullable=False),
     pa.field("domain", pa.string(), nullable=False),
     pa.field("score", pa.int64(), nullable=False),
-    pa.field("created_utc", pa.int64(), nullable=False),
+    pa.field("created_utc", UTC_S, nullable=False),
     pa.field("subreddit", pa.string(), nullable=False),
     pa.field("id", pa.string(), nullable=False),
     pa.field("title", pa.string()),
@@ -73,15 +114,15 @@ FETCHLOG = _schema("fetchlog", [
     pa.field("tries", pa.int32(), nullable=False),
     pa.field("warc_file", pa.string()),                     # file name inside warc/
     pa.field("warc_offset", pa.int64()),                    # offset of the response record
-    pa.field("fetched_at", pa.int64()),                     # unix s of the outcome (null in version-1 logs)
+    pa.field("fetched_at", UTC_S),                          # time of the outcome (null in version-1 logs)
     pa.field("etag", pa.string()),                          # validators of the archived response, for
     pa.field("last_modified", pa.string()),                 # --refetch-after's conditional GET
     pa.field("wait_ms", pa.int32()),                        # waits: politeness, robots.txt, retries (v3+)
     # Dead-link recovery (v4+; null in older logs): where the archived page came from (live |
-    # commoncrawl | wayback; null when nothing archived), its capture time (unix s; the fetch
-    # time for live pages) and the archive lookup (recovered | miss | error; null: not looked up).
+    # commoncrawl | wayback; null when nothing archived), its capture time (null for a live
+    # page: its time is fetched_at) and the archive lookup (recovered | miss | error; null: not looked up).
     pa.field("source", pa.string()),
-    pa.field("captured_at", pa.int64()),
+    pa.field("captured_at", UTC_S),
     pa.field("archive", pa.string()),
 ])
 
@@ -101,12 +142,12 @@ _DOC_FIELDS = [
     pa.field("agreement", pa.float32()),                    # trafilatura vs newspaper3k token F1 (extractor "both")
     pa.field("karma", pa.int64(), nullable=False),          # aggregated Reddit score
     pa.field("num_submissions", pa.int32(), nullable=False),
-    pa.field("first_seen", pa.int64(), nullable=False),
+    pa.field("first_seen", UTC_S, nullable=False),          # first Reddit submission of the URL
     pa.field("subreddits", _list(pa.string()), nullable=False),
     # Where the page came from (fetch's metadata record): live | commoncrawl | wayback.
     pa.field("source", pa.string(), nullable=False),
-    # Unix s of the capture: an archive's capture time, or fetch's time for a live page; null if unknown.
-    pa.field("captured_at", pa.int64()),
+    # The capture: an archive's capture time, or fetch's time for a live page; null if unknown.
+    pa.field("captured_at", UTC_S),
 ]
 DOCS = _schema("docs", _DOC_FIELDS)
 
@@ -117,7 +158,9 @@ DOC_DEFAULTS = {"source": "live", "captured_at": None}
 
 def upgrade_docs(table: pa.Table) -> pa.Table:
     """A docs/, dedup/ or clean/ table with the columns older shards lack added at their
-    DOC_DEFAULTS value, so a rerun over shards from before version 4 writes today's schema."""
+    DOC_DEFAULTS value and int64 time columns read as timestamps (``upgrade_times``), so a
+    rerun over shards from before version 5 writes today's schema."""
+    table = upgrade_times(table)
     for name, value in DOC_DEFAULTS.items():
         if name not in table.column_names:
             f = DOCS.field(name)
@@ -126,23 +169,23 @@ def upgrade_docs(table: pa.Table) -> pa.Table:
 DEDUP = _schema("dedup", _DOC_FIELDS)
 CLEAN = _schema("clean", _DOC_FIELDS)
 
-# dedup/_signatures/: MinHash signature and exact-text hash per document.
+# dedup/_meta/signatures/: MinHash signature and exact-text hash per document.
 SIGNATURES = _schema("signatures", [
     pa.field("doc_id", pa.string(), nullable=False),
     pa.field("karma", pa.int64(), nullable=False),
-    pa.field("first_seen", pa.int64(), nullable=False),
+    pa.field("first_seen", UTC_S, nullable=False),
     pa.field("text_hash", pa.string(), nullable=False),     # xxh128 hex of normalized text
     pa.field("minhash", _list(pa.uint32()), nullable=False),
 ])
 
-# dedup/_bands/NNNNN/part-PPP.parquet: the persistent LSH band index, partitioned by bucket.
+# dedup/_meta/bands/NNNNN/part-PPP.parquet: the persistent LSH band index, partitioned by bucket.
 BANDS = _schema("bands", [
     pa.field("band", pa.uint16(), nullable=False),          # LSH band; the last one is the exact-text hash
     pa.field("bucket", pa.uint64(), nullable=False),        # 64-bit hash of the band's signature values
     pa.field("key", pa.uint64(), nullable=False),           # document: shard number << 32 | row
 ])
 
-# dedup/_pairs/pairs-PPP.parquet: candidate pairs from one partition of the band index.
+# dedup/_meta/pairs/pairs-PPP.parquet: candidate pairs from one partition of the band index.
 PAIRS = _schema("pairs", [
     pa.field("a", pa.uint64(), nullable=False),
     pa.field("b", pa.uint64(), nullable=False),
@@ -150,23 +193,23 @@ PAIRS = _schema("pairs", [
     pa.field("part", pa.uint16(), nullable=False),          # the verify task of this pair (a hash of a, b)
 ])
 
-# dedup/_pairs/keys-PPP.parquet: the sorted distinct documents of one pairs file (row
+# dedup/_meta/pairs/keys-PPP.parquet: the sorted distinct documents of one pairs file (row
 # groups of 65,536 keys, so a candidates task reads only its shard's range).
 PAIR_KEYS = _schema("pair_keys", [pa.field("key", pa.uint64(), nullable=False)])
 
-# dedup/_candidates/cand-NNNNN.parquet: the documents of one docs shard that are in a
+# dedup/_meta/candidates/cand-NNNNN.parquet: the documents of one docs shard that are in a
 # candidate pair, with all verify and resolve read of them (shard and signatures read once).
 CANDIDATES = _schema("candidates", [
     pa.field("key", pa.uint64(), nullable=False),           # shard number << 32 | row, ascending
     pa.field("doc_id", pa.string(), nullable=False),
     pa.field("karma", pa.int64(), nullable=False),
-    pa.field("first_seen", pa.int64(), nullable=False),
+    pa.field("first_seen", UTC_S, nullable=False),
     pa.field("text_hash", pa.string(), nullable=False),
     pa.field("minhash", pa.binary(), nullable=False),       # num_perm little-endian uint32 values
     pa.field("text", pa.large_string()),                    # null unless verify = "exact"
 ])
 
-# dedup/_verified/verified-PPP.parquet: the candidate pairs of one pair partition that are
+# dedup/_meta/verified/verified-PPP.parquet: the candidate pairs of one pair partition that are
 # duplicates (exact, or Jaccard >= threshold; similarity NaN when verify = "off").
 VERIFIED = _schema("verified", [
     pa.field("a", pa.uint64(), nullable=False),
@@ -175,13 +218,13 @@ VERIFIED = _schema("verified", [
     pa.field("similarity", pa.float32()),
 ])
 
-# dedup/_drops/drops-NNNNN.parquet: the rows of one docs shard that dedup removes.
+# dedup/_meta/drops/drops-NNNNN.parquet: the rows of one docs shard that dedup removes.
 DROPS = _schema("drops", [
     pa.field("row", pa.int64(), nullable=False),
     pa.field("reason", pa.string(), nullable=False),
 ])
 
-# dedup/_clusters.parquet: every document that has a duplicate, with its cluster.
+# dedup/_meta/clusters.parquet: every document that has a duplicate, with its cluster.
 CLUSTERS = _schema("clusters", [
     pa.field("doc_id", pa.string(), nullable=False),
     pa.field("cluster_id", pa.string(), nullable=False),    # doc_id of the cluster's best-ranked document
@@ -191,11 +234,11 @@ CLUSTERS = _schema("clusters", [
     pa.field("similarity", pa.float32()),                   # Jaccard with duplicate_of (exact or estimated)
 ])
 
-# dedup/_resolved/resolved-PPP.parquet: one partition of the components, resolved: the
+# dedup/_meta/resolved/resolved-PPP.parquet: one partition of the components, resolved: the
 # CLUSTERS rows and each document's key (docs shard << 32 | row).
 RESOLVED = _schema("resolved", [*CLUSTERS, pa.field("key", pa.uint64(), nullable=False)])
 
-# clean/_scan/hits-NNNNN.parquet: every n-gram of a document found in a benchmark.
+# clean/_meta/scan/hits-NNNNN.parquet: every n-gram of a document found in a benchmark.
 HITS = _schema("hits", [
     pa.field("row", pa.int64(), nullable=False),            # the document's row in its dedup shard
     pa.field("ngram", pa.uint64(), nullable=False),         # the n-gram's hash
@@ -203,13 +246,13 @@ HITS = _schema("hits", [
     pa.field("word", pa.int64(), nullable=False),           # index of the n-gram's first word in the document
 ])
 
-# clean/_scan/wiki-NNNNN.parquet: share of a document's n-grams in the Wikipedia filter (> 0 only).
+# clean/_meta/scan/wiki-NNNNN.parquet: share of a document's n-grams in the Wikipedia filter (> 0 only).
 WIKI_SHARE = _schema("wiki_share", [
     pa.field("row", pa.int64(), nullable=False),
     pa.field("share", pa.float32(), nullable=False),
 ])
 
-# clean/_removals/removals-NNNNN.parquet: every removal decontaminate made, for audit.
+# clean/_meta/removals/removals-NNNNN.parquet: every removal decontaminate made, for audit.
 REMOVALS = _schema("removals", [
     pa.field("doc_id", pa.string(), nullable=False),
     pa.field("benchmark", pa.string(), nullable=False),     # benchmark name, or "wikipedia"

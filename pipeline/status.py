@@ -16,6 +16,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from . import layout
 from .funnel import STAGE_FOLDERS
 from .lock import WorkdirLock
 
@@ -30,8 +31,9 @@ def collect_status(workdir: Path) -> dict:
                  "runs": [], "lock": {"state": "free"}, "last_refresh": None, "models": []}
     if not workdir.is_dir():
         return out
+    layout.migrate(workdir)         # a work directory from before version 5: sidecars into _meta/
     for stage, folder, _ in STAGE_FOLDERS:
-        p = workdir / folder / "_stats.json"
+        p = layout.stats_path(workdir / folder)
         if p.exists():
             s = json.loads(p.read_text())
             out["stages"].append({"stage": stage, "done": True, "out": s.get("out", 0),

@@ -49,6 +49,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from webtext.pipeline.schemas import seconds
+
 from .captures import DAY, Capture, is_html, ts14
 from .surt import surt_or_none
 
@@ -277,7 +279,7 @@ def plan_from_columnar(urls: pa.Table, index, max_drift_days: float, *, batch_ro
     type and drift).
     """
     keys = _Keys(urls)
-    first_seen = urls["first_seen"].cast(pa.int64()).to_numpy(zero_copy_only=False)
+    first_seen = seconds(urls["first_seen"]).to_numpy(zero_copy_only=False)      # unix s, any unit read
     drift = max_drift_days * DAY
     html_cache: dict[str | None, bool] = {}
     counts = dict.fromkeys(("urls", "no_key", "matched", "no_capture", "index_files", "row_groups",

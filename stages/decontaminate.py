@@ -5,23 +5,23 @@ letters, digits and combining marks, ``ngrams.words``), single spaces; n-grams o
 ``ngram`` words (default 13, GPT-3's), hashed to uint64 with numpy (``ngrams.word_ngrams``).
 
 Phases, each resumable per task:
-1. *filters*, one task per benchmark -> ``_filters/<name>.ngrams.npy`` (its sorted unique
-   n-gram hashes) and ``_filters/<name>.bloom`` (rbloom, ``hash_func=int``, sized for
+1. *filters*, one task per benchmark -> ``_meta/filters/<name>.ngrams.npy`` (its sorted unique
+   n-gram hashes) and ``_meta/filters/<name>.bloom`` (rbloom, ``hash_func=int``, sized for
    that count at ``fp_rate``; saved, reloaded by later runs and other tools).
-2. *probe*, one task per filter -> ``_filters/<name>.fp.json``: its false-positive check
+2. *probe*, one task per filter -> ``_meta/filters/<name>.fp.json``: its false-positive check
    (``fp_probes`` random probes; see the report), made once per filter, not per run.
-3. *wikipedia*, when ``wikipedia_dump`` is set -> ``_filters/wikipedia.bloom``: n-grams of
+3. *wikipedia*, when ``wikipedia_dump`` is set -> ``_meta/filters/wikipedia.bloom``: n-grams of
    every article (namespace 0, not a redirect) of a ``pages-articles`` XML dump (.bz2 or
    plain, streamed), wiki markup stripped with mwparserfromhell. ``wikipedia_sample = k``
    keeps the n-grams whose hash is 0 mod k: 1/k of the memory.
-4. *scan*, one task per shard -> ``_scan/hits-NNNNN.parquet`` (every n-gram found in a
+4. *scan*, one task per shard -> ``_meta/scan/hits-NNNNN.parquet`` (every n-gram found in a
    benchmark: a vectorized bit-table screen built from the exact hash sets (``Screen``),
-   then confirmed against them, so a false positive never removes text) and ``_scan/wiki-NNNNN.parquet`` (each document's share of
+   then confirmed against them, so a false positive never removes text) and ``_meta/scan/wiki-NNNNN.parquet`` (each document's share of
    n-grams in the Wikipedia filter).
-5. *common*, one task -> ``_scan/common.npy``: benchmark n-grams found in more than
+5. *common*, one task -> ``_meta/scan/common.npy``: benchmark n-grams found in more than
    ``common_docs`` (10) documents, which the spans policy ignores, as GPT-3 did. Memory:
    8 bytes per (document, n-gram) hit, never the corpus's own n-grams.
-6. *check*, one task per shard -> ``clean-NNNNN.parquet`` and ``_removals/removals-NNNNN.parquet``
+6. *check*, one task per shard -> ``clean-NNNNN.parquet`` and ``_meta/removals/removals-NNNNN.parquet``
    (document, benchmark, n-gram, character span, action: every removal is logged).
    Drops: ``wikipedia_url`` (*.wikipedia.org, mobile hosts, ``data/wikipedia_mirrors.txt``),
    ``wikipedia_content`` (more than ``wikipedia_share`` of the n-grams in the Wikipedia
@@ -31,7 +31,7 @@ Phases, each resumable per task:
    (``benchmark_fragmented``) if more than ``max_pieces`` remain, or
    (``benchmark_overlap``) if none does.
 
-The overlap report (``_overlap.json``, printed too; ``--report-only`` stops before
+The overlap report (``_meta/overlap.json``, printed too; ``--report-only`` stops before
 *check*) gives per benchmark, as GPT-2's Table 6: the share of its n-grams found in the
 corpus, the documents hit, and the documents and characters removed; plus an empirical
 false-positive check of every filter (``fp_probes`` random probes against the configured
@@ -56,11 +56,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from rbloom import Bloom
 
-from webtext.pipeline import progress
+from webtext.pipeline import layout, progress
 from webtext.pipeline.config import DecontaminateConfig, to_dict
 from webtext.pipeline.errors import ConfigError, MissingInputError
 from webtext.pipeline.executor import Context, Task, finish_stage, run_phase
-from webtext.pipeline.io import atomic_path, parquet_rows, require_shards, shard_id, write_parquet
+from webtext.pipeline.io import atomic_path, parquet_rows, read_parquet, require_shards, shard_id, write_parquet
+from webtext.pipeline.layout import meta
 from webtext.pipeline.schemas import CLEAN, HITS, REMOVALS, WIKI_SHARE, upgrade_docs
 from webtext.pipeline.stats import Stats
 
@@ -325,7 +326,7 @@ def count_common(task: Task) -> Stats:
     """Benchmark n-grams found in more than ``common_docs`` documents (GPT-3's exemption)."""
     seen = []
     for i, f in enumerate(task.inputs):
-        t = pq.read_table(f, columns=["row", "ngram"])
+        t = read_parquet(f, HITS, columns=["row", "ngram"])      # absent: no hits
         pairs = np.unique(np.stack([t["row"].to_numpy().astype(np.uint64), t["ngram"].to_numpy()], axis=1), axis=0) \
             if t.num_rows else np.empty((0, 2), np.uint64)
         seen.append(pairs[:, 1])                 # one entry per (document, n-gram)
@@ -382,9 +383,9 @@ def check_shard(task: Task) -> Stats:
     p = task.params
     src, hits_file, wiki_file, common_file = task.inputs
     docs = upgrade_docs(pq.read_table(src))   # shards from before v4 lack source, captured_at
-    hits = pq.read_table(hits_file)
+    hits = read_parquet(hits_file, HITS)
     common = np.load(common_file)
-    share = dict(zip(*(pq.read_table(wiki_file)[c].to_pylist() for c in ("row", "share"))))
+    share = dict(zip(*(read_parquet(wiki_file, WIKI_SHARE)[c].to_pylist() for c in ("row", "share"))))
     by_row: dict[int, list] = {}
     for row, gram, bench, word in zip(hits["row"].to_pylist(), hits["ngram"].to_numpy().tolist(),
                                       hits["benchmark"].to_pylist(), hits["word"].to_pylist()):
@@ -479,7 +480,7 @@ def overlap_report(out: Path, names: list[str], filters: dict[str, Path], hit_fi
     found: dict[str, set] = {b: set() for b in names}
     docs: dict[str, set] = {b: set() for b in names}
     for f in hit_files:
-        t = pq.read_table(f)
+        t = read_parquet(f, HITS)
         for row, gram, bench in zip(t["row"].to_pylist(), t["ngram"].to_numpy().tolist(), t["benchmark"].to_pylist()):
             found[bench].add(gram)
             docs[bench].add((f.name, row))
@@ -493,7 +494,7 @@ def overlap_report(out: Path, names: list[str], filters: dict[str, Path], hit_fi
                      "chars_removed": (check_info or {}).get(f"chars_removed:{b}", 0) if check_info else None})
     probes = [json.loads(f.read_text()) for f in probe_files]
     report = {"ngram": cfg.ngram, "policy": cfg.policy, "benchmarks": rows, "false_positive_check": probes}
-    with atomic_path(out / "_overlap.json") as tmp:
+    with atomic_path(meta(out, layout.OVERLAP)) as tmp:
         tmp.write_text(json.dumps(report, indent=2) + "\n")
     return report
 
@@ -534,7 +535,7 @@ def run(ctx: Context, report_only: bool = False) -> dict:
     if wiki_dump and not wiki_dump.is_file():
         raise MissingInputError(f"Wikipedia dump {wiki_dump} not found", "Check [decontaminate] wikipedia_dump")
     out = ctx.dir("clean")
-    fdir = out / "_filters"
+    fdir = meta(out, layout.FILTERS)
     base = {"ngram": cfg.ngram, "fp_rate": cfg.fp_rate, "words": WORDS_VERSION, "hash": NGRAM_HASH}
     npys = {b.name: fdir / f"{b.name}.ngrams.npy" for b in benches}
     built = run_phase(ctx, out, "filters", [
@@ -549,7 +550,7 @@ def run(ctx: Context, report_only: bool = False) -> dict:
     probed = run_phase(ctx, out, "probe", [
         Task("probe", f.stem, probe_filter, [f], [j], {"fp_probes": cfg.fp_probes, "fp_rate": cfg.fp_rate})
         for f, j in zip(blooms, probe_files)])
-    scan_dir = out / "_scan"
+    scan_dir = meta(out, layout.SCAN)
     rows = {s: parquet_rows(s) for s in inputs}          # the progress totals, from the footers
     sparams = {**base, "names": names, "wikipedia": bool(wiki_dump), "sample": cfg.wikipedia_sample}
     scanned = run_phase(ctx, out, "scan", [
@@ -572,7 +573,7 @@ def run(ctx: Context, report_only: bool = False) -> dict:
             Task("check", shard_id(s), check_shard,
                  [s, scan_dir / f"hits-{shard_id(s)}.parquet", scan_dir / f"wiki-{shard_id(s)}.parquet",
                   scan_dir / "common.npy"],
-                 [out / f"clean-{shard_id(s)}.parquet", out / "_removals" / f"removals-{shard_id(s)}.parquet"], cparams,
+                 [out / f"clean-{shard_id(s)}.parquet", meta(out, layout.REMOVALS) / f"removals-{shard_id(s)}.parquet"], cparams,
                  units="documents", size=rows[s])
             for s in inputs
         ])

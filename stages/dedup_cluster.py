@@ -1,9 +1,9 @@
 """dedup's global phases: connected components, the keep rule, and the drop lists.
 
-In: the verified pairs (``_verified/``) and the candidate files (``_candidates/``). Out:
-``_components/edges-PPP.parquet`` (each component's pairs, routed whole to one resolve
-task), ``_resolved/resolved-PPP.parquet`` (the keep rule applied), ``_clusters.parquet``
-and ``_drops/drops-NNNNN.parquet``. ``stages.dedup`` runs the phases; see its docstring.
+In: the verified pairs (``_meta/verified/``) and the candidate files (``_meta/candidates/``). Out:
+``_meta/components/edges-PPP.parquet`` (each component's pairs, routed whole to one resolve
+task), ``_meta/resolved/resolved-PPP.parquet`` (the keep rule applied), ``_meta/clusters.parquet``
+and ``_meta/drops/drops-NNNNN.parquet``. ``stages.dedup`` runs the phases; see its docstring.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from webtext.pipeline.executor import Task
-from webtext.pipeline.io import atomic_path, write_parquet
-from webtext.pipeline.schemas import CLUSTERS, DROPS, RESOLVED, VERIFIED
+from webtext.pipeline.io import ParquetSink, read_parquet, write_parquet
+from webtext.pipeline.schemas import CLUSTERS, DROPS, RESOLVED, VERIFIED, unix_seconds
 from webtext.pipeline.stats import Stats
 
 from .dedup_sign import BAND_MIX, _mix
@@ -54,7 +54,8 @@ def components(task: Task) -> Stats:
     pair never leaves its component), so resolving them apart gives the global result.
     Memory: ~40 bytes per verified pair and per document that has a duplicate; keys only."""
     p = task.params
-    ver = pa.concat_tables([pq.read_table(f, use_threads=False) for f in task.inputs]) if task.inputs else VERIFIED.empty_table()
+    ver = pa.concat_tables([VERIFIED.empty_table()] + [pq.read_table(f, use_threads=False).cast(VERIFIED)
+                                                       for f in task.inputs if f.exists()])   # absent: no pairs
     ea, eb = ver["a"].to_numpy(), ver["b"].to_numpy()
     members = np.unique(np.concatenate([ea, eb]))
     n = len(members)
@@ -84,7 +85,7 @@ def resolve(task: Task) -> Stats:
     Memory: its pairs, ~150 bytes per document in it, and two shards' candidate files for
     the witness pairs."""
     p = task.params
-    ver = pq.read_table(task.inputs[0], use_threads=False)
+    ver = read_parquet(task.inputs[0], VERIFIED, use_threads=False)
     files = by_shard(task.inputs[1:])
     stats = Stats()
     ea, eb = ver["a"].to_numpy(), ver["b"].to_numpy()
@@ -97,7 +98,7 @@ def resolve(task: Task) -> Stats:
     shards = shard_of(members)
     for s in np.unique(shards).tolist():
         at = np.flatnonzero(shards == s)
-        t = pq.read_table(files[s], columns=["key", *meta], use_threads=False)
+        t = unix_seconds(pq.read_table(files[s], columns=["key", *meta], use_threads=False))   # first_seen: int s
         t = t.take(pa.array(np.searchsorted(t["key"].to_numpy(), members[at])))
         for c, values in meta.items():
             for i, v in zip(at.tolist(), t[c].to_pylist()):
@@ -179,22 +180,22 @@ def resolve(task: Task) -> Stats:
 
 
 def merge_clusters(task: Task) -> Stats:
-    """Every resolve partition's rows -> ``_clusters.parquet`` (streamed, a partition at a
+    """Every resolve partition's rows -> ``_meta/clusters.parquet`` (streamed, a partition at a
     time) and one drop list per docs shard. Memory: one partition's rows, and 16 bytes
     per removed document."""
     p = task.params
     drops: list[tuple[np.ndarray, np.ndarray]] = []
     n = 0
-    with atomic_path(task.outputs[0]) as tmp, pq.ParquetWriter(tmp, CLUSTERS, compression="zstd") as w:
+    with ParquetSink(task.outputs[0], CLUSTERS) as w:       # no duplicates: no file
         for f in task.inputs:
+            if not f.exists():          # a partition with no component
+                continue
             t = pq.read_table(f, use_threads=False)
             n += t.num_rows
-            w.write_table(t.select(CLUSTERS.names).cast(CLUSTERS))
+            w.write(t.select(CLUSTERS.names).cast(CLUSTERS))
             gone = t.filter(pc.invert(t["kept"]))
             code = (pc.equal(gone["reason"], "exact_duplicate")).to_numpy(zero_copy_only=False)
             drops.append((gone["key"].to_numpy(), code))
-        if not n:
-            w.write_table(CLUSTERS.empty_table())
     keys = np.concatenate([k for k, _ in drops]) if drops else np.empty(0, np.uint64)
     exact = np.concatenate([c for _, c in drops]) if drops else np.empty(0, bool)
     shards, rows = shard_of(keys), row_of(keys)

@@ -1,8 +1,8 @@
 """dedup's per-shard phases: signatures and the LSH band index.
 
-In: a docs shard (``docs/docs-NNNNN.parquet``). Out: ``_signatures/sig-NNNNN.parquet``
+In: a docs shard (``docs/docs-NNNNN.parquet``). Out: ``_meta/signatures/sig-NNNNN.parquet``
 (doc_id, karma, first_seen, the exact-text hash and a 128-value MinHash per document),
-then ``_bands/NNNNN/part-PPP.parquet`` (band, bucket hash, document key), split by bucket
+then ``_meta/bands/NNNNN/part-PPP.parquet`` (band, bucket hash, document key), split by bucket
 into ``partitions`` files. ``stages.dedup`` runs them; see its docstring for the phases.
 """
 

@@ -1,10 +1,10 @@
 """dedup's candidate pairs and their verification.
 
-In: the band index (``_bands/NNNNN/part-PPP.parquet``), the signatures and the docs
-shards. Out: ``_pairs/pairs-PPP.parquet`` and ``keys-PPP.parquet`` (candidate pairs of
-one band partition, and their documents), ``_candidates/cand-NNNNN.parquet`` (what
+In: the band index (``_meta/bands/NNNNN/part-PPP.parquet``), the signatures and the docs
+shards. Out: ``_meta/pairs/pairs-PPP.parquet`` and ``keys-PPP.parquet`` (candidate pairs of
+one band partition, and their documents), ``_meta/candidates/cand-NNNNN.parquet`` (what
 verification needs of each candidate document: its MinHash, text and keep-rule fields,
-read from its shard once) and ``_verified/verified-PPP.parquet`` (the duplicate pairs).
+read from its shard once) and ``_meta/verified/verified-PPP.parquet`` (the duplicate pairs).
 ``stages.dedup`` runs the phases; see its docstring.
 """
 
@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from webtext.pipeline.executor import Task
-from webtext.pipeline.io import atomic_path, shard_id, write_parquet
+from webtext.pipeline.io import ParquetSink, shard_id, write_parquet
 from webtext.pipeline.schemas import BANDS, CANDIDATES, PAIR_KEYS, PAIRS, VERIFIED
 from webtext.pipeline.stats import Stats
 
@@ -40,7 +40,8 @@ def pairs_partition(task: Task) -> Stats:
     marked: they need no verification.
     """
     p = task.params
-    t = pa.concat_tables([pq.read_table(f, use_threads=False) for f in task.inputs]) if task.inputs else BANDS.empty_table()
+    t = pa.concat_tables([BANDS.empty_table()] + [pq.read_table(f, use_threads=False).cast(BANDS)
+                                                    for f in task.inputs if f.exists()])     # absent: no rows
     band, bucket, key = (t[c].to_numpy() for c in ("band", "bucket", "key"))
     order = np.lexsort((key, bucket, band))
     band, bucket, key = band[order], bucket[order], key[order]
@@ -54,16 +55,13 @@ def pairs_partition(task: Task) -> Stats:
     order = np.lexsort((b, a, part))
     table = pa.table({"a": a[order], "b": b[order], "exact": exact[order], "part": part[order]}, schema=PAIRS)
     # one row group per verify partition, so that verify task j reads only its own rows
-    with atomic_path(task.outputs[0]) as tmp, pq.ParquetWriter(tmp, PAIRS, compression="zstd") as w:
+    with ParquetSink(task.outputs[0], PAIRS) as w:      # no pairs: no file
         bounds = np.searchsorted(part[order], np.arange(p["partitions"] + 1))
         for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
             if hi > lo:
-                w.write_table(table.slice(lo, hi - lo))
-        if not len(table):
-            w.write_table(table)
+                w.write(table.slice(lo, hi - lo))
     keys = pa.table({"key": np.unique(np.r_[a, b])}, schema=PAIR_KEYS)
-    with atomic_path(task.outputs[1]) as tmp:
-        pq.write_table(keys, tmp, compression="zstd", row_group_size=KEY_GROUP)
+    write_parquet(keys, task.outputs[1], row_group_size=KEY_GROUP)
     stats = Stats(records_in=t.num_rows, records_out=table.num_rows)
     stats.add_info("buckets_with_duplicates", int((sizes > 1).sum()))
     return stats
@@ -121,6 +119,8 @@ def row_of(keys: np.ndarray) -> np.ndarray:
 
 def _read_keys(path: Path, shard: int) -> np.ndarray:
     """The keys of one shard in a keys file (only the row groups that can hold them)."""
+    if not path.exists():       # a partition with no pairs
+        return np.empty(0, np.uint64)
     f = pq.ParquetFile(path)
     lo, hi = shard << 32, (shard + 1) << 32
     groups = []
@@ -155,13 +155,14 @@ def candidates_shard(task: Task) -> Stats:
     table = pa.table({"key": keys, **{c: meta[c] for c in meta.column_names}, "minhash": minhash, "text": text})
     # Uncompressed (MinHash values do not compress; verify reads these files many times),
     # in row groups of CAND_GROUP rows, so that a reader takes only the groups it needs.
-    with atomic_path(task.outputs[0]) as tmp:
-        pq.write_table(table.cast(CANDIDATES), tmp, compression="none", row_group_size=CAND_GROUP)
+    write_parquet(table.cast(CANDIDATES), task.outputs[0], compression="none", row_group_size=CAND_GROUP)
     return Stats(records_in=sig.num_rows, records_out=len(keys))
 
 
 def read_part(path: Path, part: int) -> pa.Table:
     """The rows of one pairs file that belong to verify partition ``part`` (its row groups)."""
+    if not path.exists():       # a pairs partition with no pairs
+        return PAIRS.empty_table()
     f = pq.ParquetFile(path)
     col = f.schema_arrow.get_field_index("part")
     groups = []

@@ -1,7 +1,7 @@
 """fetch: ``urls/`` -> ``warc/`` (WARC/1.1 .warc.gz plus a Parquet fetch log per shard).
 
 Every URL is fetched once. When the urls shards change (a new harvest), the URLs not
-in any earlier *frontier* file are written to new ``warc/_frontier/frontier-NNNNN.parquet``
+in any earlier *frontier* file are written to new ``warc/_meta/frontier/frontier-NNNNN.parquet``
 files (schema URLS, numbered on from the last), and only those are fetched: old
 frontiers, fetch logs and everything downstream stay done. Frontier files are never
 rewritten, so their tasks stay done across refreshes.
@@ -94,10 +94,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import xxhash
 
-from webtext.pipeline import progress
+from webtext.pipeline import layout, progress
 from webtext.pipeline.config import FetchConfig, to_dict
 from webtext.pipeline.executor import Context, Task, finish_stage, run_phase
 from webtext.pipeline.io import (
+    ParquetSink,
     atomic_path,
     parquet_rows,
     read_json,
@@ -106,7 +107,7 @@ from webtext.pipeline.io import (
     sorted_files,
     write_json,
 )
-from webtext.pipeline.schemas import FETCHLOG
+from webtext.pipeline.schemas import FETCHLOG, unix_seconds
 from webtext.pipeline.stats import Stats
 
 from .http import Client, Outcome, SafeResolver, Validators
@@ -205,7 +206,7 @@ def fetch_shard(task: Task) -> Stats:
     (src,), (log_path,) = task.inputs, task.outputs
     cfg = FetchConfig(**task.options["fetch"])
     out_dir = log_path.parent
-    partial = out_dir / "_partial" / task.name
+    partial = layout.meta(out_dir, layout.PARTIAL) / task.name
     partial.mkdir(parents=True, exist_ok=True)
     journal = Journal(partial / "journal.jsonl")
     stats = Stats()
@@ -215,7 +216,7 @@ def fetch_shard(task: Task) -> Stats:
 
         def batches():   # the shard in bounded batches, hosts interleaved within each
             for batch in pq.ParquetFile(src).iter_batches(batch_size=cfg.batch_urls):
-                yield [r for r in interleave_by_host(batch.to_pylist()) if r["url_id"] not in journal.done]
+                yield [r for r in interleave_by_host(unix_seconds(batch).to_pylist()) if r["url_id"] not in journal.done]
 
         planned = None
         if cfg.archive != "off" and cfg.archive_commoncrawl_columnar and "commoncrawl" in cfg.archive_sources:
@@ -234,9 +235,9 @@ def fetch_shard(task: Task) -> Stats:
         journal.mark_complete()
     journal.close()
     names: set[str] = set()
-    with atomic_path(log_path) as tmp, pq.ParquetWriter(tmp, FETCHLOG, compression="zstd") as w:
+    with ParquetSink(log_path, FETCHLOG) as w:      # a shard with no URL: no log
         for rows in journal.iter_rows():
-            w.write_table(pa.Table.from_pylist(rows, schema=FETCHLOG))
+            w.write(pa.Table.from_pylist(rows, schema=FETCHLOG))
             for r in rows:
                 stats.records_in += 1
                 if r.get("revisit"):
@@ -263,7 +264,7 @@ def fetch_shard(task: Task) -> Stats:
     return stats
 
 
-FRONTIER = "_frontier"
+FRONTIER = layout.FRONTIER
 
 
 def plan_frontier(ctx: Context, urls: list[Path], out: Path, refetch_after_s: float = 0,
@@ -273,7 +274,7 @@ def plan_frontier(ctx: Context, urls: list[Path], out: Path, refetch_after_s: fl
     URLs last scheduled longer ago than that (``due_for_refetch``, with ``last_validators``).
     Returns the frontier files and how many URLs this call scheduled for a revisit.
     Memory: the ids of every URL scheduled so far (16 hex characters each) and one urls shard."""
-    fdir = out / FRONTIER
+    fdir = layout.meta(out, FRONTIER)
     fdir.mkdir(parents=True, exist_ok=True)
     plan_path = fdir / "plan.json"
     digests = {p.name: ctx.state.digest(p) for p in urls}

@@ -6,7 +6,7 @@ Sources (``[harvest] source``):
 - ``api``: the live Reddit API through praw (``stages.reddit_api``).
 
 Phases:
-1. *map*: each source -> ``urls/_parts/<source>.parquet`` (schema SUBMISSIONS), the
+1. *map*: each source -> ``urls/_meta/parts/<source>.parquet`` (schema SUBMISSIONS), the
    submissions that pass the filters. Bad lines are counted; a truncated compressed file
    keeps everything before the damage (``truncated_file`` counts the unreadable rest as 1).
 2. *reduce*, one task per output shard (``stages.harvest_reduce``): keep each
@@ -42,13 +42,13 @@ import time
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from webtext.pipeline import progress
 from webtext.pipeline.config import HarvestConfig, to_dict
 from webtext.pipeline.errors import MissingInputError
 from webtext.pipeline.executor import Context, Task, finish_stage, run_phase
-from webtext.pipeline.io import atomic_path, read_json, safe_name, sorted_files
+from webtext.pipeline import layout
+from webtext.pipeline.io import ParquetSink, read_json, safe_name, sorted_files
 from webtext.pipeline.schemas import SUBMISSIONS
 from webtext.pipeline.stats import Stats
 
@@ -70,29 +70,29 @@ def load_blocklist(path: str) -> frozenset[str]:
 class SubmissionWriter:
     """Streams kept submissions to a SUBMISSIONS Parquet file in row groups (bounded memory).
 
-    Use as a context manager around ``atomic_path``'s temporary file; ``rows`` counts
+    Use as a context manager: the part appears, atomically, when the block ends; ``rows`` counts
     what was written.
     """
 
     ROW_GROUP = 65536
 
     def __init__(self, path: Path):
-        self.path, self.rows, self.writer = path, 0, None
+        self.path, self.rows = path, 0
+        self.writer = ParquetSink(path, SUBMISSIONS)     # no kept submission: no part file
         self.pending: list[pa.Table] = []
         self.pending_rows = 0
 
     def __enter__(self) -> "SubmissionWriter":
-        self.writer = pq.ParquetWriter(self.path, SUBMISSIONS, compression="zstd")
         return self
 
     def __exit__(self, *exc) -> None:
         if exc[0] is None:
             self.flush()
-        self.writer.close()
+        self.writer.__exit__(*exc)
 
     def flush(self) -> None:
         if self.pending_rows:
-            self.writer.write_table(pa.concat_tables(self.pending), row_group_size=self.ROW_GROUP)
+            self.writer.write(pa.concat_tables(self.pending), row_group_size=self.ROW_GROUP)
             self.rows += self.pending_rows
             self.pending, self.pending_rows = [], 0
 
@@ -122,7 +122,7 @@ def harvest_dump(task: Task) -> Stats:
     (path,), (out,) = task.inputs, task.outputs
     keep = make_filter(task.params)
     stats = Stats()
-    with atomic_path(out) as tmp, SubmissionWriter(tmp) as w:
+    with SubmissionWriter(out) as w:
         try:
             for buf in iter_batches(path):
                 stats.add_info("decompressed_bytes", len(buf))
@@ -167,7 +167,7 @@ def run(ctx: Context) -> dict:
     cfg: HarvestConfig = ctx.cfg.harvest
     started = time.time()
     out_dir = ctx.dir("urls")
-    parts_dir = out_dir / "_parts"
+    parts_dir = layout.meta(out_dir, layout.PARTS)
     fparams = filter_params(cfg)
     version = ctx.state.next_harvest_version()
     if cfg.source == "api":
@@ -207,8 +207,9 @@ def run(ctx: Context) -> dict:
     # The funnel covers every source harvested so far, in submissions: the map stats of all
     # parts (from their completion records), then duplicate/low_score/merged from reduce.
     sourced = Stats()
-    for part in all_parts:
-        sourced.merge(Stats.from_dict(read_json(out_dir / "_done" / f"map-{part.stem}.json")["stats"]))
+    for name in versions:       # a source with no kept submission has a record but no part
+        if (rec := layout.done_dir(out_dir) / f"map-{Path(name).stem}.json").exists():
+            sourced.merge(Stats.from_dict(read_json(rec)["stats"]))
     stats = Stats(records_in=sourced.records_in, records_out=reduced.stats.records_out)
     stats.dropped.update(sourced.dropped)
     stats.dropped.update(reduced.stats.dropped)

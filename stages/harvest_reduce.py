@@ -1,6 +1,6 @@
 """harvest's reduce phase: map parts (SUBMISSIONS) -> one URL shard (URLS), in bounded memory.
 
-In: every map part ``urls/_parts/*.parquet`` (schema SUBMISSIONS; older parts without
+In: every map part ``urls/_meta/parts/*.parquet`` (schema SUBMISSIONS; older parts without
 ``url_hash`` or ``raw_url`` are filled in), each tagged with the harvest version that
 brought it in. Out: ``urls/urls-NNNNN.parquet`` (schema URLS, sorted by ``url_id``), the
 URLs whose ``url_hash % num_shards`` is this shard and whose aggregated karma is at
@@ -10,7 +10,7 @@ One task per shard (``aggregate_urls``), run by ``stages.harvest.run``.
 
 Phases of a task, each holding one bucket of about ``bucket_rows`` submissions at a
 time (``[harvest] reduce_bucket_rows``); rows wait in between in Arrow IPC files under
-``urls/_spill/<task>/``, and ``n = ceil(shard rows / bucket_rows)``:
+``urls/_meta/spill/<task>/``, and ``n = ceil(shard rows / bucket_rows)``:
 1. stream the parts, keep this shard's rows and spill them into ``n`` buckets by a hash
    of the submission id (rows without an id go straight to phase 2's buckets);
 2. per id bucket, keep each submission's latest observation (``latest_observations``:
@@ -44,7 +44,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from webtext.pipeline.executor import Task
-from webtext.pipeline.io import atomic_path
+from webtext.pipeline import layout
+from webtext.pipeline.io import ParquetSink
 from webtext.pipeline.schemas import SUBMISSIONS, URLS
 from webtext.pipeline.stats import Stats
 
@@ -54,7 +55,7 @@ from .takedowns import Matcher
 
 # The reduce phase works in buckets so that its memory does not grow with the harvest:
 # at most about REDUCE_BUCKET_ROWS submissions are held at once ([harvest]
-# reduce_bucket_rows overrides it). Spilled rows wait in Arrow IPC files under urls/_spill/.
+# reduce_bucket_rows overrides it). Spilled rows wait in Arrow IPC files under urls/_meta/spill/.
 REDUCE_BUCKET_ROWS = 100_000
 READ_ROWS = 16_384                 # rows per record batch read from a part
 SPILL_ROWS = 32_768                # rows held before they are appended to the bucket files
@@ -281,7 +282,7 @@ def aggregate_urls(task: Task) -> Stats:
     limit = task.options.get("bucket_rows", REDUCE_BUCKET_ROWS)
     expected = sum(pq.read_metadata(part).num_rows for part in task.inputs) / nshards
     n = max(1, int(np.ceil(expected / limit)))          # hashing spreads rows evenly over buckets
-    spill_dir = out.parent / "_spill" / task.name
+    spill_dir = layout.meta(out.parent, layout.SPILL) / task.name
     shutil.rmtree(spill_dir, ignore_errors=True)        # left by an attempt that was killed
     spill_dir.mkdir(parents=True)
     stats = Stats()
@@ -328,9 +329,9 @@ def _reduce(task: Task, n: int, limit: int, spill_dir: Path, stats: Stats) -> No
         release_unused()
     by_url.close()
     stats.info["reduce_bucket_peak"] = 0     # the most rows aggregated at once (a maximum: this task only)
-    with atomic_path(out) as tmp, pq.ParquetWriter(tmp, URLS, compression="zstd") as w:
+    with ParquetSink(out, URLS) as w:       # a shard no URL hashes to: no file
         for b in range(n):
             stats.add_info("reduce_buckets", 1)
             if b in by_url.written:         # the only reference to the bucket is url_rows' own
-                w.write_table(url_rows(by_url.read(b), p, stats), row_group_size=OUT_ROWS)
+                w.write(url_rows(by_url.read(b), p, stats), row_group_size=OUT_ROWS)
             release_unused()

@@ -43,6 +43,7 @@ from fastwarc.warc import ArchiveIterator, WarcRecordType
 
 from webtext.pipeline.config import FetchConfig
 from webtext.pipeline.errors import MissingInputError
+from webtext.pipeline.schemas import unix_seconds
 from webtext.pipeline.stats import Stats
 
 from .captures import decode_payload
@@ -161,7 +162,8 @@ def import_warcs(src: Path, cfg: FetchConfig, segs: WarcSegments, journal: Journ
     files = find_warcs(cfg.from_warc)
     stats.add_info("import_files", len(files))
     have = pq.read_schema(src).names
-    t = pq.read_table(src, columns=[c for c in ("url_id", "fetch_url", "first_seen", "revisit") if c in have])
+    t = unix_seconds(pq.read_table(src, columns=[c for c in ("url_id", "fetch_url", "first_seen", "revisit")
+                                                 if c in have]))
     keys: dict[str, str] = {}                   # url_id of a normalized URL -> frontier url_id
     first_seen: dict[str, int] = {}
     for r in t.to_pylist():

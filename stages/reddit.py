@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import zstandard
 
-from webtext.pipeline.schemas import SUBMISSIONS
+from webtext.pipeline.schemas import SUBMISSIONS, UTC_S
 
 from . import urls as U
 
@@ -414,7 +414,7 @@ class Filter:
             "url": urls,
             "domain": hosts,
             "score": score,
-            "created_utc": created,
+            "created_utc": created.cast(UTC_S),      # int64 unix seconds as a timestamp
             "subreddit": pa.array([v if type(v) is str else str(v or "") for v in [s.subreddit for s in kept]],
                                   pa.string()),
             "id": pa.array([v if type(v) is str else str(v or "") for v in [s.id for s in kept]], pa.string()),

@@ -89,15 +89,13 @@ def watermark_utc(value) -> float | None:
 
 
 def pull_api(task: Task) -> Stats:
-    from webtext.pipeline.io import atomic_path
-
     from .harvest import SubmissionWriter, filter_into, make_filter
 
     api, marks = task.options["api"], task.options["watermarks"]
     keep = make_filter(task.params)
     reddit = _reddit(api)
     stats, newest = Stats(), {}
-    with atomic_path(task.outputs[0]) as tmp, SubmissionWriter(tmp) as w:
+    with SubmissionWriter(task.outputs[0]) as w:
         _pull_all(reddit, api, marks, lambda subs: filter_into(keep, subs, stats, w), stats, newest)
     stats.records_out = w.rows
     stats.add_info("api_newest", newest)

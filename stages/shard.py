@@ -1,7 +1,7 @@
 """shard: ``clean/`` -> ``tokens/`` (BPE token shards, Arrow IPC, train/val, shuffled).
 
 Phases, each resumable per task:
-1. *tokenize*, one task per clean shard -> ``tokens/_parts/part-NNNNN.arrow``: every
+1. *tokenize*, one task per clean shard -> ``tokens/_meta/parts/part-NNNNN.arrow``: every
    document's tokens (GPT-2 BPE by default: tiktoken, or HF ``tokenizers``, or a user's
    ``tokenizer.json``), its split, and its shuffle key ``xxh3_64(seed, doc_id)``, sorted
    by key.
@@ -44,7 +44,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import xxhash
 
-from webtext.pipeline import progress
+from webtext.pipeline import layout, progress
 from webtext.pipeline.config import ShardConfig, to_dict
 from webtext.pipeline.errors import ConfigError
 from webtext.pipeline.executor import Context, PhaseResult, Task, finish_stage, run_phase
@@ -58,7 +58,7 @@ from .tokenizer import TokenizerSpec, array_encoder, resolve_tokenizer
 
 VAL_BUCKETS = 1_000_000
 ENCODE_BATCH = 256          # documents per encoder call
-PARTS = "_parts"
+PARTS = f"{layout.META}/{layout.PARTS}"     # tokens/_meta/parts/
 
 
 def is_val(url: str, val_fraction: float) -> bool:

@@ -1,6 +1,6 @@
 """Crash-safe WARC output for one fetch shard: rotating segments plus an outcome journal.
 
-While a shard is being fetched, everything lives in ``warc/_partial/<shard>/``:
+While a shard is being fetched, everything lives in ``warc/_meta/partial/<shard>/``:
 
 - ``warc-<shard>-<seg>.warc.gz`` segments, appended to record by record (one gzip member
   per record) and rotated when one passes ``max_bytes``;

@@ -84,8 +84,9 @@ def pipeline_outputs(workdir: Path) -> dict:
     for folder in ("urls", "docs", "dedup", "clean", "tokens"):
         for p in sorted((workdir / folder).rglob("*")):
             rel = p.relative_to(workdir)
-            if p.is_file() and not {"_done", "_partial", "_versions"} & set(rel.parts) \
-                    and p.name not in ("_config.json", "_stats.json"):
+            meta = rel.parts[2:3] if rel.parts[1:2] == ("_meta",) else ()     # <stage>/_meta/<name>
+            if p.is_file() and not {"done", "partial", "config.json", "stats.json"} & set(meta) \
+                    and "_versions" not in rel.parts:
                 out[rel.as_posix()] = hashlib.sha256(p.read_bytes()).hexdigest()
     logs = pa.concat_tables(pq.read_table(f) for f in sorted((workdir / "warc").glob("fetchlog-*.parquet")))
     out["fetchlog"] = sorted(map(str, logs.drop_columns(["elapsed_ms", "wait_ms", "fetched_at", "warc_offset"]).to_pylist()))
@@ -109,7 +110,7 @@ def run_fetch(tmp_path: Path, table: pa.Table, **cfg):
     url, the shard's WARC segments). The log has the FETCHLOG schema and the shard is final."""
     from webtext.pipeline.config import FetchConfig, to_dict
     from webtext.pipeline.executor import Task
-    from webtext.pipeline.schemas import FETCHLOG
+    from webtext.pipeline.schemas import FETCHLOG, stored
     from webtext.stages import fetch
 
     src = tmp_path / "urls-00000.parquet"
@@ -119,8 +120,8 @@ def run_fetch(tmp_path: Path, table: pa.Table, **cfg):
     options = {"fetch": to_dict(FetchConfig(**{**base, **cfg}))}
     stats = fetch.fetch_shard(Task("fetch", "00000", fetch.fetch_shard, [src], [log], options=options))
     out = pq.read_table(log)
-    assert out.schema.equals(FETCHLOG)
-    assert not (tmp_path / "_partial" / "00000").exists()        # finalized
+    assert out.schema.equals(stored(FETCHLOG))
+    assert not (tmp_path / "_meta" / "partial" / "00000").exists()        # finalized
     return stats, {r["url"]: r for r in out.to_pylist()}, sorted(tmp_path.glob("warc-00000-*.warc.gz"))
 
 
@@ -134,7 +135,7 @@ def kill_fetch_after(argv: list[str], work: Path, lines: int, cwd: Path) -> str:
 
     proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
-    journal = work / "warc" / "_partial" / "00000" / "journal.jsonl"
+    journal = work / "warc" / "_meta" / "partial" / "00000" / "journal.jsonl"
     deadline = time.time() + 60
     while time.time() < deadline and (not journal.exists() or journal.read_text().count("\n") < lines):
         time.sleep(0.01)

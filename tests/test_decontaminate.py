@@ -12,7 +12,8 @@ from rbloom import Bloom
 
 from webtext.pipeline.config import ConfigError
 from webtext.pipeline.errors import MissingInputError
-from webtext.pipeline.schemas import CLEAN, REMOVALS
+from webtext.pipeline.io import read_parquet
+from webtext.pipeline.schemas import CLEAN, REMOVALS, stored
 from webtext.stages import decontaminate as D
 from webtext.stages.benchmarks import load_registry, resolve, segments
 from webtext.stages.ngrams import word_ngrams
@@ -45,8 +46,8 @@ def _write(tmp_path, rows):
 def _run(tmp_path, bench_dir, **cfg):
     cfg = {"benchmarks": ["lambada"], "benchmark_dir": str(bench_dir), "fp_probes": 10_000, **cfg}
     stats = D.run(make_context(tmp_path, decontaminate=cfg))
-    kept = {r["doc_id"]: r["text"] for r in pq.read_table(tmp_path / "clean" / "clean-00000.parquet").to_pylist()}
-    log = pq.read_table(tmp_path / "clean" / "_removals" / "removals-00000.parquet")
+    kept = {r["doc_id"]: r["text"] for r in read_parquet(tmp_path / "clean" / "clean-00000.parquet", CLEAN).to_pylist()}
+    log = read_parquet(tmp_path / "clean" / "_meta" / "removals" / "removals-00000.parquet", REMOVALS)   # absent: none
     assert log.schema.equals(REMOVALS)
     return stats, kept, log.to_pylist()
 
@@ -79,7 +80,7 @@ def test_planted_lambada_passage_removed_under_both_policies(tmp_path, articles,
     stats, kept, log = _run(tmp_path / "drop", bench_dir, policy="drop")
     assert set(kept) == {"clean"} and stats["dropped"] == {"benchmark_overlap": 1}
     assert {(r["doc_id"], r["action"], r["reason"]) for r in log} == {("planted", "document_dropped", "benchmark_overlap")}
-    report = json.loads((tmp_path / "drop" / "clean" / "_overlap.json").read_text())
+    report = json.loads((tmp_path / "drop" / "clean" / "_meta" / "overlap.json").read_text())
     (row,) = report["benchmarks"]
     assert row["documents_hit"] == 1 and row["documents_removed"] == 1 and row["chars_removed"] == len(doc)
     assert row["ngrams_in_corpus"] == len(set(word_ngrams([passage], 13).hashes.tolist()))
@@ -138,7 +139,7 @@ def test_filters_saved_once_and_reloaded_in_a_new_process(tmp_path, articles, be
                                                 "fp_probes": 0})
     D.run(ctx)
     assert D.run(ctx)["tasks_run"] == 0                                   # built once, then reused
-    bloom_file = tmp_path / "clean" / "_filters" / "lambada.bloom"
+    bloom_file = tmp_path / "clean" / "_meta" / "filters" / "lambada.bloom"
     probes = word_ngrams([doc], 13).hashes.tolist()
     here = [p in Bloom.load(str(bloom_file), int) for p in probes]
     code = ("import sys, json; from rbloom import Bloom; b = Bloom.load(sys.argv[1], int); "
@@ -166,7 +167,7 @@ def test_report_only_changes_nothing(tmp_path, articles, bench_dir):
     stats = D.run(make_context(tmp_path, decontaminate={"benchmarks": ["lambada"], "benchmark_dir": str(bench_dir),
                                                         "fp_probes": 1000}), report_only=True)
     assert not (tmp_path / "clean" / "clean-00000.parquet").exists() and stats["info"]["report_only"] == 1
-    report = json.loads((tmp_path / "clean" / "_overlap.json").read_text())
+    report = json.loads((tmp_path / "clean" / "_meta" / "overlap.json").read_text())
     assert report["benchmarks"][0]["documents_hit"] == 1 and report["benchmarks"][0]["documents_removed"] is None
     assert {c["filter"] for c in report["false_positive_check"]} == {"lambada.bloom"}
 
@@ -199,7 +200,7 @@ def test_benchmark_formats_and_a_user_registry(tmp_path, bench_dir):
 def test_clean_schema(tmp_path, bench_dir):
     _write(tmp_path, [doc_row("a", "plain words " * 100)])
     _run(tmp_path, bench_dir)
-    assert pq.read_table(tmp_path / "clean" / "clean-00000.parquet").schema.equals(CLEAN)
+    assert pq.read_table(tmp_path / "clean" / "clean-00000.parquet").schema.equals(stored(CLEAN))
 
 
 def test_no_benchmark_configured_warns(tmp_path):

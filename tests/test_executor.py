@@ -35,7 +35,7 @@ def test_rerun_skips_done_and_reruns_on_change(tmp_path):
     ctx = make_context(tmp_path / "w", workers=1)
     first = run_phase(ctx, tmp_path / "out", "up", _tasks(tmp_path, "abc"))
     assert (first.ran, first.skipped, first.stats.records_out) == (3, 0, 3)
-    rec = json.loads((tmp_path / "out" / "_done" / "up-a.json").read_text())
+    rec = json.loads((tmp_path / "out" / "_meta" / "done" / "up-a.json").read_text())
     assert rec["outputs"]["out-a.txt"]["size"] == 1 and rec["stats"]["out"] == 1
     again = run_phase(ctx, tmp_path / "out", "up", _tasks(tmp_path, "abc"))
     assert (again.ran, again.skipped, again.stats.records_out) == (0, 3, 3)
@@ -54,7 +54,7 @@ def test_failing_shard_keeps_finished_ones_and_leaves_no_partial(tmp_path):
     ctx = make_context(tmp_path / "w", workers=1)
     with pytest.raises(WebtextError, match="up failed on shard b: ValueError: boom in input"):
         run_phase(ctx, tmp_path / "out", "up", _tasks(tmp_path, "abc"))
-    assert (tmp_path / "out" / "_done" / "up-a.json").exists()
+    assert (tmp_path / "out" / "_meta" / "done" / "up-a.json").exists()
     assert not (tmp_path / "out" / "out-b.txt").exists()
     (tmp_path / "in-b.txt").write_text("b")
     res = run_phase(ctx, tmp_path / "out", "up", _tasks(tmp_path, "abc"))

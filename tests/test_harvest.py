@@ -9,7 +9,7 @@ import pytest
 import zstandard
 
 from webtext.pipeline.errors import MissingInputError
-from webtext.pipeline.schemas import URLS
+from webtext.pipeline.schemas import URLS, stored
 from webtext.stages import harvest
 from webtext.stages import urls as U
 
@@ -46,8 +46,8 @@ def test_real_pushshift_dumps(tmp_path):
     assert len(rows) == 836 and all(r["score"] >= 3 for r in rows)
     assert len({r["url"] for r in rows}) == len(rows)
     t = pq.read_table(next((tmp_path / "urls").glob("urls-*.parquet")))
-    assert t.schema.equals(URLS) and t.schema.metadata[b"webtext.schema"] == b"urls"
-    assert (tmp_path / "urls" / "_stats.json").exists() and (tmp_path / "urls" / "_config.json").exists()
+    assert t.schema.equals(stored(URLS)) and t.schema.metadata[b"webtext.schema"] == b"urls"
+    assert (tmp_path / "urls" / "_meta" / "stats.json").exists() and (tmp_path / "urls" / "_meta" / "config.json").exists()
     assert harvest.run(ctx)["tasks_run"] == 0          # rerun does nothing
 
 
@@ -191,7 +191,7 @@ def test_arctic_shift_style_values(tmp_path):
     _write_zst(dump, subs)
     stats = harvest.run(make_context(tmp_path / "w", harvest={"dumps": [str(dump)]}))
     rows = {r["url"]: r for r in _urls(tmp_path / "w")}
-    assert rows["https://one.example/x"]["score"] == 15 and rows["https://one.example/x"]["first_seen"] == 1700000000
+    assert rows["https://one.example/x"]["score"] == 15 and rows["https://one.example/x"]["first_seen"].timestamp() == 1700000000
     assert rows["https://two.example/y"]["score"] == 4
     assert stats["dropped"] == {"low_score": 1, "no_url": 1}
 

@@ -40,7 +40,7 @@ def _zst(path, lines):
 def _run(tmp_path, dump):
     ctx = make_context(tmp_path / "w", workers=1, harvest={"dumps": [str(dump)], "min_score": 0})
     stats = harvest.run(ctx)
-    part = pq.read_table(next((tmp_path / "w" / "urls" / "_parts").glob("*.parquet")))
+    part = pq.read_table(next((tmp_path / "w" / "urls" / "_meta" / "parts").glob("*.parquet")))
     return stats, {r["url"]: r for r in part.to_pylist()}
 
 
@@ -62,7 +62,7 @@ def test_bad_values_are_counted_and_the_dump_goes_on(tmp_path):
     score = {u.split("/")[2].split(".")[0]: r["score"] for u, r in rows.items()}
     assert score == {"site0": 10, "site100": 12, "site101": 42, "site102": 7, "site103": 12, "site104": 0,
                      "site105": 0, "site106": -(2**63), "site107": 2**63 - 1, "site108": 10}
-    assert rows["https://site108.example.org/p"]["created_utc"] == 1_700_000_000
+    assert rows["https://site108.example.org/p"]["created_utc"].timestamp() == 1_700_000_000      # a timestamp, whole seconds
 
 
 def _filter(**cfg):
@@ -156,7 +156,7 @@ def test_parts_carry_raw_url(tmp_path):
     assert rows["http://x.kr/news_view.html?bc=03&idx=8576&mc=08&page=1"]["raw_url"] == \
         "http://x.kr/news_view.html?idx=8576&page=1&bc=03&mc=08&find=&sch_date="
     assert rows["https://example.com/A/b"]["raw_url"] == "https://example.com/A/b"
-    part = next((tmp_path / "w" / "urls" / "_parts").glob("*.parquet"))
+    part = next((tmp_path / "w" / "urls" / "_meta" / "parts").glob("*.parquet"))
     assert pq.read_schema(part).names[-1] == "raw_url"
 
 

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from webtext.pipeline.executor import Task
-from webtext.pipeline.schemas import SUBMISSIONS, URLS
+from webtext.pipeline.schemas import SUBMISSIONS, URLS, stored
 from webtext.stages import harvest, harvest_reduce
 from webtext.stages import urls as U
 
@@ -114,12 +114,12 @@ def test_buckets_give_the_in_memory_result(tmp_path, agg, bucket_rows):
         out = tmp_path / f"urls-{shard}-{agg}.parquet"
         stats, params = reduce(parts, out, {"bucket_rows": bucket_rows}, score_agg=agg, num_shards=2, shard=shard)
         got, want = pq.read_table(out), reference(parts, params)
-        assert got.schema.equals(URLS, check_metadata=True)
+        assert got.schema.equals(stored(URLS), check_metadata=True)
         assert want.num_rows > 500 and got.to_pylist() == want.to_pylist()
         assert stats.records_out == want.num_rows
         assert stats.records_in == stats.records_out + sum(stats.dropped.values())
         assert stats.dropped["duplicate_submission"] > 0 and stats.dropped["merged_duplicate_url"] > 0
-        assert not (tmp_path / "_spill").exists() or not any((tmp_path / "_spill").rglob("*.arrow"))
+        assert not (tmp_path / "_meta" / "spill").exists() or not any((tmp_path / "_meta" / "spill").rglob("*.arrow"))
         assert 0 < sum(r["fetch_url"] != r["url"] for r in got.to_pylist()) < got.num_rows
 
 
@@ -197,7 +197,7 @@ def test_reduce_bucket_rows_setting_reaches_the_tasks(tmp_path):
     for rows in (1000, 100_000):
         work = tmp_path / f"w{rows}"
         harvest.run(make_context(work, harvest={"dumps": [str(dump)], "num_shards": 1, "reduce_bucket_rows": rows}))
-        done = json.loads((work / "urls" / "_done" / "reduce-00000.json").read_text())
+        done = json.loads((work / "urls" / "_meta" / "done" / "reduce-00000.json").read_text())
         got[rows] = done["stats"]["info"]["reduce_buckets"], pq.read_table(work / "urls" / "urls-00000.parquet")
     assert got[1000][0] == 5 and got[100_000][0] == 1
     assert got[1000][1].equals(got[100_000][1]) and got[1000][1].num_rows == 2500

@@ -12,7 +12,7 @@ from webtext.pipeline.config import ExtractConfig, to_dict
 from webtext.pipeline.demoweb import _html, docstring_paragraphs
 from webtext.pipeline.executor import Task
 from webtext.pipeline.report import collect_report, render_html, write_report
-from webtext.pipeline.schemas import CLEAN, DEDUP, DOCS, upgrade_docs
+from webtext.pipeline.schemas import CLEAN, DEDUP, DOCS, stored, unix_seconds, upgrade_docs
 from webtext.stages import decontaminate as D
 from webtext.stages import dedup, extract
 from webtext.stages import urls as U
@@ -50,8 +50,8 @@ def test_extract_carries_source_and_capture_time(tmp_path):
     stats = extract.extract_shard(Task("extract", "00000", extract.extract_shard, [warc], [out],
                                        {"extract": to_dict(ExtractConfig())}))
     t = pq.read_table(out)
-    assert t.schema.equals(DOCS) and stats.records_out == 4
-    got = {r["url"]: (r["source"], r["captured_at"]) for r in t.to_pylist()}
+    assert t.schema.equals(stored(DOCS)) and stats.records_out == 4
+    got = {r["url"]: (r["source"], r["captured_at"]) for r in unix_seconds(t).to_pylist()}
     assert got == {"http://a.example/gone": ("wayback", 1_262_304_000),
                    "http://b.example/cc": ("commoncrawl", 1_500_000_000),
                    "http://c.example/live": ("live", None),      # the fetch time stays in the fetch log
@@ -86,8 +86,8 @@ def test_columns_survive_dedup_and_old_shards_still_dedup(tmp_path):
     rows = {}
     for f in sorted((tmp_path / "dedup").glob("dedup-*.parquet")):
         t = pq.read_table(f)
-        assert t.schema.equals(DEDUP)
-        rows |= {r["doc_id"]: (r["source"], r["captured_at"]) for r in t.to_pylist()}
+        assert t.schema.equals(stored(DEDUP))
+        rows |= {r["doc_id"]: (r["source"], r["captured_at"]) for r in unix_seconds(t).to_pylist()}
     assert rows == {"b1": ("wayback", 1_262_304_000), "b2": ("commoncrawl", 1_500_000_000), "a2": ("live", None)}
 
 
@@ -101,8 +101,8 @@ def test_columns_survive_decontaminate_and_old_shards_still_clean(tmp_path):
         pq.write_table(table, tmp_path / name / "dedup" / "dedup-00000.parquet")
         D.run(make_context(tmp_path / name, decontaminate=cfg))
         t = pq.read_table(tmp_path / name / "clean" / "clean-00000.parquet")
-        assert t.schema.equals(CLEAN)
-        got = {r["doc_id"]: (r["source"], r["captured_at"]) for r in t.to_pylist()}
+        assert t.schema.equals(stored(CLEAN))
+        got = {r["doc_id"]: (r["source"], r["captured_at"]) for r in unix_seconds(t).to_pylist()}
         assert got == ({"w": ("wayback", 7), "l": ("live", None)} if name == "new" else {"o": ("live", None)})
 
 

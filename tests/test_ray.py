@@ -77,7 +77,7 @@ def test_ray_cluster_gives_the_local_executors_bytes(cluster, demo):
     local, on_ray = pipeline_outputs(tmp / "local"), pipeline_outputs(tmp / "ray")
     assert len(local) > 50 and any(k.startswith("tokens/v0001/train-") for k in local)
     assert on_ray == local
-    cfg = (tmp / "ray" / "docs" / "_config.json").read_text()
+    cfg = (tmp / "ray" / "docs" / "_meta" / "config.json").read_text()
     assert '"executor": "ray"' in cfg
 
 

@@ -193,7 +193,7 @@ def test_refetch_after_revisits_with_conditional_get(refreshed, tmp_path):
     assert len(texts) == 2 and fresh[0][:60] not in texts[0] and fresh[0][:60] in texts[1]
     log = pa.concat_tables(pq.read_table(f) for f in sorted((work / "warc").glob("fetchlog-*.parquet")))
     rows = {(r["url"], r["error"]): r for r in log.to_pylist()}
-    assert rows[(rewritten, None)]["etag"] and rows[(rewritten, None)]["fetched_at"] > 0
+    assert rows[(rewritten, None)]["etag"] and rows[(rewritten, None)]["fetched_at"].timestamp() > 0
     assert rows[(edited, None)]["status"] == 200
     assert all(rows[(u, "not_modified")]["status"] == 304 for u in proxy.not_modified)
 

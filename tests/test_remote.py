@@ -144,7 +144,7 @@ def test_gs_workdir_gives_the_local_bytes(demo, tmp_path):
 
 
 def _done_markers(fs, prefix: str) -> list[str]:
-    sel = pafs.FileSelector(f"webtext-test/{prefix}/docs/_done", recursive=True)
+    sel = pafs.FileSelector(f"webtext-test/{prefix}/docs/_meta/done", recursive=True)
     return sorted(i.path for i in fs.get_file_info(sel) if i.type == pafs.FileType.File)
 
 

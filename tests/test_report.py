@@ -57,9 +57,9 @@ def write_large_docs(workdir: Path, shards: int = 4, docs_per_shard: int = 1500,
                 ("near-removed", "d0-0005", False, "near_duplicate", "d0-0005", 0.99),
                 ("d0-0007", "d0-0007", True, None, None, None),
                 ("exact-removed", "d0-0007", False, "exact_duplicate", "d0-0007", 1.0)]
-    (workdir / "dedup").mkdir()
+    (workdir / "dedup" / "_meta").mkdir(parents=True)
     pq.write_table(pa.Table.from_pylist([dict(zip(CLUSTERS.names, c)) for c in clusters], schema=CLUSTERS),
-                   workdir / "dedup" / "_clusters.parquet")
+                   workdir / "dedup" / "_meta" / "clusters.parquet")
     return {"text_bytes": total}
 
 
@@ -117,7 +117,7 @@ def test_near_duplicate_examples_show_the_differing_words(demo_run):
     import html
 
     r = collect_report(demo_run)["dedup"]
-    clusters = pq.read_table(demo_run / "dedup" / "_clusters.parquet").to_pylist()
+    clusters = pq.read_table(demo_run / "dedup" / "_meta" / "clusters.parquet").to_pylist()
     assert r["cluster_sizes"] == sorted(Counter(Counter(c["cluster_id"] for c in clusters).values()).items())
     near = sorted((c for c in clusters if c["reason"] == "near_duplicate"), key=lambda c: (c["similarity"], c["doc_id"]))
     assert len(near) >= 3 and r["examples_of"] == "near_duplicate"
@@ -201,11 +201,11 @@ def test_cluster_sizes_are_right_even_when_a_cluster_is_split_across_the_file(tm
     rows = [("a", "a", True, None, None, None), ("b", "a", False, "near_duplicate", "a", 0.9),
             ("c", "c", True, None, None, None), ("d", "c", False, "exact_duplicate", "c", 1.0),
             ("e", "a", False, "near_duplicate", "a", 0.8)]                 # cluster a again, after c
-    (tmp_path / "dedup").mkdir()
+    (tmp_path / "dedup" / "_meta").mkdir(parents=True)
     pq.write_table(pa.Table.from_pylist([dict(zip(CLUSTERS.names, r)) for r in rows], schema=CLUSTERS),
-                   tmp_path / "dedup" / "_clusters.parquet")
+                   tmp_path / "dedup" / "_meta" / "clusters.parquet")
     monkeypatch.setattr(reportstats, "BATCH_ROWS", 2)                     # runs cross batches
-    s = reportdedup.scan_clusters(tmp_path / "dedup" / "_clusters.parquet")
+    s = reportdedup.scan_clusters(tmp_path / "dedup" / "_meta" / "clusters.parquet")
     assert s["cluster_sizes"] == [(2, 1), (3, 1)] and s["removed"] == 3
     assert [c["doc_id"] for c in s["candidates"]] == ["e", "b"] and s["examples_of"] == "near_duplicate"
     assert s["reasons"] == [["near_duplicate", 2], ["exact_duplicate", 1]]
@@ -256,7 +256,7 @@ def test_report_page_is_headed_labelled_and_described(demo_run, monkeypatch):
     age = datetime.now(UTC) - datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
     assert 0 <= age.total_seconds() < 300
     assert f"<code>{html.escape(str(demo_run.resolve()))}</code>" in header
-    dedup_cfg = json.loads((demo_run / "dedup" / "_config.json").read_text())["dedup"]
+    dedup_cfg = json.loads((demo_run / "dedup" / "_meta" / "config.json").read_text())["dedup"]
     config = header.split("<details>", 1)[1].split("</details>", 1)[0]
     assert "[dedup]" in config and "[harvest]" in config and "[run]" in config
     assert all(f"{k} = {html.escape(json.dumps(v))}" in config for k, v in dedup_cfg.items())
@@ -266,7 +266,7 @@ def test_report_page_is_headed_labelled_and_described(demo_run, monkeypatch):
     assert all(len(a) > 30 and ":" in a for a in alts)                  # what it shows, then its numbers
     assert all(x and y for fig in axes for x, y in fig), axes
 
-    stats = {s: json.loads((demo_run / f / "_stats.json").read_text())
+    stats = {s: json.loads((demo_run / f / "_meta" / "stats.json").read_text())
              for s, f in (("harvest", "urls"), ("fetch", "warc"), ("extract", "docs"), ("dedup", "dedup"),
                           ("decontaminate", "clean"), ("shard", "tokens"))}
     units = {"harvest": ("submissions", "URLs"), "fetch": ("URLs", "pages"), "extract": ("pages", "documents")}

@@ -68,7 +68,7 @@ def test_one_worker_and_eight_write_the_same_bytes(runs):
 def test_tasks_follow_the_url_count_not_the_harvest_shards(runs):
     tmp, _ = runs
     urls = sorted((tmp / "w1" / "urls").glob("urls-*.parquet"))
-    frontier = sorted((tmp / "w1" / "warc" / "_frontier").glob("frontier-*.parquet"))
+    frontier = sorted((tmp / "w1" / "warc" / "_meta" / "frontier").glob("frontier-*.parquet"))
     n_urls = sum(pq.ParquetFile(f).metadata.num_rows for f in urls)
     assert len(urls) == 4 and n_urls > 48 and len(frontier) > len(urls)
     assert max(pq.ParquetFile(f).metadata.num_rows for f in frontier) < max(
