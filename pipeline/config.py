@@ -129,11 +129,13 @@ class HarvestConfig(Section):
     reddit_url: str = "https://www.reddit.com"
     oauth_url: str = "https://oauth.reddit.com"
     api_user_agent: str = "webtext/0.1 harvest (+https://github.com/webtext-project/webtext)"
+    api_settle_hours: float = 48.0  # re-score submissions younger than this on later pulls; 0 = never
 
     SECTION = "harvest"
     RANGES = {"min_score": Range(*INT64), "num_shards": at_least(1, 100_000), "api_limit": at_least(1, 100_000),
               "max_url_length": at_least(16, 1 << 20, "2083 is the limit of browsers and Heritrix"),
-              "reduce_bucket_rows": at_least(1000, 100_000_000)}
+              "reduce_bucket_rows": at_least(1000, 100_000_000),
+              "api_settle_hours": at_least(0, 24 * 365, "Use 0 to never re-score")}
 
     def __post_init__(self):
         super().__post_init__()

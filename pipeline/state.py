@@ -1,6 +1,7 @@
 """The SQLite state database (``<workdir>/state.sqlite``).
 
-Holds run history, per-stage results, harvested dumps (the harvest watermark) and a
+Holds run history, per-stage results, harvested dumps (the harvest watermark), the live
+API's watermarks and the young submissions it re-scores (``stages.reddit_api``) and a
 cache of input-file digests used for completion fingerprints. Only the driver process
 touches it; workers never do.
 """
@@ -39,7 +40,14 @@ CREATE TABLE IF NOT EXISTS harvest_sources (
 );
 CREATE TABLE IF NOT EXISTS api_watermarks (
     key TEXT PRIMARY KEY,           -- "<subreddit>/<listing>"
-    newest_utc REAL NOT NULL        -- newest created_utc seen
+    newest_utc REAL NOT NULL,       -- newest created_utc seen
+    ids TEXT NOT NULL DEFAULT '[]'  -- JSON list: the submission ids seen at newest_utc (the tie)
+);
+CREATE TABLE IF NOT EXISTS api_pending (
+    id TEXT PRIMARY KEY,            -- a submission kept by an API pull, still young enough to re-score
+    created_utc REAL NOT NULL,
+    score INTEGER NOT NULL,         -- its score at the last observation
+    checked REAL NOT NULL           -- when that observation was made (unix seconds)
 );
 CREATE TABLE IF NOT EXISTS takedowns (
     doc_id TEXT PRIMARY KEY,        -- kind url: url_id of the normalized URL (extract's doc_id); else "kind:url"
@@ -73,6 +81,9 @@ class State:
         cols = {r[1] for r in self.db.execute("PRAGMA table_info(takedowns)")}
         if "kind" not in cols:          # before domain and prefix takedowns: every row is a URL
             self.db.execute("ALTER TABLE takedowns ADD COLUMN kind TEXT NOT NULL DEFAULT 'url'")
+        cols = {r[1] for r in self.db.execute("PRAGMA table_info(api_watermarks)")}
+        if "ids" not in cols:           # before the watermark tie was fixed: no id known at the mark
+            self.db.execute("ALTER TABLE api_watermarks ADD COLUMN ids TEXT NOT NULL DEFAULT '[]'")
 
     def close(self) -> None:
         self.db.close()
@@ -113,11 +124,38 @@ class State:
     def api_watermarks(self) -> dict[str, float]:
         return dict(self.db.execute("SELECT key, newest_utc FROM api_watermarks").fetchall())
 
-    def set_api_watermarks(self, newest: dict[str, float]) -> None:
-        for key, utc in newest.items():
-            self.db.execute(
-                "INSERT INTO api_watermarks VALUES (?, ?) "
-                "ON CONFLICT(key) DO UPDATE SET newest_utc=MAX(newest_utc, excluded.newest_utc)", (key, utc))
+    def api_watermark_ids(self) -> dict[str, list[str]]:
+        """Per key, the submission ids seen at its watermark second (``new`` skips only these)."""
+        return {k: json.loads(ids) for k, ids in self.db.execute("SELECT key, ids FROM api_watermarks")}
+
+    def set_api_watermarks(self, newest: dict[str, float | list]) -> None:
+        """Advance each key's watermark: ``newest[key]`` is a created_utc, or ``[utc, ids]``
+        with the ids seen at that second. A later second replaces the ids, the same second
+        adds to them, an earlier one changes nothing."""
+        for key, mark in newest.items():
+            utc, ids = (mark, []) if isinstance(mark, (int, float)) else (mark[0], list(mark[1]))
+            row = self.db.execute("SELECT newest_utc, ids FROM api_watermarks WHERE key=?", (key,)).fetchone()
+            if row is not None and row[0] > utc:
+                continue
+            if row is not None and row[0] == utc:
+                ids = sorted(set(ids) | set(json.loads(row[1])))
+            self.db.execute("INSERT OR REPLACE INTO api_watermarks(key, newest_utc, ids) VALUES (?, ?, ?)",
+                            (key, utc, json.dumps(sorted(ids))))
+
+    def api_pending(self, since_utc: float) -> dict[str, int]:
+        """Submissions to re-score, created at or after ``since_utc``: id -> last score. Older
+        ones have settled and leave the table."""
+        self.db.execute("DELETE FROM api_pending WHERE created_utc < ?", (since_utc,))
+        return dict(self.db.execute("SELECT id, score FROM api_pending").fetchall())
+
+    def set_api_pending(self, asked: list[str], seen: list[tuple[str, float, int]], checked: float) -> None:
+        """After a pull: the ids it re-scored (``asked``) leave the table, and what it observed
+        (``seen``: id, created_utc, score) comes in. An asked id not seen again has vanished."""
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.executemany("DELETE FROM api_pending WHERE id=?", [(i,) for i in asked])
+            self.db.executemany("INSERT OR REPLACE INTO api_pending VALUES (?, ?, ?, ?)",
+                                [(i, c, s, checked) for i, c, s in seen])
 
     # -- takedowns ----------------------------------------------------------
     def add_takedown(self, doc_id: str, url: str, reason: str = "", kind: str = "url") -> bool:

@@ -3,7 +3,10 @@
 Sources (``[harvest] source``):
 - ``dumps``: Pushshift/Arctic-Shift NDJSON files (``stages.reddit``), given as files or
   folders in ``[harvest] dumps``; one map task per file, in parallel.
-- ``api``: the live Reddit API through praw (``stages.reddit_api``).
+- ``api``: the live Reddit API through praw (``stages.reddit_api``), one map task per
+  pull; a pull also re-reads, by id, the submissions of earlier pulls younger than
+  ``api_settle_hours`` and writes their current score into its part (karma matures after
+  a post is listed; info counts ``rescored``, ``matured`` and ``vanished``).
 
 Phases:
 1. *map*: each source -> ``urls/_meta/parts/<source>.parquet`` (schema SUBMISSIONS), the
@@ -41,80 +44,20 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import pyarrow as pa
-
 from webtext.pipeline import progress
 from webtext.pipeline.config import HarvestConfig, to_dict
 from webtext.pipeline.errors import MissingInputError
 from webtext.pipeline.executor import Context, Task, finish_stage, run_phase
 from webtext.pipeline import layout
-from webtext.pipeline.io import ParquetSink, read_json, safe_name, sorted_files
-from webtext.pipeline.schemas import SUBMISSIONS
+from webtext.pipeline.io import read_json, safe_name, sorted_files
 from webtext.pipeline.stats import Stats
 
+from . import reddit_api
+from .harvest_map import (DATA_DIR, SubmissionWriter, filter_into, filter_params, load_blocklist,  # noqa: F401
+                          make_filter)
 from .harvest_reduce import aggregate_urls
-from .reddit import CORRUPT_ERRORS, Filter, TruncatedDumpError, decode_batch, iter_batches
+from .reddit import CORRUPT_ERRORS, TruncatedDumpError, decode_batch, iter_batches
 from .takedowns import Matcher
-
-DATA_DIR = Path(__file__).resolve().parent.parent / "data"
-
-
-def load_blocklist(path: str) -> frozenset[str]:
-    p = Path(path) if path else DATA_DIR / "blocklist_domains.txt"
-    if not p.exists():
-        raise MissingInputError(f"blocklist {p} not found", "Set [harvest] blocklist to an existing file")
-    lines = (ln.strip().lower() for ln in p.read_text().splitlines())
-    return frozenset(ln for ln in lines if ln and not ln.startswith("#"))
-
-
-class SubmissionWriter:
-    """Streams kept submissions to a SUBMISSIONS Parquet file in row groups (bounded memory).
-
-    Use as a context manager: the part appears, atomically, when the block ends; ``rows`` counts
-    what was written.
-    """
-
-    ROW_GROUP = 65536
-
-    def __init__(self, path: Path):
-        self.path, self.rows = path, 0
-        self.writer = ParquetSink(path, SUBMISSIONS)     # no kept submission: no part file
-        self.pending: list[pa.Table] = []
-        self.pending_rows = 0
-
-    def __enter__(self) -> "SubmissionWriter":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if exc[0] is None:
-            self.flush()
-        self.writer.__exit__(*exc)
-
-    def flush(self) -> None:
-        if self.pending_rows:
-            self.writer.write(pa.concat_tables(self.pending), row_group_size=self.ROW_GROUP)
-            self.rows += self.pending_rows
-            self.pending, self.pending_rows = [], 0
-
-    def write(self, table: pa.Table) -> None:
-        """Append kept rows (a SUBMISSIONS table, as ``Filter.batch`` returns)."""
-        if table.num_rows:
-            self.pending.append(table)
-            self.pending_rows += table.num_rows
-            if self.pending_rows >= self.ROW_GROUP:
-                self.flush()
-
-
-def filter_into(keep: Filter, subs: list, stats: Stats, writer: SubmissionWriter) -> None:
-    """Filter a batch of submissions: count the drops, write the rest."""
-    drops, kept = keep.batch(subs)
-    stats.dropped.update(drops)
-    writer.write(kept)
-
-
-def make_filter(p: dict) -> Filter:
-    return Filter(p["allow_nsfw"], frozenset(p["blocklist"]), p["media_extensions"],
-                  p.get("max_url_length", HarvestConfig.max_url_length))
 
 
 def harvest_dump(task: Task) -> Stats:
@@ -158,11 +101,6 @@ def find_dumps(specs: list[str]) -> list[Path]:
     return found
 
 
-def filter_params(cfg: HarvestConfig) -> dict:
-    return {"allow_nsfw": cfg.allow_nsfw, "blocklist": sorted(load_blocklist(cfg.blocklist)),
-            "media_extensions": sorted(cfg.media_extensions), "max_url_length": cfg.max_url_length}
-
-
 def run(ctx: Context) -> dict:
     cfg: HarvestConfig = ctx.cfg.harvest
     started = time.time()
@@ -171,11 +109,9 @@ def run(ctx: Context) -> dict:
     fparams = filter_params(cfg)
     version = ctx.state.next_harvest_version()
     if cfg.source == "api":
-        from .reddit_api import pull_task
-
-        api_part = parts_dir / f"api-v{version:05d}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}.parquet"
-        tasks = [pull_task(cfg, api_part, fparams, ctx.state.api_watermarks())]
-        sources = {api_part.name: f"api:{api_part.stem}"}
+        pull = reddit_api.Pull.plan(cfg, ctx.state, parts_dir, version)
+        tasks = [pull.task(cfg, fparams)]
+        sources = {pull.part.name: f"api:{pull.part.stem}"}
     else:
         dumps = find_dumps(cfg.dumps)
         parts = [parts_dir / f"{safe_name(d)}.parquet" for d in dumps]
@@ -187,7 +123,7 @@ def run(ctx: Context) -> dict:
     for name, digest in sources.items():
         ctx.state.record_source(name, digest, version)
     if cfg.source == "api":
-        ctx.state.set_api_watermarks(mapped.stats.info.get("api_newest", {}))
+        pull.record(ctx.state, mapped.stats)
     # Reduce over every part ever harvested, each tagged with the version that brought it in.
     versions = ctx.state.source_versions()
     all_parts = [p for p in sorted_files(parts_dir, "*.parquet") if p.name in versions]

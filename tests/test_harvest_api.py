@@ -27,10 +27,13 @@ def cassette_items(name="TestSubredditListings.test_new.json"):
 
 
 class LoopbackReddit(LoopbackServer):
-    """Answers praw's OAuth token POST and listing GETs like reddit.com (shapes from the cassettes)."""
+    """Answers praw's OAuth token POST, listing GETs and ``/api/info`` like reddit.com (shapes
+    from the cassettes). ``items`` is the listing; ``posts`` (id -> data, the same dicts) is
+    what ``/api/info`` knows: change a score there, or delete a post, between pulls."""
 
     def __init__(self, items, page_size=100, ratelimit_reset=None):
         self.items, self.page_size, self.ratelimit_reset = items, page_size, ratelimit_reset
+        self.posts = {d["id"]: d for d in items}
         self.log = []
         srv = self
 
@@ -62,6 +65,12 @@ class LoopbackReddit(LoopbackServer):
                 srv.log.append(("GET", self.path, time.monotonic()))
                 if self.headers.get("Authorization") != "bearer tok":
                     return self._send(401, {"message": "Unauthorized", "error": 401})
+                if parts.path.rstrip("/") == "/api/info":     # fullnames in order; unknown ones left out
+                    names = q.get("id", [""])[0].split(",")
+                    found = [srv.posts[n[3:]] for n in names if n.startswith("t3_") and n[3:] in srv.posts]
+                    return self._send(200, {"kind": "Listing", "data": {
+                        "after": None, "dist": len(found), "modhash": None, "geo_filter": "", "before": None,
+                        "children": [{"kind": "t3", "data": d} for d in found]}})
                 after = q.get("after", [None])[0]
                 start = 0
                 if after:
