@@ -418,6 +418,8 @@ def _cut_version(ctx: Context, out: Path, v: int, last: dict | None, files: dict
                                "shard_tokens": cfg.shard_tokens, "only": only}))
     done = run_phase(ctx, out, "assemble", tasks)
     ctx.materialize([f for _, f in made] + list(replaced.values()))
+    if ctx.store is not None:       # a reused shard is copied: its bytes, not a bucket's placeholder
+        ctx.materialize([out / f for f, _ in kept if f not in replaced])
     shards = []
     for f, g in kept:
         split = files[f]["split"]

@@ -39,6 +39,9 @@ def _counts(manifest: dict, v: dict) -> dict:
 
 
 def card_text(tokens: Path, manifest: dict) -> str:
+    """The card. It names no absolute path: the same corpus gives the same bytes wherever
+    the work directory lies (a bucket's scratch, a copy), and the recipes take the folder's
+    path as ``TOKENS``."""
     versions = versions_of(manifest)
     latest = versions[-1]
     dtype, eot = manifest.get("dtype", "uint16"), manifest.get("eot", 50256)
@@ -71,17 +74,20 @@ current folder and `latest` links to it. `manifest.json` here indexes every vers
 
 ## Loading
 
+`TOKENS` is the path of this folder (a work directory's `tokens/`, or a copy of it).
+
 ```python
+TOKENS = "path/to/tokens"
 import datasets
-ds = datasets.load_dataset("{tokens}")                 # the latest version: train and val
-old = datasets.load_dataset("{tokens}", "{versions[0]['folder']}")      # a kept earlier version
+ds = datasets.load_dataset(TOKENS)                   # the latest version: train and val
+old = datasets.load_dataset(TOKENS, "{versions[0]['folder']}")        # a kept earlier version
 
 import glob, pyarrow as pa
-for path in sorted(glob.glob("{tokens}/{LINK}/train-*.arrow")):
+for path in sorted(glob.glob(f"{{TOKENS}}/{LINK}/train-*.arrow")):
     table = pa.ipc.open_file(pa.memory_map(path)).read_all()   # zero-copy
 
 import numpy as np                                   # after `webtext shard --export nanogpt`
-train = np.memmap("{tokens}/{export}", dtype=np.{dtype}, mode="r")
+train = np.memmap(f"{{TOKENS}}/{export}", dtype=np.{dtype}, mode="r")
 ```
 
 DuckDB does not read Arrow IPC files; for SQL, export the text release (`webtext export --format parquet OUT`).
@@ -93,7 +99,7 @@ versions (never one a run under `runs/` was trained on, unless `--force`).
 
 def write_card(tokens: Path, manifest: dict) -> Path:
     path = Path(tokens) / "README.md"
-    text = card_text(Path(tokens).resolve(), manifest)
+    text = card_text(Path(tokens), manifest)
     if not path.exists() or path.read_text() != text:
         with atomic_path(path) as tmp:
             tmp.write_text(text)
