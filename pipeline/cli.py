@@ -220,6 +220,39 @@ def extract(
     _one("extract", as_json=as_json, extract={"extractor": extractor, "min_words": min_words, "langs": lang, "dates": dates})
 
 
+@app.command("filter")
+def filter_(
+    rule: Annotated[Optional[list[str]], typer.Option("--rule", metavar="NAME.KEY=VALUE", help="Change a filter rule for this run: NAME.threshold=X, NAME.min=X, NAME.max=X or NAME.enabled=true|false (repeatable; over [extract] rules).")] = None,
+    min_words: Annotated[Optional[int], typer.Option(help="Drop documents shorter than this many words.")] = None,
+    lang: Annotated[Optional[list[str]], typer.Option(metavar="CODE", help="Language to keep, ISO 639-1 (repeatable).")] = None,
+    as_json: AsJson = False,
+):
+    """docs/ <-> docs/rejected/: decide every extracted page again from its recorded signals, with
+    the [extract] rules of the config and --rule; nothing is extracted again. PII handling is not
+    re-decided (the stored text is already redacted)."""
+    import dataclasses
+
+    from webtext.stages.refilter import parse_rules, refilter
+
+    overrides = parse_rules(rule or [])
+    ctx = _context(extract={"min_words": min_words, "langs": lang})
+    try:
+        cfg = ctx.cfg.extract
+        merged = {**cfg.rules, **{n: {**cfg.rules.get(n, {}), **v} for n, v in overrides.items()}}
+        ctx.cfg.extract = dataclasses.replace(cfg, rules=merged)      # checked again by ExtractConfig
+        with _lock("filter", ctx), ctx.tracked_run("filter"):
+            result = refilter(ctx)
+    finally:
+        ctx.close()
+    moved = sum(result["moved_to_rejected"].values())
+    lines = [f"filter: {result['shards']} shard(s), {result['shards_rewritten']} rewritten; {moved} document(s) "
+             f"moved to docs/rejected/, {result['moved_to_docs']} back to docs/; {result['docs']} document(s) kept; "
+             "no page extracted again"]
+    lines += [f"  {r}: {n} ({result['rule_rates'][r]:.2%} of {result['pages_with_text']} pages with text)"
+              for r, n in result["reasons"].items()]
+    emit(result, lines, _json(as_json))
+
+
 @app.command()
 def dedup(
     threshold: Annotated[Optional[float], typer.Option(metavar="SIMILARITY", help="Jaccard similarity at which documents are near-duplicates.")] = None,

@@ -244,9 +244,13 @@ class ExtractConfig(Section):
     lang_prefilter_score: float = 0.9  # skip extraction when the page's long paragraphs are in another
                                        # language with at least this score; above 1 = never skip
     short_line_words: int = 4      # a line with fewer words is "short"
-    max_short_line_share: float = 0.5
-    max_boilerplate_line_share: float = 0.3
-    gopher: bool = False           # also apply the Gopher quality rules
+    max_short_line_share: float = 0.5   # rule short_lines' threshold
+    max_boilerplate_line_share: float = 0.3   # rule boilerplate_lines' threshold
+    gopher: bool = False           # deprecated: true enables every gopher_* rule that `rules` does not name
+    # Filter rules by name (stages.decide, stages.signals.RULES): {name: {enabled, threshold | min, max}};
+    # unnamed rules keep their measured defaults. `webtext filter` re-applies them without extracting.
+    rules: dict = field(default_factory=dict)
+    pii: str = "redact"            # redact | record | off: e-mail, public IP and phone numbers (stages.pii)
     max_html_bytes: int = 5 * 1024 * 1024
     page_timeout_s: float = 5.0    # per-page extraction limit (the page's process is killed)
     recycle_after: int = 1000      # replace the extraction process after this many pages
@@ -264,6 +268,11 @@ class ExtractConfig(Section):
         super().__post_init__()
         if self.extractor not in ("auto", "trafilatura", "newspaper3k", "both"):
             raise ConfigError(f"extract.extractor must be auto, trafilatura, newspaper3k or both, not '{self.extractor}'")
+        if self.pii not in ("redact", "record", "off"):
+            raise ConfigError(f"extract.pii must be redact, record or off, not {self.pii!r}")
+        from webtext.stages.decide import check_rules
+
+        check_rules(self.rules)
 
 
 VERIFY_MODES = ("exact", "estimate", "off")

@@ -53,6 +53,12 @@ FILTERS = "filters"                # clean/: decontaminate's n-gram filters
 SCAN = "scan"
 REMOVALS = "removals"
 OVERLAP = "overlap.json"
+DECIDED = "decided"                # docs/: the decision settings each shard's split was made with
+REFILTER = "refilter.json"         # docs/: what the last `webtext filter` moved
+
+# Data beside a stage's main files, in a subfolder of their own (so `docs/*.parquet` and the
+# card's default config see one schema): docs/rejected/ holds the pages extract rejected.
+REJECTED_DIR = "rejected"
 
 STAGE_FOLDERS = ("urls", "warc", "docs", "dedup", "clean", "tokens")
 
@@ -78,6 +84,8 @@ DATA_FILES = {
     "clean": "clean-*.parquet",
 }
 CARD = "README.md"
+# Further configs of a card: (config name, data files).
+EXTRA_CONFIGS = {"docs": (("rejected", f"{REJECTED_DIR}/rejected-*.parquet"),)}
 
 _CARD_TEXT = """---
 configs:
@@ -85,7 +93,7 @@ configs:
   data_files:
   - split: train
     path: {pattern}
----
+{extra}---
 # {folder}/
 
 Written by webtext. The data are the `{pattern}` files of this folder (one Parquet schema,
@@ -93,7 +101,18 @@ Written by webtext. The data are the `{pattern}` files of this folder (one Parqu
 (stats, config, completion records, intermediate files) and is no part of the data.
 `datasets.load_dataset("<this folder>")` reads the data files only, as the `configs`
 above name them.
+{extra_text}"""
+_EXTRA_CONFIG = """- config_name: {name}
+  data_files:
+  - split: train
+    path: {pattern}
 """
+_EXTRA_TEXT = {"docs": """
+`rejected/rejected-*.parquet` (config "rejected", `webtext.schema` "rejected") holds the pages
+extract did not keep, with their `reason`, and their text and `signals` where extraction got
+that far: `load_dataset("<this folder>", "rejected")`. `webtext filter` moves pages between
+the two after a rule changes.
+"""}
 
 
 def write_card(folder: Path) -> Path | None:
@@ -103,7 +122,9 @@ def write_card(folder: Path) -> Path | None:
     pattern = DATA_FILES.get(folder.name)
     if pattern is None:
         return None
-    text = _CARD_TEXT.format(pattern=pattern, folder=folder.name,
+    extra = "".join(_EXTRA_CONFIG.format(name=n, pattern=p) for n, p in EXTRA_CONFIGS.get(folder.name, ()))
+    text = _CARD_TEXT.format(pattern=pattern, folder=folder.name, extra=extra,
+                             extra_text=_EXTRA_TEXT.get(folder.name, ""),
                              schema="fetchlog" if folder.name == "warc" else folder.name)
     card = folder / CARD
     if not card.exists() or card.read_text() != text:

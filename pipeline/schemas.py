@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "5"   # 2: fetchlog gained fetched_at, etag and last_modified; 3: fetchlog gained wait_ms,
+SCHEMA_VERSION = "6"   # 2: fetchlog gained fetched_at, etag and last_modified; 3: fetchlog gained wait_ms,
 #                        submissions gained raw_url, urls gained fetch_url; 4: documents gained source and
 #                        captured_at, fetchlog gained source, captured_at and archive; 5: every time column
 #                        (first_seen, last_seen, created_utc, fetched_at, captured_at) is timestamp[s, UTC],
 #                        not int64 unix seconds, and each stage's bookkeeping moved into <stage>/_meta/
-#                        (pipeline.layout; pipeline.layout.migrate moves an older work directory's)
+#                        (pipeline.layout; pipeline.layout.migrate moves an older work directory's); 6:
+#                        documents gained the ``signals`` struct (the filters' inputs, stages.decide), and
+#                        docs/rejected/ holds the pages extract rejected (REJECTED). dedup/ and clean/ keep
+#                        the version-5 document fields. Older docs shards lack signals: ``webtext filter``
+#                        asks for extract to run again.
 
 
 def _list(t: pa.DataType) -> pa.ListType:
@@ -149,7 +153,24 @@ _DOC_FIELDS = [
     # The capture: an archive's capture time, or fetch's time for a live page; null if unknown.
     pa.field("captured_at", UTC_S),
 ]
-DOCS = _schema("docs", _DOC_FIELDS)
+# The signals the filters read (``stages.decide.SIGNALS``: stages.signals' quality and repetition
+# signals, stages.quality's line shares, stages.pii's counts), one struct per document, so that
+# ``webtext filter`` re-decides without extracting again; duckdb reads ``signals.word_count``.
+from webtext.stages.decide import SIGNALS  # noqa: E402  (a leaf module: pyarrow and the signal modules)
+
+DOCS = _schema("docs", [*_DOC_FIELDS, pa.field("signals", SIGNALS)])
+
+# docs/rejected/rejected-NNNNN.parquet: every page with fetch metadata that extract did not keep,
+# with its drop reason; the document fields as far as extract got (text, title, lang and signals
+# are null for a page that never reached text: too large, another language before extraction,
+# extraction failed or empty). ``webtext filter`` moves rows between docs/ and here.
+REJECTED = _schema("rejected", [
+    pa.field("reason", pa.string(), nullable=False),        # the first failing check or rule (Stats' reason)
+    pa.field("stage", pa.string(), nullable=False),         # "extract"
+    *(f.with_nullable(True) if f.name in ("text", "num_words", "extractor", "domain") else f
+      for f in _DOC_FIELDS),
+    pa.field("signals", SIGNALS),
+])
 
 # Document columns added after version 3, with their value in shards written before them
 # (fetch wrote only live pages then, and no capture time).

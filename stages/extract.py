@@ -21,9 +21,17 @@ Each page is extracted in a child process (``stages.isolate``) with a per-page t
 (``page_timeout_s``, default 5 s) that is replaced every ``recycle_after`` pages, so a
 pathological page costs at most the timeout and never hangs or kills its shard.
 
-Drop reasons: html_too_large, extract_timeout, extract_error, extract_empty, too_short,
-short_lines, boilerplate_lines, gopher_* (``stages.quality``), wrong_lang, no_metadata
-(a response without its metadata record).
+Drop reasons: html_too_large, extract_timeout, extract_error, extract_empty (before a page
+has a text), then, decided per shard from the recorded signals (``stages.decide``):
+too_short, wrong_lang, short_lines, boilerplate_lines and each enabled rule of
+``stages.signals`` by its name (gopher_stopwords, ...); no_metadata (a response without its
+metadata record). Every rejected page with metadata is a row of
+``docs/rejected/rejected-NNNNN.parquet`` (its reason, and its text and signals when it had
+a text); ``webtext filter`` (``stages.refilter``) re-decides from those without extracting.
+
+PII (``pii = "redact"``, ``stages.pii``) is handled before the signals are computed: the
+stored text is the redacted one, and the signals describe it. Each document carries its
+``signals`` (``pipeline.schemas.DOCS``), the PII counts among them.
 
 Each document keeps its provenance from the metadata record: ``source`` (live,
 commoncrawl or wayback: a page fetch recovered from a web archive; warc: imported from the
@@ -48,12 +56,12 @@ from fastwarc.warc import ArchiveIterator, WarcRecordType
 from webtext.pipeline import progress
 from webtext.pipeline.config import ExtractConfig, to_dict
 from webtext.pipeline.executor import Context, Task, finish_stage, run_phase
-from webtext.pipeline.io import require_shards, shard_id, sorted_files, write_parquet
-from webtext.pipeline.schemas import DOCS
+from webtext.pipeline.io import require_shards, shard_id, sorted_files
+from webtext.pipeline.schemas import DOCS, REJECTED
 from webtext.pipeline.stats import Stats
 
+from . import decide, pii, refilter
 from . import urls as U
-from . import quality
 from .http import header_charset, safe_codec, web_codec
 from .isolate import Isolated
 from .pagetext import extract_page, page_title, publication_date, token_agreement, visible_chars  # noqa: F401
@@ -247,73 +255,77 @@ def _all_records(paths: list[Path]):
 
 
 def extract_shard(task: Task) -> Stats:
-    (out,) = task.outputs
-    cfg = ExtractConfig(**task.params["extract"])
+    """One fetch shard's WARC segments -> docs/docs-NNNNN.parquet and docs/rejected/rejected-NNNNN.parquet.
+
+    Per page (``_extract_one``): extraction in the isolated process, text normalization, PII
+    (redacted or counted first, so the signals and the stored text agree), word count and
+    language. Then per shard, batched: the signals (``decide.compute``, 0.5-4 ms a page against
+    trafilatura's 20-30) and the decision (``decide.decide``) that splits the pages."""
+    out = task.outputs[0]          # the second, docs/rejected/rejected-NNNNN.parquet, lies beside it
+    cfg = ExtractConfig(**{**task.params["extract"], **task.options.get("decide", {})})
     stats = Stats()
-    rows = []
+    pages, early = [], []        # pages with a text; pages rejected before they had one
     settings = (cfg.extractor, cfg.dates, cfg.fallback_share, cfg.fallback_gain)
     with Isolated(cfg.page_timeout_s, cfg.recycle_after, settings) as extract_isolated:
         for ctype, body, final_url, meta in _all_records(task.inputs):
             row = _extract_one(ctype, body, final_url, meta, cfg, stats, extract_isolated)
-            if row:
-                rows.append(row)
+            if row is not None:
+                (early if row.get("reason") else pages).append(row)
             progress.advance(1)
-    rows.sort(key=lambda r: r["doc_id"])
-    write_parquet(pa.Table.from_pylist(rows, schema=DOCS), out, DOCS)
-    return stats
+    texts = [r["text"] for r in pages]
+    texts, pii_counts = pii.scan_many(texts, cfg.pii)
+    for r, text in zip(pages, texts):
+        r["text"] = text
+        r["num_words"] = len(text.split())
+    fields = [f for f in DOCS if f.name != "signals"]
+    table = pa.Table.from_pylist(pages, schema=pa.schema(fields))
+    table = table.append_column(DOCS.field("signals"), decide.compute(texts, pii_counts, cfg.short_line_words))
+    docs, rejected, _ = refilter.split(table, cfg)
+    rejected = pa.concat_tables([pa.Table.from_pylist(early, schema=REJECTED),
+                                 rejected.select(REJECTED.names).cast(REJECTED)])
+    refilter.write_split(out.parent, task.name, docs, rejected, cfg)
+    return refilter.split_stats(stats, docs, rejected)
 
 
 def _extract_one(ctype, body, final_url, meta, cfg: ExtractConfig, stats: Stats, extractor) -> dict | None:
-    """One archived response -> a Document row, or None after counting its drop reason."""
+    """One archived response -> a page row: with its text, or with the ``reason`` it was
+    rejected before it had one; None (counted) for a response without fetch metadata."""
     stats.records_in += 1
     if meta is None:
         stats.drop("no_metadata")
         return None
-    if len(body) > cfg.max_html_bytes:
-        stats.drop("html_too_large")
-        return None
-    html = decode_html(body, ctype, meta.get("charset"))
-    if cfg.langs and cfg.lang_prefilter_score <= 1:
-        lang, score = paragraph_language(html)
-        if lang is not None and lang not in cfg.langs and score >= cfg.lang_prefilter_score:
-            stats.drop("wrong_lang")
-            stats.add_info("wrong_lang_before_extraction", 1)
-            return None
-    status, got = extractor(html, final_url)
-    if status != "ok":
-        stats.drop("extract_timeout" if status == "timeout" else "extract_error")
-        return None
-    if got.agreement is not None:
-        stats.add_info("agreement_pages", 1)
-        stats.add_info("agreement_sum", got.agreement)
-        stats.add_info("agreement_under_0.5", int(got.agreement < 0.5))
-    if not got.text:
-        stats.drop("extract_empty")
-        return None
-    text = normalize_text(got.text)
-    n_words = len(text.split())
-    if n_words < cfg.min_words:
-        stats.drop("too_short")
-        return None
-    if reason := quality.check(text, cfg):
-        stats.drop(reason)
-        return None
-    lang, score = detect_language(text)
-    if cfg.langs and (lang not in cfg.langs or score < cfg.min_lang_score):
-        stats.drop("wrong_lang")
-        return None
-    stats.records_out += 1
-    return {
+    row = {
         "doc_id": meta["url_id"], "url": meta["url"], "final_url": final_url, "domain": U.host(final_url),
-        "title": got.title, "text": text, "lang": lang, "lang_score": score, "num_words": n_words,
-        "extractor": got.extractor, "published": got.published, "agreement": got.agreement, "karma": meta["score"], "num_submissions": meta["num_submissions"],
+        "karma": meta["score"], "num_submissions": meta["num_submissions"],
         "first_seen": meta["first_seen"], "subreddits": meta["subreddits"],
         # Archive provenance (#22); metadata records written before it are live pages of unknown time.
         # a live page's capture time is the fetch time, which differs between two crawls of
         # the same web: null here (the fetch log has it), so documents stay reproducible
         "source": (source := meta.get("source") or "live"),
         "captured_at": None if source == "live" else meta.get("captured_at"),
+        "stage": "extract",
     }
+    if len(body) > cfg.max_html_bytes:
+        return {**row, "reason": "html_too_large"}
+    html = decode_html(body, ctype, meta.get("charset"))
+    if cfg.langs and cfg.lang_prefilter_score <= 1:
+        lang, score = paragraph_language(html)
+        if lang is not None and lang not in cfg.langs and score >= cfg.lang_prefilter_score:
+            stats.add_info("wrong_lang_before_extraction", 1)
+            return {**row, "reason": "wrong_lang", "lang": lang, "lang_score": score}
+    status, got = extractor(html, final_url)
+    if status != "ok":
+        return {**row, "reason": "extract_timeout" if status == "timeout" else "extract_error"}
+    if got.agreement is not None:
+        stats.add_info("agreement_pages", 1)
+        stats.add_info("agreement_sum", got.agreement)
+        stats.add_info("agreement_under_0.5", int(got.agreement < 0.5))
+    row.update(title=got.title, extractor=got.extractor, published=got.published, agreement=got.agreement)
+    if not got.text:
+        return {**row, "reason": "extract_empty"}
+    text = normalize_text(got.text)
+    lang, score = detect_language(text)
+    return {**row, "text": text, "lang": lang, "lang_score": score, "num_words": len(text.split())}
 
 
 def archived_pages(log: Path) -> int:
@@ -340,15 +352,23 @@ def run(ctx: Context) -> dict:
     started = time.time()
     logs = require_shards(ctx.dir("warc"), "fetchlog-*.parquet", "fetch logs", "fetch")
     out = ctx.dir("docs")
+    # The fingerprint holds what decides the texts and signals; the decision settings travel as
+    # options: a finished shard split with other ones is re-decided below, not extracted again.
+    settings = to_dict(cfg)
+    decision = {k: settings.pop(k) for k in refilter.DECISION_KEYS}
     tasks = []
     for log in logs:       # one task per fetch shard, over all of its WARC segments
         shard = shard_id(log)
         segments = sorted_files(ctx.dir("warc"), f"warc-{shard}-*.warc.gz")
-        tasks.append(Task("extract", shard, extract_shard, segments, [out / f"docs-{shard}.parquet"],
-                          {"extract": to_dict(cfg)}, units="pages", size=archived_pages(log)))
+        tasks.append(Task("extract", shard, extract_shard, segments,
+                          [out / f"docs-{shard}.parquet", refilter.rejected_path(out, shard)],
+                          {"extract": settings}, options={"decide": decision}, units="pages",
+                          size=archived_pages(log)))
     res = run_phase(ctx, out, "extract", tasks)
-    pages = res.stats.info.pop("agreement_pages", 0)
-    if pages:   # extractor "both": how far trafilatura and newspaper3k agree, over every page
-        res.stats.info["agreement_pages"] = pages
-        res.stats.info["agreement_mean"] = round(res.stats.info.pop("agreement_sum") / pages, 4)
-    return finish_stage(ctx, "extract", out, res.stats, to_dict(cfg), res.ran, res.skipped, started)
+    names = {t.name for t in tasks}
+    if stale := [s for s in refilter.stale_shards(out, cfg) if s in names]:
+        ctx.log(f"  extract: {len(stale)} shard(s) re-decided from their recorded signals (new filter settings)")
+        for shard in stale:
+            refilter.refilter_shard(out, shard, cfg)
+    stats = refilter.merged_stats(out, sorted(names))
+    return finish_stage(ctx, "extract", out, stats, to_dict(cfg), res.ran, res.skipped, started)

@@ -1,52 +1,45 @@
-"""Document quality filters for extract: each returns None to keep or a drop reason.
+"""Extract's own line signals: short lines and boilerplate lines (rules ``short_lines`` and
+``boilerplate_lines``, decided in ``stages.decide`` from these recorded shares).
 
-- ``short_lines``: more than ``max_short_line_share`` of the lines have fewer than
-  ``short_line_words`` words (menus, link lists, tables of fragments).
-- ``boilerplate_lines``: more than ``max_boilerplate_line_share`` of the lines are
-  boilerplate (cookie notices, sign-up prompts, copyright lines, ...).
-- Gopher rules (Rae et al. 2021), on when ``gopher`` is set: mean word length outside
-  3-10 characters (``gopher_word_length``), more than 0.1 symbols ("#", "...") per word
-  (``gopher_symbols``), fewer than 2 of the stop words the, be, to, of, and, that, have,
-  with (``gopher_stopwords``).
+In:  extracted texts. Out: ``compute(texts, short_line_words)`` -> ``{signal: [value per text]}``.
+
+- ``short_line_share``: non-empty lines with fewer than ``short_line_words`` words (menus,
+  link lists, tables of fragments). ``short_line_words`` is read when the signal is computed,
+  so changing it means extracting again; the share's limit (``max_short_line_share``) is a
+  rule threshold that ``webtext filter`` re-decides.
+- ``boilerplate_line_share``: non-empty lines under 200 characters that name a cookie
+  notice, a sign-up prompt, a copyright line and the like.
+
+A text without a non-empty line has both shares at 1.0 (it fails ``short_lines``, as before).
+The Gopher rules that lived here are ``stages.signals``' rules now.
 """
 
 from __future__ import annotations
 
 import re
 
+import pyarrow as pa
+
 _BOILERPLATE = re.compile(
     r"cookie|javascript|sign ?up|log ?in|subscribe|newsletter|all rights reserved|terms of (use|service)"
     r"|privacy policy|click here|read more|share this|follow us|advertisement",
     re.I,
 )
-_STOP = frozenset("the be to of and that have with".split())
+
+FIELDS = [pa.field("short_line_share", pa.float64()), pa.field("boilerplate_line_share", pa.float64())]
 
 
-def check(text: str, cfg) -> str | None:
+def shares(text: str, short_line_words: int) -> tuple[float, float]:
+    """(short_line_share, boilerplate_line_share) of one text."""
     lines = [ln for ln in text.split("\n") if ln.strip()]
     if not lines:
-        return "short_lines"
-    k = cfg.short_line_words   # a line is short with under k words: split no further than k + 1 parts
+        return 1.0, 1.0
+    k = short_line_words   # a line is short with under k words: split no further than k + 1 parts
     short = sum(1 for ln in lines if len(ln.split(None, k)) < k)
-    if short / len(lines) > cfg.max_short_line_share:
-        return "short_lines"
     boiler = sum(1 for ln in lines if len(ln) < 200 and _BOILERPLATE.search(ln))
-    if boiler / len(lines) > cfg.max_boilerplate_line_share:
-        return "boilerplate_lines"
-    if cfg.gopher:
-        return gopher(text)
-    return None
+    return short / len(lines), boiler / len(lines)
 
 
-def gopher(text: str) -> str | None:
-    words = text.split()
-    if not words:
-        return "gopher_word_length"
-    mean = len("".join(words)) / len(words)
-    if not 3 <= mean <= 10:
-        return "gopher_word_length"
-    if (text.count("#") + text.count("...") + text.count("…")) / len(words) > 0.1:
-        return "gopher_symbols"
-    if len(_STOP.intersection(text.lower().split())) < 2:   # lowering never makes or removes a space
-        return "gopher_stopwords"
-    return None
+def compute(texts: list[str], short_line_words: int) -> dict[str, list[float]]:
+    pairs = [shares(t, short_line_words) for t in texts]
+    return {"short_line_share": [a for a, _ in pairs], "boilerplate_line_share": [b for _, b in pairs]}

@@ -52,8 +52,10 @@ def _run(tmp_path, pages, orphan=None, **cfg):
 def test_extract_filters_and_boilerplate(tmp_path):
     paras = docstring_paragraphs()[:5]
     html = "text/html; charset=utf-8"
-    cafe = ("<html><body><article><p>" + "The café served a naïve crème brûlée – every day. " * 30
-            + "</p></article></body></html>").encode("cp1252")
+    # one accented sentence in real prose (the same sentence thirty times would fail gopher_top_3gram)
+    cafe = ("<html><body><article><p>The café served a naïve crème brûlée – every day.</p>"
+            + "".join(f"<p>{p}</p>" for p in docstring_paragraphs()[5:9])
+            + "</article></body></html>").encode("cp1252")
     pages = [
         ("http://a.example/article", _html("a.example", "Title", paras), html),
         ("http://a.example/short", _html("a.example", "Brief", ["Just a few words here."]), html),
@@ -133,9 +135,10 @@ def test_hostile_charsets_do_not_break_the_shard(tmp_path):
     crash extract. Written by another crawler or an older webtext, so the metadata holds
     the label as it came. Those pages are decoded by sniffing instead, and the shard goes on."""
     english = "".join(f"<p>{p}</p>" for p in docstring_paragraphs()[:6])
+    words = " ".join(f"word{i}" for i in range(40)) + " "      # "word " * 40 would fail gopher_top_2gram
     pages = {
-        "http://a.example/utf7": ("utf-7", f"<html><body><article><p>+2AA- {'word ' * 40}</p>{english}</article></body></html>"),
-        "http://b.example/escape": ("unicode_escape", "<html><body><article><p>\\ud800 " + "word " * 40 + "</p>"
+        "http://a.example/utf7": ("utf-7", f"<html><body><article><p>+2AA- {words}</p>{english}</article></body></html>"),
+        "http://b.example/escape": ("unicode_escape", "<html><body><article><p>\\ud800 " + words + "</p>"
                                                        + english + "</article></body></html>"),
         "http://c.example/idna": ("idna", f"<html><body><article>{english}</article></body></html>"),
         "http://d.example/undefined": ("undefined", f"<html><body><article>{english}</article></body></html>"),
@@ -250,24 +253,42 @@ def test_mojibake_repaired():
         "flexible caf\u00e9 \u201cStra\u00dfe\u201d \u76ca\uff0c"
 
 
+def _decide(text, cfg, lang="en"):
+    """decide's reason for one text, as extract would record it."""
+    import pyarrow as pa
+
+    from webtext.stages import decide
+
+    table = pa.table({"doc_id": ["x"], "num_words": [len(text.split())], "lang": [lang], "lang_score": [1.0]})
+    table = table.append_column("signals", decide.compute([text], {}, cfg.short_line_words))
+    return decide.decide(table, cfg)[0].as_py()
+
+
 def test_quality_filters():
+    """short_lines and boilerplate_lines (stages.quality's shares) and the Gopher rules that
+    the deprecated gopher switch named, now rules of stages.signals, on by default."""
     from webtext.pipeline.config import ExtractConfig
     from webtext.stages import quality
 
-    cfg = ExtractConfig()
+    cfg = ExtractConfig(min_words=0)
     prose = "\n".join(docstring_paragraphs()[20:24])
-    assert quality.check(prose, cfg) is None
+    assert _decide(prose, cfg) is None
     menu = "\n".join(["Home", "About us", "Contact", "Blog", prose.split("\n")[0]])
-    assert quality.check(menu, cfg) == "short_lines"
+    assert quality.shares(menu, 4)[0] == 0.8 and _decide(menu, cfg) == "short_lines"
     boiler = "\n".join(["We use cookies to improve your experience on this site.",
                         "Subscribe to our newsletter for weekly updates and offers.",
                         "All rights reserved by the publisher of this fine website.", prose.split("\n")[0]])
-    assert quality.check(boiler, cfg) == "boilerplate_lines"
-    gcfg = ExtractConfig(gopher=True)
-    assert quality.check(prose, gcfg) is None
-    assert quality.check("# # # tag #tag #more #hash words here now", gcfg) == "gopher_symbols"
-    assert quality.check("Lorem ipsum dolor sit amet consectetur adipiscing elit sed do", gcfg) == "gopher_stopwords"
-    assert quality.check("a b c d e f g h i j k", gcfg) == "gopher_word_length"
+    assert quality.shares(boiler, 4)[1] == 0.75 and _decide(boiler, cfg) == "boilerplate_lines"
+    assert _decide(boiler, ExtractConfig(min_words=0, max_boilerplate_line_share=0.8)) is None
+    assert _decide(boiler, ExtractConfig(min_words=0, rules={"boilerplate_lines": {"enabled": False}})) is None
+    assert _decide(prose, ExtractConfig(min_words=0, gopher=True)) is None
+    assert _decide("# # # tag #tag #more #hash words here now", cfg) == "gopher_symbol_ratio"
+    lorem = "Lorem ipsum dolor sit amet consectetur adipiscing elit sed do"
+    assert _decide(lorem, cfg) == "gopher_stopwords"
+    assert _decide(lorem, ExtractConfig(min_words=0, langs=[]), lang="la") != "gopher_stopwords"   # English only
+    assert _decide("a b c d e f g h i j k", cfg) == "gopher_mean_word_length"
+    assert _decide("a b c d e f g h i j k", ExtractConfig(min_words=0, rules={
+        "gopher_mean_word_length": {"enabled": False}})) == "gopher_stopwords"     # the next rule in order
 
 
 def test_real_pages_language_and_latin1(tmp_path):
