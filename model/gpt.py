@@ -6,7 +6,8 @@ norm; residual projections initialised with std 0.02/sqrt(2 * n_layer) (the pape
 GELU. Attention uses ``scaled_dot_product_attention`` (flash kernels on GPU).
 
 Shapes: idx (B, T) int64 -> logits (B, T, vocab_padded). The vocabulary is padded to a
-multiple of 64 for speed; padded ids never occur in data.
+multiple of 64 for speed; padded ids never occur in data, and the loss leaves their
+logits out of the softmax (it is taken over the first ``vocab_size`` columns only).
 """
 
 from __future__ import annotations
@@ -111,7 +112,8 @@ class GPT(nn.Module):
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
         elif isinstance(m, nn.Embedding):
-            nn.init.normal_(m.weight, 0.0, 0.02)
+            # token embeddings std 0.02, positions 0.01: OpenAI's gpt-2 src/model.py (wte, wpe)
+            nn.init.normal_(m.weight, 0.0, 0.01 if m is self.wpe else 0.02)
 
     def num_params(self, non_embedding: bool = True) -> int:
         n = sum(p.numel() for p in self.parameters())
@@ -128,13 +130,25 @@ class GPT(nn.Module):
         logits = self.lm_head(self.ln_f(x))
         loss = None
         if targets is not None:
-            loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.reshape(-1))
+            loss = self.loss(logits, targets)
         return logits, loss
 
+    def loss(self, logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+        """Cross-entropy in fp32 over the real vocabulary: the padded columns (50257 ->
+        50304) take no probability mass."""
+        v = self.cfg.vocab_size
+        # .float() before .reshape: one fp32 copy of the strided slice, then a view
+        return F.cross_entropy(logits[..., :v].float().reshape(-1, v), targets.reshape(-1), reduction=reduction)
+
     def flops_per_token(self, seq_len: int) -> float:
-        """Training FLOPs per token: 6N + 6 * L * C * T (PaLM appendix B)."""
+        """Training FLOPs per token, PaLM's formula (Chowdhery et al. 2022, appendix B) as
+        nanoGPT's ``estimate_mfu`` computes it: 6N + 12 * L * H * Q * T, with N the
+        parameters less the position embeddings (nanoGPT's ``get_num_params()``), H heads of
+        Q dims (H * Q = n_embd) and T the training context. 6N is the matmuls' forward and
+        backward, 12 L H Q T the attention scores and their weighted sum. 124M at T = 1024:
+        8.55e8 (llm.c's 6N + 6 L C T gives 7.99e8)."""
         c = self.cfg
-        return 6 * self.num_params() + 6 * c.n_layer * c.n_embd * seq_len
+        return 6 * self.num_params() + 12 * c.n_layer * c.n_head * (c.n_embd // c.n_head) * seq_len
 
     @torch.no_grad()
     def generate(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = 50):
