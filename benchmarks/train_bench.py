@@ -8,9 +8,11 @@ that fits.
 The token shards are synthetic (uniform random GPT-2 ids, in documents of about 1,000
 tokens) written by ``webtext shard``'s own writer, with a real manifest, so the run goes
 through ``model.train.train`` unchanged: memory-mapped shards, the prefetching loader,
-pinned memory and non-blocking copies. MFU = tokens/s x (6N + 6 L C T) / peak, with
-the peak bf16 dense FLOP/s of the device (989 TFLOP/s for H100 and H200). Without CUDA
-the script measures the loader only and says so.
+pinned memory and non-blocking copies. MFU = tokens/s x FLOPs per token / peak, with the
+trainer's own FLOPs per token (PaLM's 6N + 12 L H Q T, as nanoGPT: 8.55e8 for 124M at
+context 1024) and the device's dense bf16 peak from ``model.mfu`` (989 TFLOP/s for the
+H100 SXM and H200). Without CUDA the script measures the loader only and compares it with
+what 124M at 45% MFU on an H100 SXM would consume.
 """
 
 from __future__ import annotations
@@ -108,8 +110,20 @@ def largest_batch(model_name: str, block: int, candidates=(64, 48, 32, 24, 16, 1
     raise SystemExit("not even a micro-batch of 4 fits")
 
 
+def flops_per_token(model_name: str, block: int) -> float:
+    """The trainer's FLOPs per token (``GPT.flops_per_token``), on a weightless model."""
+    import torch
+
+    from webtext.model.gpt import GPT, config_for
+
+    with torch.device("meta"):
+        return GPT(config_for(model_name)).flops_per_token(block)
+
+
 def main() -> None:
     import torch
+
+    from webtext.model.mfu import PEAK_TFLOPS
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tokens", type=int, default=50_000_000, help="synthetic train tokens")
@@ -131,19 +145,19 @@ def main() -> None:
               f"{rates['prefetcher'] / 1e6:7.1f} M tokens/s")
         on_gpu = torch.cuda.is_available() and args.device == "auto"
         if not on_gpu and args.device != "cpu":
-            # GPT-2 124M at 45% MFU on an H100 consumes ~0.79M tokens/s (6N + 6LCT = 5.7e8 FLOP/token)
-            need = 0.45 * 989e12 / 5.67e8
+            need = 0.45 * PEAK_TFLOPS["NVIDIA H100 80GB HBM3"] * 1e12 / flops_per_token("gpt2", 1024)
             print(f"  no CUDA device: trainer tokens/s and MFU not measured. For reference, 124M at 45% MFU on an "
-                  f"H100 consumes {need / 1e6:.2f} M tokens/s; the prefetching loader delivers {rates['prefetcher'] / need:,.0f}x that")
+                  f"H100 SXM consumes {need / 1e6:.2f} M tokens/s ({flops_per_token('gpt2', 1024):.3g} FLOPs/token); "
+                  f"the prefetching loader delivers {rates['prefetcher'] / need:,.0f}x that")
             return
         from webtext.model.train import train
         from webtext.pipeline.config import TrainConfig
 
         name = torch.cuda.get_device_name() if on_gpu else "CPU"
         b = args.batch_size or (largest_batch(args.model, block) if on_gpu else 8)
-        cfg = TrainConfig(model=args.model, steps=args.steps, batch_size=b, block_size=block, lr=6e-4, min_lr=6e-5,
-                          warmup_steps=10, eval_every=10**9, eval_batches=1, log_every=10, compile=args.compile,
-                          device="cuda" if on_gpu else "cpu", run_name="bench")
+        cfg = TrainConfig(model=args.model, steps=args.steps, batch_size=b, block_size=block, tokens_per_step=0,
+                          lr=6e-4, min_lr=6e-5, warmup_steps=10, eval_every=10**9, eval_tokens=block, ckpt_every=0,
+                          log_every=10, compile=args.compile, device="cuda" if on_gpu else "cpu", run_name="bench")
         t = time.time()
         train(tokens, Path(tmp) / "runs", cfg, log=lambda m: print(m, flush=True))
         rows = [json.loads(x) for x in (Path(tmp) / "runs" / "bench" / "metrics.jsonl").read_text().splitlines()]

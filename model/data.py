@@ -17,6 +17,11 @@ DDP rank disjoint data:
   permutation of them, dealt round-robin to ranks, every rank getting the same number.
   Memory: 8 bytes per window for the permutation (80 MB for 10B tokens at T = 1024).
 
+``eval_windows`` picks the validation windows: a fixed, seeded set of non-overlapping
+windows chosen by the split's tokens, the context and ``eval_tokens`` alone, so the val
+loss of one checkpoint is the same whatever the micro-batch, the rank count or the run's
+seed (each rank scores every world-th window; the sums are added up).
+
 ``Prefetcher`` builds batches on a background thread, pins them when the device is CUDA
 and copies them with ``non_blocking=True``, so the GPU does not wait on the loader. It
 hands back with each batch the sampler state *after* that batch, which is what a
@@ -182,14 +187,6 @@ class EpochWindows:
                 self._order = self._epoch_order(self.epoch)
         return np.concatenate(out)
 
-    def first_batches(self, n: int):
-        """Up to ``n`` batches of this rank's first epoch, without moving the position (the
-        same held-out windows every time)."""
-        ids = self._epoch_order(0)[:min(self.per_rank, n * self.batch_size)]
-        for lo in range(0, len(ids), self.batch_size):
-            which, starts = self.locate(ids[lo:lo + self.batch_size])
-            yield _split_xy(_gather(self.arrays, which, starts, self.block_size + 1))
-
     def locate(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         which = np.searchsorted(self.first_window, ids, side="right") - 1
         return which, (ids - self.first_window[which]) * self.block_size
@@ -200,6 +197,30 @@ class EpochWindows:
 
     def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         return _split_xy(self.batch_array())
+
+
+EVAL_SEED = 20190214      # fixed: the validation windows never depend on a run's settings
+
+
+def eval_windows(arrays: list[np.ndarray], block_size: int, n_tokens: int) -> tuple[np.ndarray, np.ndarray]:
+    """(array index, start) of ``min(all, n_tokens // block_size)`` (at least one) of the
+    split's non-overlapping windows of T + 1 tokens at stride T, seeded by ``EVAL_SEED``,
+    in stream order. Empty when the split holds no window."""
+    T = block_size
+    per = np.array([max(0, (len(a) - 1) // T) for a in arrays], dtype=np.int64)
+    first = np.concatenate([[0], np.cumsum(per)])
+    total = int(first[-1])
+    k = min(total, max(1, n_tokens // T))
+    ids = np.sort(np.random.default_rng(EVAL_SEED).permutation(total)[:k]) if total else np.zeros(0, np.int64)
+    which = np.searchsorted(first, ids, side="right") - 1
+    return which, (ids - first[which]) * T
+
+
+def window_batches(arrays: list[np.ndarray], which: np.ndarray, starts: np.ndarray, block_size: int,
+                   batch_size: int):
+    """(x, y) batches of up to ``batch_size`` of the given windows, in order."""
+    for lo in range(0, len(which), batch_size):
+        yield _split_xy(_gather(arrays, which[lo:lo + batch_size], starts[lo:lo + batch_size], block_size + 1))
 
 
 def make_sampler(kind: str, arrays: list[np.ndarray], block_size: int, batch_size: int, seed: int,

@@ -4,30 +4,35 @@ One process, or one per GPU under ``torchrun`` (DDP; NCCL on CUDA, gloo on CPU; 
 rank, world size and rendezvous come from torchrun's environment, single- or
 multi-node). Each rank reads disjoint data (see ``model.data``).
 
+Settings a config leaves unset take the model size's defaults (``pipeline.train_recipes``:
+context 1024, 0.5M tokens a step and GPT-3's learning rates for the GPT-2 sizes); the run
+prints its effective settings first and marks those.
+
 A step is ``accum`` micro-batches of ``batch_size`` x ``block_size`` tokens on every rank,
 where ``accum = tokens_per_step / (batch_size * block_size * world)`` (1 when
 ``tokens_per_step`` is 0); gradients are synchronised on the last micro-batch only.
 AdamW with decoupled weight decay on matrices only (fused on CUDA), linear warmup then
-cosine decay to ``min_lr`` (a ``LambdaLR`` scheduler), gradient clipping, bf16 autocast
-and TF32 on CUDA, ``torch.compile`` when ``compile`` is on (``auto``: on CUDA).
+cosine decay to ``min_lr`` (``model.schedule``; raising ``steps`` continues the decay from
+the current rate), gradient clipping (``grad_clip`` 0: none), bf16 autocast and TF32 on
+CUDA, ``torch.compile`` when ``compile`` is on (``auto``: on CUDA).
 
 Checkpoints (``ckpt.pt``, written atomically by rank 0 every ``ckpt_every`` steps, or at
-every evaluation, and at the end) hold the model, optimizer, scheduler, step, configs,
+every evaluation, and at the end) hold the model, optimizer, LR schedule, step, configs,
 the tokenizer, and per rank the data sampler's position and the torch (and CUDA) RNG
 state. Rerunning with the same run name resumes from it, and the run continues exactly
 as if uninterrupted (a CPU test compares the loss curves); a finished run does no work.
 Metrics (``metrics.jsonl`` or ``metrics.csv``, TensorBoard optional) get a line every
-``log_every`` steps: step, loss, lr, grad norm, tokens/s, MFU, and val loss at
-evaluations. MFU counts 6N + 6 L C T FLOPs per token against the GPU's bf16 dense peak.
+``log_every`` steps: step, loss, lr, grad norm, tokens/s, MFU, val loss at evaluations,
+and the seconds spent evaluating and checkpointing since the last line (tokens/s and MFU
+count training time only). MFU counts PaLM's 6N + 12 L H Q T FLOPs per token (as nanoGPT;
+``model.mfu``) against the GPU's dense bf16 peak. Validation loss is over a fixed set of
+windows (``model.data.eval_windows``), comparable across runs, batch layouts and machines.
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
 import dataclasses
-import json
-import math
 import os
 import time
 from dataclasses import dataclass
@@ -40,16 +45,14 @@ from webtext.pipeline.config import TrainConfig
 from webtext.pipeline.errors import ConfigError, MissingInputError
 from webtext.pipeline.io import atomic_path, write_json
 
-from .data import EpochWindows, Prefetcher, load_split, make_sampler, read_manifest
+from .data import Prefetcher, eval_windows, load_split, make_sampler, read_manifest, window_batches
 from .gpt import GPT, config_for
-
-# bf16 dense tensor-core peaks, TFLOP/s (vendor datasheets)
-PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "GH200": 989.0, "A100": 312.0, "A10G": 125.0, "L4": 121.0,
-               "L40S": 362.0, "RTX 4090": 165.0}
+from .metrics import Metrics
+from .mfu import peak_flops
+from .schedule import Schedule
 # the fields a resumed run must share with its checkpoint (steps may grow)
 TRAJECTORY = ("model", "batch_size", "block_size", "tokens_per_step", "sampling", "lr", "min_lr",
               "warmup_steps", "weight_decay", "grad_clip", "seed", "corpus_version")
-CSV_FIELDS = ("step", "loss", "lr", "grad_norm", "tokens_per_s", "mfu", "val_loss", "elapsed_s")
 
 
 def pick_device(name: str) -> str:
@@ -112,11 +115,39 @@ def _all_mean(values: list[float], d: Dist, device: str) -> list[float]:
     return (t / d.world).tolist()
 
 
-def lr_at(step: int, cfg: TrainConfig) -> float:
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
-    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * min(1.0, progress)))
+def _all_sum(values: list[float], d: Dist, device: str) -> list[float]:
+    if d.world == 1:
+        return values
+    import torch.distributed as dist
+
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def schedule_for(cfg: TrainConfig) -> Schedule:
+    return Schedule(cfg.lr, cfg.min_lr, cfg.warmup_steps, cfg.steps)
+
+
+def settings_lines(cfg: TrainConfig) -> list[str]:
+    """The effective settings, those from the model size's defaults marked with *, and
+    warnings about combinations that defeat the schedule."""
+    shown = ("steps", "block_size", "batch_size", "tokens_per_step", "lr", "min_lr", "warmup_steps", "weight_decay",
+             "grad_clip", "eval_every", "eval_tokens", "ckpt_every")
+
+    def fmt(k):
+        v = getattr(cfg, k)
+        text = f"{v:.2e}" if k in ("lr", "min_lr") else (f"{v:,}" if isinstance(v, int) else f"{v:g}")
+        return f"{k} {text}{'*' if k in getattr(cfg, 'from_size', ()) else ''}"
+
+    lines = [f"  train: settings: {', '.join(fmt(k) for k in shown)}"
+             + (f" (* = {cfg.model}'s defaults)" if getattr(cfg, "from_size", ()) else "")]
+    if cfg.warmup_steps >= cfg.steps:
+        lines.append(f"  train: warning: warmup_steps {cfg.warmup_steps:,} >= steps {cfg.steps:,}: the learning rate "
+                     f"never reaches lr (set --warmup-steps)")
+    if cfg.min_lr > cfg.lr:
+        lines.append(f"  train: warning: min_lr {cfg.min_lr:.2e} > lr {cfg.lr:.2e}: the rate rises as it 'decays'")
+    return lines
 
 
 def accumulation(cfg: TrainConfig, world: int) -> int:
@@ -127,19 +158,6 @@ def accumulation(cfg: TrainConfig, world: int) -> int:
         raise ConfigError(f"train.tokens_per_step = {cfg.tokens_per_step:,} is not a multiple of batch_size x "
                           f"block_size x ranks = {micro:,}", f"Use a multiple of {micro:,}, or 0")
     return cfg.tokens_per_step // micro
-
-
-def peak_flops(device: str, cfg: TrainConfig) -> float | None:
-    """FLOP/s of one device for MFU: ``peak_tflops`` if set, else a known GPU's, else None."""
-    if cfg.peak_tflops > 0:
-        return cfg.peak_tflops * 1e12
-    if not device.startswith("cuda"):
-        return None
-    name = torch.cuda.get_device_name(torch.device(device))
-    for key in sorted(PEAK_TFLOPS, key=len, reverse=True):
-        if key in name:
-            return PEAK_TFLOPS[key] * 1e12
-    return None
 
 
 def make_optimizer(model: GPT, cfg: TrainConfig, device: str) -> torch.optim.AdamW:
@@ -157,79 +175,30 @@ def _autocast(device: str):
 
 
 @torch.no_grad()
-def evaluate(model: GPT, val_arrays: list[np.ndarray], cfg: TrainConfig, d: Dist, device: str) -> float | None:
-    """Mean loss over the same held-out windows every time (the first ``eval_batches``
-    batches of a fixed permutation, this rank's share); None without a val split."""
-    try:
-        s = EpochWindows(val_arrays, cfg.block_size, cfg.batch_size, cfg.seed + 1, d.rank, d.world)
-    except MissingInputError:
-        return None
+def eval_sums(model: GPT, val_arrays: list[np.ndarray], windows: tuple[np.ndarray, np.ndarray], block_size: int,
+              batch_size: int, device: str, rank: int = 0, world: int = 1) -> tuple[float, int]:
+    """(summed loss, tokens) over this rank's share of ``windows`` (every world-th one),
+    in micro-batches of ``batch_size``: any layout adds up to the same sums."""
+    which, starts = windows[0][rank::world], windows[1][rank::world]
     was_training = model.training
     model.eval()
     total, n = 0.0, 0
-    for x, y in s.first_batches(cfg.eval_batches):
+    for x, y in window_batches(val_arrays, which, starts, block_size, batch_size):
         with _autocast(device):
-            _, loss = model(x.to(device), y.to(device))
-        total += loss.item() * len(x)
-        n += len(x)
+            logits, _ = model(x.to(device))
+        total += model.loss(logits, y.to(device), reduction="none").double().sum().item()
+        n += y.numel()
     model.train(was_training)
-    return _all_mean([total / n], d, device)[0]
+    return total, n
 
 
-class Metrics:
-    """Rank 0's metrics sink: JSONL or CSV, plus TensorBoard when asked. On resume, rows
-    past the checkpoint's step (written before a crash) are dropped first."""
-
-    def __init__(self, run_dir: Path, cfg: TrainConfig, resume_step: int, enabled: bool):
-        self.enabled = enabled
-        self.path = run_dir / f"metrics.{cfg.metrics_format}"
-        self.fmt, self.tb, self.f = cfg.metrics_format, None, None
-        if not enabled:
-            return
-        if self.path.exists():
-            self._truncate(resume_step)
-        new = not self.path.exists() or self.path.stat().st_size == 0
-        self.f = open(self.path, "a", newline="")
-        if self.fmt == "csv":
-            self.w = csv.DictWriter(self.f, CSV_FIELDS, extrasaction="ignore")
-            if new:
-                self.w.writeheader()
-        if cfg.tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:
-                raise ConfigError("train.tensorboard = true needs the tensorboard package",
-                                  "pip install tensorboard, or set tensorboard = false") from None
-            self.tb = SummaryWriter(str(run_dir / "tensorboard"), purge_step=resume_step + 1)
-
-    def _truncate(self, step: int) -> None:
-        lines = self.path.read_text().splitlines(keepends=True)
-        if self.fmt == "csv":
-            keep = lines[:1] + [ln for ln in lines[1:] if ln.strip() and int(ln.split(",", 1)[0]) <= step]
-        else:
-            keep = [ln for ln in lines if ln.strip() and json.loads(ln)["step"] <= step]
-        if len(keep) != len(lines):
-            with atomic_path(self.path) as tmp:
-                Path(tmp).write_text("".join(keep))
-
-    def write(self, rec: dict) -> None:
-        if not self.enabled:
-            return
-        if self.fmt == "csv":
-            self.w.writerow(rec)
-        else:
-            self.f.write(json.dumps(rec) + "\n")
-        self.f.flush()
-        if self.tb:
-            for k, v in rec.items():
-                if k != "step" and v is not None:
-                    self.tb.add_scalar(f"train/{k}", v, rec["step"])
-
-    def close(self) -> None:
-        if self.f:
-            self.f.close()
-        if self.tb:
-            self.tb.close()
+def evaluate(model: GPT, val_arrays: list[np.ndarray], windows, cfg: TrainConfig, d: Dist, device: str) -> float | None:
+    """Mean loss per token over the fixed validation windows; None without any."""
+    if not len(windows[0]):
+        return None
+    total, n = _all_sum(list(eval_sums(model, val_arrays, windows, cfg.block_size, cfg.batch_size, device,
+                                       d.rank, d.world)), d, device)
+    return total / n
 
 
 def _rng_state(device: str) -> dict:
@@ -301,11 +270,12 @@ def _train(tokens_dir, runs_dir, cfg: TrainConfig, d: Dist, device: str, log, st
     torch.manual_seed(cfg.seed)
     model = GPT(mcfg).to(device)
     opt = make_optimizer(model, cfg, device)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_at(s, cfg) / cfg.lr)
+    sched = schedule_for(cfg)
     sampler = make_sampler(cfg.sampling, load_split(tokens_dir, "train", manifest), cfg.block_size,
                            cfg.batch_size, cfg.seed, d.rank, d.world)
     val_arrays = load_split(tokens_dir, "val", manifest)
-    step, summary = 0, {}
+    windows = eval_windows(val_arrays, cfg.block_size, cfg.eval_tokens)
+    step, summary, resized = 0, {}, None
     torch.manual_seed(cfg.seed + d.rank)                   # dropout differs per rank
     if ckpt_path.exists():
         ck = load_checkpoint(ckpt_path, device)
@@ -319,14 +289,18 @@ def _train(tokens_dir, runs_dir, cfg: TrainConfig, d: Dist, device: str, log, st
                               "Resume with the same number of processes")
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
-        sched.load_state_dict(ck["scheduler"])
         sampler.set_state(ck["data"][d.rank])
         _set_rng_state(ck["rng"][d.rank], device)
         step, summary = ck["step"], ck.get("summary", {})
         if step >= cfg.steps:
             log(f"  train: run '{cfg.run_name}' already at step {step}/{cfg.steps}, nothing to do")
             return {**summary, "_trained": False}
-        log(f"  train: resuming run '{cfg.run_name}' at step {step}")
+        # checkpoints before model.schedule: the plain warmup + cosine over their steps
+        sched = Schedule(**ck["schedule"]) if "schedule" in ck else \
+            Schedule(cfg.lr, cfg.min_lr, cfg.warmup_steps, was.get("steps", cfg.steps))
+        resized = sched.resize(step, cfg.steps)
+        log(f"  train: resuming run '{cfg.run_name}' at step {step}"
+            + (f"; steps {was.get('steps', '?')} -> {cfg.steps}: {resized}" if resized else ""))
     if d.main:
         run_dir.mkdir(parents=True, exist_ok=True)
         # the corpus version this run reads (`webtext gc` keeps it while the run is here)
@@ -343,7 +317,15 @@ def _train(tokens_dir, runs_dir, cfg: TrainConfig, d: Dist, device: str, log, st
         f"{' (compiled)' if use_compile else ''}, {cfg.steps} steps of {tokens_step:,} tokens "
         f"({cfg.batch_size} x {cfg.block_size} x {accum} micro-batch(es) x {d.world} rank(s)), "
         f"{cfg.sampling} sampling")
-    flops_tok, peak = model.flops_per_token(cfg.block_size), peak_flops(device, cfg)
+    for line in settings_lines(cfg):
+        log(line)
+    flops_tok = model.flops_per_token(cfg.block_size)
+    peak, peak_note = peak_flops(device, cfg.peak_tflops)
+    log(f"  train: MFU = tokens/s x {flops_tok:.3g} FLOPs/token (PaLM's 6N + 12 L H Q T, N = {model.num_params():,}, "
+        f"T = {cfg.block_size}) / peak; {peak_note}")
+    log(f"  train: validation: {len(windows[0]):,} fixed windows of {cfg.block_size} tokens "
+        f"({len(windows[0]) * cfg.block_size:,} tokens; eval_tokens {cfg.eval_tokens:,})"
+        if len(windows[0]) else "  train: validation: none (the val split holds no window)")
     tokenizer = {k: manifest.get(k) for k in ("tokenizer", "backend", "vocab_size", "eot", "vocab_sha256",
                                                 "tokenizer_path")}
     metrics = Metrics(run_dir, cfg, step, d.main)
@@ -351,18 +333,21 @@ def _train(tokens_dir, runs_dir, cfg: TrainConfig, d: Dist, device: str, log, st
     data_state = sampler.state()
     t_start = t_log = time.time()
     tokens_log, last, rec = 0, step, {}
+    paused = {"eval_s": 0.0, "ckpt_s": 0.0}       # since the last metrics line; not training time
     end = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
 
     def checkpoint() -> None:
+        t0 = time.time()
         states, rngs = _all_gather(data_state, d), _all_gather(_rng_state(device), d)
         if not d.main:
             return
         with atomic_path(ckpt_path) as tmp:
-            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "schedule": sched.state(),
                         "step": step, "model_config": dataclasses.asdict(mcfg),
                         "train_config": dataclasses.asdict(cfg), "tokenizer": tokenizer,
                         "source": manifest.get("source"), "corpus_version": manifest.get("version", 1),
                         "data": states, "rng": rngs, "summary": summary}, tmp)
+        paused["ckpt_s"] += time.time() - t0
 
     try:
         while step < end:
@@ -377,9 +362,10 @@ def _train(tokens_dir, runs_dir, cfg: TrainConfig, d: Dist, device: str, log, st
                 loss_sum += loss.detach()
             # grad_clip 0 = no clipping (as in nanoGPT): the norm is still measured and logged
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip or float("inf"))
-            lr = sched.get_last_lr()[0]
+            lr = sched(step)
+            for group in opt.param_groups:
+                group["lr"] = lr
             opt.step()
-            sched.step()
             opt.zero_grad(set_to_none=True)
             step += 1
             tokens_log += tokens_step
@@ -387,18 +373,23 @@ def _train(tokens_dir, runs_dir, cfg: TrainConfig, d: Dist, device: str, log, st
             if step % cfg.log_every == 0 or is_eval or step == end:
                 loss_v, gn = _all_mean([loss_sum.item() / accum, float(grad_norm)], d, device)
                 now = time.time()
-                tps = tokens_log / max(now - t_log, 1e-9)
+                # training time only: the last line's evaluation and checkpoints are left out
+                tps = tokens_log / max(now - t_log - paused["eval_s"] - paused["ckpt_s"], 1e-9)
                 rec = {"step": step, "loss": loss_v, "lr": lr, "grad_norm": gn, "tokens_per_s": tps,
-                       "mfu": tps * flops_tok / (peak * d.world) if peak else None,
-                       "elapsed_s": now - t_start}
+                       "mfu": tps * flops_tok / (peak * d.world) if peak else None}
                 if is_eval:
-                    rec["val_loss"] = evaluate(model, val_arrays, cfg, d, device)
+                    t0 = time.time()
+                    rec["val_loss"] = evaluate(model, val_arrays, windows, cfg, d, device)
+                    paused["eval_s"] += time.time() - t0
+                rec.update(eval_s=paused["eval_s"], ckpt_s=paused["ckpt_s"], elapsed_s=time.time() - t_start)
                 metrics.write(rec)
-                val = f" val {rec['val_loss']:.3f}" if rec.get("val_loss") is not None else ""
+                val = f" val {rec['val_loss']:.3f} ({paused['eval_s']:.1f} s)" if rec.get("val_loss") is not None else ""
                 mfu = f" mfu {rec['mfu']:.1%}" if rec["mfu"] is not None else ""
+                ck = f" ckpt {paused['ckpt_s']:.1f} s" if paused["ckpt_s"] else ""
                 log(f"  train: step {step}/{cfg.steps} loss {loss_v:.3f}{val} lr {lr:.2e} "
-                    f"{tps:,.0f} tok/s{mfu}")
+                    f"{tps:,.0f} tok/s{mfu}{ck}")
                 t_log, tokens_log = time.time(), 0
+                paused.update(eval_s=0.0, ckpt_s=0.0)
                 summary = {"steps": step, "final_train_loss": loss_v,
                            "final_val_loss": rec.get("val_loss", summary.get("final_val_loss")),
                            "tokens_per_s": tps, "mfu": rec["mfu"], "device": device, "world_size": d.world,

@@ -338,17 +338,27 @@ def tokenizer_train(
           f"(use: webtext shard --tokenizer {path})"], _json(as_json))
 
 
+SIZED_HELP = "(default: the model size's, see docs/train.md)"
+
+
 @app.command()
 def train(
     model: Annotated[Optional[str], typer.Option(metavar="tiny|gpt2|gpt2-medium|gpt2-large|gpt2-xl", help="tiny | gpt2 | gpt2-medium | gpt2-large | gpt2-xl.")] = None,
-    steps: Annotated[Optional[int], typer.Option(help="Optimizer steps.")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Sequences per micro-batch, per rank.")] = None,
-    block_size: Annotated[Optional[int], typer.Option(help="Tokens per sequence.")] = None,
+    steps: Annotated[Optional[int], typer.Option(help=f"Optimizer steps {SIZED_HELP}.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help=f"Sequences per micro-batch, per rank {SIZED_HELP}.")] = None,
+    block_size: Annotated[Optional[int], typer.Option(help=f"Tokens per sequence {SIZED_HELP}.")] = None,
     tokens_per_step: Annotated[Optional[int], typer.Option(
-        help="Tokens per optimizer step, reached by gradient accumulation (0 = one micro-batch per rank).")] = None,
+        help=f"Tokens per optimizer step, reached by gradient accumulation (0 = one micro-batch per rank) {SIZED_HELP}.")] = None,
     sampling: Annotated[Optional[str], typer.Option(metavar="random|epoch", help="random (nanoGPT-style windows) | epoch (no replacement).")] = None,
     corpus_version: Annotated[Optional[int], typer.Option(help="tokens/ corpus version to train on (0 = the latest).")] = None,
-    lr: Annotated[Optional[float], typer.Option(metavar="RATE", help="Peak learning rate.")] = None,
+    lr: Annotated[Optional[float], typer.Option(metavar="RATE", help=f"Peak learning rate {SIZED_HELP}.")] = None,
+    min_lr: Annotated[Optional[float], typer.Option(metavar="RATE", help="Rate the cosine decays to (default: lr / 10).")] = None,
+    warmup_steps: Annotated[Optional[int], typer.Option(help=f"Linear warmup steps {SIZED_HELP}.")] = None,
+    grad_clip: Annotated[Optional[float], typer.Option(metavar="NORM", help="Max gradient norm; 0 = no clipping (default 1.0).")] = None,
+    eval_every: Annotated[Optional[int], typer.Option(help=f"Validation loss every N steps {SIZED_HELP}.")] = None,
+    eval_tokens: Annotated[Optional[int], typer.Option(help=f"Validation tokens per evaluation (fixed windows) {SIZED_HELP}.")] = None,
+    checkpoint_every: Annotated[Optional[int], typer.Option(help=f"Checkpoint every N steps; 0 = at each evaluation {SIZED_HELP}.")] = None,
+    peak_tflops: Annotated[Optional[float], typer.Option(metavar="TFLOPS", help="Device peak for MFU (default: the known GPUs' dense bf16 peak).")] = None,
     compile: Annotated[Optional[str], typer.Option(metavar="auto|on|off", help="torch.compile: auto (on for CUDA) | on | off.")] = None,
     device: Annotated[Optional[str], typer.Option(metavar="auto|cpu|cuda", help="auto | cpu | cuda.")] = None,
     run_name: Annotated[Optional[str], typer.Option(metavar="NAME", help="Folder under runs/; rerunning resumes it.")] = None,
@@ -356,11 +366,16 @@ def train(
 ):
     """tokens/ -> runs/<run-name>/ (GPT-2 trained for N steps; checkpoint and metrics).
 
-    Multi-GPU: torchrun --nproc_per_node 8 --no-python webtext train ... (add --nnodes,
-    --node_rank and --rdzv_endpoint for several machines)."""
+    Settings not given here or in webtext.toml take the model size's defaults (gpt2:
+    context 1024, 524,288 tokens a step, lr 6e-4, warmup 715, 19,073 steps); the run
+    prints its effective settings first. Multi-GPU: torchrun --nproc_per_node 8
+    --no-python webtext train ... (add --nnodes, --node_rank and --rdzv_endpoint for
+    several machines)."""
     opts = {"model": model, "steps": steps, "batch_size": batch_size, "block_size": block_size,
-            "tokens_per_step": tokens_per_step, "sampling": sampling, "corpus_version": corpus_version, "lr": lr, "compile": compile,
-            "device": device, "run_name": run_name}
+            "tokens_per_step": tokens_per_step, "sampling": sampling, "corpus_version": corpus_version, "lr": lr,
+            "min_lr": min_lr, "warmup_steps": warmup_steps, "grad_clip": grad_clip, "eval_every": eval_every,
+            "eval_tokens": eval_tokens, "ckpt_every": checkpoint_every, "peak_tflops": peak_tflops,
+            "compile": compile, "device": device, "run_name": run_name}
     if int(os.environ.get("RANK", "0")) != 0:      # torchrun's other ranks: no state database, no JSON
         from webtext.model.train import train as train_model
 

@@ -355,26 +355,29 @@ class ShardConfig(Section):
 
 @dataclass
 class TrainConfig(Section):
+    """The trainer's settings. Those left at None (steps, batch and context, the learning
+    rate schedule, the eval and checkpoint cadence) take the model size's defaults
+    (``pipeline.train_recipes``); ``from_size`` names them. A value given always wins."""
     model: str = "tiny"            # tiny | gpt2 | gpt2-medium | gpt2-large | gpt2-xl
-    steps: int = 200               # optimizer steps
-    batch_size: int = 8            # sequences per micro-batch, per rank
-    block_size: int = 128          # context length used in training (<= model max)
-    tokens_per_step: int = 0       # 0 = one micro-batch on every rank; else gradient accumulation to this
+    steps: int = None              # optimizer steps (None: the size's default, as for every None below)
+    batch_size: int = None         # sequences per micro-batch, per rank
+    block_size: int = None         # context length used in training (<= model max)
+    tokens_per_step: int = None    # 0 = one micro-batch on every rank; else gradient accumulation to this
     sampling: str = "random"       # random (windows at random offsets) | epoch (without replacement)
     corpus_version: int = 0        # the tokens/ corpus version to train on; 0 = the latest
-    lr: float = 1e-3
-    min_lr: float = 1e-4
-    warmup_steps: int = 20
+    lr: float = None               # peak learning rate
+    min_lr: float = None           # the cosine decays to this (None: lr / 10)
+    warmup_steps: int = None       # linear warmup from lr / warmup_steps to lr
     weight_decay: float = 0.1
     grad_clip: float = 1.0         # max gradient norm; 0 = no clipping
-    eval_every: int = 50           # validation loss every N steps (and at the end)
-    eval_batches: int = 8
+    eval_every: int = None         # validation loss every N steps (and at the end)
+    eval_tokens: int = None        # validation tokens per evaluation: a fixed, seeded set of windows
     log_every: int = 10            # a metrics line every N steps (and at eval steps)
-    ckpt_every: int = 0            # checkpoint every N steps; 0 = at every eval and at the end
+    ckpt_every: int = None         # checkpoint every N steps; 0 = at every eval and at the end
     metrics_format: str = "jsonl"  # jsonl | csv (runs/<run_name>/metrics.*)
     tensorboard: bool = False      # also write TensorBoard events (needs the tensorboard package)
     compile: str = "auto"          # auto (on for CUDA) | on | off: torch.compile
-    peak_tflops: float = 0.0       # for MFU; 0 = known GPUs (H100/H200 989, A100 312 bf16 dense)
+    peak_tflops: float = 0.0       # for MFU; 0 = the device's dense bf16 peak (model.mfu.PEAK_TFLOPS)
     seed: int = 1337
     device: str = "auto"           # auto | cpu | cuda
     run_name: str = "default"
@@ -385,13 +388,19 @@ class TrainConfig(Section):
               "tokens_per_step": at_least(0, BIG), "corpus_version": at_least(0, BIG), "lr": positive(10),
               "min_lr": at_least(0, 10), "warmup_steps": at_least(0, BIG), "weight_decay": at_least(0, 10),
               "grad_clip": at_least(0, 1e6, "Use 0 for no clipping"), "eval_every": at_least(1, BIG),
-              "eval_batches": at_least(1, BIG), "log_every": at_least(1, BIG), "ckpt_every": at_least(0, BIG),
+              "eval_tokens": at_least(1, BIG), "log_every": at_least(1, BIG), "ckpt_every": at_least(0, BIG),
               "peak_tflops": at_least(0, 1e9, "Use 0 for the known GPUs' peak"), "seed": at_least(0, 2**63 - 1)}
 
     def __post_init__(self):
-        super().__post_init__()
+        from .train_recipes import size_defaults
+
         if self.model not in MODEL_SIZES:
             raise ConfigError(f"unknown model size {self.model!r}", f"Use one of {', '.join(MODEL_SIZES)}")
+        filled = size_defaults(self.model, vars(self))
+        for k, v in filled.items():
+            setattr(self, k, v)
+        self.from_size = tuple(filled)     # not a field: dataclasses.replace() makes every value explicit
+        super().__post_init__()
         if self.sampling not in ("random", "epoch"):
             raise ConfigError(f"train.sampling must be random or epoch, not {self.sampling!r}")
         if self.compile not in ("auto", "on", "off"):

@@ -340,7 +340,7 @@ def test_training_shows_mfu_or_says_why_not(demo_run, tmp_path, monkeypatch):
     from webtext.pipeline.config import TrainConfig
 
     base = {"model": "tiny", "steps": 4, "batch_size": 2, "block_size": 32, "warmup_steps": 1, "eval_every": 2,
-            "eval_batches": 1, "log_every": 1}
+            "eval_tokens": 64, "log_every": 1}
     for name, peak, fmt in (("cpu-plain", 0.0, "jsonl"), ("cpu-peak", 0.01, "csv")):
         train(demo_run / "tokens", tmp_path / "runs",
               TrainConfig(**base, run_name=name, peak_tflops=peak, metrics_format=fmt), log=lambda *_: None)
