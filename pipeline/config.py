@@ -164,6 +164,7 @@ class FetchConfig(Section):
     read_timeout_s: float = 15.0   # time to first byte, and between reads
     host_delay_s: float = 1.0      # minimum spacing of requests to one host
     obey_robots: bool = True       # fetch and obey robots.txt (RFC 9309)
+    tdmrep: bool = True            # ask each host once for /.well-known/tdmrep.json (TDMRep AI opt-out)
     max_crawl_delay_s: float = 30.0  # a robots.txt Crawl-delay above this skips the host
     max_retry_after_s: float = 120.0  # cap on a server's Retry-After
     max_bytes: int = 5 * 1024 * 1024

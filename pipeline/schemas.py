@@ -18,7 +18,8 @@ SCHEMA_VERSION = "6"   # 2: fetchlog gained fetched_at, etag and last_modified; 
 #                        documents gained the ``signals`` struct (the filters' inputs, stages.decide), and
 #                        docs/rejected/ holds the pages extract rejected (REJECTED). dedup/ and clean/ keep
 #                        the version-5 document fields. Older docs shards lack signals: ``webtext filter``
-#                        asks for extract to run again.
+#                        asks for extract to run again. Also in 6: fetchlog gained ai_robots,
+#                        tdmrep_reserved and tdmrep_policy (AI opt-outs at fetch time; null in older logs).
 
 
 def _list(t: pa.DataType) -> pa.ListType:
@@ -128,6 +129,12 @@ FETCHLOG = _schema("fetchlog", [
     pa.field("source", pa.string()),
     pa.field("captured_at", UTC_S),
     pa.field("archive", pa.string()),
+    # AI opt-outs known at fetch time (v6+; null in older logs, and for pages not fetched live):
+    # the AI crawlers robots.txt disallows for final_url (null: robots.txt ignored or unavailable),
+    # and the rule of the host's /.well-known/tdmrep.json for it (null: no file or no rule).
+    pa.field("ai_robots", _list(pa.string())),
+    pa.field("tdmrep_reserved", pa.bool_()),
+    pa.field("tdmrep_policy", pa.string()),
 ])
 
 # docs/, dedup/, clean/: Document rows. Later stages keep the schema and drop rows.

@@ -110,6 +110,7 @@ from webtext.pipeline.io import (
 from webtext.pipeline.schemas import FETCHLOG, unix_seconds
 from webtext.pipeline.stats import Stats
 
+from .fetchoptout import FetchOptouts
 from .http import Client, Outcome, SafeResolver, Validators
 from .importwarc import find_warcs, import_warcs
 from .politeness import site_of
@@ -131,8 +132,9 @@ def interleave_by_host(rows: list[dict]) -> list[dict]:
 
 
 async def _crawl(batches, cfg: FetchConfig, segs: WarcSegments, journal: Journal,
-                 planned: dict | None = None) -> int:
-    """Fetch every row of every batch; one session (robots.txt and DNS caches) for all batches."""
+                 planned: dict | None = None) -> dict[str, int]:
+    """Fetch every row of every batch; one session (robots.txt, tdmrep.json and DNS caches)
+    for all batches. Returns counts for the stats: robots_fetched and the tdmrep_* counts."""
     timeout = aiohttp.ClientTimeout(total=cfg.timeout_s, sock_connect=cfg.connect_timeout_s,
                                     sock_read=cfg.read_timeout_s)
     proxy_host = urlsplit(cfg.proxy).hostname if cfg.proxy else None     # the operator's choice: trusted
@@ -160,12 +162,16 @@ async def _crawl(batches, cfg: FetchConfig, segs: WarcSegments, journal: Journal
                      # captured_at: the archive's capture time; a live page's is fetched_at
                      "source": o.source if ok else None,
                      "captured_at": o.captured_at if ok and o.source != "live" else None,
-                     "archive": archive, "_end": end})
+                     "archive": archive,
+                     # AI opt-outs known at fetch time (stages.fetchoptout); null: not evaluated
+                     "ai_robots": o.ai_robots, "tdmrep_reserved": o.tdmrep_reserved,
+                     "tdmrep_policy": o.tdmrep_policy, "_end": end})
         progress.advance(1)
 
     async with aiohttp.ClientSession(connector=connector, timeout=timeout, headers=headers,
                                      trust_env=not cfg.proxy) as session:
         client = Client(session, cfg, resolver)
+        optouts = FetchOptouts(client, cfg.tdmrep)
         recovery = Recovery(session, cfg, planned, time.time()) if cfg.archive != "off" else None
 
         async def fetch_one(row: dict) -> tuple[Outcome, str | None]:
@@ -192,13 +198,14 @@ async def _crawl(batches, cfg: FetchConfig, segs: WarcSegments, journal: Journal
                 row = queue.get_nowait()
                 t0 = time.monotonic()
                 o, archive = await fetch_one(row)
+                await optouts.annotate(o)
                 record(row, o, time.monotonic() - t0, archive)
 
         for rows in batches:
             for r in rows:
                 queue.put_nowait(r)
             await asyncio.gather(*(worker() for _ in range(max(1, min(cfg.concurrency, len(rows))))))
-    return len(client.robots_log)
+    return {"robots_fetched": len(client.robots_log), **optouts.counts}
 
 
 def fetch_shard(task: Task) -> Stats:
@@ -229,7 +236,8 @@ def fetch_shard(task: Task) -> Stats:
         try:
             if cfg.from_warc:       # pages from the user's WARC files first: never fetched live
                 import_warcs(src, cfg, segs, journal, stats)
-            stats.add_info("robots_fetched", asyncio.run(_crawl(batches(), cfg, segs, journal, planned)))
+            for key, n in asyncio.run(_crawl(batches(), cfg, segs, journal, planned)).items():
+                stats.add_info(key, n)
         finally:
             segs.close()
         journal.mark_complete()
@@ -252,6 +260,10 @@ def fetch_shard(task: Task) -> Stats:
                     stats.drop(r["error"])
                 else:
                     stats.records_out += 1
+                    if r.get("ai_robots"):
+                        stats.add_info("ai_robots_disallowed", 1)
+                    if r.get("tdmrep_reserved"):
+                        stats.add_info("tdmrep_reserved", 1)
                     stats.add_info("bytes", r["bytes"])
                     names.add(r["warc_file"])
     for stale in partial.glob("warc-*.warc.gz"):       # segments with no journaled record

@@ -198,6 +198,10 @@ class Outcome:
     captured_at: int | None = None  # unix s of the capture (None for live: fetch's own time)
     collection: str | None = None  # the crawl id or "wayback"; None for live
     archive_record: str | None = None  # the archive's record address ("URL bytes=a-b"); None for live
+    # AI opt-outs known at fetch time (stages.fetchoptout; None: not evaluated)
+    ai_robots: list[str] | None = None  # AI agents robots.txt disallows for final_url
+    tdmrep_reserved: bool | None = None  # the host's /.well-known/tdmrep.json rule for final_url
+    tdmrep_policy: str | None = None
 
 
 @dataclass(slots=True)
@@ -265,6 +269,27 @@ class Client:
                 return "crawl_delay_too_long"
             self.gate.set_delay(p.netloc, max(float(delay), self.cfg.host_delay_s))
         return None
+
+    def robots_rules(self, url: str) -> tuple[bool, Protego | None]:
+        """The robots.txt this crawl already fetched for ``url``'s origin, without a request:
+        (True, rules) with rules None when the host has none (4xx); (False, None) when there
+        is nothing to go by (robots ignored, not fetched yet, or unavailable)."""
+        p = urlsplit(url)
+        task = self.robots.get(f"{p.scheme}://{p.netloc}")
+        if task is None or not task.done() or task.cancelled() or task.exception() is not None:
+            return False, None
+        rules = task.result()
+        return (False, None) if isinstance(rules, str) else (True, rules)
+
+    async def get_file(self, url: str) -> Outcome:
+        """A site file such as ``/.well-known/tdmrep.json``, as a page is fetched (safety
+        checks, robots.txt, politeness, timeouts, redirects, retries), but of any type and
+        cut at ``ROBOTS_MAX_BYTES``."""
+        if reason := check_target(url, self.cfg.allow_private):
+            return Outcome(error=reason)
+        if reason := await self.allowed(url):
+            return Outcome(error=reason)
+        return await self._request_following(url, robots=True)
 
     async def get(self, url: str, validators: Validators | None = None) -> Outcome:
         """Fetch a page: robots.txt first, then the URL with redirects (each hop re-checked).

@@ -173,7 +173,8 @@ class WarcSegments:
         provenance: ``source`` (live | commoncrawl | wayback), ``captured_at`` (unix s: the
         capture time, or the fetch time of a live page), ``collection`` (crawl id or
         "wayback"; null for live) and ``archive_record`` (the archive's record address;
-        null for live).
+        null for live), and the AI opt-outs known at fetch time: ``ai_robots``,
+        ``tdmrep_reserved``, ``tdmrep_policy`` (``stages.fetchoptout``).
 
         A page recovered from a web archive (``o.source`` not "live") is written under the
         URL the Reddit link named (``o.final_url`` is that URL), with WARC-Date set to the
@@ -194,6 +195,8 @@ class WarcSegments:
         meta["charset"] = o.charset
         meta.update(source=o.source, captured_at=o.captured_at, collection=o.collection,
                     archive_record=o.archive_record)
+        # AI opt-outs known at fetch time (stages.fetchoptout), for extract; null: not evaluated
+        meta.update(ai_robots=o.ai_robots, tdmrep_reserved=o.tdmrep_reserved, tdmrep_policy=o.tdmrep_policy)
         if not archived:
             parts = urlsplit(url)
             path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")

@@ -11,6 +11,7 @@ from webtext.stages import fetch
 from conftest import Route, kill_fetch_after, run_fetch, url_table
 
 PAGE = b"<html><head><title>T</title></head><body><p>" + b"word " * 200 + b"</p></body></html>"
+SITE_FILES = ("/robots.txt", "/.well-known/tdmrep.json")      # asked once per host and task, beside pages
 
 
 def _fetch(tmp_path, urls, **cfg):
@@ -294,7 +295,7 @@ def test_a_changed_harvest_fetches_only_new_urls(tmp_path, loopback_web):
     pq.write_table(url_table(urls[3:4]), tmp_path / "urls" / "urls-00001.parquet")
     ctx = make_context(tmp_path, fetch={"allow_private": True, "host_delay_s": 0.0})
     first = fetch.run(ctx)
-    assert first["info"]["new_urls"] == 4 and sorted(p for p, _ in w.log if p != "/robots.txt") == \
+    assert first["info"]["new_urls"] == 4 and sorted(p for p, _ in w.log if p not in SITE_FILES) == \
         ["/p0", "/p1", "/p2", "/p3"]
     w.log.clear()
     again = fetch.run(ctx)                                         # nothing changed: nothing to do
@@ -302,7 +303,7 @@ def test_a_changed_harvest_fetches_only_new_urls(tmp_path, loopback_web):
     pq.write_table(url_table(urls[:3] + urls[4:5], score=50), tmp_path / "urls" / "urls-00000.parquet")
     pq.write_table(url_table(urls[3:4] + urls[5:6], score=50), tmp_path / "urls" / "urls-00001.parquet")
     second = fetch.run(ctx)
-    assert sorted(p for p, _ in w.log if p != "/robots.txt") == ["/p4", "/p5"]     # only the new URLs
+    assert sorted(p for p, _ in w.log if p not in SITE_FILES) == ["/p4", "/p5"]     # only the new URLs
     assert second["tasks_run"] == 2 and second["tasks_skipped"] == 2 and second["info"]["new_urls"] == 2
     assert second["out"] == 6 and second["info"]["frontier_files"] == 4
     assert sorted(p.name for p in (tmp_path / "warc").glob("fetchlog-*.parquet")) == \

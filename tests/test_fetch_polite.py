@@ -141,7 +141,7 @@ def test_per_domain_limit_spans_the_hosts_of_a_site(tmp_path, web_factory):
     stats, _, _ = _fetch(tmp_path, url_table(urls), allow_private=False, proxy=w.base,
                          concurrency=16, per_host=2, per_domain=3, per_ip=1)
     assert stats.records_out == 16
-    assert len({h for _, h, _ in w.log}) == 8 and len(w.log) == 24           # robots.txt too
+    assert len({h for _, h, _ in w.log}) == 8 and len(w.log) == 32           # robots.txt and tdmrep.json too
     assert w.max_in_flight == 3                    # busy up to the limit, never above it
 
 

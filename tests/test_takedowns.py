@@ -101,7 +101,7 @@ def test_fetch_never_requests_a_taken_down_url(tmp_path, loopback_web):
     state.close()
     ctx = make_context(tmp_path, fetch={"allow_private": True, "host_delay_s": 0.0})
     first = fetch.run(ctx)
-    assert sorted(p for p, _ in w.log if p != "/robots.txt") == ["/b", "/q/1"]
+    assert sorted(p for p, _ in w.log if p not in ("/robots.txt", "/.well-known/tdmrep.json")) == ["/b", "/q/1"]
     assert first["info"]["new_urls"] == 2
     # a takedown after the fetch: the page is never revisited
     ctx.state.add_takedown(*(lambda t: (t.key, t.value, "", t.kind))(parse("url", _other_scheme(f"{base}/b"))))
@@ -110,7 +110,7 @@ def test_fetch_never_requests_a_taken_down_url(tmp_path, loopback_web):
     ctx = make_context(tmp_path, fetch={"allow_private": True, "host_delay_s": 0.0, "refetch_after_days": 1e-9})
     fetch.run(ctx)
     ctx.close()
-    assert sorted(p for p, _ in w.log if p != "/robots.txt") == ["/q/1"]
+    assert sorted(p for p, _ in w.log if p not in ("/robots.txt", "/.well-known/tdmrep.json")) == ["/q/1"]
 
 
 def test_harvest_drops_taken_down_urls_with_a_reason(tmp_path):
