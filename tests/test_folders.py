@@ -152,6 +152,7 @@ def make_old_layout(workdir: Path) -> None:
             if layout.meta(fdir, name).exists():
                 layout.meta(fdir, name).rename(fdir / f"_{name}")
         (fdir / "README.md").unlink(missing_ok=True)
+        shutil.rmtree(layout.meta(fdir, layout.DECIDED), ignore_errors=True)     # version 6's: not in the old layout
         if layout.meta_dir(fdir).exists():
             assert not any(layout.meta_dir(fdir).iterdir())
             layout.meta_dir(fdir).rmdir()
