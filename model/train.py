@@ -44,6 +44,7 @@ import torch
 from webtext.pipeline.config import TrainConfig
 from webtext.pipeline.errors import ConfigError, MissingInputError
 from webtext.pipeline.io import atomic_path, write_json
+from webtext.pipeline.train_recipes import SIZE_DEFAULTS
 
 from .data import Prefetcher, eval_windows, load_split, make_sampler, read_manifest, window_batches
 from .gpt import GPT, config_for
@@ -145,6 +146,10 @@ def settings_lines(cfg: TrainConfig) -> list[str]:
     if cfg.warmup_steps >= cfg.steps:
         lines.append(f"  train: warning: warmup_steps {cfg.warmup_steps:,} >= steps {cfg.steps:,}: the learning rate "
                      f"never reaches lr (set --warmup-steps)")
+    ctx = SIZE_DEFAULTS[cfg.model]["block_size"]
+    if cfg.block_size < ctx and cfg.model != "tiny":   # e.g. a webtext.toml copied from an older example
+        lines.append(f"  train: warning: block_size {cfg.block_size} (given) is below {cfg.model}'s context {ctx}, "
+                     f"which its other defaults assume")
     if cfg.min_lr > cfg.lr:
         lines.append(f"  train: warning: min_lr {cfg.min_lr:.2e} > lr {cfg.lr:.2e}: the rate rises as it 'decays'")
     return lines
@@ -281,9 +286,10 @@ def _train(tokens_dir, runs_dir, cfg: TrainConfig, d: Dist, device: str, log, st
         ck = load_checkpoint(ckpt_path, device)
         was = ck["train_config"]
         changed = [k for k in TRAJECTORY if was.get(k, getattr(TrainConfig, k, None)) != getattr(cfg, k)]
-        if changed:
-            raise ConfigError(f"{ckpt_path} was trained with different {', '.join(changed)}",
-                              "Use another --run-name, or delete the run folder to start over")
+        if changed:    # e.g. a run started before the size's defaults existed: its values are listed
+            then = ", ".join(f"{k} {was.get(k)!r} (now {getattr(cfg, k)!r})" for k in changed)
+            raise ConfigError(f"{ckpt_path} was trained with different {', '.join(changed)}: {then}",
+                              "Set those values to continue it, use another --run-name, or delete the run folder")
         if len(ck["data"]) != d.world:
             raise ConfigError(f"{ckpt_path} was trained on {len(ck['data'])} rank(s), this run has {d.world}",
                               "Resume with the same number of processes")

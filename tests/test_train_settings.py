@@ -51,6 +51,7 @@ def test_explicit_settings_win_from_the_file_and_the_cli(tmp_path):
     c = TrainConfig(model="gpt2", lr=1e-4, block_size=512)
     assert (c.lr, c.min_lr, c.block_size, c.warmup_steps) == (1e-4, 1e-5, 512, 715)
     assert "lr" not in c.from_size and "min_lr" in c.from_size
+    assert "below gpt2's context 1024" in "\n".join(T.settings_lines(c))
     p = tmp_path / "webtext.toml"
     p.write_text("[train]\nlr = 2e-4\nwarmup_steps = 100\n")
     c = load_config(p, {"train": {"model": "gpt2", "warmup_steps": 50}}).train
