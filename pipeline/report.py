@@ -7,7 +7,8 @@ labelled with units, alt text with its numbers). Sections appear when their data
 the funnel (a panel per stage in its own units, and each stage's drops by reason), sources
 (domains, subreddits, karma, submissions per month), fetch (status classes, errors,
 latency, bytes), documents (length in tokens, language, extractor, and the live and
-archive-recovered shares by year of submission), dedup (cluster sizes, removals by
+archive-recovered shares by year of submission), filters and PII (each extract rule's
+rejection rate, first-failing and alone, and the PII counts: ``pipeline.reportfilters``), dedup (cluster sizes, removals by
 reason, example pairs), decontamination (the GPT-2-style overlap table, Wikipedia
 removals), tokens (per version and split, the shard list), training (loss, validation
 loss, tokens/s, MFU or why it is absent) and the refresh history. ``collect_report``
@@ -37,6 +38,7 @@ from .funnel import STAGE_FOLDERS, collect
 from .io import atomic_path, sorted_files, write_json
 from .reportdedup import STYLE as DEDUP_STYLE
 from .reportdedup import dedup_section, render_examples
+from . import reportfilters
 from .reportstats import IntHistogram, Recovery, batches, count_values, top
 from .schemas import upgrade_docs
 
@@ -85,7 +87,21 @@ def _documents(w: Path) -> dict | None:
         recovery.add(t["first_seen"].to_numpy(), t["source"])
     if not n:
         return None
-    return {"docs": n, "languages": top(langs, 10), "extractors": top(extractors), "recovery": recovery.summary()}
+    return {"docs": n, "languages": top(langs, 10), "extractors": top(extractors), "recovery": recovery.summary(),
+            "ai_optout": _optouts(w)}
+
+
+def _optouts(w: Path) -> dict | None:
+    """Extract's AI opt-out counts (``stages.optout.STATS`` in docs/_meta/stats.json): pages
+    with a text checked, opted out, by kind, and kept in docs/; the setting they ran with."""
+    from webtext.stages.optout import STATS
+
+    stats_p, config_p = layout.stats_path(w / "docs"), layout.config_path(w / "docs")
+    info = json.loads(stats_p.read_text()).get("info", {}) if stats_p.exists() else {}
+    if not info.get("ai_optout_checked"):
+        return None
+    mode = json.loads(config_p.read_text()).get("extract", {}).get("ai_optout") if config_p.exists() else None
+    return {"mode": mode or "record", **{k.removeprefix("ai_optout_"): info.get(k, 0) for k in STATS}}
 
 
 def _tokens(w: Path, m: dict) -> tuple[dict, dict]:
@@ -154,7 +170,8 @@ def collect_report(workdir: Path, source: str | None = None) -> dict:
     if source:
         meta |= {"workdir": source, "scratch": str(w.resolve())}
     r: dict = {"meta": {**meta, "config": stage_config(w)}, "funnel": collect(w)}
-    for name, section in (("sources", _sources), ("fetch", _fetch), ("documents", _documents)):
+    for name, section in (("sources", _sources), ("fetch", _fetch), ("documents", _documents),
+                          ("filters", reportfilters.collect)):
         if (got := section(w)) is not None:
             r[name] = got
     manifest = w / "tokens" / "manifest.json"
@@ -188,6 +205,18 @@ def collect_report(workdir: Path, source: str | None = None) -> dict:
 
 
 # --- HTML ------------------------------------------------------------------------------
+
+def _optout_table(o: dict) -> str:
+    """The opted-out share of the pages with a text, per signal kind (a page may have several)."""
+    n = o["checked"]
+    rows = [[kind, o[key], f"{o[key] / n:.1%}"] for kind, key in (
+        ("any (ai_optout)", "pages"), ("robots.txt disallows an AI crawler", "robots"),
+        ("noai (X-Robots-Tag, robots meta)", "noai"), ("TDMRep tdm-reservation 1", "tdm"))]
+    kept = "kept in the corpus" if o["mode"] == "record" else "dropped (reason ai_optout)"
+    return (f"<h3>AI opt-outs</h3><p>Of {n:,} pages with a text, {o['pages']:,} ({o['pages'] / n:.1%}) opted out "
+            f"of AI use; with <code>extract.ai_optout = \"{html.escape(o['mode'])}\"</code> they are {kept} "
+            f"({o['kept']:,} in docs/).</p>" + _table(rows, ["signal", "pages", "of pages with a text"]))
+
 
 def _table(rows: list, header: list[str]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
@@ -247,10 +276,14 @@ def render_html(r: dict) -> str:
             total = sum(rec["total"].values())
             body += plots.recovery(rec) + _table([[k, n, f"{n / total:.1%}" if total else ""]
                                                   for k, n in rec["total"].items()], ["source", "documents", "share"])
+        if s.get("ai_optout"):
+            body += _optout_table(s["ai_optout"])
         if "tokens_per_doc" in s:
             body += plots.histogram(s["tokens_per_doc"], "document length (corpus, latest version)",
                                     "document length (GPT-2 tokens)", "documents")
         section("documents", "Documents", body)
+    if "filters" in r:
+        section("filters", "Filters and PII", reportfilters.render(r["filters"], _table))
     if "dedup" in r:
         s = r["dedup"]
         section("dedup", "Dedup", f"<p>{s['removed']:,} duplicates removed</p>"

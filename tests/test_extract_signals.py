@@ -266,3 +266,21 @@ def test_signals_struct_reads_from_duckdb(demo_run):
     docs = demo_run / "docs"
     n, words = duckdb.sql(f"select count(*), sum(signals.word_count) from '{docs}/docs-*.parquet'").fetchall()[0]
     assert n > 0 and words > 0
+
+
+def test_report_shows_each_rules_rejection_rate_and_the_pii_counts(demo_run, tmp_path):
+    from webtext.pipeline.report import collect_report, render_html
+
+    w = _copy(demo_run, tmp_path)
+    assert _filter(w, "--rule", "c4_sentences.enabled=true", "--rule", "c4_sentences.threshold=8").returncode == 0
+    f = collect_report(w)["filters"]
+    rules = {r["rule"]: r for r in f["rules"]}
+    stats = json.loads((w / "docs" / "_meta" / "stats.json").read_text())
+    assert rules["c4_sentences"]["first"] == stats["dropped"]["c4_sentences"] > 0
+    assert rules["c4_sentences"]["alone"] >= rules["c4_sentences"]["first"]
+    assert rules["too_short"]["first"] == stats["dropped"]["too_short"]
+    assert f["pii"] == {"pii_email": 0, "pii_ip": 0, "pii_phone": 0} and f["pii_mode"] == "redact"
+    assert f["pages_with_text"] == f["pages"] - sum(v for k, v in stats["dropped"].items()
+                                                     if k not in decide.rule_names())
+    page = render_html(collect_report(w))
+    assert "Filters and PII" in page and "c4_sentences" in page
