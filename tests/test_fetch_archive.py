@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import datetime, timezone
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -33,11 +34,16 @@ def archives():
         yield w
 
 
+def _ts(s: int) -> datetime:
+    """A fetch-log time as pyarrow reads it back (timestamp, UTC)."""
+    return datetime.fromtimestamp(s, timezone.utc)
+
+
 def table(urls: list[str], first_seen: int | list[int] = T0) -> pa.Table:
     t = url_table(urls)
     seen = first_seen if isinstance(first_seen, list) else [first_seen] * len(urls)
     i = t.schema.get_field_index("first_seen")
-    return t.set_column(i, t.schema.field(i), pa.array(seen, pa.int64()))
+    return t.set_column(i, t.schema.field(i), pa.array(seen, pa.int64()).cast(t.schema.field(i).type))
 
 
 def fetch(tmp_path, archives: ArchiveWeb, urls, first_seen=T0, **cfg):
@@ -65,7 +71,7 @@ def test_dead_404_recovered_from_commoncrawl(tmp_path, loopback_web, archives):
     stats, log, warcs = fetch(tmp_path, archives, [url])
     row = log[url]
     assert (row["error"], row["status"], row["final_url"]) == (None, 200, url)
-    assert (row["source"], row["captured_at"], row["archive"]) == ("commoncrawl", T0 + 3600, "recovered")
+    assert (row["source"], row["captured_at"], row["archive"]) == ("commoncrawl", _ts(T0 + 3600), "recovered")
     assert row["bytes"] == len(PAGE) and row["charset"] == "utf-8"
     assert stats.info["recovered_commoncrawl"] == 1 and stats.records_out == 1
     recs = records(warcs)[url]
@@ -86,7 +92,7 @@ def test_dead_recovered_from_wayback_when_commoncrawl_misses(tmp_path, loopback_
     archives.add_capture(url, PAGE, T0 + DAY, source="wayback")
     stats, log, warcs = fetch(tmp_path, archives, [url])
     row = log[url]
-    assert (row["error"], row["source"], row["archive"], row["captured_at"]) == (None, "wayback", "recovered", T0 + DAY)
+    assert (row["error"], row["source"], row["archive"], row["captured_at"]) == (None, "wayback", "recovered", _ts(T0 + DAY))
     assert stats.info["recovered_wayback"] == 1
     meta = json.loads(records(warcs)[url]["metadata"][2])
     assert meta["collection"] == "wayback" and meta["archive_record"] == \
@@ -100,7 +106,7 @@ def test_the_capture_nearest_the_submission_wins(tmp_path, loopback_web, archive
     archives.add_capture(url, b"<html><body>after</body></html>", T0 + 3 * DAY, crawl="CC-MAIN-2017-09")
     archives.add_capture(url, b"<html><body>later</body></html>", T0 + 30 * DAY, crawl="CC-MAIN-2017-13")
     _, log, warcs = fetch(tmp_path, archives, [url])
-    assert log[url]["captured_at"] == T0 + 3 * DAY
+    assert log[url]["captured_at"] == _ts(T0 + 3 * DAY)
     assert records(warcs)[url]["response"][2] == b"<html><body>after</body></html>"
 
 
@@ -177,7 +183,7 @@ def test_no_archive_request_for_live_pages_and_not_dead_reasons(tmp_path, loopba
     assert log[urls[0]]["captured_at"] is None          # a live page's time is fetched_at
     meta = json.loads(records(warcs)[urls[0]]["metadata"][2])
     assert (meta["source"], meta["collection"], meta["archive_record"]) == ("live", None, None)
-    assert meta["captured_at"] == log[urls[0]]["fetched_at"]
+    assert meta["captured_at"] == int(log[urls[0]]["fetched_at"].timestamp())   # the record says unix s
 
 
 def test_archive_off_creates_nothing(tmp_path, loopback_web, archives):
