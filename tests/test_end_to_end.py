@@ -195,7 +195,8 @@ def test_report_html_is_self_contained_and_has_every_section(demo_run):
     page = (demo_run / "reports" / "report.html").read_text()
     sections = re.findall(r'<section id="(\w+)"', page)
     # the demo fixture stops at shard: no training run yet, everything else is there
-    assert sections == ["funnel", "sources", "fetch", "documents", "dedup", "decontamination", "tokens", "refresh"]
+    assert sections == ["funnel", "sources", "fetch", "documents", "filters", "dedup", "decontamination", "tokens",
+                        "refresh"]
     assert not re.findall(r'(?:src|href)\s*=\s*["\']?(?:https?:)?//', page)    # nothing external
     assert page.count("data:image/png;base64,") >= 8
     assert "demo_benchmark" in page and "near_duplicate" in page
