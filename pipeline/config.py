@@ -252,6 +252,7 @@ class ExtractConfig(Section):
     # unnamed rules keep their measured defaults. `webtext filter` re-applies them without extracting.
     rules: dict = field(default_factory=dict)
     pii: str = "redact"            # redact | record | off: e-mail, public IP and phone numbers (stages.pii)
+    ai_optout: str = "record"      # record | drop: pages whose publisher opted out of AI use (stages.optout)
     max_html_bytes: int = 5 * 1024 * 1024
     page_timeout_s: float = 5.0    # per-page extraction limit (the page's process is killed)
     recycle_after: int = 1000      # replace the extraction process after this many pages
@@ -271,6 +272,8 @@ class ExtractConfig(Section):
             raise ConfigError(f"extract.extractor must be auto, trafilatura, newspaper3k or both, not '{self.extractor}'")
         if self.pii not in ("redact", "record", "off"):
             raise ConfigError(f"extract.pii must be redact, record or off, not {self.pii!r}")
+        if self.ai_optout not in ("record", "drop"):
+            raise ConfigError(f"extract.ai_optout must be record or drop, not {self.ai_optout!r}")
         from webtext.stages.decide import check_rules
 
         check_rules(self.rules)

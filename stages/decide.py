@@ -6,6 +6,7 @@ In:  a table of extracted pages with ``num_words``, ``lang``, ``lang_score``, ``
 Out: ``decide(table, cfg)``: the drop reason per row (null: keep), the first failing check
      in this order:
 
+0. ``ai_optout``: with ``extract.ai_optout = "drop"``, the signals' ``ai_optout`` (``stages.optout``);
 1. ``too_short``: ``num_words < min_words``;
 2. ``wrong_lang``: ``langs`` is set and the language is not in it or scores under ``min_lang_score``;
 3. ``short_lines``, ``boilerplate_lines``: ``stages.quality``'s line shares over
@@ -33,11 +34,13 @@ import pyarrow.compute as pc
 
 from webtext.pipeline.errors import ConfigError
 
-from . import quality, signals
+from . import optout, quality, signals
 
 PII_FIELDS = [pa.field("pii_email", pa.int32()), pa.field("pii_ip", pa.int32()), pa.field("pii_phone", pa.int32())]
-# One struct per document. Opt-out flags recorded at fetch time (ai_optout...) join these fields.
-SIGNALS = pa.struct([*signals.SCHEMA, *quality.FIELDS, *PII_FIELDS])
+# One struct per document, with the AI opt-outs (stages.optout.FIELDS: fetch's robots.txt verdicts
+# and tdmrep.json, the page's noai, TDMRep and license links).
+SIGNALS = pa.struct([*signals.SCHEMA, *quality.FIELDS, *PII_FIELDS, *optout.FIELDS])
+OPTOUT = "ai_optout"          # the reason with extract.ai_optout = "drop", checked before all others
 
 LINE_RULES = {"short_lines": ("short_line_share", "max_short_line_share"),
               "boilerplate_lines": ("boilerplate_line_share", "max_boilerplate_line_share")}
@@ -48,8 +51,10 @@ CHECKS = ("too_short", "wrong_lang")
 ENGLISH_ONLY = ("gopher_stopwords",)      # the stop words are English ones
 
 
-def compute(texts: list[str], pii_counts: dict[str, list[int]], short_line_words: int) -> pa.StructArray:
-    """The ``SIGNALS`` of each text; ``pii_counts`` from ``pii.scan_many`` ({} when off: nulls)."""
+def compute(texts: list[str], pii_counts: dict[str, list[int]], short_line_words: int,
+            optouts: list[dict] | None = None) -> pa.StructArray:
+    """The ``SIGNALS`` of each text; ``pii_counts`` from ``pii.scan_many`` ({} when off: nulls);
+    ``optouts``: each page's ``optout.combine`` record (None: nulls)."""
     table = signals.compute(texts)
     cols = {name: table.column(name).combine_chunks() if table.num_columns else pa.array([])
             for name in table.column_names}
@@ -57,6 +62,8 @@ def compute(texts: list[str], pii_counts: dict[str, list[int]], short_line_words
         cols[name] = pa.array(values, pa.float64())
     for f in PII_FIELDS:
         cols[f.name] = pa.array(pii_counts.get(f.name, [None] * len(texts)), f.type)
+    for f in optout.FIELDS:
+        cols[f.name] = pa.array([o[f.name] for o in optouts] if optouts else [None] * len(texts), f.type)
     return pa.StructArray.from_arrays([cols[f.name] for f in SIGNALS], fields=list(SIGNALS))
 
 
@@ -101,7 +108,7 @@ def _setting(cfg, name: str, key: str, default):
 
 
 def rule_names() -> list[str]:
-    """Every reason ``decide`` can give, in its order."""
+    """Every reason ``decide`` can give, in its order (``OPTOUT`` before them, when dropping)."""
     return [*CHECKS, *LINE_RULES, *signals.RULES, PARETO]
 
 
@@ -121,6 +128,11 @@ def decide(table: pa.Table, cfg, has_score: bool | None = None) -> pa.Array:
         hit = np.asarray(hit, dtype=bool) & (reason == None)  # noqa: E711 -- elementwise
         reason[hit] = name
 
+    if n and getattr(cfg, "ai_optout", "record") == "drop":       # the publisher's choice comes first
+        recorded = table.column("signals").combine_chunks()
+        if OPTOUT in [f.name for f in recorded.type]:              # signals from before it: nothing to drop
+            flags = pc.struct_field(recorded, OPTOUT)
+            mark(OPTOUT, pc.fill_null(flags, False).to_numpy(zero_copy_only=False))
     mark("too_short", table.column("num_words").to_numpy(zero_copy_only=False) < cfg.min_words)
     if cfg.langs:
         ok = pc.and_(pc.is_in(table.column("lang"), value_set=pa.array(cfg.langs, pa.string())),

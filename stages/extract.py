@@ -60,7 +60,7 @@ from webtext.pipeline.io import require_shards, shard_id, sorted_files
 from webtext.pipeline.schemas import DOCS, REJECTED
 from webtext.pipeline.stats import Stats
 
-from . import decide, pii, refilter
+from . import decide, optout, pii, refilter
 from . import urls as U
 from .http import header_charset, safe_codec, web_codec
 from .isolate import Isolated
@@ -227,7 +227,8 @@ def paragraph_language(html: str | bytes) -> tuple[str | None, float]:
 
 
 def _records(path: Path):
-    """Yield (content_type, body, target_uri, metadata_dict | None) for every archived response.
+    """Yield (content_type, body, target_uri, metadata_dict | None, http_headers) for every
+    archived response (http_headers: (name, value) pairs, for ``optout.page_optout``).
 
     Read with FastWARC: 2.8x warcio's speed on our segments (7,605 vs 2,670 records/s,
     ``benchmarks/extract_bench.py``); fetch's own tests read the same files back with warcio.
@@ -238,15 +239,16 @@ def _records(path: Path):
                                    parse_http=True):
             if rec.record_type == WarcRecordType.response:
                 ctype = rec.http_headers.get("Content-Type") if rec.http_headers else None
+                headers = rec.http_headers.astuples() if rec.http_headers else []
                 pending[rec.headers.get("WARC-Record-ID")] = (ctype, rec.reader.read(),
-                                                               rec.headers.get("WARC-Target-URI"))
+                                                               rec.headers.get("WARC-Target-URI"), headers)
             else:
                 to = rec.headers.get("WARC-Concurrent-To")
                 if to in pending:
-                    ctype, body, uri = pending.pop(to)
-                    yield ctype, body, uri, json.loads(rec.reader.read())
-    for ctype, body, uri in pending.values():
-        yield ctype, body, uri, None
+                    ctype, body, uri, headers = pending.pop(to)
+                    yield ctype, body, uri, json.loads(rec.reader.read()), headers
+    for ctype, body, uri, headers in pending.values():
+        yield ctype, body, uri, None, headers
 
 
 def _all_records(paths: list[Path]):
@@ -267,8 +269,8 @@ def extract_shard(task: Task) -> Stats:
     pages, early = [], []        # pages with a text; pages rejected before they had one
     settings = (cfg.extractor, cfg.dates, cfg.fallback_share, cfg.fallback_gain)
     with Isolated(cfg.page_timeout_s, cfg.recycle_after, settings) as extract_isolated:
-        for ctype, body, final_url, meta in _all_records(task.inputs):
-            row = _extract_one(ctype, body, final_url, meta, cfg, stats, extract_isolated)
+        for ctype, body, final_url, meta, headers in _all_records(task.inputs):
+            row = _extract_one(ctype, body, final_url, meta, cfg, stats, extract_isolated, headers)
             if row is not None:
                 (early if row.get("reason") else pages).append(row)
             progress.advance(1)
@@ -279,7 +281,11 @@ def extract_shard(task: Task) -> Stats:
         r["num_words"] = len(text.split())
     fields = [f for f in DOCS if f.name != "signals"]
     table = pa.Table.from_pylist(pages, schema=pa.schema(fields))
-    table = table.append_column(DOCS.field("signals"), decide.compute(texts, pii_counts, cfg.short_line_words))
+    optouts = [r.pop("_optout") for r in pages]      # stored among the signals, not as columns
+    for r in early:
+        r.pop("_optout", None)
+    table = table.append_column(DOCS.field("signals"),
+                                decide.compute(texts, pii_counts, cfg.short_line_words, optouts))
     docs, rejected, _ = refilter.split(table, cfg)
     rejected = pa.concat_tables([pa.Table.from_pylist(early, schema=REJECTED),
                                  rejected.select(REJECTED.names).cast(REJECTED)])
@@ -287,9 +293,12 @@ def extract_shard(task: Task) -> Stats:
     return refilter.split_stats(stats, docs, rejected)
 
 
-def _extract_one(ctype, body, final_url, meta, cfg: ExtractConfig, stats: Stats, extractor) -> dict | None:
+def _extract_one(ctype, body, final_url, meta, cfg: ExtractConfig, stats: Stats, extractor,
+                 headers=()) -> dict | None:
     """One archived response -> a page row: with its text, or with the ``reason`` it was
-    rejected before it had one; None (counted) for a response without fetch metadata."""
+    rejected before it had one; None (counted) for a response without fetch metadata. The
+    row's ``_optout`` is its AI opt-out record (``optout.combine``: fetch's robots.txt
+    verdicts and tdmrep.json from the metadata record, the page's headers and markup)."""
     stats.records_in += 1
     if meta is None:
         stats.drop("no_metadata")
@@ -308,6 +317,8 @@ def _extract_one(ctype, body, final_url, meta, cfg: ExtractConfig, stats: Stats,
     if len(body) > cfg.max_html_bytes:
         return {**row, "reason": "html_too_large"}
     html = decode_html(body, ctype, meta.get("charset"))
+    row["_optout"] = optout.combine(meta.get("ai_robots"), meta.get("tdmrep_reserved"), meta.get("tdmrep_policy"),
+                                    optout.page_optout(headers, html, final_url))
     if cfg.langs and cfg.lang_prefilter_score <= 1:
         lang, score = paragraph_language(html)
         if lang is not None and lang not in cfg.langs and score >= cfg.lang_prefilter_score:

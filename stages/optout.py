@@ -29,9 +29,28 @@ import json
 import re
 from urllib.parse import urljoin, urlsplit
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 AI_AGENTS = ("GPTBot", "CCBot", "Google-Extended", "ClaudeBot", "anthropic-ai")
 _AI_LOWER = frozenset(a.lower() for a in AI_AGENTS)
 OPTOUT_KINDS = ("robots", "noai", "tdm")   # the signals that make ai_optout true (noimageai does not: text is kept)
+
+# A document's opt-out record (``combine``), stored among its signals (``stages.decide.SIGNALS``);
+# all null for a page extracted before this record existed.
+_STRINGS = pa.list_(pa.field("element", pa.string()))   # a list as Parquet reads it back
+FIELDS = [
+    pa.field("ai_optout", pa.bool_()),                  # robots, noai or tdm says opt-out
+    pa.field("ai_robots", _STRINGS),                    # AI agents robots.txt disallows; null: not consulted
+    pa.field("noai", pa.bool_()),                       # X-Robots-Tag or robots meta tag
+    pa.field("noimageai", pa.bool_()),                  # recorded only: it does not reserve the text
+    pa.field("tdm_reserved", pa.bool_()),               # TDMRep: meta tag > header > tdmrep.json; null: unset
+    pa.field("tdm_policy", pa.string()),
+    pa.field("licenses", _STRINGS),                     # rel="license" links, absolute
+]
+# extract's counts (stats info) over pages with a text, kept or rejected: every page
+# checked, those opted out, by kind (a page may have several), and those kept in docs/.
+STATS = ("ai_optout_checked", "ai_optout_pages", *(f"ai_optout_{k}" for k in OPTOUT_KINDS), "ai_optout_kept")
 
 SCAN_CHARS = 1 << 20        # HTML characters looked at for meta and link tags (1 MiB)
 MAX_LICENSES = 8            # rel="license" links kept per page
@@ -261,3 +280,24 @@ def combine(ai_robots: list[str] | None, tdmrep_reserved: bool | None, tdmrep_po
     return {"ai_optout": any(kinds.values()), "ai_optout_kinds": [k for k in OPTOUT_KINDS if kinds[k]],
             "ai_robots": ai_robots, "noai": page["noai"], "noimageai": page["noimageai"],
             "tdm_reserved": reserved, "tdm_policy": policy, "licenses": page["licenses"]}
+
+
+def count(kept: pa.Array, rejected: pa.Array) -> dict[str, int]:
+    """``STATS`` from the ``signals`` structs of kept and rejected pages (null structs and
+    records without ``ai_optout`` are not counted)."""
+    out = dict.fromkeys(STATS, 0)
+    for signals, is_kept in ((kept, True), (rejected, False)):
+        if not len(signals) or "ai_optout" not in [f.name for f in signals.type]:
+            continue
+        flag = pc.struct_field(signals, "ai_optout")
+        checked = int(pc.sum(pc.is_valid(flag)).as_py() or 0)
+        opted = int(pc.sum(pc.fill_null(flag, False)).as_py() or 0)
+        out["ai_optout_checked"] += checked
+        out["ai_optout_pages"] += opted
+        out["ai_optout_kept"] += opted if is_kept else 0
+        robots = pc.greater(pc.fill_null(pc.list_value_length(pc.struct_field(signals, "ai_robots")), 0), 0)
+        noai = pc.fill_null(pc.struct_field(signals, "noai"), False)
+        tdm = pc.fill_null(pc.struct_field(signals, "tdm_reserved"), False)
+        for kind, hit in zip(OPTOUT_KINDS, (robots, noai, tdm)):
+            out[f"ai_optout_{kind}"] += int(pc.sum(hit).as_py() or 0)
+    return out

@@ -36,11 +36,12 @@ from webtext.pipeline.io import read_json, read_parquet, sha256_file, write_json
 from webtext.pipeline.schemas import DOCS, REJECTED
 from webtext.pipeline.stats import Stats
 
+from . import optout
 from .decide import decide
 
 # The settings that only decide which pages are kept: not in extract's fingerprint.
 DECISION_KEYS = ("min_words", "min_lang_score", "max_short_line_share", "max_boilerplate_line_share",
-                 "gopher", "rules")
+                 "gopher", "rules", "ai_optout")
 PII_KEYS = ("pii_email", "pii_ip", "pii_phone")
 SCORE = "quality_score"         # stages.classifier's column, kept through a rewrite when present
 
@@ -86,6 +87,9 @@ def split_stats(stats: Stats, docs: pa.Table, rejected: pa.Table) -> Stats:
     for item in rejected.column("reason").value_counts().to_pylist() if rejected.num_rows else []:
         stats.drop(item["values"], item["counts"])
     stats.records_out = docs.num_rows
+    for key, n in optout.count(docs.column("signals").combine_chunks() if docs.num_rows else pa.array([]),
+                               rejected.column("signals").combine_chunks() if rejected.num_rows else pa.array([])).items():
+        stats.info[key] = stats.info.get(key, 0) + n
     if docs.num_rows:
         sig = docs.column("signals").combine_chunks()
         for key in PII_KEYS:
@@ -135,7 +139,8 @@ def _update_record(folder: Path, shard: str, docs: pa.Table, rejected: pa.Table)
     rec_path = layout.done_dir(folder) / f"extract-{shard}.json"
     rec = read_json(rec_path)
     old = Stats.from_dict(rec["stats"])
-    stats = Stats(records_in=old.records_in, info={k: v for k, v in old.info.items() if k not in PII_KEYS})
+    stats = Stats(records_in=old.records_in,
+                  info={k: v for k, v in old.info.items() if k not in PII_KEYS and k not in optout.STATS})
     stats.drop("no_metadata", old.dropped.get("no_metadata", 0))
     split_stats(stats, docs, rejected)
     outs = {}

@@ -355,3 +355,86 @@ def test_combine_precedence_and_kinds():
     page0 = page_optout({"tdm-reservation": "0"}, "")
     assert combine([], True, None, page0)["tdm_reserved"] is False                # the header overrides the file
     assert combine([], None, None, page_optout([], '<meta name="robots" content="noimageai">'))["ai_optout"] is False
+
+
+# --- extract: the recorded fields, and record | drop ----------------------------------------
+
+def _extract(tmp_path, warcs, **cfg):
+    from webtext.pipeline.config import ExtractConfig, to_dict
+    from webtext.pipeline.executor import Task
+    from webtext.stages import extract, refilter
+
+    out = tmp_path / "docs" / "docs-00000.parquet"
+    out.parent.mkdir(exist_ok=True)
+    stats = extract.extract_shard(Task("extract", "00000", extract.extract_shard, warcs,
+                                       [out, refilter.rejected_path(out.parent, "00000")],
+                                       {"extract": to_dict(ExtractConfig(**cfg))}))
+    docs = pq.read_table(out).to_pylist() if out.exists() else []
+    rej_path = refilter.rejected_path(out.parent, "00000")
+    rejected = pq.read_table(rej_path).to_pylist() if rej_path.exists() else []
+    return stats, {d["url"]: d for d in docs}, {r["url"]: r for r in rejected}
+
+
+def test_extract_records_every_signal_per_document(tmp_path, sites):
+    expected = serve(sites)
+    (tmp_path / "warc").mkdir()
+    _, _, warcs = _fetch(tmp_path / "warc", sites, list(expected))
+    stats, docs, rejected = _extract(tmp_path, warcs)
+    assert set(docs) == set(expected) and not rejected            # record: every page is kept
+    for url, (ai_robots, _, noai, noimageai, tdm, licenses, opted) in expected.items():
+        s = docs[url]["signals"]
+        got = (s["ai_robots"], s["noai"], s["noimageai"], s["tdm_reserved"], s["licenses"], s["ai_optout"])
+        assert got == (ai_robots, noai, noimageai, tdm, licenses, opted), url
+    assert docs[f"http://{NEWS}/news/1"]["signals"]["tdm_policy"] == "https://news.example/tdm-policy.json"
+    n_opted = sum(e[-1] for e in expected.values())
+    info = stats.info
+    assert info["ai_optout_checked"] == len(expected) and info["ai_optout_pages"] == n_opted
+    assert info["ai_optout_kept"] == n_opted
+    assert (info["ai_optout_robots"], info["ai_optout_noai"], info["ai_optout_tdm"]) == (1, 2, 5)
+
+
+def test_extract_drop_removes_exactly_the_opted_out_pages(tmp_path, sites):
+    expected = serve(sites)
+    (tmp_path / "warc").mkdir()
+    _, _, warcs = _fetch(tmp_path / "warc", sites, list(expected))
+    stats, docs, rejected = _extract(tmp_path, warcs, ai_optout="drop")
+    opted = {u for u, e in expected.items() if e[-1]}
+    assert set(rejected) == opted and set(docs) == set(expected) - opted
+    assert {r["reason"] for r in rejected.values()} == {"ai_optout"}
+    assert stats.dropped["ai_optout"] == len(opted) and stats.info["ai_optout_kept"] == 0
+
+
+def test_extract_ai_optout_setting_is_checked():
+    from webtext.pipeline.config import ExtractConfig
+    from webtext.pipeline.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="extract.ai_optout must be record or drop"):
+        ExtractConfig(ai_optout="skip")
+
+
+def test_webtext_filter_switches_record_to_drop_without_extracting(tmp_path, sites):
+    """The opt-out record is among the signals: ``webtext filter`` with ai_optout = "drop"
+    moves exactly the opted-out documents to docs/rejected/, and back with "record"."""
+    from webtext.pipeline.report import collect_report, render_html
+    from webtext.stages import extract, refilter
+
+    from conftest import make_context
+
+    expected = serve(sites)
+    (tmp_path / "warc").mkdir()
+    _fetch(tmp_path / "warc", sites, list(expected))
+    first = extract.run(make_context(tmp_path))
+    assert first["out"] == len(expected)
+    opted = {u for u, e in expected.items() if e[-1]}
+    shown = collect_report(tmp_path)["documents"]["ai_optout"]          # the report's opted-out share
+    assert shown == {"mode": "record", "checked": len(expected), "pages": len(opted), "robots": 1, "noai": 2,
+                     "tdm": 5, "kept": len(opted)}
+    assert f"{len(opted)} ({len(opted) / len(expected):.1%}) opted out" in render_html(collect_report(tmp_path))
+    got = refilter.refilter(make_context(tmp_path, extract={"ai_optout": "drop"}))
+    assert got["moved_to_rejected"] == {"ai_optout": len(opted)} and got["docs"] == len(expected) - len(opted)
+    shown = collect_report(tmp_path)["documents"]["ai_optout"]
+    assert (shown["mode"], shown["pages"], shown["kept"]) == ("drop", len(opted), 0)
+    rejected = pq.read_table(refilter.rejected_path(tmp_path / "docs", "00000")).to_pylist()
+    assert {r["url"] for r in rejected} == opted
+    back = refilter.refilter(make_context(tmp_path))
+    assert back["moved_to_docs"] == len(opted) and back["docs"] == len(expected)
