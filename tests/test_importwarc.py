@@ -86,7 +86,7 @@ def test_fetch_imports_pages_from_a_common_crawl_segment_and_extract_keeps_them(
     assert log[urls[0]]["source"] == log[urls[1]]["source"] == "warc"
     assert log[urls[0]]["error"] is None and log[urls[0]]["status"] == 200
     assert log[urls[0]]["archive"] is None and log[urls[0]]["tries"] == 0
-    assert log[urls[1]]["captured_at"] == near
+    assert log[urls[1]]["captured_at"] == datetime.fromtimestamp(near, UTC)     # a timestamp column
     assert log[urls[2]]["error"] == "http_4xx" and log[urls[3]]["source"] == "live"
     assert stats.info["imported_warc"] == 2 and stats.info["import_matched"] == 2
     assert stats.info["import_bad_record"] == 1
@@ -108,7 +108,7 @@ def test_fetch_imports_pages_from_a_common_crawl_segment_and_extract_keeps_them(
     docs = {r["url"]: r for r in pq.read_table(out).to_pylist()}
     assert "no_metadata" not in xstats.dropped
     assert docs[urls[0]]["source"] == docs[urls[1]]["source"] == "warc"
-    assert docs[urls[1]]["captured_at"] == near and docs[urls[3]]["source"] == "live"
+    assert docs[urls[1]]["captured_at"] == datetime.fromtimestamp(near, UTC) and docs[urls[3]]["source"] == "live"
     assert docs[urls[1]]["num_words"] >= 100 and "old copy" not in docs[urls[1]]["text"]
 
 
