@@ -195,7 +195,7 @@ def import_warcs(src: Path, cfg: FetchConfig, segs: WarcSegments, journal: Journ
         return 0
     full = pq.read_table(src)
     ids = pa.array(list(best), full["url_id"].type)
-    rows = {r["url_id"]: r for r in full.filter(pc.is_in(full["url_id"], value_set=ids)).to_pylist()}
+    rows = {r["url_id"]: r for r in unix_seconds(full.filter(pc.is_in(full["url_id"], value_set=ids))).to_pylist()}
     del full
     imported = 0
     for i, path in enumerate(files):            # pass 2: write the chosen records
