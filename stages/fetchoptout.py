@@ -10,7 +10,7 @@ this module only gathers what it needs during the crawl).
   timeouts and retries. Any answer other than a 2xx (404 above all) means no file: the
   host reserves nothing there. A file that is no JSON array is counted
   (``tdmrep_invalid``) and read as no file. The parsed file is kept for the crawl;
-  hosts stay in one fetch task (``fetch.split_by_site``), so each is asked once.
+  hosts stay in one fetch task (``frontier.split_by_site``), so each is asked once.
 
 Pages recovered from web archives or imported from WARC files get none of these (null):
 no live answer of their host was asked for.

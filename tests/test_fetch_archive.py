@@ -74,6 +74,9 @@ def test_dead_404_recovered_from_commoncrawl(tmp_path, loopback_web, archives):
     assert (row["source"], row["captured_at"], row["archive"]) == ("commoncrawl", _ts(T0 + 3600), "recovered")
     assert row["bytes"] == len(PAGE) and row["charset"] == "utf-8"
     assert stats.info["recovered_commoncrawl"] == 1 and stats.records_out == 1
+    # AI opt-outs: a recovered page's host was not asked (no tdmrep.json request, null columns)
+    assert row["ai_robots"] is None and row["tdmrep_reserved"] is None
+    assert "/.well-known/tdmrep.json" not in [p for p, _ in loopback_web.log]
     recs = records(warcs)[url]
     assert set(recs) == {"response", "metadata"}                  # no request webtext never sent
     headers, http, body = recs["response"]
