@@ -2,7 +2,7 @@
 
 Precedence: dataclass defaults < ``webtext.toml`` section < CLI flags. Unknown keys and
 wrong types are rejected with a message naming the section and key. The effective
-config of a stage is saved as ``<stage folder>/_config.json``.
+config of a stage is saved as ``<stage folder>/_meta/config.json``.
 """
 
 from __future__ import annotations

@@ -3,9 +3,9 @@
 YAML front matter for the Hugging Face Hub and ``datasets``: ``configs`` with one
 ``data_files`` entry per split naming its files, so ``datasets.load_dataset(OUT)``
 loads exactly those splits; ``license: other`` with a note. The Markdown body reports
-the corpus version, the funnel (each stage's in/out/dropped from ``_stats.json``), the
+the corpus version, the funnel (each stage's in/out/dropped from ``_meta/stats.json``), the
 decontamination overlap report (``clean/_overlap.json``), the sources and dates, the
-filters and their settings (each stage's ``_config.json``), licensing notes and how to
+filters and their settings (each stage's ``_meta/config.json``), licensing notes and how to
 request removal.
 """
 

@@ -1,6 +1,6 @@
 """The funnel: records into and out of every stage, with drop reasons.
 
-Reads each stage's ``_stats.json`` and the training runs' ``summary.json`` from a work
+Reads each stage's ``_meta/stats.json`` and the training runs' ``summary.json`` from a work
 directory. ``webtext report`` and ``webtext demo`` print it; ``report --json`` writes it.
 """
 

@@ -8,7 +8,7 @@ documents already in the corpus, and shard adds a corpus version holding only th
 documents (see each stage's docs).
 
 The run diff (``refresh/diff-NNNNN.json``, and ``refresh/latest.json``) compares every
-stage's ``_stats.json`` before and after: records in and out and drops by reason added by
+stage's ``_meta/stats.json`` before and after: records in and out and drops by reason added by
 this run, new URLs, documents and tokens, duplicates and contamination found, the
 corpus version, and the wall time per stage. A summary is printed.
 

@@ -2,7 +2,7 @@
 
 ``reports/report.html`` embeds its plots (matplotlib, PNG, base64) and styles, and
 references no external URL. A header gives the generation time (UTC), the work directory
-and each stage's ``_config.json``. Every plot is built in ``pipeline.reportplots`` (axes
+and each stage's ``_meta/config.json``. Every plot is built in ``pipeline.reportplots`` (axes
 labelled with units, alt text with its numbers). Sections appear when their data exists:
 the funnel (a panel per stage in its own units, and each stage's drops by reason), sources
 (domains, subreddits, karma, submissions per month), fetch (status classes, errors,
@@ -327,9 +327,9 @@ def _header(meta: dict) -> str:
         lines.append(f"[{name}]")
         lines += [f"{k} = {json.dumps(v)}" for k, v in values.items()]
         lines.append("")
-    config = (f"<details><summary>config (from each stage's <code>_config.json</code>: "
+    config = (f"<details><summary>config (from each stage's <code>_meta/config.json</code>: "
               f"{html.escape(', '.join(cfg))})</summary><pre>{html.escape(chr(10).join(lines))}</pre></details>"
-              if cfg else "<p>config: no stage has written a <code>_config.json</code></p>")
+              if cfg else "<p>config: no stage has written a <code>_meta/config.json</code></p>")
     return (f"<header><h1>webtext report</h1><p>generated {html.escape(meta.get('generated_utc', ''))}</p>"
             f"<p>work directory <code>{html.escape(meta.get('workdir', ''))}</code>"
             + (f" (local scratch <code>{html.escape(meta['scratch'])}</code>)" if meta.get("scratch") else "")

@@ -2,7 +2,7 @@
 
 Every record a stage reads ends up either in its output (``out``) or under exactly one
 drop reason (``dropped[reason]``). ``info`` holds numbers that are not records (bytes,
-tokens, parameters). Per-shard stats are merged into the stage's ``_stats.json``.
+tokens, parameters). Per-shard stats are merged into the stage's ``_meta/stats.json``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """``webtext status``: one screen about a work directory, read-only.
 
-Stages done (from each stage's ``_stats.json``: records out, tasks, when), the corpus
+Stages done (from each stage's ``_meta/stats.json``: records out, tasks, when), the corpus
 versions in ``tokens/manifest.json``, the last runs from the state database, the last
 refresh diff, the lock (free, held by a live process, or stale), and the training runs.
 Works on an empty, a partial and a complete work directory; it never creates one.
