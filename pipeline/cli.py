@@ -705,7 +705,7 @@ def remove(
         with _lock("remove", ctx):
             added = sum(ctx.state.add_takedown(t.key, t.value, reason, t.kind) for t in wanted)
             console.print(f"{added} takedown(s) recorded ({len(wanted) - added} already known)")
-            version = {}
+            version, purged = {}, {}
             if apply and (G.workdir / "tokens" / "manifest.json").exists():
                 from .run import run_stage
 
@@ -720,6 +720,7 @@ def remove(
 
                 every = [Takedown(t["kind"], t["url"]) for t in ctx.state.takedowns()]
                 res = purge_pages(ctx.workdir, every, all_versions=all_versions, log=ctx.log)
+                purged = {"purge": res.as_dict()}
                 old = res.kept_in_old_versions
                 if old:
                     console.print(f"{len(old)} token shard(s) of earlier corpus versions still hold the page(s): "
@@ -728,7 +729,7 @@ def remove(
         ctx.close()
     if _json(as_json):          # the lines above went to stderr; the result, to stdout
         emit({"takedowns": [{"kind": t.kind, "value": t.value} for t in wanted], "recorded": added,
-              "already_known": len(wanted) - added, **version}, [], True)
+              "already_known": len(wanted) - added, **version, **purged}, [], True)
 
 
 @app.command()

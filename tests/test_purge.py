@@ -142,16 +142,22 @@ def test_purge_leaves_no_trace_and_a_working_directory(demo_run, tmp_path):
     # the other scheme's URL: http and https are one page
     url = doc["url"]
     other = ("https://" + url[7:]) if url.startswith("http://") else ("http://" + url[8:])
-    r = _webtext(work, "remove", "--url", other, "--purge")
+    r = _webtext(work, "remove", "--url", other, "--purge", "--json")
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "earlier corpus version" in r.stderr + r.stdout          # v1's shards still hold it, and it says so
+    assert "earlier corpus version" in r.stderr                     # v1's shards still hold it, and it says so
+    purged = json.loads(r.stdout)["purge"]
+    assert purged["documents"] == 1 and purged["warc_records"] >= 2   # the response and its request at least
+    assert purged["rows"]["docs"] >= 1 and purged["rows"]["clean"] >= 1 and purged["kept_in_old_versions"]
+    assert any("nanogpt" in k for k in purged["kept_in_old_versions"]) and purged["report_rewritten"]
     after = _scan(work, sentences)
     assert after and all(k.startswith("tokens/") for k in after), after
     manifest = json.loads((work / "tokens" / "manifest.json").read_text())
     assert len(manifest["versions"]) >= 2
 
-    r = _webtext(work, "remove", "--url", other, "--purge", "--all-versions")
+    r = _webtext(work, "remove", "--url", other, "--purge", "--all-versions", "--json")
     assert r.returncode == 0, r.stderr[-3000:]
+    purged = json.loads(r.stdout)["purge"]
+    assert purged["nanogpt"] and purged["token_files"] and not purged["kept_in_old_versions"]
     assert _scan(work, sentences) == {}
     _warc_ok(work)
     warc_digests = {p.name: p.read_bytes() for p in (work / "warc").rglob("*.warc.gz")}
