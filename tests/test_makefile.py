@@ -2,6 +2,7 @@
 wheel; on a stock Linux machine PyPI's CUDA build), PyTorch's CPU index with TORCH_INDEX or
 setup-cpu, and a last line naming the build. Checked with `make -n` (nothing is installed)."""
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -15,7 +16,11 @@ pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="no make pr
 
 
 def dry_run(*args) -> list[str]:
-    r = subprocess.run(["make", "-n", "-B", *args], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    # as a user runs it: not under `make test`'s own make (whose MAKEFLAGS and MAKELEVEL would
+    # add "make[1]: Entering directory" lines)
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS", "MAKEOVERRIDES")}
+    r = subprocess.run(["make", "--no-print-directory", "-n", "-B", *args], cwd=ROOT, capture_output=True,
+                       text=True, timeout=60, env=env)
     assert r.returncode == 0, r.stderr
     return r.stdout.splitlines()
 
