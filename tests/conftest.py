@@ -184,6 +184,22 @@ class _QuietServer(ThreadingHTTPServer):
         pass
 
 
+class LoopbackHandler(BaseHTTPRequestHandler):
+    """An HTTP/1.1 handler that logs nothing and answers with ``respond``."""
+    protocol_version = "HTTP/1.1"
+
+    def respond(self, status: int, headers: dict, body: bytes) -> None:
+        self.send_response(status)
+        for k, v in headers.items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *a):
+        pass
+
+
 class LoopbackServer:
     """A real threaded HTTP server on 127.0.0.1 (a random port) running ``handler``."""
 

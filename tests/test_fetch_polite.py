@@ -9,7 +9,6 @@ import socket
 import threading
 import time
 from email.utils import formatdate
-from http.server import BaseHTTPRequestHandler
 
 import aiohttp
 import pyarrow as pa
@@ -19,7 +18,7 @@ from warcio.archiveiterator import ArchiveIterator
 from webtext.stages import fetch
 from webtext.stages import urls as U
 
-from conftest import LoopbackServer, run_fetch, url_table
+from conftest import LoopbackHandler, LoopbackServer, run_fetch, url_table
 
 PAGE = b"<html><head><title>T</title></head><body><p>" + b"word " * 200 + b"</p></body></html>"
 HTML = {"Content-Type": "text/html; charset=utf-8"}
@@ -38,8 +37,7 @@ class Web(LoopbackServer):
         self.in_flight = self.max_in_flight = 0
         lock, web = threading.Lock(), self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+        class Handler(LoopbackHandler):
 
             def do_GET(self):  # noqa: N802
                 path = self.path
@@ -55,15 +53,7 @@ class Web(LoopbackServer):
                 time.sleep(delay)
                 with lock:
                     web.in_flight -= 1    # before the answer: the client may send the next at once
-                self.send_response(status)
-                for k, v in (headers() if callable(headers) else headers).items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *a):
-                pass
+                self.respond(status, headers() if callable(headers) else headers, body)
 
         self.start(Handler)
 

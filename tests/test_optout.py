@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler
 
 import pyarrow.parquet as pq
 import pytest
@@ -18,7 +17,7 @@ from webtext.pipeline.demoweb import docstring_paragraphs
 from webtext.stages.fetchoptout import TDMREP_PATH
 from webtext.stages.optout import (AI_AGENTS, combine, page_optout, parse_tdmrep, robots_verdicts, tdmrep_lookup)
 
-from conftest import LoopbackServer, run_fetch, url_table
+from conftest import LoopbackHandler, LoopbackServer, run_fetch, url_table
 
 HTML = {"Content-Type": "text/html; charset=utf-8"}
 TEXT = {"Content-Type": "text/plain"}
@@ -41,8 +40,7 @@ class Sites(LoopbackServer):
         self.log: list[tuple[str, str]] = []
         lock, web = threading.Lock(), self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+        class Handler(LoopbackHandler):
 
             def do_GET(self):  # noqa: N802
                 host, path = self.headers.get("Host", ""), self.path
@@ -51,15 +49,7 @@ class Sites(LoopbackServer):
                 with lock:
                     web.log.append((host, path))
                 status, headers, body = web.routes.get((host, path), (404, TEXT, b"not found"))
-                self.send_response(status)
-                for k, v in headers.items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *a):
-                pass
+                self.respond(status, headers, body)
 
         self.start(Handler)
 
