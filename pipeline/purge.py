@@ -83,14 +83,15 @@ def purge(workdir: Path, takedowns: list[Takedown], all_versions: bool = False, 
     m = Matcher(takedowns)
     if not m:
         return res
-    ids = _covered_ids(workdir, takedowns, m)
-    res.documents = len(_present_doc_ids(workdir, ids))
-    offsets = _purge_warc(workdir, m, ids, res)
+    docs = set(matching_docs(_doc_tables(workdir), takedowns)[0])     # the covered documents present
+    res.documents = len(docs)
+    ids = _covered_ids(workdir, m, docs)
+    offsets, log_hits = _purge_warc(workdir, m, ids, res)
     for folder in PURGED_FOLDERS:
         base = workdir / folder
         files = _fetchlogs(base) if folder == "warc" else sorted(base.rglob("*.parquet")) if base.is_dir() else []
         for p in files:
-            _purge_parquet(p, m, ids, offsets.get, res, folder)
+            _purge_parquet(p, m, ids, offsets.get, res, folder, log_hits.get(p))
     _purge_tokens(workdir / "tokens", ids, all_versions, res)
     if res.warc_files or res.rows.get("warc"):
         _update_fetch_records(workdir / "warc", res)
@@ -117,26 +118,16 @@ def _doc_tables(workdir: Path) -> list[Path]:
     return out
 
 
-def _covered_ids(workdir: Path, takedowns: list[Takedown], m: Matcher) -> set[str]:
-    """doc_ids (= url_ids) of every covered document, and the url_ids of covered URLs
-    anywhere (urls/, the fetch log), both scheme variants of a ``url`` takedown included."""
-    ids = set(m.url_ids())
-    ids.update(matching_docs(_doc_tables(workdir), takedowns)[0])
+def _covered_ids(workdir: Path, m: Matcher, docs: set[str]) -> set[str]:
+    """doc_ids (= url_ids) of every covered document (``docs``), and the url_ids of covered
+    URLs anywhere (urls/), both scheme variants of a ``url`` takedown included."""
+    ids = set(m.url_ids()) | docs
     for p in sorted((workdir / "urls").glob("*.parquet")) if (workdir / "urls").is_dir() else []:
         t = pq.read_table(p, columns=[c for c in ("url_id", "url", "domain") if c in pq.read_schema(p).names])
         if "url_id" in t.column_names and "url" in t.column_names:
             hit = m.mask(t["url"], t["domain"] if "domain" in t.column_names else None)
             ids.update(t["url_id"].filter(pa.array(hit)).to_pylist())
     return ids
-
-
-def _present_doc_ids(workdir: Path, ids: set[str]) -> set[str]:
-    found: set[str] = set()
-    want = pa.array(sorted(ids), pa.string())
-    for p in _doc_tables(workdir):
-        col = pq.read_table(p, columns=["doc_id"])["doc_id"]
-        found.update(col.filter(pc.is_in(col, value_set=want)).to_pylist())
-    return found
 
 
 def _row_mask(t: pa.Table, m: Matcher, ids: set[str]) -> np.ndarray:
@@ -156,8 +147,10 @@ def _row_mask(t: pa.Table, m: Matcher, ids: set[str]) -> np.ndarray:
         valid = pc.is_valid(col).to_numpy(zero_copy_only=False)
         if not valid.any():
             continue
-        raw = col.to_pylist()
-        norm = pa.array([(U.normalize(u) or u) if u is not None else "" for u in raw], pa.string())
+        if c == "url":          # already normalized (the stages' contract)
+            norm = pc.fill_null(col, "")
+        else:                   # a raw form: normalized as takedowns compare URLs
+            norm = pa.array([(U.normalize(u) or u) if u is not None else "" for u in col.to_pylist()], pa.string())
         hit |= m.mask(norm, host if c == "url" else None) & valid
     return hit
 
@@ -168,16 +161,21 @@ def _fetchlogs(warc_dir: Path) -> list[Path]:
     return [p for p in sorted(warc_dir.rglob("*.parquet")) if {"warc_file", "warc_offset", "url"} <= set(pq.read_schema(p).names)]
 
 
-def _purge_warc(workdir: Path, m: Matcher, ids: set[str], res: PurgeResult) -> dict[str, dict[int, int]]:
+def _purge_warc(workdir: Path, m: Matcher, ids: set[str],
+                res: PurgeResult) -> tuple[dict[str, dict[int, int]], dict[Path, np.ndarray]]:
     """Rewrite the WARC segments holding covered records; returns per rewritten file (its
-    name) the new offset of each record that stayed (old offset -> new)."""
+    name) the new offset of each record that stayed (old offset -> new), and per fetch log
+    its covered rows (read once, for ``_purge_parquet`` too)."""
     warc_dir = workdir / "warc"
     if not warc_dir.is_dir():
-        return {}
+        return {}, {}
     pointed: dict[str, set[int]] = {}           # warc file name -> offsets the fetch log gives covered URLs
+    hits: dict[Path, np.ndarray] = {}
     for p in _fetchlogs(warc_dir):
-        t = pq.read_table(p)
-        hit = _row_mask(t, m, ids)
+        names = pq.read_schema(p).names
+        t = pq.read_table(p, columns=[c for c in (*ID_COLUMNS, *URL_COLUMNS, "domain", "warc_file", "warc_offset")
+                                      if c in names])
+        hit = hits[p] = _row_mask(t, m, ids)
         for f, o in zip(t["warc_file"].filter(pa.array(hit)).to_pylist(), t["warc_offset"].filter(pa.array(hit)).to_pylist()):
             if f is not None and o is not None:
                 pointed.setdefault(Path(f).name, set()).add(int(o))
@@ -186,7 +184,7 @@ def _purge_warc(workdir: Path, m: Matcher, ids: set[str], res: PurgeResult) -> d
         new = _rewrite_warc(p, m, pointed.get(p.name, set()), res)
         if new is not None:
             moved[p.name] = new
-    return moved
+    return moved, hits
 
 
 def _rewrite_warc(path: Path, m: Matcher, pointed: set[int], res: PurgeResult) -> dict[int, int] | None:
@@ -242,7 +240,10 @@ def _rewrite_warc(path: Path, m: Matcher, pointed: set[int], res: PurgeResult) -
 
 # -- Parquet ---------------------------------------------------------------------------
 
-def _purge_parquet(path: Path, m: Matcher, ids: set[str], moved, res: PurgeResult, folder: str) -> None:
+def _purge_parquet(path: Path, m: Matcher, ids: set[str], moved, res: PurgeResult, folder: str,
+                   hit: np.ndarray | None = None) -> None:
+    """Drop the covered rows of one Parquet file (``hit``: already known), and move a fetch
+    log's ``warc_offset`` with its rewritten segments (``moved``)."""
     pf = pq.ParquetFile(path)
     names = pf.schema_arrow.names
     cols = [c for c in (*ID_COLUMNS, *URL_COLUMNS, "domain") if c in names]
@@ -251,7 +252,8 @@ def _purge_parquet(path: Path, m: Matcher, ids: set[str], moved, res: PurgeResul
     if not cols:
         return
     t = pf.read(columns=cols)
-    hit = _row_mask(t, m, ids)
+    if hit is None:
+        hit = _row_mask(t, m, ids)
     relocate = "warc_file" in cols and any(moved(Path(f).name) for f in set(t["warc_file"].to_pylist()) if f)
     if not hit.any() and not relocate:
         return
