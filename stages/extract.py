@@ -282,8 +282,6 @@ def extract_shard(task: Task) -> Stats:
     fields = [f for f in DOCS if f.name != "signals"]
     table = pa.Table.from_pylist(pages, schema=pa.schema(fields))
     optouts = [r.pop("_optout") for r in pages]      # stored among the signals, not as columns
-    for r in early:
-        r.pop("_optout", None)
     table = table.append_column(DOCS.field("signals"),
                                 decide.compute(texts, pii_counts, cfg.short_line_words, optouts))
     docs, rejected, _ = refilter.split(table, cfg)
@@ -296,8 +294,8 @@ def extract_shard(task: Task) -> Stats:
 def _extract_one(ctype, body, final_url, meta, cfg: ExtractConfig, stats: Stats, extractor,
                  headers=()) -> dict | None:
     """One archived response -> a page row: with its text, or with the ``reason`` it was
-    rejected before it had one; None (counted) for a response without fetch metadata. The
-    row's ``_optout`` is its AI opt-out record (``optout.combine``: fetch's robots.txt
+    rejected before it had one; None (counted) for a response without fetch metadata. A row
+    with a text has ``_optout``, its AI opt-out record (``optout.combine``: fetch's robots.txt
     verdicts and tdmrep.json from the metadata record, the page's headers and markup)."""
     stats.records_in += 1
     if meta is None:
@@ -317,8 +315,6 @@ def _extract_one(ctype, body, final_url, meta, cfg: ExtractConfig, stats: Stats,
     if len(body) > cfg.max_html_bytes:
         return {**row, "reason": "html_too_large"}
     html = decode_html(body, ctype, meta.get("charset"))
-    row["_optout"] = optout.combine(meta.get("ai_robots"), meta.get("tdmrep_reserved"), meta.get("tdmrep_policy"),
-                                    optout.page_optout(headers, html, final_url))
     if cfg.langs and cfg.lang_prefilter_score <= 1:
         lang, score = paragraph_language(html)
         if lang is not None and lang not in cfg.langs and score >= cfg.lang_prefilter_score:
@@ -336,7 +332,11 @@ def _extract_one(ctype, body, final_url, meta, cfg: ExtractConfig, stats: Stats,
         return {**row, "reason": "extract_empty"}
     text = normalize_text(got.text)
     lang, score = detect_language(text)
-    return {**row, "text": text, "lang": lang, "lang_score": score, "num_words": len(text.split())}
+    # the opt-outs are stored among the signals, which only a page with a text has; the
+    # word count comes after PII handling (extract_shard)
+    opt = optout.combine(meta.get("ai_robots"), meta.get("tdmrep_reserved"), meta.get("tdmrep_policy"),
+                         optout.page_optout(headers, html, final_url))
+    return {**row, "text": text, "lang": lang, "lang_score": score, "_optout": opt}
 
 
 def archived_pages(log: Path) -> int:
