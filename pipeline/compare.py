@@ -242,8 +242,8 @@ def match_shard(path: Path) -> dict:
             keep = j >= (lowest - ESTIMATE_MARGIN if cfg.verify == "exact" else lowest)
             c, r, j = c[keep], r[keep], j[keep]
             if cfg.verify == "exact" and len(c):
-                cs = dict(zip(np.unique(c).tolist(), shingle_sets(text.take(pa.array(np.unique(c))).to_pylist(),
-                                                                   p["shingle_words"])))
+                uc = np.unique(c)
+                cs = dict(zip(uc.tolist(), shingle_sets(text.take(pa.array(uc)).to_pylist(), p["shingle_words"])))
                 ur = np.unique(r).tolist()
                 rs = dict(zip(ur, shingle_sets([read_text(f, int(ref.offsets[i])) for i in ur], p["shingle_words"])))
                 j = np.array([jaccard(cs[a], rs[b]) for a, b in zip(c.tolist(), r.tolist())])

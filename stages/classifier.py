@@ -42,6 +42,8 @@ from scipy.special import expit
 from webtext.pipeline.errors import ConfigError, MissingInputError
 from webtext.pipeline.io import atomic_path, read_json, write_json
 
+from .ngrams import _mix64
+
 SCORE = "quality_score"
 VECTORIZER, WEIGHTS, INFO = "vectorizer.json", "weights.npz", "classifier.json"
 BATCH = 1024                    # documents hashed at once: the text held in memory
@@ -156,10 +158,8 @@ def texts(srcs: list[Source], sample: dict[Path, np.ndarray] | None = None) -> I
 
 def _mix(x: np.ndarray, seed: int) -> np.ndarray:
     """splitmix64 (Steele, Lea and Flood 2014) of uint64 ``x``: 64 well-mixed bits per integer."""
-    z = x + np.uint64(((seed + 1) * 0x9E3779B97F4A7C15) % 2**64)
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return z ^ (z >> np.uint64(31))
+    with np.errstate(over="ignore"):
+        return _mix64(x + np.uint64(((seed + 1) * 0x9E3779B97F4A7C15) % 2**64))
 
 
 def sample_rows(srcs: list[Source], cap: int, seed: int) -> dict[Path, np.ndarray] | None:

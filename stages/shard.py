@@ -306,7 +306,6 @@ def export_nanogpt(out: Path, files: list[tuple[str, Path]], dtype: str) -> dict
     return sizes
 
 
-_versions = versions_of      # the manifest's versions (a manifest from before versions is version 1)
 
 
 def _totals(entries: list[dict]) -> dict:
@@ -348,7 +347,7 @@ def write_manifest(out: Path, files: dict[str, dict], versions: list[dict], spec
 def select_version(manifest: dict, version: int = 0) -> dict:
     """The manifest as of ``version`` (0 = latest): its ``shards``, ``totals`` and ``folder``
     (None in the old flat layout). A version that gc removed is an error."""
-    versions = _versions(manifest)
+    versions = versions_of(manifest)
     if not version or not versions or version == versions[-1]["version"]:
         return {**manifest, "folder": versions[-1].get("folder") if versions else None}
     found = [v for v in versions if v["version"] == version]
@@ -464,7 +463,7 @@ def run(ctx: Context, export: str | None = None) -> dict:
     tokenized = run_phase(ctx, out, "tokenize", [
         Task("tokenize", shard_id(s), tokenize_part, [s], [p], base, units="tokens") for s, p in zip(inputs, parts)
     ])
-    versions = _versions(prev)
+    versions = versions_of(prev)
     files: dict[str, dict] = dict(prev.get("shard_files") or {x["file"]: x for x in prev["shards"]}) if prev else {}
     idx = [_part_index(p) for p in ctx.materialize(parts)]     # (bucket work directory: read here)
     live = live_masks([k for k, _, _ in idx])
