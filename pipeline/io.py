@@ -63,6 +63,16 @@ def write_json(path: Path, obj) -> None:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
+def write_text_if_changed(path: Path, text: str) -> bool:
+    """Write ``text`` to ``path`` atomically unless the file already holds it (a dataset
+    card rewritten by every run keeps its time and bytes); returns whether it wrote."""
+    if path.exists() and path.read_text() == text:
+        return False
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return True
+
+
 def read_json(path: Path):
     return json.loads(Path(path).read_text())
 

@@ -28,7 +28,7 @@ import os
 import shutil
 from pathlib import Path
 
-from .io import atomic_path, read_json, write_json
+from .io import read_json, write_json, write_text_if_changed
 
 META = "_meta"
 
@@ -127,14 +127,8 @@ def write_card(folder: Path) -> Path | None:
                              extra_text=_EXTRA_TEXT.get(folder.name, ""),
                              schema="fetchlog" if folder.name == "warc" else folder.name)
     card = folder / CARD
-    if not card.exists() or card.read_text() != text:
-        _write_text(card, text)
+    write_text_if_changed(card, text)
     return card
-
-
-def _write_text(path: Path, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
 
 
 def meta_dir(folder: Path) -> Path:

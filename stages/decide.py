@@ -112,13 +112,6 @@ def rule_names() -> list[str]:
     return [*CHECKS, *LINE_RULES, *signals.RULES, PARETO]
 
 
-def enabled_rules(cfg) -> list[str]:
-    """The rules ``decide`` applies under ``cfg`` (checks excluded), in order."""
-    out = [n for n in LINE_RULES if _setting(cfg, n, "enabled", True)]
-    out += [r.name for r in signal_rules(cfg.rules, cfg.gopher) if r.enabled]
-    return out + ([PARETO] if _setting(cfg, PARETO, "enabled", False) else [])
-
-
 def decide(table: pa.Table, cfg, has_score: bool | None = None) -> pa.Array:
     """The drop reason of each row (see the module docstring); null to keep."""
     n = table.num_rows

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from webtext.pipeline.io import atomic_path
+from webtext.pipeline.io import write_text_if_changed
 
 from .tokenlayout import LINK, NANOGPT, versions_of
 
@@ -99,8 +99,5 @@ versions (never one a run under `runs/` was trained on, unless `--force`).
 
 def write_card(tokens: Path, manifest: dict) -> Path:
     path = Path(tokens) / "README.md"
-    text = card_text(Path(tokens), manifest)
-    if not path.exists() or path.read_text() != text:
-        with atomic_path(path) as tmp:
-            tmp.write_text(text)
+    write_text_if_changed(path, card_text(Path(tokens), manifest))
     return path
